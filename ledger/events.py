@@ -1,0 +1,416 @@
+"""The event catalogue: one frozen dataclass per event, grouped by topic (see docs/events.md).
+
+These classes are the single source of truth; their Avro schemas are derived by
+``schemas.avro`` and exported to ``schemas/avro/*.avsc``.  Evolve an event by adding a field with
+a default (BACKWARD compatible); the registry refuses anything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from ledger.money import Money
+from ledger.dimensions import Dimension
+from ledger.envelope import Envelope, doc
+
+
+class DisputeOutcome(StrEnum):
+    WON = "WON"
+    LOST = "LOST"
+
+
+class ChargingState(StrEnum):
+    """OCPP 2.0.1 ChargingStateEnumType (1.6 status notifications are mapped onto it)."""
+
+    Charging = "Charging"
+    EVConnected = "EVConnected"
+    SuspendedEV = "SuspendedEV"
+    SuspendedEVSE = "SuspendedEVSE"
+    Idle = "Idle"
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueLine:
+    """One tariff dimension of a priced amount, split into net and VAT."""
+
+    dimension: Dimension = doc("Tariff dimension: ENERGY, TIME, PARKING_TIME, FLAT or RESERVATION")
+    amount_excl_vat: int = doc("Net amount in minor units of the enclosing currency")
+    vat_amount: int = doc("VAT in minor units of the enclosing currency")
+    vat_rate: str | None = doc("VAT rate in percent as a decimal string; null when the tariff gives none", default=None)
+    quantity: str | None = doc("Billed quantity as a decimal string (kWh, hours or 1 for FLAT)", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class SampledValue:
+    """One sampled value of an OCPP MeterValue, as the station sent it (normalized downstream)."""
+
+    value: str = doc("The value as sent: OCPP 1.6 sends a string, 2.0.1 a number (kept as its text)")
+    measurand: str | None = doc("OCPP measurand; null means Energy.Active.Import.Register", default=None)
+    unit: str | None = doc("Unit of measure (Wh, kWh, W, kW, A, ...); null means the measurand's default", default=None)
+    multiplier: int | None = doc("OCPP 2.0.1 unitOfMeasure.multiplier: value x 10^multiplier", default=None)
+    phase: str | None = doc("Phase (L1, L2, L3, N, L1-N, ...); null for the total", default=None)
+    context: str | None = doc("Reading context (Sample.Periodic, Transaction.Begin, ...)", default=None)
+
+
+# ---------------------------------------------------------------- payments.events (key: payment_id)
+@dataclass(frozen=True, slots=True)
+class PaymentAuthorized:
+    """A provider placed a hold (pre-authorization) on the customer's payment method."""
+
+    envelope: Envelope = doc("Event metadata")
+    payment_id: str = doc("evledger payment id; the topic key")
+    provider: str = doc("Provider holding the authorization: sandbox, stripe or braintree")
+    provider_reference: str = doc("Provider's id for the authorization (PaymentIntent / transaction id)")
+    amount: Money = doc("Amount held")
+    payment_method: str = doc("Payment method type: card, wallet, rfid_account, ...")
+    session_id: str | None = doc("Charging session the hold is for", default=None)
+    station_id: str | None = doc("Charging station", default=None)
+    expires_at: datetime | None = doc("When the provider releases the hold by itself", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationIncremented:
+    """An existing hold was raised (incremental authorization)."""
+
+    envelope: Envelope = doc("Event metadata")
+    payment_id: str = doc("evledger payment id; the topic key")
+    amount: Money = doc("The increment (not the new total)")
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentCaptured:
+    """Money moved from the hold into provider clearing; revenue and VAT are recognized."""
+
+    envelope: Envelope = doc("Event metadata")
+    payment_id: str = doc("evledger payment id; the topic key")
+    capture_id: str = doc("Id of this capture; equals the instruction's event id when it came from one")
+    amount: Money = doc("Amount captured (incl. VAT)")
+    lines: list[RevenueLine] = doc("Revenue by tariff dimension; sums to amount")
+    final: bool = doc("True when the rest of the hold is to be released")
+    provider: str = doc("Provider that captured")
+    provider_reference: str | None = doc("Provider's id for the capture / charge", default=None)
+    fee: Money | None = doc("Provider fee for this capture, when known", default=None)
+    station_id: str | None = doc("Charging station the revenue belongs to", default=None)
+    country: str | None = doc("ISO 3166-1 alpha-2 country of supply (VAT jurisdiction)", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureFailed:
+    """A capture instruction could not be carried out."""
+
+    envelope: Envelope = doc("Event metadata")
+    payment_id: str = doc("evledger payment id; the topic key")
+    amount: Money = doc("Amount that was to be captured")
+    reason_code: str = doc("Stable reason code")
+    detail: str = doc("Human-readable detail")
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentVoided:
+    """The hold was released without capture."""
+
+    envelope: Envelope = doc("Event metadata")
+    payment_id: str = doc("evledger payment id; the topic key")
+    reason: str | None = doc("Why it was voided", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationExpired:
+    """The provider dropped the hold because it was not captured in time."""
+
+    envelope: Envelope = doc("Event metadata")
+    payment_id: str = doc("evledger payment id; the topic key")
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRefunded:
+    """Captured money was returned to the customer."""
+
+    envelope: Envelope = doc("Event metadata")
+    payment_id: str = doc("evledger payment id; the topic key")
+    refund_id: str = doc("Id of this refund")
+    amount: Money = doc("Amount refunded (incl. VAT)")
+    lines: list[RevenueLine] = doc("Revenue reversed by dimension; empty means pro rata to the captures", default_factory=list)
+    provider_reference: str | None = doc("Provider's id for the refund", default=None)
+    reason: str | None = doc("Why", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundFailed:
+    """A refund instruction could not be carried out."""
+
+    envelope: Envelope = doc("Event metadata")
+    payment_id: str = doc("evledger payment id; the topic key")
+    refund_id: str = doc("Id of the refund that failed")
+    amount: Money = doc("Amount that was to be refunded")
+    reason_code: str = doc("Stable reason code")
+    detail: str = doc("Human-readable detail")
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeOpened:
+    """The cardholder disputed a captured payment (chargeback)."""
+
+    envelope: Envelope = doc("Event metadata")
+    payment_id: str = doc("evledger payment id; the topic key")
+    dispute_id: str = doc("Provider's dispute id")
+    amount: Money = doc("Amount disputed (withdrawn by the provider)")
+    reason: str | None = doc("Network reason (fraudulent, duplicate, ...)", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeResolved:
+    """A dispute ended: WON returns the money, LOST makes it a loss."""
+
+    envelope: Envelope = doc("Event metadata")
+    payment_id: str = doc("evledger payment id; the topic key")
+    dispute_id: str = doc("Provider's dispute id")
+    outcome: DisputeOutcome = doc("WON or LOST")
+    amount: Money = doc("Amount the outcome concerns")
+
+
+# ---------------------------------------------------------------- sessions.events (key: session_id)
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    """A charging transaction began at a connector."""
+
+    envelope: Envelope = doc("Event metadata")
+    session_id: str = doc("evledger session id; the topic key")
+    station_id: str = doc("Charging station (OCPP charge point) id")
+    evse_id: str = doc("EVSE id (OCPI evse_uid / OCPP 2.0.1 evse)")
+    connector_id: str = doc("Connector id")
+    transaction_id: str = doc("OCPP transaction id as the station knows it")
+    tariff_id: str = doc("Tariff in force at start; frozen for the whole session")
+    country: str = doc("ISO 3166-1 alpha-2 country of the location (VAT)")
+    time_zone: str = doc("IANA time zone of the location (tariff restrictions are local time)")
+    payment_id: str | None = doc("Payment holding the pre-authorization, if any", default=None)
+    meter_start_wh: int | None = doc("Energy register at start in Wh, when the station sent one", default=None)
+    tariff_version: int | None = doc("Tariff version; null means the latest at occurred_at", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterValueRecorded:
+    """A meter reading (one OCPP MeterValue with its sampled values)."""
+
+    envelope: Envelope = doc("Event metadata")
+    session_id: str = doc("evledger session id; the topic key")
+    station_id: str = doc("Charging station id")
+    transaction_id: str = doc("OCPP transaction id")
+    seq_no: int = doc("Sequence number per (station, transaction); the deduplication key")
+    sampled_at: datetime = doc("Timestamp of the reading (station clock, UTC)")
+    samples: list[SampledValue] = doc("Sampled values as sent")
+
+
+@dataclass(frozen=True, slots=True)
+class ChargingStateChanged:
+    """The EV started or stopped drawing power; splits charging time from parking time."""
+
+    envelope: Envelope = doc("Event metadata")
+    session_id: str = doc("evledger session id; the topic key")
+    state: ChargingState = doc("New charging state")
+    changed_at: datetime = doc("When the state changed (station clock, UTC)")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStopped:
+    """The charging transaction ended."""
+
+    envelope: Envelope = doc("Event metadata")
+    session_id: str = doc("evledger session id; the topic key")
+    stopped_at: datetime = doc("When it ended (station clock, UTC)")
+    meter_stop_wh: int | None = doc("Energy register at stop in Wh, when sent", default=None)
+    reason: str | None = doc("OCPP stop reason (Local, EVDisconnected, ...)", default=None)
+
+
+# ---------------------------------------------------------------- tariffs.events (key: tariff_id)
+@dataclass(frozen=True, slots=True)
+class TariffPublished:
+    """An immutable version of an OCPI 2.2.1 tariff."""
+
+    envelope: Envelope = doc("Event metadata")
+    tariff_id: str = doc("OCPI tariff id; the topic key")
+    version: int = doc("Version number, increasing per tariff_id")
+    currency: str = doc("ISO 4217 currency of every price in the tariff")
+    ocpi_tariff_json: str = doc("The OCPI 2.2.1 Tariff object as JSON text (module Tariffs, 11.3.1)")
+
+
+# ---------------------------------------------------------------- billing.events (key: session_id)
+@dataclass(frozen=True, slots=True)
+class CdrIssued:
+    """A priced charge detail record for a finished (or re-priced) session."""
+
+    envelope: Envelope = doc("Event metadata")
+    session_id: str = doc("evledger session id; the topic key")
+    cdr_id: str = doc("Id of this CDR")
+    station_id: str = doc("Charging station")
+    tariff_id: str = doc("Tariff the session was priced with")
+    tariff_version: int = doc("Tariff version the session was priced with")
+    country: str = doc("Country of supply (VAT)")
+    total_energy_wh: int = doc("Energy delivered in Wh")
+    total_time_s: int = doc("Session duration in seconds")
+    total_parking_time_s: int = doc("Time connected without charging, in seconds")
+    lines: list[RevenueLine] = doc("Price by dimension")
+    total_excl_vat: Money = doc("Total net price")
+    total_incl_vat: Money = doc("Total price incl. VAT")
+    payment_id: str | None = doc("Payment to capture from", default=None)
+    replaces_cdr_id: str | None = doc("The CDR this one re-prices, after a CdrCredited", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class CdrCredited:
+    """A credit CDR: the referenced CDR is reversed in full (a corrected one may follow)."""
+
+    envelope: Envelope = doc("Event metadata")
+    session_id: str = doc("evledger session id; the topic key")
+    cdr_id: str = doc("Id of the credit CDR")
+    credited_cdr_id: str = doc("The CDR being reversed")
+    total_incl_vat: Money = doc("Total being reversed (positive)")
+    reason: str = doc("Why (idle fee waived, meter fault, ...)")
+    lines: list[RevenueLine] = doc("Amounts reversed by dimension", default_factory=list)
+    payment_id: str | None = doc("Payment the CDR was captured from", default=None)
+
+
+# ---------------------------------------------------------------- settlement.commands (key: payment_id)
+@dataclass(frozen=True, slots=True)
+class AuthorizeRequested:
+    """Instruction: place a hold. Routed to a provider by the connector."""
+
+    envelope: Envelope = doc("Event metadata; event_id is the idempotency key at the provider")
+    payment_id: str = doc("evledger payment id; the topic key")
+    amount: Money = doc("Amount to hold")
+    payment_method: str = doc("Payment method type: card, wallet, ...")
+    payment_token: str = doc("Provider-vaulted token for the method; never a card number")
+    session_id: str | None = doc("Charging session", default=None)
+    station_id: str | None = doc("Charging station", default=None)
+    preferred_provider: str | None = doc("Provider to try first, if the routing rules allow", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRequested:
+    """Instruction: capture (part of) the hold at the provider that holds it."""
+
+    envelope: Envelope = doc("Event metadata; event_id is the idempotency key at the provider")
+    payment_id: str = doc("evledger payment id; the topic key")
+    amount: Money = doc("Amount to capture (incl. VAT)")
+    lines: list[RevenueLine] = doc("Revenue by dimension; sums to amount")
+    final: bool = doc("Release the rest of the hold after this capture", default=True)
+    cdr_id: str | None = doc("CDR being paid", default=None)
+    station_id: str | None = doc("Charging station", default=None)
+    country: str | None = doc("Country of supply (VAT)", default=None)
+    shortfall: Money | None = doc("Priced total minus the hold, when the hold did not cover it", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class VoidRequested:
+    """Instruction: release the hold without capturing."""
+
+    envelope: Envelope = doc("Event metadata; event_id is the idempotency key at the provider")
+    payment_id: str = doc("evledger payment id; the topic key")
+    reason: str | None = doc("Why (no energy delivered, cancelled, ...)", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequested:
+    """Instruction: refund captured money."""
+
+    envelope: Envelope = doc("Event metadata; event_id is the idempotency key at the provider")
+    payment_id: str = doc("evledger payment id; the topic key")
+    refund_id: str = doc("Id of the refund")
+    amount: Money = doc("Amount to refund (incl. VAT)")
+    lines: list[RevenueLine] = doc("Revenue to reverse by dimension", default_factory=list)
+    reason: str | None = doc("Why", default=None)
+
+
+# ---------------------------------------------------------------- provider.events (key: provider reference)
+@dataclass(frozen=True, slots=True)
+class PayoutPaid:
+    """The provider paid settled funds out to the operator's bank account."""
+
+    envelope: Envelope = doc("Event metadata")
+    provider: str = doc("Provider")
+    payout_id: str = doc("Provider's payout id; the topic key")
+    amount: Money = doc("Net amount paid to the bank")
+    fees: Money = doc("Provider fees deducted from this payout")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderDisputeUpdated:
+    """A provider webhook about a dispute, normalized."""
+
+    envelope: Envelope = doc("Event metadata")
+    provider: str = doc("Provider")
+    provider_reference: str = doc("Provider's charge / transaction id; the topic key")
+    dispute_id: str = doc("Provider's dispute id")
+    status: str = doc("Provider's status text (needs_response, won, lost, ...)")
+    amount: Money = doc("Disputed amount")
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalRefundReported:
+    """A refund made at the provider outside evledger (dashboard, support)."""
+
+    envelope: Envelope = doc("Event metadata")
+    provider: str = doc("Provider")
+    provider_reference: str = doc("Provider's charge / transaction id; the topic key")
+    refund_reference: str = doc("Provider's refund id")
+    amount: Money = doc("Amount refunded")
+
+
+# ---------------------------------------------------------------- fraud.scores (key: subject)
+@dataclass(frozen=True, slots=True)
+class FraudScored:
+    """A fraud score for a subject (payment token, station, session)."""
+
+    envelope: Envelope = doc("Event metadata")
+    subject: str = doc("What was scored, as kind:id; the topic key")
+    score: float = doc("Risk score between 0 (benign) and 1 (fraud)")
+    signals: list[str] = doc("Names of the signals that contributed")
+
+
+@dataclass(frozen=True, slots=True)
+class FraudAlertRaised:
+    """A score crossed the alert threshold."""
+
+    envelope: Envelope = doc("Event metadata")
+    subject: str = doc("What was scored, as kind:id; the topic key")
+    score: float = doc("Risk score between 0 and 1")
+    reason: str = doc("Why the alert was raised")
+
+
+# ---------------------------------------------------------------- <topic>.rejected (key: original key)
+@dataclass(frozen=True, slots=True)
+class EventRejected:
+    """A consumed record that could not be applied, with everything needed to act on it."""
+
+    envelope: Envelope = doc("Event metadata of the rejection itself")
+    original_topic: str = doc("Topic the record was consumed from")
+    original_partition: int = doc("Partition")
+    original_offset: int = doc("Offset")
+    original_key: bytes | None = doc("Record key bytes as consumed")
+    original_value: bytes | None = doc("Record value bytes as consumed")
+    reason_code: str = doc("Stable reason code (UNDECODABLE, UNKNOWN_SCHEMA_ID, CAPTURE_EXCEEDS_AUTHORIZATION, ...)")
+    detail: str = doc("What went wrong and what to do about it")
+    consumer_group: str = doc("Consumer group that rejected it")
+    original_event_id: str | None = doc("event_id of the record, when it could be decoded", default=None)
+
+
+TOPIC_EVENTS: dict[str, tuple[type, ...]] = {
+    "payments.events": (
+        PaymentAuthorized, AuthorizationIncremented, PaymentCaptured, CaptureFailed, PaymentVoided,
+        AuthorizationExpired, PaymentRefunded, RefundFailed, DisputeOpened, DisputeResolved,
+    ),
+    "sessions.events": (SessionStarted, MeterValueRecorded, ChargingStateChanged, SessionStopped),
+    "tariffs.events": (TariffPublished,),
+    "billing.events": (CdrIssued, CdrCredited),
+    "settlement.commands": (AuthorizeRequested, CaptureRequested, VoidRequested, RefundRequested),
+    "provider.events": (PayoutPaid, ProviderDisputeUpdated, ExternalRefundReported),
+    "fraud.scores": (FraudScored, FraudAlertRaised),
+}  # fmt: skip
+"""Which events each topic carries (DESIGN.md, "Topics")."""
+
+ALL_EVENTS: tuple[type, ...] = (
+    *(cls for classes in TOPIC_EVENTS.values() for cls in classes),
+    EventRejected,
+)

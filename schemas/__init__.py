@@ -1,0 +1,1 @@
+"""Event contracts: typed events, their Avro schemas, serde in Confluent wire format, upcasters."""
