@@ -1,0 +1,232 @@
+"""The chart of accounts: structured account codes, their type and normal balance.
+
+An account code is ``root:category[:segment...]`` (grammar in docs/accounting.md). The root and
+category name a *family* with a fixed type, normal balance and number of variable segments; the
+variable segments carry the provider, country, operator or station the balance belongs to.
+Variable segments are ids from outside, so ``segment()`` percent-encodes the few characters that
+would break the grammar (``:``, ``%``, whitespace); everything else, e.g. EVSE ids with ``*``, stays
+readable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ledger.dimensions import Dimension
+from ledger.errors import ValidationError
+
+UNASSIGNED = "unassigned"
+"""Segment used when an event leaves a station or VAT country out: visible, never guessed."""
+
+
+class AccountType(StrEnum):
+    ASSET = "ASSET"
+    LIABILITY = "LIABILITY"
+    EQUITY = "EQUITY"
+    REVENUE = "REVENUE"
+    EXPENSE = "EXPENSE"
+    MEMO = "MEMO"
+    """Off-balance-sheet (pending) amounts: authorization holds. Never mixed with posted ones."""
+
+
+class Side(StrEnum):
+    DEBIT = "DEBIT"
+    CREDIT = "CREDIT"
+
+
+class InvalidAccount(ValidationError):
+    code = "INVALID_ACCOUNT"
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """What every account with one ``root:category`` prefix has in common."""
+
+    type: AccountType
+    normal_balance: Side
+    segments: tuple[str, ...]
+    """Names of the variable segments after ``root:category`` (documentation and validation)."""
+    description: str
+
+    @property
+    def is_contra(self) -> bool:
+        natural = Side.DEBIT if self.type in _DEBIT_TYPES else Side.CREDIT
+        return self.type is not AccountType.MEMO and self.normal_balance is not natural
+
+
+_DEBIT_TYPES = frozenset({AccountType.ASSET, AccountType.EXPENSE})
+
+_REVENUE_SEGMENTS = ("operator", "station")
+
+FAMILIES: dict[tuple[str, str], Family] = {
+    ("assets", "bank"): Family(
+        AccountType.ASSET, Side.DEBIT, (), "Operator bank account: provider payouts land here"
+    ),
+    ("assets", "provider_clearing"): Family(
+        AccountType.ASSET,
+        Side.DEBIT,
+        ("provider",),
+        "Captured money the provider owes us until it pays it out",
+    ),
+    ("assets", "disputes_receivable"): Family(
+        AccountType.ASSET,
+        Side.DEBIT,
+        ("provider",),
+        "Money the provider withdrew for an open dispute; returns if the dispute is won",
+    ),
+    ("liabilities", "vat_payable"): Family(
+        AccountType.LIABILITY,
+        Side.CREDIT,
+        ("country",),
+        "VAT collected, owed to the tax authority of the country of supply",
+    ),
+    **{
+        ("revenue", dimension.value.lower()): Family(
+            AccountType.REVENUE,
+            Side.CREDIT,
+            _REVENUE_SEGMENTS,
+            f"Net revenue recognized on capture, tariff dimension {dimension.value}",
+        )
+        for dimension in Dimension
+    },
+    ("contra_revenue", "refunds"): Family(
+        AccountType.REVENUE,
+        Side.DEBIT,
+        ("dimension", *_REVENUE_SEGMENTS),
+        "Net revenue given back by refunds; gross revenue stays as recognized",
+    ),
+    ("expenses", "provider_fees"): Family(
+        AccountType.EXPENSE, Side.DEBIT, ("provider",), "Provider processing and payout fees"
+    ),
+    ("expenses", "dispute_losses"): Family(
+        AccountType.EXPENSE, Side.DEBIT, ("provider",), "Disputes lost to the cardholder"
+    ),
+    ("expenses", "write_offs"): Family(
+        AccountType.EXPENSE,
+        Side.DEBIT,
+        ("reason",),
+        "Shortfalls and residuals written off by an explicit, reasoned decision",
+    ),
+    ("equity", "opening_balances"): Family(
+        AccountType.EQUITY, Side.CREDIT, (), "Counterpart of balances migrated from a previous book"
+    ),
+    ("memo", "authorization_holds"): Family(
+        AccountType.MEMO, Side.DEBIT, ("provider",), "Open authorization holds (pending, not money)"
+    ),
+    ("memo", "hold_commitments"): Family(
+        AccountType.MEMO,
+        Side.CREDIT,
+        ("provider",),
+        "Counterpart of authorization_holds, so the pending ledger balances too",
+    ),
+}
+"""Every account family the ledger knows. A code outside this table is rejected."""
+
+
+def segment(value: str) -> str:
+    """Encode an outside id as one account-code segment; injective, and readable for sane ids."""
+    if not value:
+        raise InvalidAccount("an account segment cannot be empty")
+    out: list[str] = []
+    for ch in value:
+        if ch in ":%" or ch.isspace() or not ch.isprintable():
+            out.extend(f"%{byte:02X}" for byte in ch.encode())
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Account:
+    """A ledger account, identified by its code (``assets:provider_clearing:stripe``)."""
+
+    code: str
+
+    def __post_init__(self) -> None:
+        parts = self.code.split(":")
+        family = FAMILIES.get((parts[0], parts[1])) if len(parts) >= 2 else None
+        if family is None:
+            raise InvalidAccount(f"no account family for {self.code!r}", account=self.code)
+        variable = parts[2:]
+        if len(variable) != len(family.segments) or not all(variable):
+            raise InvalidAccount(
+                f"{parts[0]}:{parts[1]} takes segments {family.segments}",
+                account=self.code,
+            )
+
+    @property
+    def family(self) -> Family:
+        root, category = self.code.split(":", 2)[:2]
+        return FAMILIES[(root, category)]
+
+    @property
+    def type(self) -> AccountType:
+        return self.family.type
+
+    @property
+    def normal_balance(self) -> Side:
+        return self.family.normal_balance
+
+    @property
+    def is_memo(self) -> bool:
+        return self.family.type is AccountType.MEMO
+
+    def __str__(self) -> str:
+        return self.code
+
+
+def _make(root: str, category: str, *segments: str) -> Account:
+    return Account(":".join([root, category, *(segment(s) for s in segments)]))
+
+
+# -- constructors, one per family; the only way posting rules name accounts -------------------
+def bank() -> Account:
+    return _make("assets", "bank")
+
+
+def provider_clearing(provider: str) -> Account:
+    return _make("assets", "provider_clearing", provider)
+
+
+def disputes_receivable(provider: str) -> Account:
+    return _make("assets", "disputes_receivable", provider)
+
+
+def vat_payable(country: str | None) -> Account:
+    return _make("liabilities", "vat_payable", country.upper() if country else UNASSIGNED)
+
+
+def revenue(dimension: Dimension, operator: str, station: str | None) -> Account:
+    return _make("revenue", dimension.value.lower(), operator, station or UNASSIGNED)
+
+
+def refunds(dimension: Dimension, operator: str, station: str | None) -> Account:
+    """Contra-revenue: refunds never edit or directly reverse the revenue account."""
+    return _make(
+        "contra_revenue", "refunds", dimension.value.lower(), operator, station or UNASSIGNED
+    )
+
+
+def provider_fees(provider: str) -> Account:
+    return _make("expenses", "provider_fees", provider)
+
+
+def dispute_losses(provider: str) -> Account:
+    return _make("expenses", "dispute_losses", provider)
+
+
+def write_offs(reason: str) -> Account:
+    return _make("expenses", "write_offs", reason)
+
+
+def opening_balances() -> Account:
+    return _make("equity", "opening_balances")
+
+
+def authorization_holds(provider: str) -> Account:
+    return _make("memo", "authorization_holds", provider)
+
+
+def hold_commitments(provider: str) -> Account:
+    return _make("memo", "hold_commitments", provider)
