@@ -1,0 +1,329 @@
+"""Posting rules: which accounts an accepted money event debits and credits.
+
+These functions assume the event was validated (``ledger.payments`` does that against the
+payment's state) and only decide the postings. Each returns the entries in a fixed order, so the
+same event always yields the same entries with the same ids. Worked examples per flow are in
+docs/accounting.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from ledger import accounts
+from ledger.dimensions import Dimension
+from ledger.envelope import Envelope
+from ledger.events import PayoutPaid, RevenueLine
+from ledger.journal import EntryKind, JournalEntry, Posting
+from ledger.money import Money
+
+
+@dataclass(frozen=True, slots=True)
+class EntryContext:
+    """What every entry of one event shares."""
+
+    event_id: str
+    payment_id: str | None
+    network_id: str
+    occurred_at: datetime
+
+    @classmethod
+    def of(cls, envelope: Envelope, payment_id: str | None, network_id: str) -> EntryContext:
+        return cls(envelope.event_id, payment_id, network_id, envelope.occurred_at)
+
+    def entry(self, kind: EntryKind, postings: Iterable[Posting]) -> JournalEntry:
+        return JournalEntry.for_event(
+            event_id=self.event_id,
+            kind=kind,
+            payment_id=self.payment_id,
+            network_id=self.network_id,
+            occurred_at=self.occurred_at,
+            postings=postings,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueShare:
+    """Net revenue and VAT of one tariff dimension at one station, in one VAT country."""
+
+    dimension: Dimension
+    station: str | None
+    country: str | None
+    net: int
+    vat: int
+
+    @property
+    def gross(self) -> int:
+        return self.net + self.vat
+
+    def same_place(self, other: RevenueShare) -> bool:
+        return (self.dimension, self.station, self.country) == (
+            other.dimension,
+            other.station,
+            other.country,
+        )
+
+
+def shares_of(
+    lines: Sequence[RevenueLine], station: str | None, country: str | None
+) -> list[RevenueShare]:
+    return [
+        RevenueShare(line.dimension, station, country, line.amount_excl_vat, line.vat_amount)
+        for line in lines
+    ]
+
+
+# -- allocation ---------------------------------------------------------------------------------
+def split_pro_rata(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` in proportion to non-negative ``weights``, exactly (largest remainder).
+
+    Each part is floor(total * w / sum); the units left over go one each to the largest
+    fractional remainders, ties to the earlier weight. Parts sum to ``total`` and, when
+    ``0 <= total <= sum(weights)``, no part exceeds its weight.
+    """
+    weight_sum = sum(weights)
+    if weight_sum <= 0:
+        raise ValueError("pro rata split needs a positive total weight")
+    quotients = [divmod(total * w, weight_sum) for w in weights]
+    parts = [q for q, _ in quotients]
+    leftover = total - sum(parts)
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-quotients[i][1], i))
+    for i in by_remainder[:leftover]:
+        parts[i] += 1
+    return parts
+
+
+def allocate_refund(remaining: Sequence[RevenueShare], amount: int) -> list[RevenueShare]:
+    """Pro rata refund of ``amount`` over the still-refundable revenue.
+
+    Two exact largest-remainder splits: the amount over the shares by remaining gross, then each
+    share's part over its remaining net and VAT. Nothing exceeds what remains refundable.
+    """
+    live = [s for s in remaining if s.gross > 0]
+    parts = split_pro_rata(amount, [s.gross for s in live])
+    out: list[RevenueShare] = []
+    for share, part in zip(live, parts, strict=True):
+        net, vat = split_pro_rata(part, [share.net, share.vat])
+        if part:
+            out.append(replace(share, net=net, vat=vat))
+    return out
+
+
+def allocate_refund_lines(
+    remaining: Sequence[RevenueShare], lines: Sequence[RevenueLine]
+) -> list[RevenueShare] | None:
+    """Place refund lines on the remaining revenue of their dimension (pro rata over stations).
+
+    Returns None when a line's net or VAT exceeds what remains refundable in its dimension.
+    """
+    out: list[RevenueShare] = []
+    for line in lines:
+        pool = [s for s in remaining if s.dimension is line.dimension and s.gross > 0]
+        if line.amount_excl_vat > sum(s.net for s in pool) or line.vat_amount > sum(
+            s.vat for s in pool
+        ):
+            return None
+        if line.amount_excl_vat == 0 and line.vat_amount == 0:
+            continue
+        nets = _split_capped(line.amount_excl_vat, [s.net for s in pool])
+        vats = _split_capped(line.vat_amount, [s.vat for s in pool])
+        taken = [
+            replace(share, net=net, vat=vat)
+            for share, net, vat in zip(pool, nets, vats, strict=True)
+            if net or vat
+        ]
+        remaining = subtract_shares(remaining, taken)
+        out = _combine([*out, *taken])
+    return out
+
+
+def _split_capped(total: int, weights: Sequence[int]) -> list[int]:
+    return split_pro_rata(total, weights) if total else [0] * len(weights)
+
+
+def subtract_shares(
+    remaining: Sequence[RevenueShare], taken: Sequence[RevenueShare]
+) -> list[RevenueShare]:
+    """``remaining`` less ``taken``, matched by dimension, station and country."""
+    out: list[RevenueShare] = []
+    for share in remaining:
+        net, vat = share.net, share.vat
+        for t in taken:
+            if share.same_place(t):
+                net, vat = net - t.net, vat - t.vat
+        out.append(replace(share, net=net, vat=vat))
+    return out
+
+
+def add_shares(
+    remaining: Sequence[RevenueShare], added: Sequence[RevenueShare]
+) -> list[RevenueShare]:
+    return _combine([*remaining, *added])
+
+
+def _combine(shares: Sequence[RevenueShare]) -> list[RevenueShare]:
+    out: list[RevenueShare] = []
+    for share in shares:
+        for i, seen in enumerate(out):
+            if seen.same_place(share):
+                out[i] = replace(seen, net=seen.net + share.net, vat=seen.vat + share.vat)
+                break
+        else:
+            out.append(share)
+    return out
+
+
+# -- pending (memo) ledger ----------------------------------------------------------------------
+def hold_placed(ctx: EntryContext, provider: str, amount: Money) -> list[JournalEntry]:
+    """Authorization: Dr memo holds, Cr memo commitments. Never touches revenue."""
+    return _hold(ctx, EntryKind.HOLD_PLACED, provider, amount)
+
+
+def hold_increased(ctx: EntryContext, provider: str, amount: Money) -> list[JournalEntry]:
+    return _hold(ctx, EntryKind.HOLD_INCREASED, provider, amount)
+
+
+def hold_released(ctx: EntryContext, provider: str, amount: Money) -> list[JournalEntry]:
+    """Capture, void or expiry: the reverse of a hold."""
+    return _hold(ctx, EntryKind.HOLD_RELEASED, provider, -amount)
+
+
+def _hold(ctx: EntryContext, kind: EntryKind, provider: str, amount: Money) -> list[JournalEntry]:
+    if amount.is_zero:
+        return []
+    return [
+        ctx.entry(
+            kind,
+            [
+                Posting.debit(accounts.authorization_holds(provider), amount),
+                Posting.credit(accounts.hold_commitments(provider), amount),
+            ],
+        )
+    ]
+
+
+# -- posted ledger ------------------------------------------------------------------------------
+def captured(
+    ctx: EntryContext, provider: str, amount: Money, shares: Sequence[RevenueShare]
+) -> list[JournalEntry]:
+    """Dr provider clearing (gross); Cr revenue per dimension and station; Cr VAT per country."""
+    if amount.is_zero:
+        return []
+    currency = amount.currency
+    postings = [Posting.debit(accounts.provider_clearing(provider), amount)]
+    for s in shares:
+        revenue = accounts.revenue(s.dimension, ctx.network_id, s.station)
+        postings.append(Posting.credit(revenue, Money(s.net, currency)))
+        postings.append(Posting.credit(accounts.vat_payable(s.country), Money(s.vat, currency)))
+    return [ctx.entry(EntryKind.CAPTURE, postings)]
+
+
+def provider_fee(ctx: EntryContext, provider: str, fee: Money) -> list[JournalEntry]:
+    """A fee the provider keeps from a capture: Dr provider fees, Cr provider clearing."""
+    if fee.is_zero:
+        return []
+    return [
+        ctx.entry(
+            EntryKind.PROVIDER_FEE,
+            [
+                Posting.debit(accounts.provider_fees(provider), fee),
+                Posting.credit(accounts.provider_clearing(provider), fee),
+            ],
+        )
+    ]
+
+
+def refunded(
+    ctx: EntryContext,
+    provider: str,
+    amount: Money,
+    shares: Sequence[RevenueShare],
+    kind: EntryKind = EntryKind.REFUND,
+) -> list[JournalEntry]:
+    """Dr contra-revenue refunds per dimension and station; Dr VAT payable; Cr provider clearing.
+
+    With ``kind=REFUND_REVERSAL`` and a negated amount and shares, it undoes a refund.
+    """
+    currency = amount.currency
+    postings = [Posting.credit(accounts.provider_clearing(provider), amount)]
+    for s in shares:
+        contra = accounts.refunds(s.dimension, ctx.network_id, s.station)
+        postings.append(Posting.debit(contra, Money(s.net, currency)))
+        postings.append(Posting.debit(accounts.vat_payable(s.country), Money(s.vat, currency)))
+    return [ctx.entry(kind, postings)] if not amount.is_zero else []
+
+
+def negated(shares: Sequence[RevenueShare]) -> list[RevenueShare]:
+    return [replace(s, net=-s.net, vat=-s.vat) for s in shares]
+
+
+def dispute_opened(ctx: EntryContext, provider: str, amount: Money) -> list[JournalEntry]:
+    """The provider withdrew the disputed amount: Dr disputes receivable, Cr clearing."""
+    return _move(
+        ctx,
+        EntryKind.DISPUTE_OPENED,
+        accounts.disputes_receivable(provider),
+        accounts.provider_clearing(provider),
+        amount,
+    )
+
+
+def dispute_won(ctx: EntryContext, provider: str, amount: Money) -> list[JournalEntry]:
+    return _move(
+        ctx,
+        EntryKind.DISPUTE_WON,
+        accounts.provider_clearing(provider),
+        accounts.disputes_receivable(provider),
+        amount,
+    )
+
+
+def dispute_lost(ctx: EntryContext, provider: str, amount: Money) -> list[JournalEntry]:
+    return _move(
+        ctx,
+        EntryKind.DISPUTE_LOST,
+        accounts.dispute_losses(provider),
+        accounts.disputes_receivable(provider),
+        amount,
+    )
+
+
+def payout(event: PayoutPaid) -> list[JournalEntry]:
+    """Dr bank (net paid), Dr provider fees (deducted), Cr provider clearing (gross).
+
+    ``fees`` must be fees the provider deducts at payout and has not reported on a capture;
+    a fee reported on ``PaymentCaptured.fee`` is already expensed by ``provider_fee``.
+    """
+    ctx = EntryContext.of(event.envelope, None, event.envelope.network_id)
+    gross = event.amount + event.fees
+    postings = [
+        Posting.debit(accounts.bank(), event.amount),
+        Posting.debit(accounts.provider_fees(event.provider), event.fees),
+        Posting.credit(accounts.provider_clearing(event.provider), gross),
+    ]
+    return [ctx.entry(EntryKind.PAYOUT, postings)] if not gross.is_zero else []
+
+
+def write_off(
+    ctx: EntryContext, account: accounts.Account, amount: Money, reason: str
+) -> list[JournalEntry]:
+    """Write a debit balance of ``amount`` on ``account`` off: Dr write-offs:<reason>, Cr account.
+
+    Used for shortfalls and residuals a person decided to give up (reconciliation); a negative
+    amount writes off a credit residual.
+    """
+    return _move(ctx, EntryKind.WRITE_OFF, accounts.write_offs(reason), account, amount)
+
+
+def _move(
+    ctx: EntryContext,
+    kind: EntryKind,
+    debit: accounts.Account,
+    credit: accounts.Account,
+    amount: Money,
+) -> list[JournalEntry]:
+    if amount.is_zero:
+        return []
+    return [ctx.entry(kind, [Posting.debit(debit, amount), Posting.credit(credit, amount)])]
