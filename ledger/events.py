@@ -38,20 +38,34 @@ class RevenueLine:
     dimension: Dimension = doc("Tariff dimension: ENERGY, TIME, PARKING_TIME, FLAT or RESERVATION")
     amount_excl_vat: int = doc("Net amount in minor units of the enclosing currency")
     vat_amount: int = doc("VAT in minor units of the enclosing currency")
-    vat_rate: str | None = doc("VAT rate in percent as a decimal string; null when the tariff gives none", default=None)
-    quantity: str | None = doc("Billed quantity as a decimal string (kWh, hours or 1 for FLAT)", default=None)
+    vat_rate: str | None = doc(
+        "VAT rate in percent as a decimal string; null when the tariff gives none", default=None
+    )
+    quantity: str | None = doc(
+        "Billed quantity as a decimal string (kWh, hours or 1 for FLAT)", default=None
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class SampledValue:
     """One sampled value of an OCPP MeterValue, as the station sent it (normalized downstream)."""
 
-    value: str = doc("The value as sent: OCPP 1.6 sends a string, 2.0.1 a number (kept as its text)")
-    measurand: str | None = doc("OCPP measurand; null means Energy.Active.Import.Register", default=None)
-    unit: str | None = doc("Unit of measure (Wh, kWh, W, kW, A, ...); null means the measurand's default", default=None)
-    multiplier: int | None = doc("OCPP 2.0.1 unitOfMeasure.multiplier: value x 10^multiplier", default=None)
+    value: str = doc(
+        "The value as sent: OCPP 1.6 sends a string, 2.0.1 a number (kept as its text)"
+    )
+    measurand: str | None = doc(
+        "OCPP measurand; null means Energy.Active.Import.Register", default=None
+    )
+    unit: str | None = doc(
+        "Unit of measure (Wh, kWh, W, kW, A, ...); null means the measurand's default", default=None
+    )
+    multiplier: int | None = doc(
+        "OCPP 2.0.1 unitOfMeasure.multiplier: value x 10^multiplier", default=None
+    )
     phase: str | None = doc("Phase (L1, L2, L3, N, L1-N, ...); null for the total", default=None)
-    context: str | None = doc("Reading context (Sample.Periodic, Transaction.Begin, ...)", default=None)
+    context: str | None = doc(
+        "Reading context (Sample.Periodic, Transaction.Begin, ...)", default=None
+    )
 
 
 # ---------------------------------------------------------------- payments.events (key: payment_id)
@@ -62,7 +76,9 @@ class PaymentAuthorized:
     envelope: Envelope = doc("Event metadata")
     payment_id: str = doc("evledger payment id; the topic key")
     provider: str = doc("Provider holding the authorization: sandbox, stripe or braintree")
-    provider_reference: str = doc("Provider's id for the authorization (PaymentIntent / transaction id)")
+    provider_reference: str = doc(
+        "Provider's id for the authorization (PaymentIntent / transaction id)"
+    )
     amount: Money = doc("Amount held")
     payment_method: str = doc("Payment method type: card, wallet, rfid_account, ...")
     session_id: str | None = doc("Charging session the hold is for", default=None)
@@ -85,7 +101,9 @@ class PaymentCaptured:
 
     envelope: Envelope = doc("Event metadata")
     payment_id: str = doc("evledger payment id; the topic key")
-    capture_id: str = doc("Id of this capture; equals the instruction's event id when it came from one")
+    capture_id: str = doc(
+        "Id of this capture; equals the instruction's event id when it came from one"
+    )
     amount: Money = doc("Amount captured (incl. VAT)")
     lines: list[RevenueLine] = doc("Revenue by tariff dimension; sums to amount")
     final: bool = doc("True when the rest of the hold is to be released")
@@ -93,7 +111,9 @@ class PaymentCaptured:
     provider_reference: str | None = doc("Provider's id for the capture / charge", default=None)
     fee: Money | None = doc("Provider fee for this capture, when known", default=None)
     station_id: str | None = doc("Charging station the revenue belongs to", default=None)
-    country: str | None = doc("ISO 3166-1 alpha-2 country of supply (VAT jurisdiction)", default=None)
+    country: str | None = doc(
+        "ISO 3166-1 alpha-2 country of supply (VAT jurisdiction)", default=None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +152,9 @@ class PaymentRefunded:
     payment_id: str = doc("evledger payment id; the topic key")
     refund_id: str = doc("Id of this refund")
     amount: Money = doc("Amount refunded (incl. VAT)")
-    lines: list[RevenueLine] = doc("Revenue reversed by dimension; empty means pro rata to the captures", default_factory=list)
+    lines: list[RevenueLine] = doc(
+        "Revenue reversed by dimension; empty means pro rata to the captures", default_factory=list
+    )
     provider_reference: str | None = doc("Provider's id for the refund", default=None)
     reason: str | None = doc("Why", default=None)
 
@@ -186,8 +208,12 @@ class SessionStarted:
     country: str = doc("ISO 3166-1 alpha-2 country of the location (VAT)")
     time_zone: str = doc("IANA time zone of the location (tariff restrictions are local time)")
     payment_id: str | None = doc("Payment holding the pre-authorization, if any", default=None)
-    meter_start_wh: int | None = doc("Energy register at start in Wh, when the station sent one", default=None)
-    tariff_version: int | None = doc("Tariff version; null means the latest at occurred_at", default=None)
+    meter_start_wh: int | None = doc(
+        "Energy register at start in Wh, when the station sent one", default=None
+    )
+    tariff_version: int | None = doc(
+        "Tariff version; null means the latest at occurred_at", default=None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +259,9 @@ class TariffPublished:
     tariff_id: str = doc("OCPI tariff id; the topic key")
     version: int = doc("Version number, increasing per tariff_id")
     currency: str = doc("ISO 4217 currency of every price in the tariff")
-    ocpi_tariff_json: str = doc("The OCPI 2.2.1 Tariff object as JSON text (module Tariffs, 11.3.1)")
+    ocpi_tariff_json: str = doc(
+        "The OCPI 2.2.1 Tariff object as JSON text (module Tariffs, 11.3.1)"
+    )
 
 
 # ---------------------------------------------------------------- billing.events (key: session_id)
@@ -255,7 +283,9 @@ class CdrIssued:
     total_excl_vat: Money = doc("Total net price")
     total_incl_vat: Money = doc("Total price incl. VAT")
     payment_id: str | None = doc("Payment to capture from", default=None)
-    replaces_cdr_id: str | None = doc("The CDR this one re-prices, after a CdrCredited", default=None)
+    replaces_cdr_id: str | None = doc(
+        "The CDR this one re-prices, after a CdrCredited", default=None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +314,9 @@ class AuthorizeRequested:
     payment_token: str = doc("Provider-vaulted token for the method; never a card number")
     session_id: str | None = doc("Charging session", default=None)
     station_id: str | None = doc("Charging station", default=None)
-    preferred_provider: str | None = doc("Provider to try first, if the routing rules allow", default=None)
+    preferred_provider: str | None = doc(
+        "Provider to try first, if the routing rules allow", default=None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +331,9 @@ class CaptureRequested:
     cdr_id: str | None = doc("CDR being paid", default=None)
     station_id: str | None = doc("Charging station", default=None)
     country: str | None = doc("Country of supply (VAT)", default=None)
-    shortfall: Money | None = doc("Priced total minus the hold, when the hold did not cover it", default=None)
+    shortfall: Money | None = doc(
+        "Priced total minus the hold, when the hold did not cover it", default=None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,10 +424,14 @@ class EventRejected:
     original_offset: int = doc("Offset")
     original_key: bytes | None = doc("Record key bytes as consumed")
     original_value: bytes | None = doc("Record value bytes as consumed")
-    reason_code: str = doc("Stable reason code (UNDECODABLE, UNKNOWN_SCHEMA_ID, CAPTURE_EXCEEDS_AUTHORIZATION, ...)")
+    reason_code: str = doc(
+        "Stable reason code (UNDECODABLE, UNKNOWN_SCHEMA_ID, CAPTURE_EXCEEDS_AUTHORIZATION, ...)"
+    )
     detail: str = doc("What went wrong and what to do about it")
     consumer_group: str = doc("Consumer group that rejected it")
-    original_event_id: str | None = doc("event_id of the record, when it could be decoded", default=None)
+    original_event_id: str | None = doc(
+        "event_id of the record, when it could be decoded", default=None
+    )
 
 
 TOPIC_EVENTS: dict[str, tuple[type, ...]] = {

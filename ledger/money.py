@@ -27,7 +27,9 @@ def exponent(currency: str) -> int:
     try:
         return EXPONENTS[currency]
     except KeyError:
-        raise UnknownCurrency(f"unknown ISO 4217 currency {currency!r}", currency=currency) from None
+        raise UnknownCurrency(
+            f"unknown ISO 4217 currency {currency!r}", currency=currency
+        ) from None
 
 
 @dataclass(frozen=True, slots=True, order=False)

@@ -1,0 +1,1 @@
+"""Real services run as local processes (no Docker engine needed): Kafka, Apicurio, PostgreSQL."""

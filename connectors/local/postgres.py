@@ -1,0 +1,99 @@
+"""PostgreSQL 16 from the ``pgserver`` wheel, listening on a loopback TCP port.
+
+pgserver alone serves a Unix socket for one process tree; we reuse its binaries and its
+root-safe set-up (a ``pgserver`` system user owns the data) but start the server ourselves so
+that separate processes share it over TCP.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psycopg
+
+from connectors.local.process import ServiceError, wait_until
+from connectors.settings import Settings
+
+
+class LocalPostgres:
+    name = "postgres"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.state_dir / "postgres"
+        self.data = self.dir / "data"
+        self.log = self.dir / "postgres.log"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.settings.postgres_port}/postgres"
+
+    def _user(self) -> str | None:
+        if os.geteuid() != 0:
+            return None
+        from pgserver.utils import ensure_user_exists  # type: ignore[import-untyped]
+
+        ensure_user_exists("pgserver")  # postgres refuses to run as root
+        return "pgserver"
+
+    def install(self) -> None:
+        if (self.data / "PG_VERSION").exists():
+            return
+        from pgserver._commands import initdb  # type: ignore[import-untyped]
+        from pgserver.utils import ensure_prefix_permissions  # type: ignore[import-untyped]
+
+        self.data.mkdir(parents=True, exist_ok=True)
+        user = self._user()
+        if user is not None:
+            import pwd
+
+            from pgserver._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+
+            ensure_prefix_permissions(self.data)
+            ensure_prefix_permissions(POSTGRES_BIN_PATH)
+            entry = pwd.getpwnam(user)
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+            os.chown(self.data, entry.pw_uid, entry.pw_gid)
+        initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=self.data, user=user)
+
+    def start(self) -> None:
+        if self.ready():
+            return
+        from pgserver._commands import pg_ctl  # type: ignore[import-untyped]
+
+        options = (
+            f"-h 127.0.0.1 -p {self.settings.postgres_port} -k {self.data} "
+            "-c max_connections=200 -c shared_buffers=256MB -c synchronous_commit=on"
+        )
+        try:
+            pg_ctl(["-w", "-o", options, "-l", str(self.log), "start"], pgdata=self.data,
+                   user=self._user(), timeout=60)  # fmt: skip
+        except Exception as exc:
+            tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise ServiceError(f"PostgreSQL did not start: {exc}\n{tail}") from exc
+
+    def ready(self) -> bool:
+        try:
+            with psycopg.connect(self.url, connect_timeout=2) as conn:
+                conn.execute("select 1")
+            return True
+        except psycopg.Error:
+            return False
+
+    def wait(self, timeout: float = 60) -> None:
+        wait_until(self.ready, timeout, "PostgreSQL", self.log)
+
+    def stop(self) -> bool:
+        if not (self.data / "postmaster.pid").exists():
+            return False
+        from pgserver._commands import pg_ctl
+
+        try:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data, user=self._user(), timeout=60)
+        except Exception:
+            return False
+        return True
+
+    def logs(self) -> Path:
+        return self.log

@@ -1,0 +1,95 @@
+"""PostgreSQL access: connections, ordered SQL migrations, and offsets stored with effects.
+
+Migrations are ``connectors/migrations/NNN_name.sql`` applied in order, each in its own
+transaction, recorded in ``schema_migrations``; an advisory lock keeps concurrent starters safe.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from importlib import resources
+
+import psycopg
+
+from ledger.errors import InfrastructureError
+
+_MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_LOCK_KEY = 0x65766C6564676572  # "evledger"
+
+
+def connect(url: str, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection to ``url``. Raises InfrastructureError (retriable) when unreachable."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise InfrastructureError(
+            f"PostgreSQL at {url} unreachable: {exc}", retriable=True
+        ) from exc
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every bundled migration, in order."""
+    found = []
+    for entry in resources.files("connectors.migrations").iterdir():
+        match = _MIGRATION.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text()))
+    return sorted(found)
+
+
+def migrate(url: str) -> list[str]:
+    """Apply the migrations not yet applied; returns their names."""
+    applied: list[str] = []
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, name, sql in migrations():
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql.encode())
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (version, name),
+                    )
+                applied.append(name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return applied
+
+
+def stored_offsets(
+    conn: psycopg.Connection[tuple[object, ...]], group: str, topics: Iterable[str]
+) -> dict[tuple[str, int], int]:
+    """Next offset to read per (topic, partition) for ``group``, as stored with the effects."""
+    rows = conn.execute(
+        "SELECT topic, partition, next_offset FROM consumer_offsets"
+        " WHERE consumer_group = %s AND topic = ANY(%s)",
+        (group, list(topics)),
+    ).fetchall()
+    return {(str(t), int(p)): int(o) for t, p, o in rows}  # type: ignore[call-overload]
+
+
+def store_offsets(
+    conn: psycopg.Connection[tuple[object, ...]],
+    group: str,
+    next_offsets: dict[tuple[str, int], int],
+) -> None:
+    """Upsert next offsets inside the caller's transaction (with the effects they cover)."""
+    if not next_offsets:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)"
+            " VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (consumer_group, topic, partition)"
+            " DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+            [(group, t, p, o) for (t, p), o in next_offsets.items()],
+        )

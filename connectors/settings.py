@@ -1,0 +1,93 @@
+"""Settings for every evledger process, read once from the environment and validated at start.
+
+Every variable is ``EVLEDGER_<NAME>``; an ``EVLEDGER_*`` variable we do not know is an error (a
+typo must not silently fall back to a default). See the configuration table in README.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import ValidationError
+
+PREFIX = "EVLEDGER_"
+
+
+class SettingsError(ValidationError):
+    code = "INVALID_SETTINGS"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process needs to connect; defaults describe the local stack."""
+
+    home: Path = Path(".evledger")
+    kafka_port: int = 19092
+    controller_port: int = 19093
+    registry_port: int = 18081
+    registry_management_port: int = 19000
+    postgres_port: int = 15432
+    bootstrap_servers: str = ""
+    registry_url: str = ""
+    database_url: str = ""
+    network_id: str = "demo-network"
+    partitions: int = 6
+    kafka_version: str = "4.3.1"
+    apicurio_version: str = "3.3.3"
+    java_home: str = ""
+    registry_java_home: str = ""
+    kafka_heap: str = "1g"
+    registry_heap: str = "512m"
+    stack: str = "auto"  # auto | local | docker | external
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers:
+            object.__setattr__(self, "bootstrap_servers", f"127.0.0.1:{self.kafka_port}")
+        if not self.registry_url:
+            url = f"http://127.0.0.1:{self.registry_port}/apis/ccompat/v7"
+            object.__setattr__(self, "registry_url", url)
+        if self.stack not in {"auto", "local", "docker", "external"}:
+            raise SettingsError(
+                f"EVLEDGER_STACK must be auto, local, docker or external, not {self.stack!r}"
+            )
+        if self.partitions < 1:
+            raise SettingsError("EVLEDGER_PARTITIONS must be at least 1")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``EVLEDGER_*`` variables. Raises SettingsError on unknown keys
+        or values that do not parse."""
+        environ = os.environ if environ is None else environ
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in environ.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX) :].lower()
+            if name not in fields:
+                known = ", ".join(PREFIX + n.upper() for n in sorted(fields))
+                raise SettingsError(f"unknown setting {key}; known settings: {known}")
+            values[name] = _parse(fields[name], key, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home.resolve()
+
+
+def _parse(field: dataclasses.Field[Any], key: str, raw: str) -> Any:
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "Path":
+            return Path(raw)
+        return raw
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not a valid {kind}") from None

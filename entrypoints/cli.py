@@ -1,0 +1,132 @@
+"""The ``evledger`` command: stack, schemas, demo and (in later modules) finance queries."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from connectors.settings import Settings
+from ledger.errors import LedgerError
+
+console = Console()
+app = typer.Typer(help="evledger: event-sourced payment ledger for EV charging networks.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)  # fmt: skip
+stack_app = typer.Typer(help="Run the local stack: Kafka (KRaft), Apicurio Registry, PostgreSQL.",
+                        no_args_is_help=True)  # fmt: skip
+schemas_app = typer.Typer(help="Avro event schemas.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(schemas_app, name="schemas")
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _stack():  # type: ignore[no-untyped-def]
+    from connectors.stack import Stack
+
+    return Stack(_settings())
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Install (first run: Maven downloads), start and wait for every service."""
+    _stack().up(report=lambda line: console.print(f"[green]•[/] {line}"))
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop every service cleanly (state is kept under EVLEDGER_HOME)."""
+    _stack().down(report=lambda line: console.print(f"[green]•[/] {line}"))
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show whether each service runs and answers."""
+    statuses = _stack().status()
+    table = Table("service", "running", "ready", "address", "pid")
+    for s in statuses:
+        table.add_row(s.name, _yes(s.running), _yes(s.ready), s.address, str(s.pid or ""))
+    console.print(table)
+    if not all(s.ready for s in statuses):
+        raise typer.Exit(1)
+
+
+@stack_app.command("logs")
+def stack_logs(
+    service: str = typer.Argument("kafka", help="kafka, registry or postgres"),
+    lines: int = typer.Option(50, "-n", help="how many lines from the end"),
+    follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new lines"),
+) -> None:
+    """Print a service's log."""
+    path = _stack().log_file(service)
+    if not path.exists():
+        console.print(f"no log yet at {path}")
+        raise typer.Exit(1)
+    with open(path, errors="replace") as log:
+        for line in log.readlines()[-lines:]:
+            sys.stdout.write(line)
+        while follow:
+            line = log.readline()
+            if line:
+                sys.stdout.write(line)
+            else:
+                time.sleep(0.5)
+
+
+@schemas_app.command("export")
+def schemas_export(directory: Path = typer.Option(None, help="default: schemas/avro")) -> None:
+    """Write one .avsc per event, derived from the event dataclasses."""
+    from ledger.events import ALL_EVENTS
+    from schemas.avro import AVSC_DIR, export_avsc
+
+    paths = export_avsc(ALL_EVENTS, directory or AVSC_DIR)
+    console.print(f"wrote {len(paths)} schemas to {paths[0].parent}")
+
+
+@schemas_app.command("register")
+def schemas_register() -> None:
+    """Register every schema with the registry (BACKWARD compatibility)."""
+    from schemas.registry import Registry
+
+    registry = Registry(_settings().registry_url)
+    registry.set_global_compatibility()
+    ids = registry.register_all()
+    table = Table("topic", "event", "schema id")
+    for (topic, name), schema_id in sorted(ids.items()):
+        table.add_row(topic, name.rsplit(".", 1)[-1], str(schema_id))
+    console.print(table)
+
+
+@app.command()
+def demo(sessions: int = typer.Option(2000, help="simulated charging sessions")) -> None:
+    """Start the stack and run a simulated charging network through it."""
+    from connectors.bootstrap import bootstrap
+    from connectors.stack import Stack
+    from entrypoints.demo import run_demo
+
+    settings = _settings()
+    console.rule("[bold]0. local stack")
+    Stack(settings).up(report=lambda line: console.print(f"[green]•[/] {line}"))
+    run_demo(bootstrap(settings), sessions, console)
+
+
+def _yes(value: bool) -> str:
+    return "[green]yes[/]" if value else "[red]no[/]"
+
+
+def main() -> None:
+    try:
+        app()
+    except LedgerError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

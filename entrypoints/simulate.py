@@ -1,0 +1,130 @@
+"""A simulated charging network: realistic sessions, tariffs and payments as typed events.
+
+Deterministic for a given seed, so demos and benchmarks are repeatable.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ledger.dimensions import Dimension
+from ledger.envelope import Envelope, Source, uuid7
+from ledger.events import (
+    ChargingState,
+    ChargingStateChanged,
+    MeterValueRecorded,
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentRefunded,
+    PaymentVoided,
+    RevenueLine,
+    SampledValue,
+    SessionStarted,
+    SessionStopped,
+    TariffPublished,
+)
+from ledger.money import Money
+
+STATIONS = [("DE", "Europe/Berlin"), ("NL", "Europe/Amsterdam"), ("FR", "Europe/Paris")]
+VAT = {"DE": 19, "NL": 21, "FR": 20}
+
+
+def demo_tariff(tariff_id: str = "TARIFF-STD", currency: str = "EUR") -> dict[str, Any]:
+    """An OCPI 2.2.1 tariff: 0.39/kWh by day, 0.29/kWh at night, idle fee after charging."""
+    return {
+        "country_code": "DE", "party_id": "EVL", "id": tariff_id, "currency": currency,
+        "type": "REGULAR",
+        "elements": [
+            {"price_components": [{"type": "ENERGY", "price": "0.29", "vat": "19.0", "step_size": 1}],
+             "restrictions": {"start_time": "22:00", "end_time": "06:00"}},
+            {"price_components": [{"type": "ENERGY", "price": "0.39", "vat": "19.0", "step_size": 1}]},
+            {"price_components": [{"type": "PARKING_TIME", "price": "6.00", "vat": "19.0",
+                                   "step_size": 300}]},
+            {"price_components": [{"type": "FLAT", "price": "0.50", "vat": "19.0", "step_size": 1}]},
+        ],
+        "last_updated": "2026-11-01T00:00:00Z",
+    }  # fmt: skip
+
+
+@dataclass
+class NetworkSimulator:
+    network_id: str = "demo-network"
+    seed: int = 42
+    stations: int = 20
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def tariffs(self) -> list[TariffPublished]:
+        tariff = demo_tariff()
+        return [TariffPublished(Envelope.new(self.network_id, Source.ocpi), tariff["id"], 1,
+                                tariff["currency"], json.dumps(tariff))]  # fmt: skip
+
+    def session(self, start: datetime) -> Iterator[Any]:
+        """Events of one charging session and its payment, in the order they would arrive."""
+        rng = self.rng
+        station = rng.randrange(self.stations)
+        country, zone = STATIONS[station % len(STATIONS)]
+        session_id, payment_id = f"S-{uuid7()}", f"P-{uuid7()}"
+        station_id = f"{country}*EVL*E{station:04d}"
+        ocpp = Source.ocpp16 if station % 2 else Source.ocpp201
+        corr = session_id
+        env = lambda at, src=ocpp: Envelope.new(self.network_id, src, occurred_at=at,
+                                                 correlation_id=corr)  # fmt: skip
+        hold = Money(rng.choice([3000, 5000, 7500]), "EUR")
+        yield PaymentAuthorized(env(start, Source.terminal), payment_id, "sandbox",
+                                f"sbx_{uuid7()}", hold, "card", session_id, station_id,
+                                start + timedelta(days=7))  # fmt: skip
+        yield SessionStarted(env(start), session_id, station_id, f"{station_id}*1", "1",
+                             str(rng.randrange(10**6)), "TARIFF-STD", country, zone,
+                             payment_id, 0, 1)  # fmt: skip
+        yield ChargingStateChanged(env(start), session_id, ChargingState.Charging, start)
+        power_w = rng.choice([7_400, 11_000, 22_000, 50_000])
+        minutes = rng.randrange(5, 90)
+        register = 0
+        seq = 0
+        at = start
+        for seq in range(1, minutes // 5 + 2):
+            at = start + timedelta(minutes=5 * seq)
+            register += power_w * 5 // 60
+            if ocpp is Source.ocpp16:
+                sample = SampledValue(str(register), None, "Wh", None, None, "Sample.Periodic")
+            else:
+                sample = SampledValue(f"{register / 1000:.3f}", "Energy.Active.Import.Register",
+                                      "kWh", 0, None, "Sample.Periodic")  # fmt: skip
+            yield MeterValueRecorded(env(at), session_id, station_id, "tx", seq, at, [sample])
+        idle = timedelta(minutes=rng.choice([0, 0, 10, 35]))
+        yield ChargingStateChanged(env(at), session_id, ChargingState.SuspendedEV, at)
+        stop = at + idle
+        yield SessionStopped(env(stop), session_id, stop, register, "EVDisconnected")
+        if register == 0 or rng.random() < 0.03:
+            yield PaymentVoided(env(stop, Source.psp), payment_id, "no energy delivered")
+            return
+        energy = Money.round_half_up(Money(39, "EUR").to_decimal() * register / 1000, "EUR")
+        lines = [RevenueLine(Dimension.ENERGY, energy.amount_minor,
+                             energy.amount_minor * VAT[country] // 100, str(VAT[country]))]  # fmt: skip
+        total = sum(line.amount_excl_vat + line.vat_amount for line in lines)
+        if total > hold.amount_minor:
+            net = hold.amount_minor * 100 // (100 + VAT[country])
+            lines = [RevenueLine(Dimension.ENERGY, net, hold.amount_minor - net, str(VAT[country]))]
+            total = hold.amount_minor
+        amount = Money(total, "EUR")
+        yield PaymentCaptured(env(stop, Source.psp), payment_id, f"C-{uuid7()}", amount, lines,
+                              True, "sandbox", f"ch_{uuid7()}", Money(25 + total * 14 // 1000, "EUR"),
+                              station_id, country)  # fmt: skip
+        if rng.random() < 0.05:
+            yield PaymentRefunded(env(stop + timedelta(hours=2), Source.psp), payment_id,
+                                  f"R-{uuid7()}", Money(total // 2, "EUR"), [], None,
+                                  "goodwill")  # fmt: skip
+
+    def burst(self, sessions: int, start: datetime | None = None) -> Iterator[Any]:
+        """Tariffs, then ``sessions`` sessions starting a minute apart."""
+        start = start or datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
+        yield from self.tariffs()
+        for i in range(sessions):
+            yield from self.session(start + timedelta(minutes=i))

@@ -1,0 +1,131 @@
+"""Events <-> bytes in the Confluent wire format: magic byte 0, 4-byte schema id, Avro body.
+
+Any Confluent-compatible consumer can read what this writes. Decoding resolves the writer's
+schema (by id, from the registry) against today's schema, then applies upcasters.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import fastavro
+from fastavro.schema import to_parsing_canonical_form
+
+from ledger.events import ALL_EVENTS, TOPIC_EVENTS, EventRejected
+from schemas import upcasters
+from schemas.avro import Codec, avro_schema, codec, full_name, schema_text
+from schemas.encoder import Encoder, build_encoder
+from schemas.errors import NotConfluentFramed, SchemaMismatch, UnexpectedEventType, UnknownSchema
+from schemas.registry import Registry, UnknownSchemaId, subject
+
+_HEADER = struct.Struct(">bI")
+MAGIC = 0
+
+
+def allowed_events(topic: str) -> tuple[type, ...]:
+    if topic.endswith(".rejected"):
+        return (EventRejected,)
+    return TOPIC_EVENTS.get(topic, ())
+
+
+@dataclass(frozen=True)
+class _Reader:
+    codec: Codec
+    writer: Any  # parsed writer schema
+    same: bool  # writer schema is today's schema: no resolution needed
+
+
+class EventSerde:
+    """Encodes and decodes events for the topics in the catalogue, registering schemas lazily."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._encoders: dict[tuple[str, type], tuple[bytes, Encoder]] = {}
+        self._readers: dict[int, _Reader] = {}
+        self._codec_by_name = {full_name(cls): codec(cls) for cls in ALL_EVENTS}
+
+    # -- encode -----------------------------------------------------------------------------
+    def _encoder(self, topic: str, cls: type) -> tuple[bytes, Encoder]:
+        found = self._encoders.get((topic, cls))
+        if found is None:
+            if cls not in allowed_events(topic):
+                raise UnexpectedEventType(
+                    f"{cls.__name__} does not belong on topic {topic}", topic=topic
+                )
+            schema_id = self.registry.register(subject(topic, cls), schema_text(cls))
+            found = (_HEADER.pack(MAGIC, schema_id), build_encoder(codec(cls)))
+            self._encoders[(topic, cls)] = found
+            self._readers[schema_id] = _Reader(codec(cls), codec(cls).parsed, same=True)
+        return found
+
+    def encode(self, topic: str, event: Any) -> bytes:
+        """Confluent-framed Avro bytes of ``event`` for ``topic``."""
+        header, encoder = self._encoder(topic, type(event))
+        return encoder(header, event)
+
+    def schema_id(self, topic: str, cls: type) -> int:
+        header, _ = self._encoder(topic, cls)
+        return int(_HEADER.unpack(header)[1])
+
+    # -- decode -----------------------------------------------------------------------------
+    def _reader(self, schema_id: int) -> _Reader:
+        reader = self._readers.get(schema_id)
+        if reader is not None:
+            return reader
+        try:
+            writer = self.registry.schema_by_id(schema_id)
+        except UnknownSchemaId as exc:
+            raise UnknownSchema(
+                f"schema id {schema_id} is unknown to the registry at {self.registry.url}; "
+                "the record was written against another registry or its schema was deleted",
+                schema_id=schema_id,
+            ) from exc
+        name = writer.get("name", "")
+        if "." not in name and writer.get("namespace"):
+            name = f"{writer['namespace']}.{name}"
+        known = self._codec_by_name.get(name)
+        if known is None:
+            raise UnexpectedEventType(f"schema {schema_id} is for {name!r}, not an evledger event",
+                                      schema_id=schema_id)  # fmt: skip
+        same = to_parsing_canonical_form(writer) == to_parsing_canonical_form(
+            avro_schema(known.cls)
+        )
+        reader = _Reader(known, fastavro.parse_schema(writer), same)
+        self._readers[schema_id] = reader
+        return reader
+
+    def decode(self, topic: str, value: bytes | None) -> Any:
+        """The event in ``value``. Raises a DecodeError subclass naming what is wrong."""
+        if value is None or len(value) < _HEADER.size:
+            raise NotConfluentFramed(
+                "record has no Confluent wire-format header (need magic byte 0 + 4-byte schema id)",
+                length=0 if value is None else len(value),
+            )
+        magic, schema_id = _HEADER.unpack_from(value)
+        if magic != MAGIC:
+            raise NotConfluentFramed(f"unknown magic byte {magic}; not Confluent-framed Avro")
+        reader = self._reader(schema_id)
+        if reader.codec.cls not in allowed_events(topic):
+            raise UnexpectedEventType(
+                f"{reader.codec.cls.__name__} does not belong on topic {topic}",
+                topic=topic, schema_id=schema_id,
+            )  # fmt: skip
+        body = io.BytesIO(memoryview(value)[_HEADER.size :])
+        try:
+            if reader.same:
+                datum = fastavro.schemaless_reader(body, reader.writer, None)
+            else:
+                datum = fastavro.schemaless_reader(body, reader.writer, reader.codec.parsed)
+                datum = upcasters.upcast(full_name(reader.codec.cls), reader.writer, datum)
+            if body.tell() != len(value) - _HEADER.size:
+                raise ValueError(f"{len(value) - _HEADER.size - body.tell()} trailing bytes")
+            return reader.codec.from_dict(datum)  # type: ignore[arg-type]
+        except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError...
+            raise SchemaMismatch(
+                f"bytes do not decode as {reader.codec.cls.__name__} (schema id {schema_id}): "
+                f"{type(exc).__name__}: {exc}",
+                schema_id=schema_id,
+            ) from exc
