@@ -13,6 +13,7 @@ from ledger import accounts, payment_errors
 from ledger.balances import Balances, View, aggregate
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
+from ledger.errors import CurrencyMismatch
 from ledger.events import (
     AuthorizationExpired,
     AuthorizationIncremented,
@@ -161,7 +162,8 @@ def test_posting_partial_then_final_capture_releases_the_rest_of_the_hold() -> N
     flow.capture(1190, [line(Dimension.ENERGY, 1000, 190)], final=False)
     assert flow.postings(EntryKind.HOLD_RELEASED) == {HOLDS.code: -1190, COMMITMENTS.code: 1190}
     assert flow.balance(HOLDS) == 3810
-    assert flow.state is not None and flow.state.status is PaymentStatus.AUTHORIZED
+    partly = flow.state
+    assert partly is not None and partly.status is PaymentStatus.AUTHORIZED
 
     flow.capture(2380, [line(Dimension.ENERGY, 2000, 380)], final=True)
     assert flow.postings(EntryKind.HOLD_RELEASED) == {HOLDS.code: -3810, COMMITMENTS.code: 3810}
@@ -169,8 +171,9 @@ def test_posting_partial_then_final_capture_releases_the_rest_of_the_hold() -> N
     assert flow.balance(CLEARING) == 3570
     assert flow.balance(ENERGY) == -3000
     assert flow.balance(VAT_DE) == -570
-    assert flow.state.status is PaymentStatus.FINALIZED
-    assert flow.state.captured == 3570 and flow.state.hold == 0
+    final = flow.state
+    assert final is not None and final.status is PaymentStatus.FINALIZED
+    assert final.captured == 3570 and final.hold == 0
 
 
 def test_posting_capture_recognizes_revenue_by_dimension_and_vat_by_country() -> None:
@@ -488,7 +491,7 @@ def test_posting_payout_moves_clearing_to_bank_with_fees_as_expense() -> None:
 
 def test_posting_payout_fee_in_another_currency_is_rejected_by_money() -> None:
     event = PayoutPaid(env(), "stripe", "po_1", Money(2000, "EUR"), Money(25, "USD"))
-    with pytest.raises(payment_errors.CurrencyMismatch):
+    with pytest.raises(CurrencyMismatch):
         payout(event)
 
 
