@@ -15,9 +15,20 @@ from datetime import datetime
 from ledger import accounts
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope
-from ledger.events import PayoutPaid, RevenueLine
+from ledger.events import (
+    CdrCredited,
+    CdrIssued,
+    PayoutPaid,
+    ProviderDisputeUpdated,
+    RevenueLine,
+)
 from ledger.journal import EntryKind, JournalEntry, Posting
 from ledger.money import Money
+
+NOT_POSTED: tuple[type, ...] = (CdrIssued, CdrCredited, ProviderDisputeUpdated)
+"""Events the ledger records as applied with no entries. Captures and refunds recognize and
+reverse revenue, so a CDR posting too would count it twice; a credit CDR moves money only through
+the refund it leads to. Provider dispute webhooks reach the ledger as DisputeOpened/Resolved."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from ledger.journal import (
     UnbalancedEntry,
     entry_id_for,
     merge,
+    reversal,
 )
 from ledger.money import Money
 
@@ -250,3 +251,14 @@ def test_journal_entry_ids_are_deterministic_per_event_and_kind() -> None:
     assert entry_id_for("ev-1", EntryKind.CAPTURE) != entry_id_for("ev-2", EntryKind.CAPTURE)
     # Frozen value: a stored id must never change with a refactoring.
     assert entry_id_for("ev-1", EntryKind.CAPTURE) == "ceec2cf1-6f5f-505b-a164-2d04c4332d4c"
+
+
+def test_journal_reversal_negates_every_posting_under_a_new_id() -> None:
+    original = entry(
+        Posting.debit(accounts.provider_clearing("stripe"), eur(119)),
+        Posting.credit(accounts.vat_payable("DE"), eur(119)),
+    )
+    undo = reversal(original, event_id="ev-2", kind=EntryKind.REFUND_REVERSAL, occurred_at=AT)
+    assert [p.amount for p in undo.postings] == [eur(-119), eur(119)]
+    assert undo.entry_id == entry_id_for("ev-2", EntryKind.REFUND_REVERSAL)
+    assert undo.payment_id == original.payment_id
