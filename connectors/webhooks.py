@@ -1,0 +1,451 @@
+"""Provider webhooks: verify the signature, drop replays, normalize to ``provider.events`` facts.
+
+Stripe signs ``f"{t}.{raw body}"`` with HMAC-SHA256 and the endpoint secret and sends
+``Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]``. We accept any v1 that matches any of our
+secrets (rotation: old and new secret both valid for a while) when ``t`` is within the tolerance.
+
+Braintree posts ``bt_signature`` (``public_key|hmac_sha1_hex`` pairs joined by ``&``; the HMAC key
+is SHA-1 of the private key) and ``bt_payload`` (base64 of an XML notification), as the SDK's
+``WebhookNotificationGateway`` checks. Braintree's signature has no timestamp; the notification's
+own (signed) timestamp is checked against ``braintree_max_age``, which must exceed Braintree's
+retry period, and the replay store must remember ids at least that long.
+
+Normalized events get deterministic ``event_id`` s (UUIDv5 of the provider fact), so a fact seen
+twice, say a refund reported by both ``charge.refunded`` and ``refund.created``, deduplicates
+downstream even when the replay store cannot help.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+from urllib.parse import parse_qs
+
+from braintree.util.xml_util import XmlUtil
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from ledger.envelope import Envelope, Source
+from ledger.errors import LedgerError, ValidationError
+from ledger.events import ExternalRefundReported, PayoutPaid, ProviderDisputeUpdated
+from ledger.money import Money
+
+log = logging.getLogger(__name__)
+
+ProviderEvent = PayoutPaid | ProviderDisputeUpdated | ExternalRefundReported
+EVENT_ID_NAMESPACE = uuid.UUID("5b0f9a52-6a43-4f0e-9d1c-6a8f0b8e2c11")
+
+
+class WebhookSignatureError(LedgerError):
+    """Missing, malformed, wrong or stale signature: answer 400 and publish nothing."""
+
+    code = "WEBHOOK_SIGNATURE"
+
+
+class WebhookPayloadError(ValidationError):
+    """A correctly signed payload we cannot read."""
+
+    code = "WEBHOOK_PAYLOAD"
+
+
+# ---------------------------------------------------------------------------- Stripe
+def verify_stripe_signature(
+    payload: bytes,
+    header: str | None,
+    secrets: Sequence[str],
+    *,
+    now: float,
+    tolerance: float = 300.0,
+) -> int:
+    """Check a ``Stripe-Signature`` header; return its timestamp. Raises WebhookSignatureError."""
+    if not header:
+        raise WebhookSignatureError("missing Stripe-Signature header")
+    if not secrets:
+        raise WebhookSignatureError("no Stripe endpoint secret configured")
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                raise WebhookSignatureError("unreadable timestamp in Stripe-Signature") from None
+        elif key == "v1":
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise WebhookSignatureError("Stripe-Signature lacks t= or v1=")
+    if abs(now - timestamp) > tolerance:
+        raise WebhookSignatureError(
+            "Stripe-Signature timestamp outside the tolerance", age_s=int(now - timestamp)
+        )
+    signed = f"{timestamp}.".encode() + payload
+    for secret in secrets:
+        expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        # Evaluate every candidate: no early exit that leaks which one matched.
+        if any([hmac.compare_digest(expected, candidate) for candidate in signatures]):
+            return timestamp
+    raise WebhookSignatureError("no Stripe-Signature v1 matches an endpoint secret")
+
+
+def _event_id(provider: str, fact: str) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{provider}:{fact}"))
+
+
+def _envelope(network_id: str, provider: str, fact: str, occurred_at: datetime) -> Envelope:
+    return Envelope.new(
+        network_id, Source.psp, occurred_at=occurred_at, event_id=_event_id(provider, fact)
+    )
+
+
+def _stripe_money(amount: Any, currency: Any) -> Money:
+    return Money(abs(int(amount)), str(currency).upper())
+
+
+def normalize_stripe_event(
+    event: Mapping[str, Any], network_id: str, provider: str = "stripe"
+) -> list[ProviderEvent]:
+    """Facts in one Stripe event: payouts paid, dispute changes, refunds made outside evledger.
+
+    Other event types give an empty list. Raises WebhookPayloadError on a malformed event.
+    """
+    try:
+        kind = str(event["type"])
+        obj = event["data"]["object"]
+        occurred = datetime.fromtimestamp(int(event.get("created") or time.time()), UTC)
+        if kind == "payout.paid":
+            amount = _stripe_money(obj["amount"], obj["currency"])
+            return [
+                PayoutPaid(
+                    envelope=_envelope(network_id, provider, f"payout_paid:{obj['id']}", occurred),
+                    provider=provider,
+                    payout_id=obj["id"],
+                    amount=amount,
+                    # The payout object carries the net only; fees come per charge (balance
+                    # transactions) and are reconciled from the settlement report.
+                    fees=Money.zero(amount.currency),
+                )
+            ]
+        if kind.startswith("charge.dispute."):
+            fact = f"dispute:{obj['id']}:{event['id']}"
+            return [
+                ProviderDisputeUpdated(
+                    envelope=_envelope(network_id, provider, fact, occurred),
+                    provider=provider,
+                    provider_reference=obj["charge"],
+                    dispute_id=obj["id"],
+                    status=obj["status"],
+                    amount=_stripe_money(obj["amount"], obj["currency"]),
+                )
+            ]
+        if kind == "charge.refunded":
+            refunds = (obj.get("refunds") or {}).get("data") or []
+            return [
+                _external_refund(network_id, provider, obj["id"], refund, occurred)
+                for refund in refunds
+                if _is_external(refund)
+            ]
+        if kind == "refund.created" and _is_external(obj) and obj.get("charge"):
+            return [_external_refund(network_id, provider, obj["charge"], obj, occurred)]
+        return []
+    except (KeyError, TypeError, ValueError, LedgerError) as exc:
+        raise WebhookPayloadError(f"malformed Stripe event: {exc!r}") from exc
+
+
+def _is_external(refund: Mapping[str, Any]) -> bool:
+    return "evledger_refund_id" not in (refund.get("metadata") or {})
+
+
+def _external_refund(
+    network_id: str, provider: str, charge: str, refund: Mapping[str, Any], occurred: datetime
+) -> ExternalRefundReported:
+    return ExternalRefundReported(
+        envelope=_envelope(network_id, provider, f"external_refund:{refund['id']}", occurred),
+        provider=provider,
+        provider_reference=charge,
+        refund_reference=refund["id"],
+        amount=_stripe_money(refund["amount"], refund["currency"]),
+    )
+
+
+# ---------------------------------------------------------------------------- Braintree
+@dataclass(frozen=True, slots=True)
+class BraintreeWebhookKey:
+    public_key: str
+    private_key: str
+
+
+_BASE64 = re.compile(rb"^[A-Za-z0-9+=/\n]+$")
+
+
+def verify_braintree_signature(
+    bt_signature: str | None, bt_payload: str | None, keys: Sequence[BraintreeWebhookKey]
+) -> None:
+    """Check ``bt_signature`` against ``bt_payload`` for any configured key pair.
+
+    Raises WebhookSignatureError.
+    """
+    if not bt_signature or not bt_payload:
+        raise WebhookSignatureError("missing bt_signature or bt_payload")
+    payload = bt_payload.encode("ascii", errors="replace")
+    if not _BASE64.match(payload):
+        raise WebhookSignatureError("bt_payload contains illegal characters")
+    pairs = [pair.split("|", 1) for pair in bt_signature.split("&") if "|" in pair]
+    for key in keys:
+        hmac_key = hashlib.sha1(key.private_key.encode()).digest()
+        for public_key, signature in pairs:
+            if public_key != key.public_key:
+                continue
+            # The SDK accepts the payload with or without a trailing newline.
+            for candidate in (payload, payload + b"\n"):
+                expected = hmac.new(hmac_key, candidate, hashlib.sha1).hexdigest()
+                if hmac.compare_digest(expected, signature):
+                    return
+    raise WebhookSignatureError("no bt_signature pair matches a configured key")
+
+
+def parse_braintree_notification(bt_payload: str) -> Mapping[str, Any]:
+    """The ``notification`` element of a verified payload, via the SDK's XML parser."""
+    try:
+        xml = base64.decodebytes(bt_payload.encode("ascii"))
+        parsed = XmlUtil.dict_from_xml(xml)
+        notification = parsed["notification"]
+        if not isinstance(notification, dict):
+            raise TypeError("notification is not an element")
+        return notification
+    except (binascii.Error, KeyError, TypeError, ValueError) as exc:
+        raise WebhookPayloadError(f"unreadable Braintree notification: {exc!r}") from exc
+    except Exception as exc:  # minidom raises ExpatError and friends
+        raise WebhookPayloadError(f"unreadable Braintree notification: {exc!r}") from exc
+
+
+def _bt_money(amount: Any, currency: Any) -> Money:
+    return Money.of(Decimal(str(amount)), str(currency).upper())
+
+
+def normalize_braintree_notification(
+    notification: Mapping[str, Any], network_id: str, provider: str = "braintree"
+) -> list[ProviderEvent]:
+    """Facts in one Braintree notification: disbursements (payouts) and dispute changes.
+
+    Braintree has no webhook for refunds made in its control panel; those surface in
+    reconciliation as ``missing_in_ledger``. Raises WebhookPayloadError when malformed.
+    """
+    try:
+        kind = str(notification["kind"])
+        occurred = _aware(notification.get("timestamp"))
+        subject = notification.get("subject") or {}
+        if kind == "disbursement":
+            d = subject["disbursement"]
+            amount = _bt_money(d["amount"], d["merchant_account"]["currency_iso_code"])
+            return [
+                PayoutPaid(
+                    envelope=_envelope(network_id, provider, f"payout_paid:{d['id']}", occurred),
+                    provider=provider,
+                    payout_id=d["id"],
+                    amount=amount,
+                    fees=Money.zero(amount.currency),  # fees are in the disbursement report
+                )
+            ]
+        if kind.startswith("dispute_"):
+            d = subject["dispute"]
+            fact = f"dispute:{d['id']}:{kind}:{occurred.isoformat()}"
+            return [
+                ProviderDisputeUpdated(
+                    envelope=_envelope(network_id, provider, fact, occurred),
+                    provider=provider,
+                    provider_reference=d["transaction"]["id"],
+                    dispute_id=d["id"],
+                    status=str(d.get("status") or kind.removeprefix("dispute_")),
+                    amount=_bt_money(
+                        d.get("amount_disputed") or d["amount"], d["currency_iso_code"]
+                    ),
+                )
+            ]
+        return []
+    except (KeyError, TypeError, ValueError, LedgerError) as exc:
+        raise WebhookPayloadError(f"malformed Braintree notification: {exc!r}") from exc
+
+
+def _aware(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    raise WebhookPayloadError("notification lacks a timestamp")
+
+
+def braintree_challenge_response(challenge: str, key: BraintreeWebhookKey) -> str:
+    """Answer Braintree's endpoint verification (``bt_challenge``), as the SDK's ``verify``."""
+    if not re.fullmatch(r"[a-f0-9]{20,32}", challenge):
+        raise WebhookPayloadError("bt_challenge is not 20-32 hex characters")
+    hmac_key = hashlib.sha1(key.private_key.encode()).digest()
+    digest = hmac.new(hmac_key, challenge.encode(), hashlib.sha1).hexdigest()
+    return f"{key.public_key}|{digest}"
+
+
+# ---------------------------------------------------------------------------- replay protection
+class WebhookIdStore(Protocol):
+    """Remembers which webhook deliveries were processed (PostgreSQL in production)."""
+
+    def claim(self, provider: str, webhook_id: str) -> bool:
+        """Atomically mark as processed; False when it already was (a replay)."""
+        ...
+
+    def release(self, provider: str, webhook_id: str) -> None:
+        """Undo a claim whose processing failed, so the provider's retry is processed."""
+        ...
+
+
+class InMemoryWebhookIdStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: set[tuple[str, str]] = set()
+
+    def claim(self, provider: str, webhook_id: str) -> bool:
+        with self._lock:
+            if (provider, webhook_id) in self._seen:
+                return False
+            self._seen.add((provider, webhook_id))
+            return True
+
+    def release(self, provider: str, webhook_id: str) -> None:
+        with self._lock:
+            self._seen.discard((provider, webhook_id))
+
+
+# ---------------------------------------------------------------------------- handling
+@dataclass(frozen=True, slots=True)
+class WebhookOutcome:
+    status: Literal["published", "duplicate", "ignored"]
+    events: tuple[ProviderEvent, ...] = ()
+
+
+class WebhookHandler:
+    """Verify → claim the delivery id → normalize → publish; framework-independent."""
+
+    def __init__(
+        self,
+        *,
+        network_id: str,
+        publish: Callable[[ProviderEvent], None],
+        store: WebhookIdStore,
+        stripe_secrets: Sequence[str] = (),
+        braintree_keys: Sequence[BraintreeWebhookKey] = (),
+        clock: Callable[[], float] = time.time,
+        tolerance: float = 300.0,
+        braintree_max_age: float = 3 * 24 * 3600.0,
+        stripe_provider: str = "stripe",
+        braintree_provider: str = "braintree",
+    ) -> None:
+        self.network_id = network_id
+        self._publish = publish
+        self._store = store
+        self._stripe_secrets = tuple(stripe_secrets)
+        self._braintree_keys = tuple(braintree_keys)
+        self._clock = clock
+        self._tolerance = tolerance
+        self._braintree_max_age = braintree_max_age
+        self._stripe = stripe_provider
+        self._braintree = braintree_provider
+
+    @property
+    def challenge_key(self) -> BraintreeWebhookKey | None:
+        """The key that answers Braintree's endpoint challenge: the first (newest) one."""
+        return self._braintree_keys[0] if self._braintree_keys else None
+
+    def handle_stripe(self, payload: bytes, signature_header: str | None) -> WebhookOutcome:
+        """Raises WebhookSignatureError (answer 400) or WebhookPayloadError (400)."""
+        verify_stripe_signature(
+            payload, signature_header, self._stripe_secrets,
+            now=self._clock(), tolerance=self._tolerance,
+        )  # fmt: skip
+        try:
+            event = json.loads(payload)
+            webhook_id = str(event["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WebhookPayloadError(f"unreadable Stripe event: {exc!r}") from exc
+        events = normalize_stripe_event(event, self.network_id, self._stripe)
+        return self._deliver(self._stripe, webhook_id, events)
+
+    def handle_braintree(self, bt_signature: str | None, bt_payload: str | None) -> WebhookOutcome:
+        """Raises WebhookSignatureError (answer 400) or WebhookPayloadError (400)."""
+        verify_braintree_signature(bt_signature, bt_payload, self._braintree_keys)
+        assert bt_payload is not None
+        notification = parse_braintree_notification(bt_payload)
+        sent_at = _aware(notification.get("timestamp"))
+        if abs(self._clock() - sent_at.timestamp()) > self._braintree_max_age:
+            raise WebhookSignatureError("Braintree notification older than braintree_max_age")
+        webhook_id = hashlib.sha256(bt_payload.encode("ascii")).hexdigest()
+        events = normalize_braintree_notification(notification, self.network_id, self._braintree)
+        return self._deliver(self._braintree, webhook_id, events)
+
+    def _deliver(
+        self, provider: str, webhook_id: str, events: list[ProviderEvent]
+    ) -> WebhookOutcome:
+        if not self._store.claim(provider, webhook_id):
+            return WebhookOutcome("duplicate")
+        try:
+            for event in events:
+                self._publish(event)
+        except BaseException:
+            self._store.release(provider, webhook_id)
+            raise
+        return WebhookOutcome("published" if events else "ignored", tuple(events))
+
+
+def build_webhook_router(handler: WebhookHandler, *, prefix: str = "/webhooks") -> APIRouter:
+    """FastAPI routes ``POST {prefix}/stripe`` and ``POST|GET {prefix}/braintree``.
+
+    400 for a bad signature or payload (nothing published), 200 for published, ignored and
+    duplicate deliveries, 503 when publishing failed (the provider will retry).
+    """
+    router = APIRouter(prefix=prefix)
+
+    def answer(run: Callable[[], WebhookOutcome]) -> Response:
+        try:
+            outcome = run()
+        except (WebhookSignatureError, WebhookPayloadError) as exc:
+            return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=400)
+        except Exception:
+            # The delivery claim was released: the provider's retry will be processed.
+            log.exception("webhook publish failed; answering 503 so the provider retries")
+            return JSONResponse({"error": "PUBLISH_FAILED"}, status_code=503)
+        return JSONResponse({"status": outcome.status, "events": len(outcome.events)})
+
+    @router.post("/stripe")
+    async def stripe_webhook(request: Request) -> Response:
+        body = await request.body()
+        signature = request.headers.get("stripe-signature")
+        return answer(lambda: handler.handle_stripe(body, signature))
+
+    @router.post("/braintree")
+    async def braintree_webhook(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        signature = next(iter(form.get("bt_signature", [])), None)
+        payload = next(iter(form.get("bt_payload", [])), None)
+        return answer(lambda: handler.handle_braintree(signature, payload))
+
+    @router.get("/braintree")
+    async def braintree_challenge(bt_challenge: str = "") -> Response:
+        key = handler.challenge_key
+        if key is None:
+            return PlainTextResponse("no Braintree key configured", status_code=404)
+        try:
+            text = braintree_challenge_response(bt_challenge, key)
+        except WebhookPayloadError as exc:
+            return PlainTextResponse(exc.message, status_code=400)
+        return PlainTextResponse(text)
+
+    return router
