@@ -412,7 +412,6 @@ class SandboxProvider:
                 fee = line.fee.amount_minor if line.fee else 0
                 sign = 1 if line.type is LineType.CHARGE else -1
                 net += sign * line.amount.amount_minor - fee
-            self._paid_out = len(self._lines)
             payout = SettlementLine(
                 provider=self._name,
                 type=LineType.PAYOUT,

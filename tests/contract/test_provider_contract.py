@@ -50,6 +50,7 @@ from connectors.providers.errors import (
     ProviderUnavailable,
     RefundExceedsCapture,
 )
+from connectors.providers.sandbox import Fault, FeeSchedule, SandboxProvider
 from connectors.providers.stripe import StripeProvider
 from ledger.money import Money
 from ledger.reconciliation import LineType, SettlementLine
@@ -379,3 +380,86 @@ class TestStripeErrorTranslation:
             provider.authorize(self.CALL)
         assert caught.value.retriable is True
         assert caught.value.in_doubt is True
+
+
+# ---------------------------------------------------------------------------- sandbox knobs
+class TestSandboxSpecifics:
+    """What only the sandbox offers: fault injection, hold expiry, multi-capture, payouts."""
+
+    @staticmethod
+    def call(payment_id: str = "pay_s", amount: int = 5_000) -> AuthorizeCall:
+        key = idempotency_key(new_id(), Action.AUTHORIZE)
+        return AuthorizeCall(payment_id, Money(amount, "EUR"), "tok_visa", key)
+
+    def test_outage_fails_every_operation_without_effect(self) -> None:
+        sandbox = SandboxProvider()
+        sandbox.inject(Fault.OUTAGE, times=None)
+        with pytest.raises(ProviderUnavailable) as caught:
+            sandbox.authorize(self.call())
+        assert caught.value.retriable and not caught.value.in_doubt
+        with pytest.raises(ProviderUnavailable):
+            sandbox.find_authorization("pay_s")
+        sandbox.clear_faults()
+        assert sandbox.find_authorization("pay_s") is None
+
+    def test_timeout_before_applies_nothing(self) -> None:
+        sandbox = SandboxProvider()
+        sandbox.inject(Fault.TIMEOUT_BEFORE, "authorize")
+        with pytest.raises(ProviderError) as caught:
+            sandbox.authorize(self.call())
+        assert caught.value.in_doubt
+        assert sandbox.find_authorization("pay_s") is None
+
+    def test_latency_goes_through_the_injected_sleep(self) -> None:
+        slept: list[float] = []
+        sandbox = SandboxProvider(sleep=slept.append)
+        sandbox.set_latency(0.25, "authorize")
+        sandbox.authorize(self.call())
+        assert slept == [0.25]
+
+    def test_hold_expires(self) -> None:
+        now = [datetime(2025, 1, 1, tzinfo=UTC)]
+        sandbox = SandboxProvider(clock=lambda: now[0], hold_ttl=timedelta(hours=1))
+        auth = sandbox.authorize(self.call())
+        assert auth.expires_at == now[0] + timedelta(hours=1)
+        now[0] += timedelta(hours=1)
+        assert sandbox.fetch_status(auth.provider_reference).state is PaymentState.EXPIRED
+        with pytest.raises(InvalidPaymentState):
+            sandbox.capture(capture_call(auth, 100))
+
+    def test_multi_capture_until_final(self) -> None:
+        sandbox = SandboxProvider(multi_capture=True)
+        auth = sandbox.authorize(self.call(amount=5_000))
+        first = CaptureCall(
+            "pay_s", auth.provider_reference, Money(1_000, "EUR"), "k1", final=False
+        )
+        assert sandbox.capture(first).state is PaymentState.PARTIALLY_CAPTURED
+        with pytest.raises(CaptureExceedsAuthorization):
+            sandbox.capture(capture_call(auth, 4_001))
+        assert sandbox.capture(capture_call(auth, 500)).state is PaymentState.CAPTURED
+        assert sandbox.fetch_status(auth.provider_reference).captured == Money(1_500, "EUR")
+
+    def test_single_capture_releases_the_rest(self) -> None:
+        sandbox = SandboxProvider()
+        auth = sandbox.authorize(self.call(amount=5_000))
+        sandbox.capture(capture_call(auth, 1_000))
+        with pytest.raises(InvalidPaymentState):
+            sandbox.capture(capture_call(auth, 1_000))
+
+    def test_a_decline_is_replayed_for_the_same_key(self) -> None:
+        sandbox = SandboxProvider()
+        call = AuthorizeCall("pay_d", Money(100, "EUR"), "tok_insufficient_funds", "k-decline")
+        for _ in range(2):
+            with pytest.raises(PaymentDeclined) as caught:
+                sandbox.authorize(call)
+            assert caught.value.decline_code == "insufficient_funds"
+
+    def test_payout_pays_the_net_of_charges_fees_and_refunds(self) -> None:
+        sandbox = SandboxProvider(fees=FeeSchedule(rate_basis_points=100, fixed_minor=10))
+        auth = sandbox.authorize(self.call(amount=10_000))
+        captured = sandbox.capture(capture_call(auth, 10_000))
+        assert captured.fee == Money(110, "EUR")
+        sandbox.refund(refund_call(auth, 2_000))
+        payout = sandbox.pay_out("EUR")
+        assert payout is not None and payout.amount == Money(10_000 - 110 - 2_000, "EUR")
+        assert sandbox.pay_out("EUR") is None
