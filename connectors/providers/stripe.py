@@ -220,7 +220,8 @@ class StripeProvider:
     def find_authorization(self, payment_id: str) -> AuthorizationResult | None:
         """Search PaymentIntents by ``metadata['payment_id']``. Stripe's search index lags by
         up to a minute: prefer retrying the authorize with the same idempotency key."""
-        query = f"metadata['payment_id']:'{payment_id}'"
+        quoted = payment_id.replace("\\", "\\\\").replace("'", "\\'")
+        query = f"metadata['payment_id']:'{quoted}'"
         found = self._call(
             "find",
             lambda: self._client.v1.payment_intents.search(params={"query": query, "limit": 10}),
