@@ -13,25 +13,21 @@ from that rounded net, rounded once half-up. min_price/max_price then adjust the
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
 from ledger.dimensions import Dimension
 from ledger.errors import ValidationError
 from ledger.events import RevenueLine
 from ledger.metering import MeteredSession
 from ledger.money import Money, exponent
-from ledger.pricing_limits import LineDraft, apply_price_limits, vat_minor
-from ledger.pricing_plan import METERED, US_PER_S, from_us, plan_for, to_us
-from ledger.tariffs import PriceComponent, Tariff, components_of
+from ledger.pricing_limits import LineDraft, apply_price_limits
+from ledger.pricing_plan import METERED, US_PER_S, PricingPlan, from_us, plan_for, to_us
+from ledger.pricing_sweep import PeriodData, Sweep, power_mask
+from ledger.tariffs import Tariff, components_of
 
-_DIVISOR = {Dimension.ENERGY: Decimal(1000), Dimension.TIME: Decimal(3600 * US_PER_S)}
-_DIVISOR[Dimension.PARKING_TIME] = _DIVISOR[Dimension.TIME]
-_STEP_UNIT = {Dimension.ENERGY: 1, Dimension.TIME: US_PER_S, Dimension.PARKING_TIME: US_PER_S}
-_LINE_ORDER = {Dimension.FLAT: 0, Dimension.ENERGY: 1, Dimension.TIME: 2, Dimension.PARKING_TIME: 3}
 _ZERO = Decimal(0)
 #: Quantities are shown to 6 decimals (1 mWh, 3.6 ms); money uses the exact values.
 _SHOWN = Decimal("0.000001")
@@ -97,7 +93,6 @@ class PricedSession:
     tariff_id: str
     currency: str
     lines: tuple[PricedLine, ...]
-    periods: tuple[ChargingPeriod, ...]
     total_excl_vat: Money
     total_vat: Money
     total_incl_vat: Money
@@ -108,6 +103,12 @@ class PricedSession:
     min_price_applied: bool = False
     max_price_applied: bool = False
     waived: frozenset[Dimension] = frozenset()
+    period_data: tuple[PeriodData, ...] = field(default=(), repr=False)
+
+    @property
+    def periods(self) -> tuple[ChargingPeriod, ...]:
+        """Charging periods: a new one wherever the active elements or charging state change."""
+        return tuple(_period(p) for p in self.period_data)
 
     def revenue_lines(self) -> list[RevenueLine]:
         """Lines as the event type used by CdrIssued and CaptureRequested."""
@@ -117,6 +118,9 @@ class PricedSession:
         """Net amount billed for ``dimension`` (all VAT rates together)."""
         total = sum(line.net.amount_minor for line in self.lines if line.dimension is dimension)
         return Money(total, self.currency)
+
+
+_NO_WAIVER: frozenset[Dimension] = frozenset()
 
 
 def price_session(
@@ -132,244 +136,86 @@ def price_session(
     end_us = to_us(session.stopped_at)
     if end_us < start_us:
         raise InvalidMeteredSession("session stops before it starts", session_id=session.session_id)
-    seg_starts, seg_masks = plan.segments(start_us, end_us)
-    n_seg = len(seg_starts)
-    n_el = len(tariff.elements)
-    acc: dict[Dimension, list[Decimal | int]] = {d: [0] * n_el for d in METERED}
-    acc_energy, acc_time, acc_parking = (
-        acc[Dimension.ENERGY],
-        acc[Dimension.TIME],
-        acc[Dimension.PARKING_TIME],
-    )
-    last = {d: -1 for d in METERED}
-    energy_th, duration_th, power_th, current_th = (
-        plan.energy,
-        plan.duration,
-        plan.power,
-        plan.current,
-    )
-    e_points, d_points = energy_th.points, duration_th.points
+    sweep = Sweep(plan, start_us, end_us)
+    power_th, current_th = plan.power, plan.current
     use_power, use_current = power_th.active, current_th.active
-    periods: list[list[object]] = []  # [start_us, end_us, charging, (e, t, p), e_wh, dt_us]
-    period_key: tuple[bool, tuple[int, int, int]] | None = None
+    # Without energy, duration, power or current restrictions only local time and the charging
+    # state pick elements, so runs of intervals inside one local-time segment bill as one span.
+    runs = plan.runs_allowed
+    all_mask = plan.all_mask
+    run_a = run_boundary = 0
+    run_until = session.started_at  # run_boundary as a datetime: most intervals need no µs
+    run_e: Decimal | int = 0
+    run_cum: Decimal | int = 0
+    run_charging: bool | None = None
     cum: Decimal | int = 0
-    charging_us = parking_us = 0
-    seg = 0
     prev_end = session.started_at
-    prev_us = start_us
-    first_mask = -1
     for iv in session.intervals:
-        if iv.start != prev_end or iv.end < iv.start:
+        end = iv.end
+        if iv.start != prev_end or end < prev_end:
             raise InvalidMeteredSession(
                 "intervals must be contiguous from start to stop",
                 session_id=session.session_id,
                 at=str(iv.start),
             )
-        a, b = prev_us, to_us(iv.end)
-        prev_end, prev_us = iv.end, b
         energy, charging = iv.energy_wh, iv.charging
-        fixed = plan.all_mask
-        if use_power:
-            if iv.power_kw is not None:
-                fixed &= power_th.mask(iv.power_kw)
-            elif b > a:
-                fixed &= power_th.mask(Decimal(energy) * 3600 * US_PER_S / 1000 / (b - a))
+        if runs and charging == run_charging and end <= run_until:
+            run_e += energy
+        else:
+            a, b = to_us(prev_end), to_us(end)
+            if not runs:
+                fixed = all_mask
+                if use_power:
+                    fixed &= power_mask(power_th, iv.power_kw, energy, b - a)
+                if use_current:
+                    fixed &= (
+                        current_th.unknown
+                        if iv.current_a is None
+                        else current_th.mask(iv.current_a)
+                    )
+                sweep.span(a, b, cum, energy, charging, fixed)
             else:
-                fixed &= power_th.unknown
-        if use_current:
-            fixed &= current_th.unknown if iv.current_a is None else current_th.mask(iv.current_a)
-        # Cut points inside (a, b): local-time segments, duration and energy thresholds.
-        cuts: list[tuple[int, Decimal | int]] | None = None
-        if (seg + 1 < n_seg and seg_starts[seg + 1] < b) or (
-            d_points
-            and bisect_right(d_points, a - start_us) != bisect_right(d_points, b - start_us)
-        ):
-            cuts = _time_cuts(a, b, start_us, seg_starts, seg, d_points, cum, energy)
-        if (
-            e_points
-            and energy
-            and bisect_right(e_points, cum) != bisect_right(e_points, cum + energy)
-        ):
-            cuts = _energy_cuts(a, b, cum, energy, e_points, cuts)
-        pieces = cuts if cuts is not None else ((a, cum), (b, cum + energy))
-        for k in range(len(pieces) - 1):
-            t0, c0 = pieces[k]
-            t1, c1 = pieces[k + 1]
-            while seg + 1 < n_seg and seg_starts[seg + 1] <= t0:
-                seg += 1
-            mask = seg_masks[seg] & fixed
-            if e_points:
-                mask &= energy_th.mask(c0)
-            if d_points:
-                mask &= duration_th.mask(t0 - start_us)
-            if first_mask < 0:
-                first_mask = mask
-            el = plan.active(mask)
-            de, dt = c1 - c0, t1 - t0
-            if de and el[0] >= 0:
-                acc_energy[el[0]] += de
-                last[Dimension.ENERGY] = el[0]
-            if dt:
-                if charging:
-                    charging_us += dt
-                    if el[1] >= 0:
-                        acc_time[el[1]] += dt
-                        last[Dimension.TIME] = el[1]
+                if run_charging is not None:
+                    sweep.span(run_a, a, run_cum, run_e, run_charging, all_mask)
+                run_boundary = sweep.boundary_after(a)
+                if b <= run_boundary:
+                    run_a, run_e, run_cum, run_charging = a, energy, cum, charging
+                    run_until = from_us(min(run_boundary, end_us))
                 else:
-                    parking_us += dt
-                    if el[2] >= 0:
-                        acc_parking[el[2]] += dt
-                        last[Dimension.PARKING_TIME] = el[2]
-            key = (charging, el)
-            if key == period_key:
-                p = periods[-1]
-                p[1] = t1
-                p[4] += de  # type: ignore[operator]
-                p[5] += dt  # type: ignore[operator]
-            else:
-                periods.append([t0, t1, charging, el, de, dt])
-                period_key = key
+                    sweep.span(a, b, cum, energy, charging, all_mask)
+                    run_charging = None
+        prev_end = end
         cum += energy
-    if prev_us != end_us:
+    if prev_end != session.stopped_at:
         raise InvalidMeteredSession(
             "intervals must end when the session stops", session_id=session.session_id
         )
+    if run_charging is not None:
+        sweep.span(run_a, end_us, run_cum, run_e, run_charging, all_mask)
+    sweep.close_period()
+    first_mask = sweep.first_mask
     if first_mask < 0:  # no intervals: FLAT is judged at the start instant
-        first_mask = seg_masks[0] & energy_th.mask(0) & duration_th.mask(0)
+        first_mask = sweep.seg_masks[sweep.seg] & plan.energy.mask(0) & plan.duration.mask(0)
         first_mask &= power_th.unknown & current_th.unknown
-    waived = frozenset(waive)
-    drafts = _drafts(plan.components, acc, last, plan.flat(first_mask), waived, tariff)
-    lines, min_applied, max_applied = apply_price_limits(drafts, tariff)
-    return _result(
-        session,
-        tariff,
-        lines,
-        periods,
-        cum,
-        start_us,
-        end_us,
-        charging_us,
-        parking_us,
-        min_applied,
-        max_applied,
+    waived = frozenset(waive) if waive else _NO_WAIVER
+    drafts = _drafts(
+        plan,
+        (sweep.acc_e, sweep.acc_t, sweep.acc_p),
+        (sweep.last_e, sweep.last_t, sweep.last_p),
+        plan.flat(first_mask),
         waived,
     )
-
-
-def _time_cuts(
-    a: int,
-    b: int,
-    start_us: int,
-    seg_starts: list[int],
-    seg: int,
-    d_points: list[Decimal | int],
-    cum: Decimal | int,
-    energy: Decimal | int,
-) -> list[tuple[int, Decimal | int]]:
-    """Cut [a, b) at segment starts and duration thresholds; energy is shared in proportion to
-    time (constant power within a meter interval)."""
-    times = {t for t in seg_starts[seg + 1 :] if a < t < b}
-    times.update(int(start_us + d) for d in d_points if a < start_us + d < b)
-    span = b - a
-    cuts: list[tuple[int, Decimal | int]] = [(a, cum)]
-    for t in sorted(times):
-        cuts.append((t, cum + Decimal(energy) * (t - a) / span if energy else cum))
-    cuts.append((b, cum + energy))
-    return cuts
-
-
-def _energy_cuts(
-    a: int,
-    b: int,
-    cum: Decimal | int,
-    energy: Decimal | int,
-    e_points: list[Decimal | int],
-    cuts: list[tuple[int, Decimal | int]] | None,
-) -> list[tuple[int, Decimal | int]]:
-    """Add cuts where the session energy crosses a min_kwh/max_kwh bound (exact energy, time
-    interpolated to the microsecond)."""
-    merged = list(cuts) if cuts is not None else [(a, cum), (b, cum + energy)]
-    end = cum + energy
-    for point in e_points:
-        if cum < point < end:
-            t = a + int((b - a) * (point - Decimal(cum)) / Decimal(energy))
-            merged.append((t, point))
-    merged.sort(key=lambda c: (c[0], c[1]))
-    monotone: list[tuple[int, Decimal | int]] = []
-    high: Decimal | int = cum
-    for t, c in merged:
-        high = max(high, c)
-        monotone.append((t, high))
-    return monotone
-
-
-def _drafts(
-    comps: list[dict[Dimension, PriceComponent]],
-    acc: dict[Dimension, list[Decimal | int]],
-    last: dict[Dimension, int],
-    flat_element: int,
-    waived: frozenset[Dimension],
-    tariff: Tariff,
-) -> list[LineDraft]:
-    """Per (dimension, VAT rate): exact amount, rounded once half-up to minor units."""
+    min_applied, max_applied = apply_price_limits(drafts, plan.limits)
     currency = tariff.currency
-    drafts: list[LineDraft] = []
-    if flat_element >= 0 and Dimension.FLAT not in waived:
-        pc = comps[flat_element][Dimension.FLAT]
-        net = Money.round_half_up(pc.price, currency).amount_minor
-        drafts.append(LineDraft(Dimension.FLAT, pc.vat, _ONE, net))
-    for dim in METERED:
-        final = last[dim]
-        if final < 0 or dim in waived:
-            continue
-        quantities = list(acc[dim])
-        total = Decimal(sum(quantities, _ZERO))
-        step = comps[final][dim].step_size * _STEP_UNIT[dim]
-        billed = (total / step).to_integral_value(ROUND_CEILING) * step
-        # OCPI 2.2.1 11.4.2: the last element billing the dimension bills the rounded-up rest.
-        quantities[final] += billed - total
-        groups: dict[Decimal | None, tuple[Decimal, Decimal]] = {}
-        for i, q in enumerate(quantities):
-            if q:
-                pc = comps[i][dim]
-                amount, volume = groups.get(pc.vat, (_ZERO, _ZERO))
-                groups[pc.vat] = (amount + q * pc.price, volume + q)
-        divisor = _DIVISOR[dim]
-        for vat, (amount, volume) in groups.items():
-            net = Money.round_half_up(amount / divisor, currency).amount_minor
-            drafts.append(LineDraft(dim, vat, (volume / divisor).quantize(_SHOWN).normalize(), net))
-    drafts.sort(key=lambda d: _LINE_ORDER[d.dimension])
-    if not drafts and tariff.min_price is not None:
-        fallback = components_of(tariff)[0].vat
-        flats = [pc for pc in components_of(tariff) if pc.dimension is Dimension.FLAT]
-        drafts.append(LineDraft(Dimension.FLAT, flats[0].vat if flats else fallback, _ONE, 0))
-    return drafts
-
-
-def _result(
-    session: MeteredSession,
-    tariff: Tariff,
-    drafts: list[LineDraft],
-    periods: list[list[object]],
-    energy: Decimal | int,
-    start_us: int,
-    end_us: int,
-    charging_us: int,
-    parking_us: int,
-    min_applied: bool,
-    max_applied: bool,
-    waived: frozenset[Dimension],
-) -> PricedSession:
-    currency = tariff.currency
-    exponent(currency)
+    zero = Money(0, currency)
     lines = tuple(
         PricedLine(
             d.dimension,
             d.vat_rate,
             d.quantity,
             Money(d.net, currency),
-            Money(vat_minor(d.net, d.vat_rate), currency),
-            Money(d.adjustment, currency),
+            Money(d.vat, currency),
+            Money(d.adjustment, currency) if d.adjustment else zero,
         )
         for d in drafts
     )
@@ -380,31 +226,83 @@ def _result(
         tariff_id=tariff.id,
         currency=currency,
         lines=lines,
-        periods=tuple(_period(p) for p in periods),
         total_excl_vat=Money(net, currency),
         total_vat=Money(vat, currency),
         total_incl_vat=Money(net + vat, currency),
-        energy_wh=Decimal(energy),
+        energy_wh=Decimal(cum),
         duration_s=Decimal(end_us - start_us).scaleb(-6),
-        charging_s=Decimal(charging_us).scaleb(-6),
-        parking_s=Decimal(parking_us).scaleb(-6),
+        charging_s=Decimal(sweep.charging_us).scaleb(-6),
+        parking_s=Decimal(sweep.parking_us).scaleb(-6),
         min_price_applied=min_applied,
         max_price_applied=max_applied,
         waived=waived,
+        period_data=tuple(sweep.periods),
     )
 
 
-def _period(p: list[object]) -> ChargingPeriod:
+_SCALE = {e: Decimal(10) ** e for e in range(4)}
+_DIVISORS = (Decimal(1000), Decimal(3600 * US_PER_S), Decimal(3600 * US_PER_S))
+
+
+def _drafts(
+    plan: PricingPlan,
+    acc: tuple[list[Decimal | int], list[int], list[int]],
+    last: tuple[int, int, int],
+    flat_element: int,
+    waived: frozenset[Dimension],
+) -> list[LineDraft]:
+    """Per (dimension, VAT rate): the exact amount, rounded once half-up to minor units."""
+    tariff = plan.tariff
+    scale = _SCALE[exponent(tariff.currency)]
+    drafts: list[LineDraft] = []
+    if flat_element >= 0 and Dimension.FLAT not in waived:
+        pc = plan.components[flat_element][Dimension.FLAT]
+        drafts.append(LineDraft(Dimension.FLAT, pc.vat, _ONE, _round(pc.price * scale)))
+    for k, dim in enumerate(METERED):
+        final = last[k]
+        if final < 0 or dim in waived:
+            continue
+        quantities: list[Decimal | int] = list(acc[k])
+        total = sum(quantities)
+        step = plan.steps[k][final]
+        if isinstance(total, int):
+            billed: Decimal | int = -(-total // step) * step
+        else:
+            billed = (total / step).to_integral_value(ROUND_CEILING) * step
+        # OCPI 2.2.1 PriceComponent step_size: the last element billing the dimension bills
+        # the rounded-up rest of the session total.
+        quantities[final] += billed - total
+        prices, vats = plan.prices[k], plan.vats[k]
+        groups: dict[Decimal | None, list[Decimal | int]] = {}
+        for i, q in enumerate(quantities):
+            if q:
+                group = groups.setdefault(vats[i], [_ZERO, 0])
+                group[0] += q * prices[i]
+                group[1] += q
+        divisor = _DIVISORS[k]
+        for vat, (amount, volume) in groups.items():
+            net = _round(amount * scale / divisor)
+            drafts.append(LineDraft(dim, vat, _shown(Decimal(volume) / divisor), net))
+    if not drafts and tariff.min_price is not None:
+        every = components_of(tariff)
+        flats = [pc for pc in every if pc.dimension is Dimension.FLAT]
+        drafts.append(LineDraft(Dimension.FLAT, (flats or every)[0].vat, _ONE, 0))
+    return drafts
+
+
+def _round(minor: Decimal) -> int:
+    return int(minor.quantize(_ONE, rounding=ROUND_HALF_UP))
+
+
+def _period(p: PeriodData) -> ChargingPeriod:
     t0, t1, charging, el, de, dt = p
-    assert isinstance(t0, int) and isinstance(t1, int) and isinstance(el, tuple)
-    assert isinstance(dt, int) and isinstance(de, Decimal | int)
     dims: list[PeriodDimension] = []
     if el[0] >= 0 and de:
         dims.append(PeriodDimension(Dimension.ENERGY, el[0], _shown(Decimal(de) / 1000)))
     time_dim, time_el = (Dimension.TIME, el[1]) if charging else (Dimension.PARKING_TIME, el[2])
     if time_el >= 0 and dt:
-        dims.append(PeriodDimension(time_dim, time_el, _shown(Decimal(dt) / _DIVISOR[time_dim])))
-    return ChargingPeriod(from_us(t0), from_us(t1), bool(charging), tuple(dims))
+        dims.append(PeriodDimension(time_dim, time_el, _shown(Decimal(dt) / (3600 * US_PER_S))))
+    return ChargingPeriod(from_us(t0), from_us(t1), charging, tuple(dims))
 
 
 def _shown(value: Decimal) -> Decimal:

@@ -29,6 +29,32 @@ class LineDraft:
     quantity: Decimal
     net: int
     adjustment: int = 0
+    vat: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PriceLimits:
+    """A tariff's min_price / max_price in minor units (rounded once, half-up)."""
+
+    min_excl: int | None = None
+    min_incl: int | None = None
+    max_excl: int | None = None
+    max_incl: int | None = None
+
+    @classmethod
+    def of(cls, tariff: Tariff) -> PriceLimits:
+        def minor(value: Decimal | None) -> int | None:
+            return (
+                None if value is None else Money.round_half_up(value, tariff.currency).amount_minor
+            )
+
+        low, high = tariff.min_price, tariff.max_price
+        return cls(
+            minor(low.excl_vat) if low else None,
+            minor(low.incl_vat) if low else None,
+            minor(high.excl_vat) if high else None,
+            minor(high.incl_vat) if high else None,
+        )
 
 
 def vat_minor(net_minor: int, rate: Decimal | None) -> int:
@@ -38,12 +64,12 @@ def vat_minor(net_minor: int, rate: Decimal | None) -> int:
     return int((net_minor * rate / _HUNDRED).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def _shares(nets: list[int], amount: int, prefer: int) -> list[int]:
+def _shares(nets: list[int], amount: int) -> list[int]:
     """Split ``amount`` over lines in proportion to ``nets`` (largest remainder, ties to the
-    earlier line); all of it to line ``prefer`` when every net is zero."""
+    earlier line); all of it to the first line (FLAT when there is one) when every net is 0."""
     total = sum(nets)
     if total == 0:
-        return [amount if i == prefer else 0 for i in range(len(nets))]
+        return [amount if i == 0 else 0 for i in range(len(nets))]
     floors = [amount * n // total for n in nets]
     rest = amount - sum(floors)
     order = sorted(range(len(nets)), key=lambda i: (-(amount * nets[i] % total), i))
@@ -67,55 +93,53 @@ def _smallest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
     return lo
 
 
-def apply_price_limits(
-    drafts: list[LineDraft], tariff: Tariff
-) -> tuple[list[LineDraft], bool, bool]:
-    """Raise to min_price / cap at max_price (both excl. and incl. VAT where given).
-
-    Returns the drafts (adjusted in place) and whether min / max price applied.
-    """
-    if not drafts or (tariff.min_price is None and tariff.max_price is None):
-        return drafts, False, False
-    currency = tariff.currency
+def apply_price_limits(drafts: list[LineDraft], limits: PriceLimits) -> tuple[bool, bool]:
+    """Raise to min_price / cap at max_price (both excl. and incl. VAT where given), then set
+    each line's VAT from its final net. Adjusts ``drafts`` in place; returns whether the
+    min / max price applied."""
     rates = [d.vat_rate for d in drafts]
-    flat = next((i for i, d in enumerate(drafts) if d.dimension is Dimension.FLAT), 0)
-
-    def minor(value: Decimal) -> int:
-        return Money.round_half_up(value, currency).amount_minor
-
-    def after(sign: int, x: int) -> list[int]:
-        nets = [d.net for d in drafts]
-        return [n + sign * s for n, s in zip(nets, _shares(nets, x, flat), strict=True)]
-
-    def settle(sign: int, x: int) -> None:
-        for d, s in zip(drafts, _shares([d.net for d in drafts], x, flat), strict=True):
-            d.net += sign * s
-            d.adjustment += sign * s
-
+    nets = [d.net for d in drafts]
+    net = sum(nets)
+    vats = [vat_minor(n, r) for n, r in zip(nets, rates, strict=True)]
+    gross = net + sum(vats)
+    adjusted = False
     min_applied = max_applied = False
-    net = sum(d.net for d in drafts)
-    if tariff.min_price is not None:
-        low = tariff.min_price
-        x = max(0, minor(low.excl_vat) - net)
-        if low.incl_vat is not None:
-            floor_incl = minor(low.incl_vat)
-            short = floor_incl - _gross(after(1, x), rates)
+    if drafts and limits.min_excl is not None:
+        x = max(0, limits.min_excl - net)
+        floor_incl = limits.min_incl
+        if floor_incl is not None:
+            short = floor_incl - (_gross(_after(nets, 1, x), rates) if x else gross)
             if short > 0:
-                x = _smallest(lambda v: _gross(after(1, v), rates) >= floor_incl, x, x + short)
+                x = _smallest(
+                    lambda v: _gross(_after(nets, 1, v), rates) >= floor_incl, x, x + short
+                )
         if x > 0:
-            settle(1, x)
-            min_applied = True
-    net = sum(d.net for d in drafts)
-    if tariff.max_price is not None:
-        high = tariff.max_price
-        y = max(0, net - minor(high.excl_vat))
-        if high.incl_vat is not None:
-            cap_incl = minor(high.incl_vat)
-            excess = _gross(after(-1, y), rates) - cap_incl
+            _settle(drafts, 1, x)
+            min_applied = adjusted = True
+            nets = [d.net for d in drafts]
+            net, gross = sum(nets), _gross(nets, rates)
+    if drafts and limits.max_excl is not None:
+        y = max(0, net - limits.max_excl)
+        cap_incl = limits.max_incl
+        if cap_incl is not None:
+            excess = (_gross(_after(nets, -1, y), rates) if y else gross) - cap_incl
             if excess > 0:
                 top = min(net, y + excess)
-                y = _smallest(lambda v: _gross(after(-1, v), rates) <= cap_incl, y, top)
+                y = _smallest(lambda v: _gross(_after(nets, -1, v), rates) <= cap_incl, y, top)
         if y > 0:
-            settle(-1, y)
-            max_applied = True
-    return drafts, min_applied, max_applied
+            _settle(drafts, -1, y)
+            max_applied = adjusted = True
+    for d, vat in zip(drafts, vats, strict=True):
+        d.vat = vat_minor(d.net, d.vat_rate) if adjusted else vat
+    return min_applied, max_applied
+
+
+def _after(nets: list[int], sign: int, x: int) -> list[int]:
+    return [n + sign * s for n, s in zip(nets, _shares(nets, x), strict=True)]
+
+
+def _settle(drafts: list[LineDraft], sign: int, x: int) -> None:
+    nets = [d.net for d in drafts]
+    for d, s in zip(drafts, _shares(nets, x), strict=True):
+        d.net += sign * s
+        d.adjustment += sign * s

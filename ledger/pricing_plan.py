@@ -18,12 +18,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger.dimensions import Dimension
 from ledger.errors import ValidationError
+from ledger.pricing_limits import PriceLimits
 from ledger.tariffs import PriceComponent, Tariff, TariffRestrictions
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = timedelta(microseconds=1)
 US_PER_S = 1_000_000
 _MAX_CACHED_DAYS = 2048
+_MAX_COVERED_DAYS = 400
+_ZERO = Decimal(0)
 
 #: Dimensions billed per piece of the timeline; FLAT is billed once per session.
 METERED = (Dimension.ENERGY, Dimension.TIME, Dimension.PARKING_TIME)
@@ -151,8 +154,29 @@ class PricingPlan:
             ],
             self.all_mask,
         )
+        self.limits = PriceLimits.of(tariff)
+        #: Only local time and charging state pick elements: intervals can be billed in runs.
+        self.runs_allowed = not (
+            self.energy.active or self.duration.active or self.power.active or self.current.active
+        )
         self._days: dict[date, list[tuple[int, int]]] = {}
         self._active: dict[int, tuple[int, int, int]] = {}
+        self._starts: list[int] = []
+        self._masks: list[int] = []
+        self._first: date | None = None
+        self._last: date | None = None
+        self._lo_us = self._hi_us = 0
+        # Per metered dimension (ENERGY, TIME, PARKING_TIME) and element: price, VAT, step in
+        # the dimension's base unit (Wh, µs). Indexed by int so the hot loop avoids enum hashing.
+        self.prices: list[list[Decimal]] = []
+        self.vats: list[list[Decimal | None]] = []
+        self.steps: list[list[int]] = []
+        for d in METERED:
+            unit = 1 if d is Dimension.ENERGY else US_PER_S
+            comps = [c.get(d) for c in self.components]
+            self.prices.append([_ZERO if c is None else c.price for c in comps])
+            self.vats.append([None if c is None else c.vat for c in comps])
+            self.steps.append([1 if c is None else c.step_size * unit for c in comps])
 
     # -- element choice ---------------------------------------------------------------------
     def active(self, mask: int) -> tuple[int, int, int]:
@@ -171,16 +195,28 @@ class PricingPlan:
         return next((i for i in self.by_dimension[Dimension.FLAT] if mask >> i & 1), -1)
 
     # -- local time -------------------------------------------------------------------------
-    def segments(self, start_us: int, end_us: int) -> tuple[list[int], list[int]]:
-        """Instants (µs) from which the local-time mask holds, covering [start, end].
+    def segments(self, start_us: int, end_us: int) -> tuple[list[int], list[int], int]:
+        """Local-time segments covering [start, end]: instants (µs) from which a mask holds,
+        the masks, and the index of the segment containing ``start_us``.
 
-        The first instant is <= ``start_us``; the mask of segment k holds on
-        [starts[k], starts[k+1]). Without local-time restrictions: one segment, every element.
+        The mask of segment k holds on [starts[k], starts[k+1]). The lists are shared (do not
+        mutate); they cover a span of days that grows as sessions need it.
         """
         if not self.local_time:
-            return [start_us], [self.all_mask]
+            return [start_us], [self.all_mask], 0
+        if not (self._lo_us <= start_us and end_us < self._hi_us):
+            self._cover(start_us, end_us)
+        starts = self._starts
+        return starts, self._masks, bisect_right(starts, start_us) - 1
+
+    def _cover(self, start_us: int, end_us: int) -> None:
+        """Extend the covered days to include [start, end] and rebuild the merged boundaries."""
         first = from_us(start_us).astimezone(self.zone).date()
         last = from_us(end_us).astimezone(self.zone).date()
+        if self._first is not None and self._last is not None:
+            lo, hi = min(first, self._first), max(last, self._last)
+            if (hi - lo).days <= _MAX_COVERED_DAYS:
+                first, last = lo, hi
         points: list[tuple[int, int]] = []
         day = first - timedelta(days=1)
         while day <= last + timedelta(days=1):
@@ -190,16 +226,18 @@ class PricingPlan:
         starts: list[int] = []
         masks: list[int] = []
         for at, mask in points:
-            if at <= start_us:
-                starts, masks = [at], [mask]
-            elif at <= end_us:
-                if starts and at == starts[-1]:
-                    continue
-                if masks and mask == masks[-1]:
-                    continue
+            if starts and at == starts[-1]:
+                masks[-1] = mask
+            elif not masks or mask != masks[-1]:
                 starts.append(at)
                 masks.append(mask)
-        return starts, masks
+        self._starts, self._masks = starts, masks
+        self._first, self._last = first, last
+        self._lo_us = self._midnight_us(first)
+        self._hi_us = self._midnight_us(last + timedelta(days=1))
+
+    def _midnight_us(self, day: date) -> int:
+        return to_us(datetime(day.year, day.month, day.day, tzinfo=self.zone))
 
     def _day(self, day: date) -> list[tuple[int, int]]:
         """Candidate change instants of ``day`` with the mask from each: every restriction
