@@ -220,3 +220,63 @@ def test_each_line_is_rounded_once_from_the_exact_amount(
 @given(tariffs(), sessions())
 def test_pricing_is_deterministic(tariff: Tariff, session: MeteredSession) -> None:
     assert price_session(tariff, session) == price_session(tariff, session)
+
+
+@FAST
+@given(tariffs(), sessions())
+def test_billing_runs_of_intervals_equals_billing_each_interval(
+    tariff: Tariff, session: MeteredSession
+) -> None:
+    """An element that can never match (1,000 MWh) disables the run fast path, not the price."""
+    unreachable = {"price_components": [{"type": "ENERGY", "price": 99, "step_size": 1}],
+                   "restrictions": {"min_kwh": 1_000_000}}  # fmt: skip
+    slow = parse_tariff(
+        {
+            "id": "P",
+            "currency": "EUR",
+            "elements": [*_as_json(tariff), unreachable],
+            **_limits_json(tariff),
+        }
+    )
+    fast_priced, slow_priced = price_session(tariff, session), price_session(slow, session)
+    assert fast_priced.lines == slow_priced.lines
+    assert fast_priced.total_incl_vat == slow_priced.total_incl_vat
+
+
+def _as_json(tariff: Tariff) -> list[dict[str, Any]]:
+    elements = []
+    for element in tariff.elements:
+        comps = []
+        for c in element.price_components:
+            comp: dict[str, Any] = {"type": c.dimension.value, "price": c.price,
+                                    "step_size": c.step_size}  # fmt: skip
+            if c.vat is not None:
+                comp["vat"] = c.vat
+            comps.append(comp)
+        out: dict[str, Any] = {"price_components": comps}
+        r = element.restrictions
+        if r is not None:
+            out["restrictions"] = {
+                k: v
+                for k, v in {
+                    "start_time": None if r.start_minute is None else _hhmm(r.start_minute),
+                    "end_time": None if r.end_minute is None else _hhmm(r.end_minute),
+                    "day_of_week": sorted(d.value for d in r.day_of_week) or None,
+                    "max_duration": r.max_duration,
+                    "min_kwh": r.min_kwh,
+                    "max_power": r.max_power,
+                }.items()
+                if v is not None
+            }
+        elements.append(out)
+    return elements
+
+
+def _limits_json(tariff: Tariff) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, price in (("min_price", tariff.min_price), ("max_price", tariff.max_price)):
+        if price is not None:
+            out[key] = {"excl_vat": price.excl_vat}
+            if price.incl_vat is not None:
+                out[key]["incl_vat"] = price.incl_vat
+    return out
