@@ -1,0 +1,128 @@
+"""Pricing throughput: sessions priced per second, in process, under a realistic tariff.
+
+The tariff has time-of-day energy prices, a charging-time fee with a step size, a parking fee
+with a step size, a FLAT fee, min/max price and VAT; each session has ~20 meter intervals and
+ends parked. The baseline prices the same sessions as a bare loop, ``sum(kWh) * price`` in
+Decimal, so the ratio says what the OCPI rules cost. Target: >= 20,000 sessions/s.
+
+Standalone: python -c "from bench import suite_pricing; from bench.harness import *;
+write_results('pricing', suite_pricing.run(BenchContext()))"
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from bench.harness import BenchContext, Metric, rate
+from ledger.metering import MeteredInterval, MeteredSession
+from ledger.pricing import price_session
+from ledger.tariffs import Tariff, parse_tariff
+
+TARGET_PER_S = 20_000
+ZONE = "Europe/Amsterdam"
+
+REALISTIC_TARIFF = {
+    "id": "BENCH-TOU",
+    "currency": "EUR",
+    "type": "REGULAR",
+    "min_price": {"excl_vat": "0.50", "incl_vat": "0.61"},
+    "max_price": {"excl_vat": "150.00"},
+    "elements": [
+        {"price_components": [{"type": "FLAT", "price": "0.35", "vat": "21", "step_size": 1}]},
+        {
+            "price_components": [{"type": "ENERGY", "price": "0.29", "vat": "21", "step_size": 1}],
+            "restrictions": {"start_time": "23:00", "end_time": "07:00"},
+        },
+        {
+            "price_components": [{"type": "ENERGY", "price": "0.49", "vat": "21", "step_size": 1}],
+            "restrictions": {
+                "start_time": "17:00",
+                "end_time": "21:00",
+                "day_of_week": ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY"],
+            },
+        },
+        {
+            "price_components": [
+                {"type": "ENERGY", "price": "0.39", "vat": "21", "step_size": 1},
+                {"type": "TIME", "price": "0.60", "vat": "21", "step_size": 60},
+            ]
+        },
+        {
+            "price_components": [
+                {"type": "PARKING_TIME", "price": "9.00", "vat": "21", "step_size": 300}
+            ],
+            "restrictions": {"start_time": "07:00", "end_time": "23:00"},
+        },
+    ],
+}
+
+
+def make_sessions(n: int, seed: int = 42) -> list[MeteredSession]:
+    """``n`` sessions of 20 intervals (17 charging, 3 parked) spread over a month of days."""
+    rng = random.Random(seed)
+    sessions = []
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    for k in range(n):
+        start = base + timedelta(days=rng.randrange(31), minutes=rng.randrange(24 * 60))
+        power_w = rng.choice([7_400, 11_000, 22_000, 50_000])
+        intervals = []
+        at = start
+        for i in range(20):
+            duration = timedelta(seconds=rng.randrange(120, 600))
+            charging = i < 17
+            wh = power_w * int(duration.total_seconds()) // 3600 if charging else 0
+            intervals.append(MeteredInterval(at, at + duration, wh, charging))
+            at += duration
+        sessions.append(MeteredSession(f"B-{k}", start, at, ZONE, tuple(intervals)))
+    return sessions
+
+
+def baseline_total(sessions: list[MeteredSession], price: Decimal) -> Decimal:
+    """The trivial loop: energy in kWh times one price, in Decimal."""
+    total = Decimal(0)
+    for s in sessions:
+        kwh = sum((Decimal(i.energy_wh) for i in s.intervals), Decimal(0)) / 1000
+        total += kwh * price
+    return total
+
+
+def price_all(tariff: Tariff, sessions: list[MeteredSession]) -> int:
+    total = 0
+    for s in sessions:
+        total += price_session(tariff, s).total_incl_vat.amount_minor
+    return total
+
+
+def run(ctx: BenchContext) -> list[Metric]:
+    tariff = parse_tariff(REALISTIC_TARIFF)
+    sessions = make_sessions(ctx.n(5_000))
+    price_all(tariff, sessions[:200])  # warm the plan's day cache as a running processor would
+    baseline = Metric(
+        "baseline_sum_kwh_times_price",
+        rate(len(sessions), lambda: baseline_total(sessions, Decimal("0.39"))),
+        "sessions/s",
+        note="Decimal sum(kWh) * price per session, same sessions",
+    )
+    priced = rate(len(sessions), lambda: price_all(tariff, sessions))
+    cold = rate(len(sessions), lambda: price_all(parse_tariff(REALISTIC_TARIFF), sessions), 1)
+    verdict = "meets" if priced >= TARGET_PER_S else "BELOW"
+    return [
+        baseline,
+        Metric.against(
+            "sessions_priced_per_s",
+            priced,
+            "sessions/s",
+            baseline,
+            note=f"OCPI tariff (TOU energy, TIME, PARKING_TIME, FLAT, min/max, VAT), 20 intervals;"
+            f" {verdict} target {TARGET_PER_S:,}/s",
+        ),
+        Metric.against(
+            "sessions_priced_per_s_cold_tariff",
+            cold,
+            "sessions/s",
+            baseline,
+            note="freshly parsed tariff: plan and per-day local-time boundaries built on the way",
+        ),
+    ]
