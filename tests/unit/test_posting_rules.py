@@ -574,3 +574,38 @@ def test_posting_state_round_trips_through_json() -> None:
     assert flow.state is not None
     stored = json.loads(json.dumps(flow.state.to_dict()))
     assert PaymentState.from_dict(stored) == flow.state
+
+
+def test_posting_worked_example_in_docs() -> None:
+    """The story told in docs/accounting.md, ending in its trial balance."""
+    flow = Flow()
+    flow.authorize(5000)
+    flow.increment(1000)
+    flow.capture(1190, [line(Dimension.ENERGY, 1000, 190)], final=False)
+    flow.capture(3570, LINES, fee=Money(55, "EUR"))
+    flow.refund(1190, rid="r-1")
+    assert flow.postings(EntryKind.REFUND) == {
+        CLEARING.code: -1190,
+        REFUNDS_ENERGY.code: 875,
+        VAT_DE.code: 190,
+        REFUNDS_TIME.code: 125,
+    }
+    flow.refund(238, [line(Dimension.TIME, 200, 38)], rid="r-2")
+    flow.send(RefundFailed(env(), "pay-1", "r-2", flow.m(238), "bank_rejected", "x"))
+    flow.send(DisputeOpened(env(), "pay-1", "dp-1", flow.m(1000)))
+    flow.send(DisputeResolved(env(), "pay-1", "dp-1", DisputeOutcome.LOST, flow.m(1000)))
+    flow.entries += payout(PayoutPaid(env(), "stripe", "po_1", flow.m(2000), flow.m(25)))
+    trial = flow.balances.trial_balance()
+    assert {r.account.code: r.net for r in trial.rows} == {
+        "assets:bank": 2000,
+        CLEARING.code: 490,
+        REFUNDS_ENERGY.code: 875,
+        REFUNDS_TIME.code: 125,
+        LOSSES.code: 1000,
+        FEES.code: 80,
+        VAT_DE.code: -570,
+        ENERGY.code: -3500,
+        TIME.code: -500,
+    }
+    assert trial.totals() == {"EUR": (4570, 4570)}
+    assert flow.balances.trial_balance(View.PENDING).rows == ()
