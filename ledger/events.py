@@ -422,13 +422,13 @@ class EventRejected:
     original_topic: str = doc("Topic the record was consumed from")
     original_partition: int = doc("Partition")
     original_offset: int = doc("Offset")
-    original_key: bytes | None = doc("Record key bytes as consumed")
-    original_value: bytes | None = doc("Record value bytes as consumed")
     reason_code: str = doc(
         "Stable reason code (UNDECODABLE, UNKNOWN_SCHEMA_ID, CAPTURE_EXCEEDS_AUTHORIZATION, ...)"
     )
     detail: str = doc("What went wrong and what to do about it")
     consumer_group: str = doc("Consumer group that rejected it")
+    original_key: bytes | None = doc("Record key bytes as consumed", default=None)
+    original_value: bytes | None = doc("Record value bytes as consumed", default=None)
     original_event_id: str | None = doc(
         "event_id of the record, when it could be decoded", default=None
     )

