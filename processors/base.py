@@ -1,0 +1,234 @@
+"""The exactly-once loop every Kafka -> PostgreSQL processor shares.
+
+One batch is one PostgreSQL transaction holding: the handler's effects, the duplicate marks
+(``processed_events``), rejections, outgoing events (``outbox``) and the next offsets. The
+stored offsets are locked (``FOR UPDATE``) and records below them dropped, so two instances racing
+through a rebalance cannot apply a record twice. After commit the outbox is relayed to Kafka.
+
+Each consumed record ends as exactly one of: applied, duplicate (its event_id was seen by this
+group) or rejected (undecodable or refused by the domain, with a reason code), and the three
+counts are kept in ``processing_counts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import psycopg
+from confluent_kafka import TopicPartition
+
+from connectors import postgres
+from connectors.bootstrap import App
+from connectors.kafka import TOPIC_OF, Consumed, EventConsumer, EventPublisher, key_of
+from ledger.envelope import Envelope, Source
+from ledger.errors import LedgerError
+from ledger.events import EventRejected
+
+log = logging.getLogger("evledger.processor")
+Conn = psycopg.Connection[Any]
+
+
+@dataclass
+class Tx:
+    """What a handler may do inside the batch transaction."""
+
+    conn: Conn
+    serde_encode: Callable[[str, Any], bytes]
+    group: str
+    network_id: str
+    rejected: dict[tuple[str, int, int], tuple[str, str]] = field(default_factory=dict)
+    emitted: int = 0
+
+    def emit(self, event: Any, *, topic: str | None = None, key: str | bytes | None = None) -> None:
+        """Queue an event for Kafka; it is published only if this transaction commits."""
+        topic = topic or TOPIC_OF[type(event)]
+        raw_key = key if key is not None else key_of(event)
+        key_bytes = raw_key.encode() if isinstance(raw_key, str) else raw_key
+        self.conn.execute(
+            "INSERT INTO outbox (topic, key, value, event_id) VALUES (%s, %s, %s, %s)",
+            (topic, key_bytes, self.serde_encode(topic, event), event.envelope.event_id),
+        )
+        self.emitted += 1
+
+    def reject(self, record: Consumed, reason_code: str, detail: str) -> None:
+        """Refuse ``record``: stored in ``rejections`` and sent to ``<topic>.rejected``."""
+        self.rejected[(record.topic, record.partition, record.offset)] = (reason_code, detail)
+        self.conn.execute(
+            "INSERT INTO rejections (consumer_group, topic, partition, \"offset\", event_id,"
+            " reason_code, detail, original_key, original_value)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (self.group, record.topic, record.partition, record.offset, record.event_id,
+             reason_code, detail, record.key, record.value),
+        )  # fmt: skip
+        rejection = EventRejected(
+            envelope=Envelope.new(self.network_id, Source.internal, causation_id=record.event_id),
+            original_topic=record.topic, original_partition=record.partition,
+            original_offset=record.offset, reason_code=reason_code, detail=detail,
+            consumer_group=self.group, original_key=record.key, original_value=record.value,
+            original_event_id=record.event_id,
+        )  # fmt: skip
+        self.emit(rejection, topic=f"{record.topic}.rejected", key=record.key or b"")
+
+
+class Handler(Protocol):
+    """Applies a batch of decoded, not-yet-seen records inside ``tx``.
+
+    Raise nothing for bad input: call ``tx.reject``. An exception aborts the whole batch (it is
+    retried), so raise only for infrastructure failures."""
+
+    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None: ...
+
+
+@dataclass
+class BatchStats:
+    consumed: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    published: int = 0
+
+    def add(self, other: BatchStats) -> None:
+        for name in ("consumed", "applied", "duplicates", "rejected", "published"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class PostgresProcessor:
+    """Runs a Handler for one consumer group with its offsets kept in PostgreSQL."""
+
+    def __init__(self, app: App, handler: Handler, group: str, topics: Sequence[str],
+                 batch_size: int = 2000, database_url: str | None = None) -> None:  # fmt: skip
+        self.app = app
+        self.handler = handler
+        self.group = group
+        self.topics = list(topics)
+        self.batch_size = batch_size
+        self.conn: Conn = postgres.connect(database_url or app.database_url)
+        self.publisher: EventPublisher = app.publisher()
+        self.consumer: EventConsumer = app.consumer(group)
+        self.consumer.subscribe(self.topics, on_assign=self._on_assign)
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        stored = postgres.stored_offsets(self.conn, self.group, self.topics)
+        self.conn.rollback()
+        for tp in partitions:
+            tp.offset = stored.get((tp.topic, tp.partition), 0)  # 0: replay from the start
+        consumer.assign(partitions)
+
+    def step(self, timeout: float = 0.5) -> BatchStats:
+        """Poll one batch, apply it in one transaction, then relay the outbox."""
+        batch = self.consumer.poll(self.batch_size, timeout)
+        stats = self._apply(batch) if batch else BatchStats()
+        stats.published = self.relay()
+        return stats
+
+    def _apply(self, batch: list[Consumed]) -> BatchStats:
+        stats = BatchStats(consumed=0)
+        tx = Tx(self.conn, self.publisher.serde.encode, self.group, self.app.settings.network_id)
+        with self.conn.transaction():
+            fresh = self._drop_already_applied(batch)
+            stats.consumed = len(fresh)
+            decoded = []
+            for record in fresh:
+                if record.error is not None:
+                    tx.reject(record, record.error.code, str(record.error))
+                else:
+                    decoded.append(record)
+            new = self._mark_seen(decoded)
+            stats.duplicates = len(decoded) - len(new)
+            try:
+                with self.conn.transaction():  # savepoint: a domain bug rejects, never loses
+                    self.handler.handle(tx, new)
+            except LedgerError as exc:
+                raise RuntimeError(f"handler raised instead of rejecting: {exc}") from exc
+            stats.rejected = len(tx.rejected)
+            stats.applied = stats.consumed - stats.duplicates - stats.rejected
+            next_offsets: dict[tuple[str, int], int] = {}
+            for r in fresh:
+                next_offsets[(r.topic, r.partition)] = r.offset + 1
+            postgres.store_offsets(self.conn, self.group, next_offsets)
+            self.conn.execute(
+                "INSERT INTO processing_counts (consumer_group, applied, duplicates, rejected)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (consumer_group) DO UPDATE SET"
+                " applied = processing_counts.applied + EXCLUDED.applied,"
+                " duplicates = processing_counts.duplicates + EXCLUDED.duplicates,"
+                " rejected = processing_counts.rejected + EXCLUDED.rejected, updated_at = now()",
+                (self.group, stats.applied, stats.duplicates, stats.rejected),
+            )
+        for (topic, partition, offset), (code, detail) in tx.rejected.items():
+            log.warning("rejected %s[%d]@%d %s: %s", topic, partition, offset, code, detail)
+        return stats
+
+    def _drop_already_applied(self, batch: list[Consumed]) -> list[Consumed]:
+        """Lock this group's offsets for the batch's partitions; drop records below them."""
+        parts = sorted({(r.topic, r.partition) for r in batch})
+        rows = self.conn.execute(
+            "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer_group = %s"
+            " AND (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[]))"
+            " ORDER BY topic, partition FOR UPDATE",
+            (self.group, [t for t, _ in parts], [p for _, p in parts]),
+        ).fetchall()
+        floor = {(t, p): o for t, p, o in rows}
+        return [r for r in batch if r.offset >= floor.get((r.topic, r.partition), 0)]
+
+    def _mark_seen(self, records: list[Consumed]) -> list[Consumed]:
+        """Records whose event_id this group has not seen (in the DB or earlier in the batch)."""
+        first: dict[str, Consumed] = {}
+        for r in records:
+            first.setdefault(r.event_id or "", r)
+        if not first:
+            return []
+        inserted = {
+            row[0]
+            for row in self.conn.execute(
+                "INSERT INTO processed_events (consumer_group, event_id, topic, partition, \"offset\")"
+                " SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[])"
+                " ON CONFLICT DO NOTHING RETURNING event_id",
+                (self.group, list(first), [r.topic for r in first.values()],
+                 [r.partition for r in first.values()], [r.offset for r in first.values()]),
+            ).fetchall()
+        }  # fmt: skip
+        return [r for r in records if r.event_id in inserted and first[r.event_id or ""] is r]
+
+    def relay(self, limit: int = 10_000) -> int:
+        """Publish unpublished outbox rows, then mark them. A crash in between republishes
+        them; downstream dedupes by event_id."""
+        with self.conn.transaction():
+            rows = self.conn.execute(
+                "SELECT id, topic, key, value FROM outbox WHERE published_at IS NULL"
+                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (limit,),
+            ).fetchall()
+            if not rows:
+                return 0
+            for _, topic, key, value in rows:
+                self.publisher.produce_bytes(topic, bytes(value), bytes(key) if key else None)
+            self.publisher.flush()
+            self.conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],)
+            )
+        return len(rows)
+
+    def drain(self, idle_seconds: float = 3.0, max_seconds: float = 600.0) -> BatchStats:
+        """Process until nothing new arrives for ``idle_seconds`` (demo, tests, replays)."""
+        total = BatchStats()
+        deadline = time.monotonic() + max_seconds
+        idle_since = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - idle_since < idle_seconds:
+            stats = self.step()
+            total.add(stats)
+            if stats.consumed or stats.published:
+                idle_since = time.monotonic()
+        return total
+
+    def run_forever(self) -> None:
+        while True:
+            self.step(1.0)
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.publisher.flush()
+        self.conn.close()
