@@ -1,0 +1,138 @@
+"""Foundation suite: raw Kafka produce/consume (the machine's limit), Avro, SDK publish/consume.
+
+Every rate is a ratio to the raw rate measured in the same run: raw produce of pre-encoded
+bytes for anything that publishes or encodes, raw consume for anything that consumes.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from typing import Any
+
+import fastavro
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from bench.harness import BenchContext, Metric
+from connectors.bootstrap import bootstrap
+from connectors.kafka import EventPublisher
+from ledger.envelope import Envelope, Source
+from ledger.events import PaymentAuthorized
+from ledger.money import Money
+from schemas.avro import codec
+from schemas.encoder import compiled_available, fastavro_encoder
+
+PARTITIONS = 6
+
+
+def typical_events(n: int) -> list[PaymentAuthorized]:
+    """PaymentAuthorized: the envelope plus ten payload fields, ~190 bytes encoded."""
+    return [
+        PaymentAuthorized(
+            Envelope.new("bench-network", Source.terminal, correlation_id=f"S-{i}"),
+            f"P-{i:09d}",
+            "sandbox",
+            f"pi_{i:016d}",
+            Money(5000 + i % 100, "EUR"),
+            "card",
+            f"S-{i:09d}",
+            f"DE*EVL*E{i % 500:04d}",
+            None,
+        )  # fmt: skip
+        for i in range(n)
+    ]
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _consume_all(bootstrap_servers: str, topic: str, expected: int) -> tuple[float, list[bytes]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"bench-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})  # fmt: skip
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    values: list[bytes] = []
+    start = time.perf_counter()
+    while len(values) < expected:
+        for msg in consumer.consume(10_000, 1.0):
+            if msg.error() is None:
+                values.append(msg.value())
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return elapsed, values
+
+
+def run(ctx: BenchContext) -> list[Metric]:
+    settings = ctx.settings
+    app = bootstrap(settings)
+    n = ctx.n(300_000)
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    raw_topic, sdk_topic = f"bench.raw.{uuid.uuid4().hex[:8]}", f"bench.sdk.{uuid.uuid4().hex[:8]}"
+    for future in admin.create_topics(
+        [NewTopic(t, PARTITIONS, 1) for t in (raw_topic, sdk_topic)]
+    ).values():
+        future.result()
+    try:
+        events = typical_events(n)
+        c = codec(PaymentAuthorized)
+        reference = fastavro_encoder(c)
+        payloads = [reference(b"\x00\x00\x00\x00\x01", e) for e in events]
+        keys = [e.payment_id for e in events]
+        avg_size = sum(map(len, payloads)) / n
+
+        # Baselines: the same producer settings as the SDK, bytes already encoded.
+        raw = EventPublisher(settings.bootstrap_servers, app.serde)
+        raw_s = _timed(lambda: ([raw.produce_bytes(raw_topic, v, k) for v, k in zip(payloads, keys)],
+                                raw.flush()))  # fmt: skip
+        raw_produce = Metric("raw_produce_preencoded", n / raw_s, "events/s",
+                             note=f"{avg_size:.0f}-byte values, acks=all, idempotent, lz4")  # fmt: skip
+        consume_s, consumed = _consume_all(settings.bootstrap_servers, raw_topic, n)
+        raw_consume = Metric("raw_consume", n / consume_s, "events/s", note="no decoding")
+
+        # Avro alone (in-process).
+        sample = events[: min(n, 100_000)]
+        header = b"\x00\x00\x00\x00\x01"
+        fast_s = _timed(lambda: [reference(header, e) for e in sample])
+        encoder = app.serde._encoder(sdk_topic, PaymentAuthorized)[1]
+        enc_s = _timed(lambda: [encoder(header, e) for e in sample])
+        body_only = [p[5:] for p in payloads[: len(sample)]]
+        dec_s = _timed(lambda: [c.from_dict(fastavro.schemaless_reader(io.BytesIO(b), c.parsed, None))
+                                for b in body_only])  # fmt: skip
+
+        # The SDK: typed event -> Avro -> Kafka, then consume + decode back to typed events.
+        publisher = EventPublisher(settings.bootstrap_servers, app.serde)
+        publisher.publish(events[0], topic=sdk_topic)  # registers the schema before timing
+        publisher.flush()
+        sdk_s = _timed(lambda: ([publisher.publish(e, topic=sdk_topic) for e in events[1:]],
+                                publisher.flush()))  # fmt: skip
+        consumer = app.consumer(f"bench-{uuid.uuid4()}", **{"fetch.wait.max.ms": 10})
+        consumer.assign_at({(sdk_topic, p): 0 for p in range(PARTITIONS)})
+        decoded = 0
+        start = time.perf_counter()
+        while decoded < n:
+            batch = consumer.poll(10_000, 1.0)
+            decoded += sum(1 for r in batch if r.error is None)
+        sdk_consume_s = time.perf_counter() - start
+        consumer.close()
+    finally:
+        admin.delete_topics([raw_topic, sdk_topic])
+
+    encoder_name = "compiled encoder" if compiled_available() else "fastavro (no compiler)"
+    return [
+        raw_produce,
+        raw_consume,
+        Metric.against("avro_encode_fastavro", len(sample) / fast_s, "events/s", raw_produce,
+                       "reference encoder, in-process"),
+        Metric.against("avro_encode_sdk", len(sample) / enc_s, "events/s", raw_produce,
+                       f"{encoder_name}, in-process"),
+        Metric.against("avro_decode", len(sample) / dec_s, "events/s", raw_consume,
+                       "fastavro + typed dataclass, in-process"),
+        Metric.against("sdk_publish", (n - 1) / sdk_s, "events/s", raw_produce,
+                       f"typed PaymentAuthorized -> Kafka, {encoder_name}, incl. flush"),
+        Metric.against("sdk_consume_decode", n / sdk_consume_s, "events/s", raw_consume,
+                       "EventConsumer.poll: consume + decode to typed events"),
+    ]  # fmt: skip

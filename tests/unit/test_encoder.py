@@ -1,0 +1,46 @@
+"""The compiled encoder writes exactly the bytes fastavro (the reference) writes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.envelope import Envelope
+from ledger.events import ALL_EVENTS, PaymentVoided
+from schemas.avro import codec
+from schemas.encoder import compiled_available, compiled_encoder, fastavro_encoder
+from tests.strategies import strategy_for
+
+pytestmark = pytest.mark.skipif(
+    not compiled_available(), reason="compiled encoder not built: fastavro is used everywhere"
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from(ALL_EVENTS).flatmap(strategy_for))
+def test_compiled_bytes_equal_fastavro_bytes(event: object) -> None:
+    c = codec(type(event))
+    assert compiled_encoder(c)(b"\x00\x00\x00\x00\x01", event) == fastavro_encoder(c)(
+        b"\x00\x00\x00\x00\x01", event
+    )
+
+
+@pytest.mark.parametrize("tz", [timezone.utc, timezone(timedelta(hours=5, minutes=30)),
+                                timezone(timedelta(hours=-8)), None])  # fmt: skip
+def test_timestamps_in_any_zone_match(tz: timezone | None) -> None:
+    at = datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=tz)
+    event = PaymentVoided(Envelope.new("n", occurred_at=at), "p", None)
+    c = codec(PaymentVoided)
+    assert compiled_encoder(c)(b"", event) == fastavro_encoder(c)(b"", event)
+
+
+def test_invalid_values_raise_the_reference_error() -> None:
+    c = codec(PaymentVoided)
+    bad = PaymentVoided(Envelope.new("n"), 12345, None)  # type: ignore[arg-type]
+    with pytest.raises((TypeError, ValueError)) as reference:
+        fastavro_encoder(c)(b"", bad)
+    with pytest.raises(type(reference.value)):
+        compiled_encoder(c)(b"", bad)
