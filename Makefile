@@ -51,8 +51,9 @@ format: ## apply ruff's formatting and safe fixes
 	ruff format .
 	ruff check --fix .
 
-schemas: install ## re-export schemas/avro/*.avsc from the event dataclasses
+schemas: install ## re-export schemas/avro/*.avsc and docs/events.md from the event dataclasses
 	evledger schemas export
+	evledger schemas docs
 
 clean: down ## stop the stack and delete its state (Kafka log, registry, database)
 	rm -rf .evledger

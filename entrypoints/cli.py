@@ -89,6 +89,14 @@ def schemas_export(directory: Path = typer.Option(None, help="default: schemas/a
     console.print(f"wrote {len(paths)} schemas to {paths[0].parent}")
 
 
+@schemas_app.command("docs")
+def schemas_docs() -> None:
+    """Regenerate docs/events.md (the event catalogue) from the event dataclasses."""
+    from schemas.catalogue import write
+
+    console.print(f"wrote {write()}")
+
+
 @schemas_app.command("register")
 def schemas_register() -> None:
     """Register every schema with the registry (BACKWARD compatibility)."""

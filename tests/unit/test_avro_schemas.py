@@ -67,3 +67,9 @@ def test_any_event_round_trips_through_avro(event: object) -> None:
 def test_schemas_are_valid_json_avro() -> None:
     for path in sorted(AVSC_DIR.glob("*.avsc")):
         fastavro.parse_schema(json.loads(path.read_text()))
+
+
+def test_event_catalogue_doc_is_current() -> None:
+    from schemas.catalogue import CATALOGUE, render
+
+    assert CATALOGUE.read_text() == render(), "docs/events.md is stale: run `make schemas`"
