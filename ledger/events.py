@@ -193,6 +193,39 @@ class DisputeResolved:
     amount: Money = doc("Amount the outcome concerns")
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderRouted:
+    """The settlement connector chose a provider for an authorization (informational, no money).
+
+    One per provider tried: a failover after an outage gives a second one with ``attempt`` 2.
+    """
+
+    envelope: Envelope = doc("Event metadata; causation_id is the AuthorizeRequested event id")
+    payment_id: str = doc("evledger payment id; the topic key")
+    provider: str = doc("Provider chosen")
+    reason: str = doc("Why: first in rule order, preferred provider, fallback: ...")
+    skipped: list[str] = doc(
+        "Providers passed over, as 'provider: why' (circuit open, failed, not allowed)",
+        default_factory=list,
+    )
+    attempt: int = doc("1 for the first provider tried, 2 after one failover, ...", default=1)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationFailed:
+    """No hold was placed: the issuer declined, or no provider could place it (no money moves)."""
+
+    envelope: Envelope = doc("Event metadata; causation_id is the AuthorizeRequested event id")
+    payment_id: str = doc("evledger payment id; the topic key")
+    amount: Money = doc("Amount that was to be held")
+    reason_code: str = doc("Stable reason code (PAYMENT_DECLINED, NO_PROVIDER_AVAILABLE, ...)")
+    detail: str = doc("Human-readable detail")
+    provider: str | None = doc("Provider that answered last, when one did", default=None)
+    decline_code: str | None = doc(
+        "Issuer's / provider's decline code, when declined", default=None
+    )
+
+
 # ---------------------------------------------------------------- sessions.events (key: session_id)
 @dataclass(frozen=True, slots=True)
 class SessionStarted:
@@ -438,6 +471,7 @@ TOPIC_EVENTS: dict[str, tuple[type, ...]] = {
     "payments.events": (
         PaymentAuthorized, AuthorizationIncremented, PaymentCaptured, CaptureFailed, PaymentVoided,
         AuthorizationExpired, PaymentRefunded, RefundFailed, DisputeOpened, DisputeResolved,
+        ProviderRouted, AuthorizationFailed,
     ),
     "sessions.events": (SessionStarted, MeterValueRecorded, ChargingStateChanged, SessionStopped),
     "tariffs.events": (TariffPublished,),
