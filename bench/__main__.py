@@ -18,8 +18,11 @@ from connectors.settings import Settings
 
 def available() -> list[str]:
     here = Path(__file__).parent
-    return sorted(m.name[len("suite_"):] for m in pkgutil.iter_modules([str(here)])
-                  if m.name.startswith("suite_"))  # fmt: skip
+    return sorted(
+        m.name[len("suite_") :]
+        for m in pkgutil.iter_modules([str(here)])
+        if m.name.startswith("suite_")
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""The benchmark harness: every suite reports metrics as ratios to a baseline measured in the same run.
+"""The benchmark harness: every metric is a ratio to a baseline measured in the same run.
 
 A suite is a module ``bench/suite_<name>.py`` exposing ``run(ctx: BenchContext) -> list[Metric]``.
 ``python -m bench <suite> ...`` (``make bench``) runs suites and writes

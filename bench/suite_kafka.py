@@ -40,7 +40,7 @@ def typical_events(n: int) -> list[PaymentAuthorized]:
             f"S-{i:09d}",
             f"DE*EVL*E{i % 500:04d}",
             None,
-        )  # fmt: skip
+        )
         for i in range(n)
     ]
 
@@ -52,8 +52,14 @@ def _timed(fn: Any) -> float:
 
 
 def _consume_all(bootstrap_servers: str, topic: str, expected: int) -> tuple[float, list[bytes]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"bench-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"bench-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     values: list[bytes] = []
     start = time.perf_counter()
@@ -86,11 +92,19 @@ def run(ctx: BenchContext) -> list[Metric]:
 
         # Baselines: the same producer settings as the SDK, bytes already encoded.
         raw = EventPublisher(settings.bootstrap_servers, app.serde)
-        raw_s = _timed(lambda: ([raw.produce_bytes(raw_topic, v, k) for v, k in zip(payloads, keys)],
-                                raw.flush()))  # fmt: skip
-        raw_produce = Metric("raw_produce_preencoded", n / raw_s, "events/s",
-                             note=f"{avg_size:.0f}-byte values, acks=all, idempotent, lz4")  # fmt: skip
-        consume_s, consumed = _consume_all(settings.bootstrap_servers, raw_topic, n)
+        raw_s = _timed(
+            lambda: (
+                [raw.produce_bytes(raw_topic, v, k) for v, k in zip(payloads, keys, strict=True)],
+                raw.flush(),
+            )
+        )
+        raw_produce = Metric(
+            "raw_produce_preencoded",
+            n / raw_s,
+            "events/s",
+            note=f"{avg_size:.0f}-byte values, acks=all, idempotent, lz4",
+        )
+        consume_s, _ = _consume_all(settings.bootstrap_servers, raw_topic, n)
         raw_consume = Metric("raw_consume", n / consume_s, "events/s", note="no decoding")
 
         # Avro alone (in-process).
@@ -100,15 +114,20 @@ def run(ctx: BenchContext) -> list[Metric]:
         encoder = app.serde._encoder(sdk_topic, PaymentAuthorized)[1]
         enc_s = _timed(lambda: [encoder(header, e) for e in sample])
         body_only = [p[5:] for p in payloads[: len(sample)]]
-        dec_s = _timed(lambda: [c.from_dict(fastavro.schemaless_reader(io.BytesIO(b), c.parsed, None))
-                                for b in body_only])  # fmt: skip
+        dec_s = _timed(
+            lambda: [
+                c.from_dict(fastavro.schemaless_reader(io.BytesIO(b), c.parsed, None))
+                for b in body_only
+            ]
+        )
 
         # The SDK: typed event -> Avro -> Kafka, then consume + decode back to typed events.
         publisher = EventPublisher(settings.bootstrap_servers, app.serde)
         publisher.publish(events[0], topic=sdk_topic)  # registers the schema before timing
         publisher.flush()
-        sdk_s = _timed(lambda: ([publisher.publish(e, topic=sdk_topic) for e in events[1:]],
-                                publisher.flush()))  # fmt: skip
+        sdk_s = _timed(
+            lambda: ([publisher.publish(e, topic=sdk_topic) for e in events[1:]], publisher.flush())
+        )
         consumer = app.consumer(f"bench-{uuid.uuid4()}", **{"fetch.wait.max.ms": 10})
         consumer.assign_at({(sdk_topic, p): 0 for p in range(PARTITIONS)})
         decoded = 0
@@ -125,14 +144,39 @@ def run(ctx: BenchContext) -> list[Metric]:
     return [
         raw_produce,
         raw_consume,
-        Metric.against("avro_encode_fastavro", len(sample) / fast_s, "events/s", raw_produce,
-                       "reference encoder, in-process"),
-        Metric.against("avro_encode_sdk", len(sample) / enc_s, "events/s", raw_produce,
-                       f"{encoder_name}, in-process"),
-        Metric.against("avro_decode", len(sample) / dec_s, "events/s", raw_consume,
-                       "fastavro + typed dataclass, in-process"),
-        Metric.against("sdk_publish", (n - 1) / sdk_s, "events/s", raw_produce,
-                       f"typed PaymentAuthorized -> Kafka, {encoder_name}, incl. flush"),
-        Metric.against("sdk_consume_decode", n / sdk_consume_s, "events/s", raw_consume,
-                       "EventConsumer.poll: consume + decode to typed events"),
-    ]  # fmt: skip
+        Metric.against(
+            "avro_encode_fastavro",
+            len(sample) / fast_s,
+            "events/s",
+            raw_produce,
+            "reference encoder, in-process",
+        ),
+        Metric.against(
+            "avro_encode_sdk",
+            len(sample) / enc_s,
+            "events/s",
+            raw_produce,
+            f"{encoder_name}, in-process",
+        ),
+        Metric.against(
+            "avro_decode",
+            len(sample) / dec_s,
+            "events/s",
+            raw_consume,
+            "fastavro + typed dataclass, in-process",
+        ),
+        Metric.against(
+            "sdk_publish",
+            (n - 1) / sdk_s,
+            "events/s",
+            raw_produce,
+            f"typed PaymentAuthorized -> Kafka, {encoder_name}, incl. flush",
+        ),
+        Metric.against(
+            "sdk_consume_decode",
+            n / sdk_consume_s,
+            "events/s",
+            raw_consume,
+            "EventConsumer.poll: consume + decode to typed events",
+        ),
+    ]

@@ -105,8 +105,9 @@ class EventPublisher:
                 self.producer.poll(0.05)  # local queue full: let deliveries drain
             except KafkaException as exc:
                 err = exc.args[0]
-                raise PublishError(f"cannot produce to {topic}: {err}",
-                                   retriable=err.retriable(), topic=topic) from exc  # fmt: skip
+                raise PublishError(
+                    f"cannot produce to {topic}: {err}", retriable=err.retriable(), topic=topic
+                ) from exc
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait for every enqueued event. Raises PublishError listing failed deliveries."""
@@ -114,13 +115,18 @@ class EventPublisher:
         with self._lock:
             failures, self._failures = self._failures, []
         if remaining:
-            raise PublishError(f"{remaining} events still undelivered after {timeout}s",
-                               retriable=True, undelivered=remaining)  # fmt: skip
+            raise PublishError(
+                f"{remaining} events still undelivered after {timeout}s",
+                retriable=True,
+                undelivered=remaining,
+            )
         if failures:
             first = "; ".join(f"{where}: {err.str()}" for where, err in failures[:3])
-            raise PublishError(f"{len(failures)} deliveries failed: {first}",
-                               retriable=all(e.retriable() for _, e in failures),
-                               failed=len(failures))  # fmt: skip
+            raise PublishError(
+                f"{len(failures)} deliveries failed: {first}",
+                retriable=all(e.retriable() for _, e in failures),
+                failed=len(failures),
+            )
 
     def close(self) -> None:
         self.flush()
@@ -198,13 +204,14 @@ class EventConsumer:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise InfrastructureError(f"consume failed: {err.str()}", retriable=err.retriable())
-            topic, value = msg.topic(), msg.value()
+            topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), msg.offset()
+            value = msg.value()
             try:
                 event, error = self.serde.decode(topic, value), None
             except DecodeError as exc:
                 event, error = None, exc
             batch.append(
-                Consumed(topic, msg.partition(), msg.offset(), msg.key(), value, event, error)
+                Consumed(topic, partition, int(offset or 0), msg.key(), value, event, error)
             )
         return batch
 
@@ -233,9 +240,7 @@ class Rejecter:
 
     def reject(self, record: Consumed, reason_code: str, detail: str) -> EventRejected:
         rejected = EventRejected(
-            envelope=Envelope.new(
-                self.network_id, Source.internal, causation_id=record.event_id
-            ),  # fmt: skip
+            envelope=Envelope.new(self.network_id, Source.internal, causation_id=record.event_id),
             original_topic=record.topic,
             original_partition=record.partition,
             original_offset=record.offset,

@@ -112,8 +112,9 @@ class Stack:
         except Exception:
             return False
 
-    def _wait(self, ready: Callable[[], bool], what: str, timeout: float, log: Path,
-              report: Report) -> None:  # fmt: skip
+    def _wait(
+        self, ready: Callable[[], bool], what: str, timeout: float, log: Path, report: Report
+    ) -> None:
         deadline = time.monotonic() + timeout
         announced = False
         while not ready():
@@ -135,24 +136,44 @@ class Stack:
             subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), "down"], check=True)
             return
         # Registry first (it writes to Kafka), Kafka last but one, PostgreSQL last.
-        for name, stop in (("registry", self.registry.stop), ("kafka", self.kafka.stop),
-                           ("postgresql", self.postgres.stop)):  # fmt: skip
+        for name, stop in (
+            ("registry", self.registry.stop),
+            ("kafka", self.kafka.stop),
+            ("postgresql", self.postgres.stop),
+        ):
             report(f"{name}: {'stopped' if stop() else 'was not running'}")
 
     def status(self) -> list[ServiceStatus]:
         s = self.settings
         return [
-            ServiceStatus("kafka", self.kafka.process.pid() is not None, self.kafka.ready(),
-                          s.bootstrap_servers, self.kafka.process.pid()),
-            ServiceStatus("registry", self.registry.process.pid() is not None,
-                          self.registry.ready(), s.registry_url, self.registry.process.pid()),
-            ServiceStatus("postgres", (self.postgres.data / "postmaster.pid").exists(),
-                          self.postgres_ready(), self.database_url),
-        ]  # fmt: skip
+            ServiceStatus(
+                "kafka",
+                self.kafka.process.pid() is not None,
+                self.kafka.ready(),
+                s.bootstrap_servers,
+                self.kafka.process.pid(),
+            ),
+            ServiceStatus(
+                "registry",
+                self.registry.process.pid() is not None,
+                self.registry.ready(),
+                s.registry_url,
+                self.registry.process.pid(),
+            ),
+            ServiceStatus(
+                "postgres",
+                (self.postgres.data / "postmaster.pid").exists(),
+                self.postgres_ready(),
+                self.database_url,
+            ),
+        ]
 
     def log_file(self, service: str) -> Path:
-        logs = {"kafka": self.kafka.log, "registry": self.registry.log,
-                "postgres": self.postgres.log}  # fmt: skip
+        logs = {
+            "kafka": self.kafka.log,
+            "registry": self.registry.log,
+            "postgres": self.postgres.log,
+        }
         if service not in logs:
             raise ServiceError(f"unknown service {service!r}; choose one of {', '.join(logs)}")
         return logs[service]

@@ -368,9 +368,12 @@ class WebhookHandler:
     def handle_stripe(self, payload: bytes, signature_header: str | None) -> WebhookOutcome:
         """Raises WebhookSignatureError (answer 400) or WebhookPayloadError (400)."""
         verify_stripe_signature(
-            payload, signature_header, self._stripe_secrets,
-            now=self._clock(), tolerance=self._tolerance,
-        )  # fmt: skip
+            payload,
+            signature_header,
+            self._stripe_secrets,
+            now=self._clock(),
+            tolerance=self._tolerance,
+        )
         try:
             event = json.loads(payload)
             webhook_id = str(event["id"])

@@ -11,13 +11,18 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors.settings import Settings
+from connectors.stack import Stack
 from ledger.errors import LedgerError
 
 console = Console()
-app = typer.Typer(help="evledger: event-sourced payment ledger for EV charging networks.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)  # fmt: skip
-stack_app = typer.Typer(help="Run the local stack: Kafka (KRaft), Apicurio Registry, PostgreSQL.",
-                        no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="evledger: event-sourced payment ledger for EV charging networks.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+stack_app = typer.Typer(
+    help="Run the local stack: Kafka (KRaft), Apicurio Registry, PostgreSQL.", no_args_is_help=True
+)
 schemas_app = typer.Typer(help="Avro event schemas.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(schemas_app, name="schemas")
@@ -27,9 +32,7 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-def _stack():  # type: ignore[no-untyped-def]
-    from connectors.stack import Stack
-
+def _stack() -> Stack:
     return Stack(_settings())
 
 
@@ -115,7 +118,6 @@ def schemas_register() -> None:
 def demo(sessions: int = typer.Option(2000, help="simulated charging sessions")) -> None:
     """Start the stack and run a simulated charging network through it."""
     from connectors.bootstrap import bootstrap
-    from connectors.stack import Stack
     from entrypoints.demo import run_demo
 
     settings = _settings()

@@ -31,8 +31,10 @@ def run_demo(app: App, sessions: int, console: Console) -> None:
     publisher.produce_bytes("sessions.events", b"\x00\x7f\xff\xff\xf0" + os.urandom(12), b"bad-2")
     publisher.flush()
     elapsed = time.perf_counter() - started
-    console.print(f"published {published:,} events for {sessions:,} sessions "
-                  f"(+2 malformed records) in {elapsed:.2f}s")  # fmt: skip
+    console.print(
+        f"published {published:,} events for {sessions:,} sessions "
+        f"(+2 malformed records) in {elapsed:.2f}s"
+    )
 
     console.rule("[bold]2. consume everything back")
     rejecter = Rejecter(publisher, group, app.settings.network_id)
@@ -48,8 +50,10 @@ def run_demo(app: App, sessions: int, console: Console) -> None:
         for record in batch:
             if record.error is not None:
                 rejecter.reject_undecodable(record)
-                rejected.append(f"{record.topic}[{record.partition}]@{record.offset} "
-                                f"{record.error.code}: {record.error.message}")  # fmt: skip
+                rejected.append(
+                    f"{record.topic}[{record.partition}]@{record.offset} "
+                    f"{record.error.code}: {record.error.message}"
+                )
             else:
                 counts[(record.topic, type(record.event).__name__)] += 1
         publisher.flush()
@@ -65,7 +69,9 @@ def run_demo(app: App, sessions: int, console: Console) -> None:
     for line in rejected:
         console.print(f"[yellow]rejected[/] {line}")
     applied = sum(counts.values())
-    console.print(f"[bold]{applied + len(rejected):,} consumed = {applied:,} decoded + "
-                  f"{len(rejected)} rejected to <topic>.rejected; nothing lost[/]")  # fmt: skip
+    console.print(
+        f"[bold]{applied + len(rejected):,} consumed = {applied:,} decoded + "
+        f"{len(rejected)} rejected to <topic>.rejected; nothing lost[/]"
+    )
     if applied + len(rejected) != expected:
         raise SystemExit(f"expected {expected} records, consumed {applied + len(rejected)}")

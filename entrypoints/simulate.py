@@ -37,18 +37,36 @@ VAT = {"DE": 19, "NL": 21, "FR": 20}
 def demo_tariff(tariff_id: str = "TARIFF-STD", currency: str = "EUR") -> dict[str, Any]:
     """An OCPI 2.2.1 tariff: 0.39/kWh by day, 0.29/kWh at night, idle fee after charging."""
     return {
-        "country_code": "DE", "party_id": "EVL", "id": tariff_id, "currency": currency,
+        "country_code": "DE",
+        "party_id": "EVL",
+        "id": tariff_id,
+        "currency": currency,
         "type": "REGULAR",
         "elements": [
-            {"price_components": [{"type": "ENERGY", "price": "0.29", "vat": "19.0", "step_size": 1}],
-             "restrictions": {"start_time": "22:00", "end_time": "06:00"}},
-            {"price_components": [{"type": "ENERGY", "price": "0.39", "vat": "19.0", "step_size": 1}]},
-            {"price_components": [{"type": "PARKING_TIME", "price": "6.00", "vat": "19.0",
-                                   "step_size": 300}]},
-            {"price_components": [{"type": "FLAT", "price": "0.50", "vat": "19.0", "step_size": 1}]},
+            {
+                "price_components": [
+                    {"type": "ENERGY", "price": "0.29", "vat": "19.0", "step_size": 1}
+                ],
+                "restrictions": {"start_time": "22:00", "end_time": "06:00"},
+            },
+            {
+                "price_components": [
+                    {"type": "ENERGY", "price": "0.39", "vat": "19.0", "step_size": 1}
+                ]
+            },
+            {
+                "price_components": [
+                    {"type": "PARKING_TIME", "price": "6.00", "vat": "19.0", "step_size": 300}
+                ]
+            },
+            {
+                "price_components": [
+                    {"type": "FLAT", "price": "0.50", "vat": "19.0", "step_size": 1}
+                ]
+            },
         ],
         "last_updated": "2026-11-01T00:00:00Z",
-    }  # fmt: skip
+    }
 
 
 @dataclass
@@ -62,8 +80,15 @@ class NetworkSimulator:
 
     def tariffs(self) -> list[TariffPublished]:
         tariff = demo_tariff()
-        return [TariffPublished(Envelope.new(self.network_id, Source.ocpi), tariff["id"], 1,
-                                tariff["currency"], json.dumps(tariff))]  # fmt: skip
+        return [
+            TariffPublished(
+                Envelope.new(self.network_id, Source.ocpi),
+                tariff["id"],
+                1,
+                tariff["currency"],
+                json.dumps(tariff),
+            )
+        ]
 
     def session(self, start: datetime) -> Iterator[Any]:
         """Events of one charging session and its payment, in the order they would arrive."""
@@ -74,15 +99,36 @@ class NetworkSimulator:
         station_id = f"{country}*EVL*E{station:04d}"
         ocpp = Source.ocpp16 if station % 2 else Source.ocpp201
         corr = session_id
-        env = lambda at, src=ocpp: Envelope.new(self.network_id, src, occurred_at=at,
-                                                 correlation_id=corr)  # fmt: skip
+
+        def env(at: datetime, src: Source = ocpp) -> Envelope:
+            return Envelope.new(self.network_id, src, occurred_at=at, correlation_id=corr)
+
         hold = Money(rng.choice([3000, 5000, 7500]), "EUR")
-        yield PaymentAuthorized(env(start, Source.terminal), payment_id, "sandbox",
-                                f"sbx_{uuid7()}", hold, "card", session_id, station_id,
-                                start + timedelta(days=7))  # fmt: skip
-        yield SessionStarted(env(start), session_id, station_id, f"{station_id}*1", "1",
-                             str(rng.randrange(10**6)), "TARIFF-STD", country, zone,
-                             payment_id, 0, 1)  # fmt: skip
+        yield PaymentAuthorized(
+            env(start, Source.terminal),
+            payment_id,
+            "sandbox",
+            f"sbx_{uuid7()}",
+            hold,
+            "card",
+            session_id,
+            station_id,
+            start + timedelta(days=7),
+        )
+        yield SessionStarted(
+            env(start),
+            session_id,
+            station_id,
+            f"{station_id}*1",
+            "1",
+            str(rng.randrange(10**6)),
+            "TARIFF-STD",
+            country,
+            zone,
+            payment_id,
+            0,
+            1,
+        )
         yield ChargingStateChanged(env(start), session_id, ChargingState.Charging, start)
         power_w = rng.choice([7_400, 11_000, 22_000, 50_000])
         minutes = rng.randrange(5, 90)
@@ -95,8 +141,14 @@ class NetworkSimulator:
             if ocpp is Source.ocpp16:
                 sample = SampledValue(str(register), None, "Wh", None, None, "Sample.Periodic")
             else:
-                sample = SampledValue(f"{register / 1000:.3f}", "Energy.Active.Import.Register",
-                                      "kWh", 0, None, "Sample.Periodic")  # fmt: skip
+                sample = SampledValue(
+                    f"{register / 1000:.3f}",
+                    "Energy.Active.Import.Register",
+                    "kWh",
+                    0,
+                    None,
+                    "Sample.Periodic",
+                )
             yield MeterValueRecorded(env(at), session_id, station_id, "tx", seq, at, [sample])
         idle = timedelta(minutes=rng.choice([0, 0, 10, 35]))
         yield ChargingStateChanged(env(at), session_id, ChargingState.SuspendedEV, at)
@@ -106,21 +158,43 @@ class NetworkSimulator:
             yield PaymentVoided(env(stop, Source.psp), payment_id, "no energy delivered")
             return
         energy = Money.round_half_up(Money(39, "EUR").to_decimal() * register / 1000, "EUR")
-        lines = [RevenueLine(Dimension.ENERGY, energy.amount_minor,
-                             energy.amount_minor * VAT[country] // 100, str(VAT[country]))]  # fmt: skip
+        lines = [
+            RevenueLine(
+                Dimension.ENERGY,
+                energy.amount_minor,
+                energy.amount_minor * VAT[country] // 100,
+                str(VAT[country]),
+            )
+        ]
         total = sum(line.amount_excl_vat + line.vat_amount for line in lines)
         if total > hold.amount_minor:
             net = hold.amount_minor * 100 // (100 + VAT[country])
             lines = [RevenueLine(Dimension.ENERGY, net, hold.amount_minor - net, str(VAT[country]))]
             total = hold.amount_minor
         amount = Money(total, "EUR")
-        yield PaymentCaptured(env(stop, Source.psp), payment_id, f"C-{uuid7()}", amount, lines,
-                              True, "sandbox", f"ch_{uuid7()}", Money(25 + total * 14 // 1000, "EUR"),
-                              station_id, country)  # fmt: skip
+        yield PaymentCaptured(
+            env(stop, Source.psp),
+            payment_id,
+            f"C-{uuid7()}",
+            amount,
+            lines,
+            True,
+            "sandbox",
+            f"ch_{uuid7()}",
+            Money(25 + total * 14 // 1000, "EUR"),
+            station_id,
+            country,
+        )
         if rng.random() < 0.05:
-            yield PaymentRefunded(env(stop + timedelta(hours=2), Source.psp), payment_id,
-                                  f"R-{uuid7()}", Money(total // 2, "EUR"), [], None,
-                                  "goodwill")  # fmt: skip
+            yield PaymentRefunded(
+                env(stop + timedelta(hours=2), Source.psp),
+                payment_id,
+                f"R-{uuid7()}",
+                Money(total // 2, "EUR"),
+                [],
+                None,
+                "goodwill",
+            )
 
     def burst(self, sessions: int, start: datetime | None = None) -> Iterator[Any]:
         """Tariffs, then ``sessions`` sessions starting a minute apart."""

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from ledger.money import Money
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, doc
+from ledger.money import Money
 
 
 class DisputeOutcome(StrEnum):
@@ -335,7 +335,7 @@ class CdrCredited:
     payment_id: str | None = doc("Payment the CDR was captured from", default=None)
 
 
-# ---------------------------------------------------------------- settlement.commands (key: payment_id)
+# ------------------------------------------------------- settlement.commands (key: payment_id)
 @dataclass(frozen=True, slots=True)
 class AuthorizeRequested:
     """Instruction: place a hold. Routed to a provider by the connector."""
@@ -390,7 +390,7 @@ class RefundRequested:
     reason: str | None = doc("Why", default=None)
 
 
-# ---------------------------------------------------------------- provider.events (key: provider reference)
+# ------------------------------------------------------- provider.events (key: provider reference)
 @dataclass(frozen=True, slots=True)
 class PayoutPaid:
     """The provider paid settled funds out to the operator's bank account."""
@@ -446,7 +446,7 @@ class FraudAlertRaised:
     reason: str = doc("Why the alert was raised")
 
 
-# ---------------------------------------------------------------- <topic>.rejected (key: original key)
+# ------------------------------------------------------- <topic>.rejected (key: original key)
 @dataclass(frozen=True, slots=True)
 class EventRejected:
     """A consumed record that could not be applied, with everything needed to act on it."""
@@ -469,9 +469,18 @@ class EventRejected:
 
 TOPIC_EVENTS: dict[str, tuple[type, ...]] = {
     "payments.events": (
-        PaymentAuthorized, AuthorizationIncremented, PaymentCaptured, CaptureFailed, PaymentVoided,
-        AuthorizationExpired, PaymentRefunded, RefundFailed, DisputeOpened, DisputeResolved,
-        ProviderRouted, AuthorizationFailed,
+        PaymentAuthorized,
+        AuthorizationIncremented,
+        PaymentCaptured,
+        CaptureFailed,
+        PaymentVoided,
+        AuthorizationExpired,
+        PaymentRefunded,
+        RefundFailed,
+        DisputeOpened,
+        DisputeResolved,
+        ProviderRouted,
+        AuthorizationFailed,
     ),
     "sessions.events": (SessionStarted, MeterValueRecorded, ChargingStateChanged, SessionStopped),
     "tariffs.events": (TariffPublished,),
@@ -479,7 +488,7 @@ TOPIC_EVENTS: dict[str, tuple[type, ...]] = {
     "settlement.commands": (AuthorizeRequested, CaptureRequested, VoidRequested, RefundRequested),
     "provider.events": (PayoutPaid, ProviderDisputeUpdated, ExternalRefundReported),
     "fraud.scores": (FraudScored, FraudAlertRaised),
-}  # fmt: skip
+}
 """Which events each topic carries (DESIGN.md, "Topics")."""
 
 ALL_EVENTS: tuple[type, ...] = (

@@ -58,19 +58,33 @@ class Tx:
         """Refuse ``record``: stored in ``rejections`` and sent to ``<topic>.rejected``."""
         self.rejected[(record.topic, record.partition, record.offset)] = (reason_code, detail)
         self.conn.execute(
-            "INSERT INTO rejections (consumer_group, topic, partition, \"offset\", event_id,"
+            'INSERT INTO rejections (consumer_group, topic, partition, "offset", event_id,'
             " reason_code, detail, original_key, original_value)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (self.group, record.topic, record.partition, record.offset, record.event_id,
-             reason_code, detail, record.key, record.value),
-        )  # fmt: skip
+            (
+                self.group,
+                record.topic,
+                record.partition,
+                record.offset,
+                record.event_id,
+                reason_code,
+                detail,
+                record.key,
+                record.value,
+            ),
+        )
         rejection = EventRejected(
             envelope=Envelope.new(self.network_id, Source.internal, causation_id=record.event_id),
-            original_topic=record.topic, original_partition=record.partition,
-            original_offset=record.offset, reason_code=reason_code, detail=detail,
-            consumer_group=self.group, original_key=record.key, original_value=record.value,
+            original_topic=record.topic,
+            original_partition=record.partition,
+            original_offset=record.offset,
+            reason_code=reason_code,
+            detail=detail,
+            consumer_group=self.group,
+            original_key=record.key,
+            original_value=record.value,
             original_event_id=record.event_id,
-        )  # fmt: skip
+        )
         self.emit(rejection, topic=f"{record.topic}.rejected", key=record.key or b"")
 
 
@@ -99,8 +113,15 @@ class BatchStats:
 class PostgresProcessor:
     """Runs a Handler for one consumer group with its offsets kept in PostgreSQL."""
 
-    def __init__(self, app: App, handler: Handler, group: str, topics: Sequence[str],
-                 batch_size: int = 2000, database_url: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        app: App,
+        handler: Handler,
+        group: str,
+        topics: Sequence[str],
+        batch_size: int = 2000,
+        database_url: str | None = None,
+    ) -> None:
         self.app = app
         self.handler = handler
         self.group = group
@@ -184,13 +205,19 @@ class PostgresProcessor:
         inserted = {
             row[0]
             for row in self.conn.execute(
-                "INSERT INTO processed_events (consumer_group, event_id, topic, partition, \"offset\")"
+                "INSERT INTO processed_events"
+                ' (consumer_group, event_id, topic, partition, "offset")'
                 " SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[])"
                 " ON CONFLICT DO NOTHING RETURNING event_id",
-                (self.group, list(first), [r.topic for r in first.values()],
-                 [r.partition for r in first.values()], [r.offset for r in first.values()]),
+                (
+                    self.group,
+                    list(first),
+                    [r.topic for r in first.values()],
+                    [r.partition for r in first.values()],
+                    [r.offset for r in first.values()],
+                ),
             ).fetchall()
-        }  # fmt: skip
+        }
         return [r for r in records if r.event_id in inserted and first[r.event_id or ""] is r]
 
     def relay(self, limit: int = 10_000) -> int:

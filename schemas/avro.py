@@ -26,8 +26,13 @@ from ledger.money import Money
 NAMESPACE = "io.evledger"
 AVSC_DIR = Path(__file__).parent / "avro"
 
-_PRIMITIVES: dict[Any, str] = {str: "string", int: "long", bool: "boolean", float: "double",
-                               bytes: "bytes"}  # fmt: skip
+_PRIMITIVES: dict[Any, str] = {
+    str: "string",
+    int: "long",
+    bool: "boolean",
+    float: "double",
+    bytes: "bytes",
+}
 _MONEY_DOCS = {
     "amount_minor": "Amount in integer minor units of the currency (EUR 12.34 is 1234)",
     "currency": "ISO 4217 alphabetic code; fixes the minor-unit exponent",
@@ -72,7 +77,7 @@ def _avro_non_null(tp: Any, defined: set[str]) -> Any:
             "name": tp.__name__,
             "namespace": NAMESPACE,
             "doc": (tp.__doc__ or "").strip(),
-            "symbols": [m.value for m in tp],  # type: ignore[attr-defined]
+            "symbols": [m.value for m in tp],
         }
     if tp is Money:
         name = f"{NAMESPACE}.Money"

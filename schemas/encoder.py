@@ -64,7 +64,7 @@ def _plan_non_null(tp: Any) -> Plan:
     if typing.get_origin(tp) is list:
         return (9, plan_for(typing.get_args(tp)[0]))
     if isinstance(tp, type) and issubclass(tp, Enum):
-        return (7, {m.value: i for i, m in enumerate(tp)})  # type: ignore[attr-defined]
+        return (7, {m.value: i for i, m in enumerate(tp)})
     if tp is Money:
         return (10, ("amount_minor", "currency"), ((1,), (2,)))
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):

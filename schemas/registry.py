@@ -67,13 +67,16 @@ class Registry:
         except SchemaRegistryError as exc:
             if exc.http_status_code == 409:
                 raise IncompatibleSchema(
-                    f"registry refused an incompatible schema for {subject_name}: {exc.error_message}",
-                    retriable=False, subject=subject_name,
-                ) from exc  # fmt: skip
+                    f"registry refused an incompatible schema for {subject_name}: "
+                    f"{exc.error_message}",
+                    retriable=False,
+                    subject=subject_name,
+                ) from exc
             raise RegistryError(
                 f"registering {subject_name} failed: {exc}",
-                retriable=exc.http_status_code >= 500, subject=subject_name,
-            ) from exc  # fmt: skip
+                retriable=exc.http_status_code >= 500,
+                subject=subject_name,
+            ) from exc
         except Exception as exc:  # connection errors surface as requests/httpx exceptions
             raise RegistryError(
                 f"registry at {self.url} unreachable: {exc}", retriable=True
@@ -83,7 +86,9 @@ class Registry:
         return bool(self.client.test_compatibility(subject_name, Schema(text, "AVRO")))
 
     def schema_by_id(self, schema_id: int) -> dict[str, Any]:
-        """The writer schema for ``schema_id``. Raises UnknownSchemaId when the registry has none."""
+        """The writer schema for ``schema_id``.
+
+        Raises UnknownSchemaId when the registry has none."""
         cached = self._by_id.get(schema_id)
         if cached is not None:
             return cached
@@ -92,11 +97,13 @@ class Registry:
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
                 raise UnknownSchemaId(
-                    f"schema id {schema_id} is not in the registry", retriable=False,
+                    f"schema id {schema_id} is not in the registry",
+                    retriable=False,
                     schema_id=schema_id,
-                ) from exc  # fmt: skip
-            raise RegistryError(f"fetching schema {schema_id} failed: {exc}",
-                                retriable=True, schema_id=schema_id) from exc  # fmt: skip
+                ) from exc
+            raise RegistryError(
+                f"fetching schema {schema_id} failed: {exc}", retriable=True, schema_id=schema_id
+            ) from exc
         except Exception as exc:
             raise RegistryError(
                 f"registry at {self.url} unreachable: {exc}", retriable=True

@@ -94,8 +94,9 @@ class EventSerde:
             name = f"{writer['namespace']}.{name}"
         known = self._codec_by_name.get(name)
         if known is None:
-            raise UnexpectedEventType(f"schema {schema_id} is for {name!r}, not an evledger event",
-                                      schema_id=schema_id)  # fmt: skip
+            raise UnexpectedEventType(
+                f"schema {schema_id} is for {name!r}, not an evledger event", schema_id=schema_id
+            )
         same = to_parsing_canonical_form(writer) == to_parsing_canonical_form(
             avro_schema(known.cls)
         )
@@ -117,14 +118,16 @@ class EventSerde:
         if reader.codec.cls not in allowed_events(topic):
             raise UnexpectedEventType(
                 f"{reader.codec.cls.__name__} does not belong on topic {topic}",
-                topic=topic, schema_id=schema_id,
-            )  # fmt: skip
+                topic=topic,
+                schema_id=schema_id,
+            )
         body = io.BytesIO(memoryview(value)[_HEADER.size :])
         try:
             if reader.same:
                 datum = fastavro.schemaless_reader(body, reader.writer, None)
             else:
                 datum = fastavro.schemaless_reader(body, reader.writer, reader.codec.parsed)
+                assert isinstance(datum, dict)
                 datum = upcasters.upcast(full_name(reader.codec.cls), reader.writer, datum)
             if body.tell() != len(value) - _HEADER.size:
                 raise ValueError(f"{len(value) - _HEADER.size - body.tell()} trailing bytes")

@@ -18,7 +18,9 @@ _TEXT = st.text(max_size=20)
 _TIMES = st.datetimes(
     min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
 )
-money_strategy = st.builds(Money, st.integers(-(10**12), 10**12), st.sampled_from(sorted(EXPONENTS)))
+money_strategy = st.builds(
+    Money, st.integers(-(10**12), 10**12), st.sampled_from(sorted(EXPONENTS))
+)
 
 
 def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
@@ -28,9 +30,14 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
     if typing.get_origin(tp) is list:
         return st.lists(strategy_for(typing.get_args(tp)[0]), max_size=3)
     simple: dict[Any, st.SearchStrategy[Any]] = {
-        str: _TEXT, int: _LONG, bool: st.booleans(), bytes: st.binary(max_size=30),
-        float: st.floats(allow_nan=False), datetime: _TIMES, Money: money_strategy,
-    }  # fmt: skip
+        str: _TEXT,
+        int: _LONG,
+        bool: st.booleans(),
+        bytes: st.binary(max_size=30),
+        float: st.floats(allow_nan=False),
+        datetime: _TIMES,
+        Money: money_strategy,
+    }
     if tp in simple:
         return simple[tp]
     if isinstance(tp, type) and issubclass(tp, Enum):

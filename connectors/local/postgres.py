@@ -8,7 +8,9 @@ that separate processes share it over TCP.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import psycopg
 
@@ -32,7 +34,7 @@ class LocalPostgres:
     def _user(self) -> str | None:
         if os.geteuid() != 0:
             return None
-        from pgserver.utils import ensure_user_exists  # type: ignore[import-untyped]
+        from pgserver.utils import ensure_user_exists
 
         ensure_user_exists("pgserver")  # postgres refuses to run as root
         return "pgserver"
@@ -40,35 +42,41 @@ class LocalPostgres:
     def install(self) -> None:
         if (self.data / "PG_VERSION").exists():
             return
-        from pgserver._commands import initdb  # type: ignore[import-untyped]
-        from pgserver.utils import ensure_prefix_permissions  # type: ignore[import-untyped]
+        from pgserver import _commands
+        from pgserver.utils import ensure_prefix_permissions
 
         self.data.mkdir(parents=True, exist_ok=True)
         user = self._user()
         if user is not None:
             import pwd
 
-            from pgserver._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+            from pgserver._commands import POSTGRES_BIN_PATH
 
             ensure_prefix_permissions(self.data)
             ensure_prefix_permissions(POSTGRES_BIN_PATH)
             entry = pwd.getpwnam(user)
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
             os.chown(self.data, entry.pw_uid, entry.pw_gid)
-        initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=self.data, user=user)
+        _pg(_commands, "initdb")(
+            ["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=self.data, user=user
+        )
 
     def start(self) -> None:
         if self.ready():
             return
-        from pgserver._commands import pg_ctl  # type: ignore[import-untyped]
+        from pgserver import _commands
 
         options = (
             f"-h 127.0.0.1 -p {self.settings.postgres_port} -k {self.data} "
             "-c max_connections=200 -c shared_buffers=256MB -c synchronous_commit=on"
         )
         try:
-            pg_ctl(["-w", "-o", options, "-l", str(self.log), "start"], pgdata=self.data,
-                   user=self._user(), timeout=60)  # fmt: skip
+            _pg(_commands, "pg_ctl")(
+                ["-w", "-o", options, "-l", str(self.log), "start"],
+                pgdata=self.data,
+                user=self._user(),
+                timeout=60,
+            )
         except Exception as exc:
             tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise ServiceError(f"PostgreSQL did not start: {exc}\n{tail}") from exc
@@ -87,13 +95,20 @@ class LocalPostgres:
     def stop(self) -> bool:
         if not (self.data / "postmaster.pid").exists():
             return False
-        from pgserver._commands import pg_ctl
+        from pgserver import _commands
 
         try:
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data, user=self._user(), timeout=60)
+            _pg(_commands, "pg_ctl")(
+                ["-w", "-m", "fast", "stop"], pgdata=self.data, user=self._user(), timeout=60
+            )
         except Exception:
             return False
         return True
 
     def logs(self) -> Path:
         return self.log
+
+
+def _pg(commands: Any, name: str) -> Callable[..., str]:
+    """pgserver builds its command wrappers at import time, invisible to type checkers."""
+    return cast(Callable[..., str], getattr(commands, name))

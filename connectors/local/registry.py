@@ -35,11 +35,14 @@ class LocalRegistry:
         self.dir.mkdir(parents=True, exist_ok=True)
         version = self.settings.apicurio_version
         run_maven(
-            ["dependency:copy",
-             f"-Dartifact=io.apicurio:apicurio-registry-app:{version}:tar.gz:all",
-             f"-DoutputDirectory={self.dir}"],
-            cwd=self.dir, log=self.dir / "maven.log",
-        )  # fmt: skip
+            [
+                "dependency:copy",
+                f"-Dartifact=io.apicurio:apicurio-registry-app:{version}:tar.gz:all",
+                f"-DoutputDirectory={self.dir}",
+            ],
+            cwd=self.dir,
+            log=self.dir / "maven.log",
+        )
         bundle = self.dir / f"apicurio-registry-app-{version}-all.tar.gz"
         staging = self.dir / "unpacking"
         with tarfile.open(bundle) as tar:
@@ -61,10 +64,15 @@ class LocalRegistry:
             "quarkus.log.level": "INFO",
         }
         self.process.start(
-            [java, f"-Xmx{s.registry_heap}", *(f"-D{k}={v}" for k, v in props.items()),
-             "-jar", str(self.app / "quarkus-run.jar")],
+            [
+                java,
+                f"-Xmx{s.registry_heap}",
+                *(f"-D{k}={v}" for k, v in props.items()),
+                "-jar",
+                str(self.app / "quarkus-run.jar"),
+            ],
             cwd=self.app,
-        )  # fmt: skip
+        )
 
     def ready(self) -> bool:
         try:
@@ -73,8 +81,13 @@ class LocalRegistry:
             return False
 
     def wait(self, timeout: float = 180) -> None:
-        wait_until(self.ready, timeout, "Apicurio Registry", self.log,
-                   alive=lambda: self.process.pid() is not None)  # fmt: skip
+        wait_until(
+            self.ready,
+            timeout,
+            "Apicurio Registry",
+            self.log,
+            alive=lambda: self.process.pid() is not None,
+        )
 
     def stop(self) -> bool:
         return self.process.stop(timeout=30)

@@ -15,8 +15,13 @@ def _needs_stack(stack: object) -> None:
     """Start (or reuse) the stack before any integration test; never skip."""
 
 
-def consume_from(app: App, topics: list[str], starts: dict[tuple[str, int], int], expected: int,
-                 timeout: float = 30.0) -> list[Consumed]:  # fmt: skip
+def consume_from(
+    app: App,
+    topics: list[str],
+    starts: dict[tuple[str, int], int],
+    expected: int,
+    timeout: float = 30.0,
+) -> list[Consumed]:
     """Read ``expected`` records from ``starts`` (or until ``timeout`` seconds pass idle)."""
     import time
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 from connectors import postgres
 from connectors.bootstrap import App
+from connectors.kafka import Consumed
 from entrypoints.simulate import NetworkSimulator
 from ledger.events import PaymentVoided
 from processors.base import PostgresProcessor, Tx
-from connectors.kafka import Consumed
 from tests.integration.conftest import consume_from, end_offsets
 
 TOPIC = "payments.events"
@@ -34,8 +34,12 @@ def test_counts_add_up_and_effects_are_exactly_once(app: App) -> None:
     table = f"applied_{uuid.uuid4().hex[:8]}"
     with postgres.connect(app.database_url) as conn:
         conn.execute(f"CREATE TABLE {table} (event_id text PRIMARY KEY)")
-    events = [e for e in NetworkSimulator(seed=11).burst(40) if type(e).__module__ and
-              type(e).__name__ in {"PaymentAuthorized", "PaymentCaptured", "PaymentVoided"}]  # fmt: skip
+    events = [
+        e
+        for e in NetworkSimulator(seed=11).burst(40)
+        if type(e).__module__
+        and type(e).__name__ in {"PaymentAuthorized", "PaymentCaptured", "PaymentVoided"}
+    ]
     rejected_start = end_offsets(app, [f"{TOPIC}.rejected"])
     publisher = app.publisher()
     publisher.publish_many(events)
@@ -63,10 +67,12 @@ def test_counts_add_up_and_effects_are_exactly_once(app: App) -> None:
             "SELECT applied, duplicates, rejected FROM processing_counts WHERE consumer_group=%s",
             (group,),
         ).fetchone()
-        reasons = dict(conn.execute(
-            "SELECT reason_code, count(*) FROM rejections WHERE consumer_group=%s GROUP BY 1",
-            (group,),
-        ).fetchall())  # fmt: skip
+        reasons = dict(
+            conn.execute(
+                "SELECT reason_code, count(*) FROM rejections WHERE consumer_group=%s GROUP BY 1",
+                (group,),
+            ).fetchall()
+        )
     assert counts == (stats.applied, stats.duplicates, stats.rejected)
     expected = {e.envelope.event_id for e in events if not isinstance(e, PaymentVoided)}
     assert expected <= mine and len(mine) == stats.applied

@@ -45,8 +45,11 @@ def test_garbage_unknown_schema_and_mismatch_land_in_the_rejected_topic(app: App
     events = [r.event for r in rejected]
     assert all(isinstance(e, EventRejected) for e in events)
     reasons = {e.original_key: e.reason_code for e in events}
-    assert reasons == {b"garbage": "UNDECODABLE", b"unknown-id": "UNKNOWN_SCHEMA_ID",
-                       b"truncated": "SCHEMA_MISMATCH"}  # fmt: skip
+    assert reasons == {
+        b"garbage": "UNDECODABLE",
+        b"unknown-id": "UNKNOWN_SCHEMA_ID",
+        b"truncated": "SCHEMA_MISMATCH",
+    }
     for e in events:
         assert e.original_value == bad[e.original_key]  # the bytes are kept for replay
         assert e.original_topic == TOPIC and e.detail

@@ -38,14 +38,22 @@ def test_simulated_traffic_round_trips_in_order_per_key(app: App) -> None:
         key = (TOPIC_OF[type(event)], key_of(event).encode())
         assert event.envelope.event_id in by_key[key]
     for key, ids in by_key.items():
-        published = [e.envelope.event_id for e in events
-                     if (TOPIC_OF[type(e)], key_of(e).encode()) == key]  # fmt: skip
+        published = [
+            e.envelope.event_id for e in events if (TOPIC_OF[type(e)], key_of(e).encode()) == key
+        ]
         assert ids == published
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.sampled_from([c for cs in TOPIC_EVENTS.values() for c in cs]).flatmap(strategy_for),
-                min_size=1, max_size=8))  # fmt: skip
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.sampled_from([c for cs in TOPIC_EVENTS.values() for c in cs]).flatmap(strategy_for),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_any_event_survives_kafka_unchanged(app: App, events: list[object]) -> None:
     unique = {e.envelope.event_id: e for e in events if key_of(e)}  # type: ignore[attr-defined]
     events = list(unique.values())  # event ids are unique by contract; empty keys cannot partition
@@ -65,8 +73,9 @@ def test_any_event_survives_kafka_unchanged(app: App, events: list[object]) -> N
 def test_delivery_failure_surfaces_as_an_error(app: App) -> None:
     from connectors.kafka import EventPublisher, PublishError
 
-    publisher = EventPublisher(app.settings.bootstrap_servers, app.serde,
-                               **{"message.timeout.ms": 1000})  # fmt: skip
+    publisher = EventPublisher(
+        app.settings.bootstrap_servers, app.serde, **{"message.timeout.ms": 1000}
+    )
     publisher.produce_bytes("no.such.topic.evledger", b"x", b"k")  # auto-create is off
     with pytest.raises(PublishError) as failure:
         publisher.flush(10)

@@ -33,7 +33,11 @@ def test_migrations_are_recorded_and_idempotent(stack: Settings) -> None:
 
 def test_status_reports_every_service_ready(stack: Settings) -> None:
     statuses = Stack(stack).status()
-    assert {s.name: s.ready for s in statuses} == {"kafka": True, "registry": True, "postgres": True}
+    assert {s.name: s.ready for s in statuses} == {
+        "kafka": True,
+        "registry": True,
+        "postgres": True,
+    }
 
 
 def test_up_is_idempotent(stack: Settings) -> None:

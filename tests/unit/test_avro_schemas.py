@@ -45,8 +45,15 @@ def test_every_event_carries_the_envelope() -> None:
         first = avro_schema(cls)["fields"][0]
         assert first["name"] == "envelope"
         names = [f["name"] for f in first["type"]["fields"]]
-        assert names == ["event_id", "occurred_at", "recorded_at", "source", "network_id",
-                         "correlation_id", "causation_id"]  # fmt: skip
+        assert names == [
+            "event_id",
+            "occurred_at",
+            "recorded_at",
+            "source",
+            "network_id",
+            "correlation_id",
+            "causation_id",
+        ]
 
 
 def test_optional_fields_default_to_null_so_evolution_stays_backward_compatible() -> None:

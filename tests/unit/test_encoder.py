@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -28,8 +28,10 @@ def test_compiled_bytes_equal_fastavro_bytes(event: object) -> None:
     )
 
 
-@pytest.mark.parametrize("tz", [timezone.utc, timezone(timedelta(hours=5, minutes=30)),
-                                timezone(timedelta(hours=-8)), None])  # fmt: skip
+@pytest.mark.parametrize(
+    "tz",
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)), None],
+)
 def test_timestamps_in_any_zone_match(tz: timezone | None) -> None:
     at = datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=tz)
     event = PaymentVoided(Envelope.new("n", occurred_at=at), "p", None)

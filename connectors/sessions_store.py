@@ -1,0 +1,335 @@
+"""PostgreSQL state of the sessions processor (migration 020): tariff versions, session rows,
+meter readings deduplicated by (station, transaction, seq_no), charging states, holds and CDRs.
+
+Loads take every id of a batch at once (one query per table); writes are pipelined
+``executemany`` calls inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from connectors.kafka import EventPublisher
+from ledger.events import ChargingState
+from ledger.metering import MeterReading
+
+Conn = psycopg.Connection[Any]
+MeterKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class TariffVersion:
+    tariff_id: str
+    version: int
+    currency: str
+    ocpi_json: str
+    published_at: datetime
+    event_id: str
+
+
+@dataclass
+class SessionState:
+    """One row of ``charging_sessions``, changed in memory during a batch and saved at its end."""
+
+    session_id: str
+    network_id: str
+    started_event_id: str
+    correlation_id: str | None
+    station_id: str
+    evse_id: str
+    connector_id: str
+    transaction_id: str
+    country: str
+    time_zone: str
+    tariff_id: str
+    tariff_version: int | None
+    payment_id: str | None
+    meter_start_wh: int | None
+    started_at: datetime
+    status: str = "open"
+    reason_code: str | None = None
+    stopped_event_id: str | None = None
+    stopped_at: datetime | None = None
+    meter_stop_wh: int | None = None
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    currency: str | None = None
+    hold_minor: int | None = None
+    hold_source: str | None = None
+    captured_minor: int = 0
+    refunded_minor: int = 0
+    shortfall_minor: int = 0
+    shortfall_status: str | None = None
+
+
+_SESSION_COLUMNS = [f.name for f in dataclasses.fields(SessionState)]
+
+
+@dataclass(frozen=True, slots=True)
+class MeterRow:
+    station_id: str
+    transaction_id: str
+    session_id: str
+    reading: MeterReading
+    event_id: str
+
+    @property
+    def key(self) -> MeterKey:
+        return (self.station_id, self.transaction_id, self.reading.seq_no)
+
+
+@dataclass(frozen=True, slots=True)
+class CdrRow:
+    cdr_id: str
+    session_id: str
+    kind: str  # issued | credited
+    event_id: str
+    tariff_id: str
+    tariff_version: int
+    waived: tuple[str, ...]
+    currency: str
+    total_excl_vat: int
+    total_incl_vat: int
+    lines: list[dict[str, Any]]
+    replaces_cdr_id: str | None = None
+    credited_cdr_id: str | None = None
+    reason: str | None = None
+
+
+# ------------------------------------------------------------------------------------ tariffs
+def tariff_versions(conn: Conn, tariff_ids: Collection[str]) -> dict[str, list[TariffVersion]]:
+    """Every stored version of ``tariff_ids``, oldest version first."""
+    found: dict[str, list[TariffVersion]] = {}
+    if not tariff_ids:
+        return found
+    rows = conn.execute(
+        "SELECT tariff_id, version, currency, ocpi_json, published_at, event_id"
+        " FROM tariff_versions WHERE tariff_id = ANY(%s) ORDER BY tariff_id, version",
+        (list(tariff_ids),),
+    ).fetchall()
+    for row in rows:
+        found.setdefault(row[0], []).append(TariffVersion(*row))
+    return found
+
+
+def insert_tariffs(conn: Conn, versions: Sequence[TariffVersion]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO tariff_versions (tariff_id, version, currency, ocpi_json, published_at,"
+            " event_id) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [dataclasses.astuple(v) for v in versions],
+        )
+
+
+# ------------------------------------------------------------------------------------ sessions
+def load_sessions(conn: Conn, session_ids: Collection[str]) -> dict[str, SessionState]:
+    if not session_ids:
+        return {}
+    rows = conn.execute(
+        f"SELECT {', '.join(_SESSION_COLUMNS)} FROM charging_sessions WHERE session_id = ANY(%s)",
+        (list(session_ids),),
+    ).fetchall()
+    return {row[0]: SessionState(*row) for row in rows}
+
+
+def lock_session(conn: Conn, session_id: str) -> SessionState | None:
+    """The session row, locked until the end of the transaction (corrections)."""
+    row = conn.execute(
+        f"SELECT {', '.join(_SESSION_COLUMNS)} FROM charging_sessions"
+        " WHERE session_id = %s FOR UPDATE",
+        (session_id,),
+    ).fetchone()
+    return None if row is None else SessionState(*row)
+
+
+def save_sessions(conn: Conn, sessions: Iterable[SessionState]) -> None:
+    params = []
+    for s in sessions:
+        values = dataclasses.asdict(s)
+        values["flags"] = json.dumps(s.flags)
+        params.append([values[c] for c in _SESSION_COLUMNS])
+    if not params:
+        return
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SESSION_COLUMNS[1:])
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO charging_sessions ({', '.join(_SESSION_COLUMNS)})"
+            f" VALUES ({', '.join(['%s'] * len(_SESSION_COLUMNS))})"
+            f" ON CONFLICT (session_id) DO UPDATE SET {updates}, updated_at = now()",
+            params,
+        )
+
+
+# ------------------------------------------------------------------------------------ meter
+def load_meter_rows(
+    conn: Conn, keys: Collection[MeterKey], session_ids: Collection[str]
+) -> list[MeterRow]:
+    """Stored readings with one of ``keys`` (duplicate checks) or of ``session_ids`` (billing)."""
+    if not keys and not session_ids:
+        return []
+    rows = conn.execute(
+        "SELECT station_id, transaction_id, session_id, seq_no, sampled_at, register_wh,"
+        " power_kw, current_a, event_id FROM session_meter_values"
+        " WHERE session_id = ANY(%s) OR (station_id, transaction_id, seq_no) IN"
+        " (SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]))",
+        (list(session_ids), [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+    ).fetchall()
+    return [
+        MeterRow(station, tx, sid, MeterReading(int(seq), at, reg, kw, amps), event_id)
+        for station, tx, sid, seq, at, reg, kw, amps, event_id in rows
+    ]
+
+
+def insert_meter_rows(conn: Conn, rows: Sequence[MeterRow]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO session_meter_values (station_id, transaction_id, seq_no, session_id,"
+            " sampled_at, register_wh, power_kw, current_a, event_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [
+                (
+                    r.station_id,
+                    r.transaction_id,
+                    r.reading.seq_no,
+                    r.session_id,
+                    r.reading.sampled_at,
+                    r.reading.register_wh,
+                    r.reading.power_kw,
+                    r.reading.current_a,
+                    r.event_id,
+                )
+                for r in rows
+            ],
+        )
+
+
+def meter_rows_of(conn: Conn, session_id: str) -> list[MeterRow]:
+    return load_meter_rows(conn, (), (session_id,))
+
+
+def load_states(
+    conn: Conn, session_ids: Collection[str]
+) -> dict[str, list[tuple[datetime, ChargingState]]]:
+    found: dict[str, list[tuple[datetime, ChargingState]]] = {}
+    if not session_ids:
+        return found
+    rows = conn.execute(
+        "SELECT session_id, changed_at, state FROM session_charging_states"
+        " WHERE session_id = ANY(%s) ORDER BY changed_at",
+        (list(session_ids),),
+    ).fetchall()
+    for sid, at, state in rows:
+        found.setdefault(sid, []).append((at, ChargingState(state)))
+    return found
+
+
+def insert_states(conn: Conn, rows: Sequence[tuple[str, datetime, ChargingState]]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO session_charging_states (session_id, changed_at, state)"
+            " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            [(sid, at, state.value) for sid, at, state in rows],
+        )
+
+
+# ------------------------------------------------------------------------------------ holds
+def add_holds(conn: Conn, holds: Sequence[tuple[str, str, int]]) -> None:
+    """Add (payment_id, currency, amount) to the hold of each payment (authorization or
+    increment; the processor base has already dropped duplicate events)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO session_payment_holds (payment_id, currency, held_minor)"
+            " VALUES (%s, %s, %s) ON CONFLICT (payment_id) DO UPDATE SET"
+            " held_minor = session_payment_holds.held_minor + EXCLUDED.held_minor,"
+            " updated_at = now()",
+            holds,
+        )
+
+
+def load_holds(conn: Conn, payment_ids: Collection[str]) -> dict[str, tuple[str, int]]:
+    """(currency, amount held) per payment id that payments.events told us about."""
+    if not payment_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT payment_id, currency, held_minor FROM session_payment_holds"
+        " WHERE payment_id = ANY(%s)",
+        (list(payment_ids),),
+    ).fetchall()
+    return {pid: (currency, int(held)) for pid, currency, held in rows}
+
+
+# ------------------------------------------------------------------------------------ CDRs
+def insert_cdrs(conn: Conn, cdrs: Sequence[CdrRow]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO session_cdrs (cdr_id, session_id, kind, event_id, tariff_id,"
+            " tariff_version, waived, currency, total_excl_vat, total_incl_vat, lines,"
+            " replaces_cdr_id, credited_cdr_id, reason)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            [
+                (
+                    c.cdr_id,
+                    c.session_id,
+                    c.kind,
+                    c.event_id,
+                    c.tariff_id,
+                    c.tariff_version,
+                    list(c.waived),
+                    c.currency,
+                    c.total_excl_vat,
+                    c.total_incl_vat,
+                    json.dumps(c.lines),
+                    c.replaces_cdr_id,
+                    c.credited_cdr_id,
+                    c.reason,
+                )
+                for c in cdrs
+            ],
+        )
+
+
+def cdrs_of(conn: Conn, session_id: str) -> list[CdrRow]:
+    """Every CDR of the session in the order it was written (issued, credited, issued, ...)."""
+    rows = conn.execute(
+        "SELECT cdr_id, session_id, kind, event_id, tariff_id, tariff_version, waived,"
+        " currency, total_excl_vat, total_incl_vat, lines, replaces_cdr_id, credited_cdr_id,"
+        " reason FROM session_cdrs WHERE session_id = %s ORDER BY created_at, kind DESC",
+        (session_id,),
+    ).fetchall()
+    return [
+        CdrRow(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), *r[7:10], r[10], *r[11:])
+        for r in rows
+    ]
+
+
+# ------------------------------------------------------------------------------------ outbox
+def relay_outbox(conn: Conn, publisher: EventPublisher, limit: int = 10_000) -> int:
+    """Publish unpublished outbox rows, then mark them (what ``PostgresProcessor.relay`` does,
+    for writers that are not a consumer, such as the correction command)."""
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT id, topic, key, value FROM outbox WHERE published_at IS NULL"
+            " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            (limit,),
+        ).fetchall()
+        if not rows:
+            return 0
+        for _, topic, key, value in rows:
+            publisher.produce_bytes(topic, bytes(value), bytes(key) if key else None)
+        publisher.flush()
+        conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],)
+        )
+    return len(rows)
+
+
+def decimal_or_none(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
