@@ -12,7 +12,6 @@ import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -305,7 +304,22 @@ def cdrs_of(conn: Conn, session_id: str) -> list[CdrRow]:
         (session_id,),
     ).fetchall()
     return [
-        CdrRow(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), *r[7:10], r[10], *r[11:])
+        CdrRow(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            tuple(r[6]),
+            r[7],
+            r[8],
+            r[9],
+            r[10],
+            r[11],
+            r[12],
+            r[13],
+        )
         for r in rows
     ]
 
@@ -329,7 +343,3 @@ def relay_outbox(conn: Conn, publisher: EventPublisher, limit: int = 10_000) -> 
             "UPDATE outbox SET published_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],)
         )
     return len(rows)
-
-
-def decimal_or_none(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(value)
