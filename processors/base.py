@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -56,6 +57,8 @@ class Tx:
 
     def reject(self, record: Consumed, reason_code: str, detail: str) -> None:
         """Refuse ``record``: stored in ``rejections`` and sent to ``<topic>.rejected``."""
+        detail = _printable(detail)
+        event_id = _printable(record.event_id) if record.event_id is not None else None
         self.rejected[(record.topic, record.partition, record.offset)] = (reason_code, detail)
         self.conn.execute(
             'INSERT INTO rejections (consumer_group, topic, partition, "offset", event_id,'
@@ -66,7 +69,7 @@ class Tx:
                 record.topic,
                 record.partition,
                 record.offset,
-                record.event_id,
+                event_id,
                 reason_code,
                 detail,
                 record.key,
@@ -86,6 +89,22 @@ class Tx:
             original_event_id=record.event_id,
         )
         self.emit(rejection, topic=f"{record.topic}.rejected", key=record.key or b"")
+
+
+_RETRIABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _is_uuid(value: str | None) -> bool:
+    try:
+        uuid.UUID(value or "")
+    except ValueError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL bytes; escape them, keep everything else."""
+    return text.replace("\x00", "\\x00")
 
 
 class Handler(Protocol):
@@ -156,15 +175,18 @@ class PostgresProcessor:
             for record in fresh:
                 if record.error is not None:
                     tx.reject(record, record.error.code, str(record.error))
+                elif not _is_uuid(record.event_id):
+                    tx.reject(
+                        record,
+                        "INVALID_EVENT_ID",
+                        f"event_id {record.event_id!r} is not a UUID; the publisher must give "
+                        "every event a unique UUID (ledger.envelope.uuid7)",
+                    )
                 else:
                     decoded.append(record)
             new = self._mark_seen(decoded)
             stats.duplicates = len(decoded) - len(new)
-            try:
-                with self.conn.transaction():  # savepoint: a domain bug rejects, never loses
-                    self.handler.handle(tx, new)
-            except LedgerError as exc:
-                raise RuntimeError(f"handler raised instead of rejecting: {exc}") from exc
+            self._handle_isolating_poison(tx, new)
             stats.rejected = len(tx.rejected)
             stats.applied = stats.consumed - stats.duplicates - stats.rejected
             next_offsets: dict[tuple[str, int], int] = {}
@@ -182,6 +204,38 @@ class PostgresProcessor:
         for (topic, partition, offset), (code, detail) in tx.rejected.items():
             log.warning("rejected %s[%d]@%d %s: %s", topic, partition, offset, code, detail)
         return stats
+
+    def _handle_isolating_poison(self, tx: Tx, records: list[Consumed]) -> None:
+        """Apply the batch; if it fails on data, apply record by record and reject only the
+        records that fail, so one poison record never blocks a partition."""
+        if not records:
+            return
+        before, emitted = dict(tx.rejected), tx.emitted
+        try:
+            with self.conn.transaction():  # savepoint
+                self.handler.handle(tx, records)
+            return
+        except _RETRIABLE:
+            raise
+        except Exception:
+            tx.rejected, tx.emitted = before, emitted
+        for record in records:
+            mark = dict(tx.rejected)
+            try:
+                with self.conn.transaction():
+                    self.handler.handle(tx, [record])
+            except _RETRIABLE:
+                raise
+            except Exception as exc:
+                tx.rejected = mark
+                code = exc.code if isinstance(exc, LedgerError) else "UNPROCESSABLE"
+                tx.reject(record, code, f"{type(exc).__name__}: {exc}")
+                log.exception(
+                    "record %s[%d]@%d could not be applied",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                )
 
     def _drop_already_applied(self, batch: list[Consumed]) -> list[Consumed]:
         """Lock this group's offsets for the batch's partitions; drop records below them."""

@@ -81,3 +81,42 @@ def test_counts_add_up_and_effects_are_exactly_once(app: App) -> None:
     relayed = consume_from(app, [f"{TOPIC}.rejected"], rejected_start, stats.rejected)
     ours = [r.event for r in relayed if r.event.consumer_group == group]
     assert len(ours) == stats.rejected
+
+
+class ExplodingHandler:
+    """Fails on one payment, as a handler bug or unstorable data would."""
+
+    def __init__(self, poison: str) -> None:
+        self.poison = poison
+        self.applied: list[str] = []
+
+    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
+        for record in records:
+            if record.event.payment_id == self.poison:
+                raise ValueError("cannot store this payment")
+            self.applied.append(record.event_id or "")
+
+
+def test_a_poison_record_is_rejected_alone_and_never_blocks_the_partition(app: App) -> None:
+    events = [e for e in NetworkSimulator(seed=5).burst(10)
+              if type(e).__name__ == "PaymentAuthorized"]  # fmt: skip
+    poison = events[3].payment_id
+    start = end_offsets(app, [TOPIC])
+    publisher = app.publisher()
+    publisher.publish_many(events)
+    publisher.flush()
+    group = f"test-poison-{uuid.uuid4()}"
+    with postgres.connect(app.database_url) as conn:  # start at this test's records
+        postgres.store_offsets(conn, group, start)
+    handler = ExplodingHandler(poison)
+    processor = PostgresProcessor(app, handler, group, [TOPIC], batch_size=100)
+    stats = processor.drain(idle_seconds=2)
+    processor.close()
+    assert stats.consumed == len(events)
+    assert stats.rejected == 1 and stats.applied == len(events) - 1
+    assert set(handler.applied) >= {e.envelope.event_id for e in events if e.payment_id != poison}
+    with postgres.connect(app.database_url) as conn:
+        row = conn.execute(
+            "SELECT reason_code, detail FROM rejections WHERE consumer_group = %s", (group,)
+        ).fetchone()
+    assert row is not None and row[0] == "UNPROCESSABLE" and "cannot store" in row[1]
