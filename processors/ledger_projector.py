@@ -1,0 +1,223 @@
+"""The ledger projector: money events → balanced journal entries, balances and payment states.
+
+Consumer group ``evledger-ledger`` over ``payments.events``, ``billing.events`` and
+``provider.events``, on the shared exactly-once loop (``processors.base.PostgresProcessor``):
+the entries, balances, payment states and offsets of one batch commit in one transaction.
+Several instances may run in the group (``evledger ledger run`` once per process); partitions are
+shared and ``connectors.ledger_store`` keeps their transactions from losing updates or
+deadlocking. Hot accounts are written once per batch (see docs/accounting.md, "Projector").
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors import ledger_store as store
+from connectors import postgres
+from connectors.bootstrap import App, bootstrap
+from connectors.kafka import Consumed
+from connectors.settings import Settings
+from ledger import balances, payments
+from ledger import posting_rules as rules
+from ledger.errors import InfrastructureError, ValidationError
+from ledger.events import (
+    AuthorizationFailed,
+    ExternalRefundReported,
+    PaymentAuthorized,
+    PaymentCaptured,
+    PayoutPaid,
+    ProviderRouted,
+)
+from processors.base import BatchStats, PostgresProcessor, Tx
+
+GROUP = "evledger-ledger"
+TOPICS = ("payments.events", "billing.events", "provider.events")
+PAYMENT_EVENTS: tuple[type, ...] = payments.PaymentEvent.__args__
+INFORMATIONAL: tuple[type, ...] = (*rules.NOT_POSTED, ProviderRouted, AuthorizationFailed)
+"""Applied with no entries and no payment state: CDRs and provider dispute webhooks (see
+posting_rules.NOT_POSTED), routing decisions and failed authorizations (no hold, no money)."""
+
+
+class UnbookableEvent(ValidationError):
+    """An event type the ledger does not book arrived on one of its topics."""
+
+    code = "UNBOOKABLE_EVENT"
+
+
+log = logging.getLogger("evledger.ledger")
+
+
+@dataclass
+class _Batch:
+    """What one batch changes, collected while its events are applied in order."""
+
+    states: dict[str, payments.PaymentState]
+    references: dict[tuple[str, str], str]
+    entries: list[store.StoredEntry] = field(default_factory=list)
+    touched: dict[str, store.PaymentRow] = field(default_factory=dict)
+    new_references: set[tuple[str, str, str]] = field(default_factory=set)
+
+
+class LedgerHandler:
+    """Applies a batch of money events with ``ledger.payments.apply`` and books the result."""
+
+    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
+        """Book ``records`` inside ``tx``; a refused event is rejected with its reason code.
+        Raises only infrastructure errors (the batch is then retried)."""
+        if not records:
+            return
+        ids = {pid for r in records if (pid := _payment_id(r.event)) is not None}
+        refs = {
+            (r.event.provider, r.event.provider_reference)
+            for r in records
+            if isinstance(r.event, ExternalRefundReported)
+        }
+        states = store.load_states(tx.conn, ids, refs)
+        batch = _Batch(
+            states,
+            {
+                (s.provider, ref): s.payment_id
+                for s in states.values()
+                for ref in s.provider_references
+            },
+        )
+        for record in records:
+            try:
+                self._apply(batch, record.event)
+            except ValidationError as exc:
+                tx.reject(record, exc.code, str(exc))
+        store.write_entries(tx.conn, batch.entries)
+        store.upsert_payments(tx.conn, list(batch.touched.values()))
+        store.insert_references(tx.conn, batch.new_references)
+        # Last, so the hot balance rows stay locked only from here to the commit.
+        store.upsert_balances(tx.conn, balances.aggregate(e.entry for e in batch.entries))
+
+    def _apply(self, batch: _Batch, event: Any) -> None:
+        if isinstance(event, PAYMENT_EVENTS):
+            self._apply_payment(batch, event)
+        elif isinstance(event, PayoutPaid):
+            kind = type(event).__name__
+            batch.entries += [
+                store.StoredEntry(e, kind, event.provider) for e in rules.payout(event)
+            ]
+        elif not isinstance(event, INFORMATIONAL):
+            raise UnbookableEvent(f"the ledger does not book {type(event).__name__} events")
+
+    def _apply_payment(self, batch: _Batch, event: Any) -> None:
+        if isinstance(event, ExternalRefundReported):
+            payment_id = batch.references.get((event.provider, event.provider_reference))
+        else:
+            payment_id = event.payment_id
+        state = batch.states.get(payment_id) if payment_id is not None else None
+        applied = payments.apply(state, event)
+        if applied.duplicate:
+            return
+        new = applied.state
+        kind = type(event).__name__
+        batch.entries += [store.StoredEntry(e, kind, new.provider) for e in applied.entries]
+        batch.states[new.payment_id] = new
+        at = event.envelope.occurred_at
+        row = batch.touched.get(new.payment_id)
+        station = getattr(event, "station_id", None) if _carries_station(event) else None
+        if row is None:
+            row = store.PaymentRow(new, station, at, at)
+            batch.touched[new.payment_id] = row
+        row.state, row.last_event_at = new, at
+        row.station_id = station or row.station_id
+        for ref in new.provider_references:
+            if (new.provider, ref) not in batch.references:
+                batch.references[(new.provider, ref)] = new.payment_id
+                batch.new_references.add((new.provider, ref, new.payment_id))
+
+
+def _payment_id(event: Any) -> str | None:
+    if isinstance(event, ExternalRefundReported) or not isinstance(event, PAYMENT_EVENTS):
+        return None
+    payment_id: str = getattr(event, "payment_id")  # noqa: B009 (narrowed by the tuple above)
+    return payment_id
+
+
+def _carries_station(event: Any) -> bool:
+    return isinstance(event, PaymentAuthorized | PaymentCaptured)
+
+
+def build_ledger_processor(
+    app: App,
+    *,
+    group: str = GROUP,
+    database_url: str | None = None,
+    batch_size: int = 5000,
+    migrate: bool = True,
+) -> PostgresProcessor:
+    """A PostgresProcessor running the ledger projector for ``group`` into ``database_url``
+    (default: the app's database), migrated first unless ``migrate=False``.
+    Raises InfrastructureError when PostgreSQL is unreachable."""
+    url = database_url or app.database_url
+    if migrate:
+        postgres.migrate(url)
+    return PostgresProcessor(
+        app, LedgerHandler(), group, TOPICS, batch_size=batch_size, database_url=url
+    )
+
+
+def drain(processor: PostgresProcessor, max_seconds: float = 900.0) -> BatchStats:
+    """Process until this instance has read every partition it owns up to the ends seen at the
+    start (``--drain``). Unlike an idle timeout it cannot stop before the group join finishes.
+    Raises InfrastructureError (retriable) if not caught up within ``max_seconds``."""
+    ends = processor.consumer.end_offsets(processor.topics)
+    total = BatchStats()
+    deadline = time.monotonic() + max_seconds
+    while time.monotonic() < deadline:
+        stats = processor.step(0.5)
+        total.add(stats)
+        if not stats.consumed and not stats.published and caught_up(processor, ends):
+            return total
+    raise InfrastructureError(f"ledger projector not caught up after {max_seconds}s",
+                              retriable=True, group=processor.group)  # fmt: skip
+
+
+def caught_up(processor: PostgresProcessor, ends: dict[tuple[str, int], int]) -> bool:
+    """Whether every partition assigned to ``processor`` is read up to ``ends``. The consumer
+    position counts transaction markers; the stored offsets cover partitions not yet fetched."""
+    assignment = processor.consumer.consumer.assignment()
+    if not assignment:
+        return False
+    stored = postgres.stored_offsets(processor.conn, processor.group, processor.topics)
+    processor.conn.rollback()
+    for tp in processor.consumer.consumer.position(assignment):
+        done = max(tp.offset, stored.get((tp.topic, tp.partition), 0))
+        if done < ends.get((tp.topic, tp.partition), 0):
+            return False
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m processors.ledger_projector``: run one instance (tests kill it with -9)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--group", default=GROUP)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--drain", action="store_true", help="stop when caught up")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app = bootstrap(Settings.from_env())
+    processor = build_ledger_processor(
+        app, group=args.group, database_url=args.database_url, batch_size=args.batch_size
+    )
+    try:
+        if args.drain:
+            stats = drain(processor)
+            log.info("drained: %s", stats)
+        else:
+            processor.run_forever()
+    finally:
+        processor.close()
+
+
+if __name__ == "__main__":
+    main()
