@@ -1,4 +1,4 @@
-/* Compiled Avro binary encoder for evledger events.
+/* Compiled Avro binary encoder and decoder for evledger events.
  *
  * Walks a "plan" (nested tuples built by schemas/encoder.py from the Avro schema) and reads the
  * event dataclass's attributes directly, so no intermediate dict is built. Output is byte-for-byte
@@ -199,9 +199,191 @@ static PyObject *py_encode(PyObject *self, PyObject *const *args, Py_ssize_t nar
     return result;
 }
 
+
+/* ------------------------------------------------------------------------------ decoding
+ * Decoding plans mirror the encoding ones, with the Python types to build:
+ *   (1,) long (2,) string (3,) boolean (4,) double (5,) bytes (6,) timestamp-micros -> aware UTC
+ *   (7, (members...)) enum  (8, plan) ["null", plan]  (9, plan) array
+ *   (10, cls, (plans...)) record -> cls(*fields)
+ * Any malformed input raises ValueError; the caller then asks fastavro for its precise error.
+ */
+typedef struct {
+    const unsigned char *p, *end;
+} Reader;
+
+static int get_long(Reader *r, long long *out) {
+    unsigned long long z = 0;
+    int shift = 0;
+    while (1) {
+        if (r->p >= r->end) { PyErr_SetString(PyExc_ValueError, "truncated varint"); return -1; }
+        unsigned char byte = *r->p++;
+        z |= (unsigned long long)(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) break;
+        shift += 7;
+        if (shift > 63) { PyErr_SetString(PyExc_ValueError, "varint too long"); return -1; }
+    }
+    *out = (long long)(z >> 1) ^ -(long long)(z & 1);
+    return 0;
+}
+
+static int get_span(Reader *r, const char **s, Py_ssize_t *n) {
+    long long len;
+    if (get_long(r, &len)) return -1;
+    if (len < 0 || len > r->end - r->p) {
+        PyErr_SetString(PyExc_ValueError, "bad length");
+        return -1;
+    }
+    *s = (const char *)r->p;
+    *n = (Py_ssize_t)len;
+    r->p += len;
+    return 0;
+}
+
+static void civil_from_days(long long z, long long *y, unsigned *m, unsigned *d) {
+    z += 719468;
+    const long long era = (z >= 0 ? z : z - 146096) / 146097;
+    const unsigned doe = (unsigned)(z - era * 146097);
+    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (long long)yoe + era * 400 + (*m <= 2);
+}
+
+static PyObject *decode(Reader *r, PyObject *plan);
+
+static PyObject *decode_record(Reader *r, PyObject *cls, PyObject *plans) {
+    Py_ssize_t n = PyTuple_GET_SIZE(plans);
+    PyObject *args = PyTuple_New(n);
+    if (args == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *value = decode(r, PyTuple_GET_ITEM(plans, i));
+        if (value == NULL) { Py_DECREF(args); return NULL; }
+        PyTuple_SET_ITEM(args, i, value);
+    }
+    PyObject *obj = PyObject_Call(cls, args, NULL);
+    Py_DECREF(args);
+    return obj;
+}
+
+static PyObject *decode(Reader *r, PyObject *plan) {
+    long op = PyLong_AsLong(PyTuple_GET_ITEM(plan, 0));
+    long long v;
+    const char *s;
+    Py_ssize_t n;
+    switch (op) {
+    case 1:
+        if (get_long(r, &v)) return NULL;
+        return PyLong_FromLongLong(v);
+    case 2:
+        if (get_span(r, &s, &n)) return NULL;
+        return PyUnicode_DecodeUTF8(s, n, "strict");
+    case 3:
+        if (r->p >= r->end) { PyErr_SetString(PyExc_ValueError, "truncated boolean"); return NULL; }
+        if (*r->p > 1) { PyErr_SetString(PyExc_ValueError, "bad boolean"); return NULL; }
+        return PyBool_FromLong(*r->p++);
+    case 4: {
+        if (r->end - r->p < 8) { PyErr_SetString(PyExc_ValueError, "truncated double"); return NULL; }
+        double d = PyFloat_Unpack8((const char *)r->p, 1);
+        if (d == -1.0 && PyErr_Occurred()) return NULL;
+        r->p += 8;
+        return PyFloat_FromDouble(d);
+    }
+    case 5:
+        if (get_span(r, &s, &n)) return NULL;
+        return PyBytes_FromStringAndSize(s, n);
+    case 6: {
+        if (get_long(r, &v)) return NULL;
+        long long secs = v >= 0 ? v / 1000000 : -((-v + 999999) / 1000000);
+        long long micros = v - secs * 1000000;
+        long long days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+        long long rem = secs - days * 86400;
+        long long y;
+        unsigned m, d;
+        civil_from_days(days, &y, &m, &d);
+        if (y < 1 || y > 9999) { PyErr_SetString(PyExc_ValueError, "timestamp out of range"); return NULL; }
+        return PyDateTimeAPI->DateTime_FromDateAndTime(
+            (int)y, (int)m, (int)d, (int)(rem / 3600), (int)(rem % 3600 / 60), (int)(rem % 60),
+            (int)micros, PyDateTime_TimeZone_UTC, PyDateTimeAPI->DateTimeType);
+    }
+    case 7: {
+        PyObject *members = PyTuple_GET_ITEM(plan, 1);
+        if (get_long(r, &v)) return NULL;
+        if (v < 0 || v >= PyTuple_GET_SIZE(members)) {
+            PyErr_SetString(PyExc_ValueError, "enum index out of range");
+            return NULL;
+        }
+        PyObject *member = PyTuple_GET_ITEM(members, (Py_ssize_t)v);
+        Py_INCREF(member);
+        return member;
+    }
+    case 8:
+        if (get_long(r, &v)) return NULL;
+        if (v == 0) Py_RETURN_NONE;
+        if (v != 1) { PyErr_SetString(PyExc_ValueError, "bad union index"); return NULL; }
+        return decode(r, PyTuple_GET_ITEM(plan, 1));
+    case 9: {
+        PyObject *list = PyList_New(0);
+        if (list == NULL) return NULL;
+        while (1) {
+            long long count;
+            if (get_long(r, &count)) goto fail;
+            if (count == 0) break;
+            if (count < 0) {  /* a negative count is followed by the block's size in bytes */
+                long long size;
+                count = -count;
+                if (get_long(r, &size)) goto fail;
+            }
+            if (count > r->end - r->p) { PyErr_SetString(PyExc_ValueError, "bad array count"); goto fail; }
+            for (long long i = 0; i < count; i++) {
+                PyObject *item = decode(r, PyTuple_GET_ITEM(plan, 1));
+                if (item == NULL || PyList_Append(list, item)) { Py_XDECREF(item); goto fail; }
+                Py_DECREF(item);
+            }
+        }
+        return list;
+    fail:
+        Py_DECREF(list);
+        return NULL;
+    }
+    case 10:
+        return decode_record(r, PyTuple_GET_ITEM(plan, 1), PyTuple_GET_ITEM(plan, 2));
+    default:
+        PyErr_Format(PyExc_ValueError, "bad plan opcode %ld", op);
+        return NULL;
+    }
+}
+
+static PyObject *py_decode(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyTuple_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "decode(data: bytes-like, start: int, plan: tuple)");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE)) return NULL;
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if ((start == -1 && PyErr_Occurred()) || start < 0 || start > view.len) {
+        PyBuffer_Release(&view);
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "start out of range");
+        return NULL;
+    }
+    Reader r = {(const unsigned char *)view.buf + start, (const unsigned char *)view.buf + view.len};
+    PyObject *obj = decode(&r, args[2]);
+    if (obj != NULL && r.p != r.end) {
+        Py_DECREF(obj);
+        obj = NULL;
+        PyErr_Format(PyExc_ValueError, "%zd trailing bytes", (Py_ssize_t)(r.end - r.p));
+    }
+    PyBuffer_Release(&view);
+    return obj;
+}
+
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))py_encode, METH_FASTCALL,
      "encode(header, event, plan) -> header + Avro binary body"},
+    {"decode", (PyCFunction)(void (*)(void))py_decode, METH_FASTCALL,
+     "decode(data, start, plan) -> event built from the Avro body at data[start:]"},
     {NULL, NULL, 0, NULL},
 };
 

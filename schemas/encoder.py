@@ -1,4 +1,4 @@
-"""Event -> Avro body encoders. fastavro is the reference; a compiled encoder is used when built.
+"""Event <-> Avro body codecs. fastavro is the reference; compiled ones are used when built.
 
 The compiled encoder (``schemas/_avroenc.c``) reads dataclass attributes directly, following a
 plan derived from the same Avro schema; tests/unit/test_encoder.py checks that both produce
@@ -86,6 +86,64 @@ def compiled_encoder(c: Codec) -> Encoder:
             return reference(header, event)  # fastavro raises its own, clearer error
 
     return encode
+
+
+Decoder = Callable[[bytes, int], Any]
+"""(data, start) -> event decoded from data[start:] (writer schema == today's schema)"""
+
+
+def decode_plan_for(tp: Any) -> Plan:
+    """The compiled decoder's plan: like the encoder's, with the Python types to build."""
+    inner, optional = _unwrap_optional(tp)
+    plan = _decode_plan_non_null(inner)
+    return (8, plan) if optional else plan
+
+
+def _decode_plan_non_null(tp: Any) -> Plan:
+    if tp in _PRIMITIVE_OPS:
+        return (_PRIMITIVE_OPS[tp],)
+    if tp is datetime:
+        return (6,)
+    if typing.get_origin(tp) is list:
+        return (9, decode_plan_for(typing.get_args(tp)[0]))
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return (7, tuple(tp))
+    if tp is Money:
+        return (10, Money, ((1,), (2,)))
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return (10, tp, tuple(decode_plan_for(t) for _, t in _fields(tp)))
+    raise TypeError(f"no decoder plan for {tp!r}")
+
+
+def fastavro_decoder(c: Codec) -> Decoder:
+    parsed, from_dict = c.parsed, c.from_dict
+
+    def decode(data: bytes, start: int) -> Any:
+        body = io.BytesIO(memoryview(data)[start:])
+        event = from_dict(fastavro.schemaless_reader(body, parsed, None))  # type: ignore[arg-type]
+        if body.tell() != len(data) - start:
+            raise ValueError(f"{len(data) - start - body.tell()} trailing bytes")
+        return event
+
+    return decode
+
+
+def compiled_decoder(c: Codec) -> Decoder:
+    """The C decoder for ``c``'s class. Raises ValueError (or the domain's ValidationError)
+    on malformed input; callers fall back to fastavro for the precise error."""
+    if _avroenc is None:
+        raise RuntimeError("schemas._avroenc is not built (no C compiler at install time)")
+    plan, fast = decode_plan_for(c.cls), _avroenc.decode
+
+    def decode(data: bytes, start: int) -> Any:
+        return fast(data, start, plan)
+
+    return decode
+
+
+def build_decoder(c: Codec) -> Decoder:
+    """The fastest available decoder for records written with ``c``'s own schema."""
+    return compiled_decoder(c) if _avroenc is not None else fastavro_decoder(c)
 
 
 def build_encoder(c: Codec) -> Encoder:

@@ -17,7 +17,7 @@ from fastavro.schema import to_parsing_canonical_form
 from ledger.events import ALL_EVENTS, TOPIC_EVENTS, EventRejected
 from schemas import upcasters
 from schemas.avro import Codec, avro_schema, codec, full_name, schema_text
-from schemas.encoder import Encoder, build_encoder
+from schemas.encoder import Decoder, Encoder, build_decoder, build_encoder
 from schemas.errors import NotConfluentFramed, SchemaMismatch, UnexpectedEventType, UnknownSchema
 from schemas.registry import Registry, UnknownSchemaId, subject
 
@@ -42,6 +42,7 @@ class _Reader:
     codec: Codec
     writer: Any  # parsed writer schema
     same: bool  # writer schema is today's schema: no resolution needed
+    fast: Decoder | None = None  # compiled decoder, only when ``same``
 
 
 class EventSerde:
@@ -64,7 +65,8 @@ class EventSerde:
             schema_id = self.registry.register(subject(topic, cls), schema_text(cls))
             found = (_HEADER.pack(MAGIC, schema_id), build_encoder(codec(cls)))
             self._encoders[(topic, cls)] = found
-            self._readers[schema_id] = _Reader(codec(cls), codec(cls).parsed, same=True)
+            c = codec(cls)
+            self._readers[schema_id] = _Reader(c, c.parsed, same=True, fast=build_decoder(c))
         return found
 
     def encode(self, topic: str, event: Any) -> bytes:
@@ -100,7 +102,8 @@ class EventSerde:
         same = to_parsing_canonical_form(writer) == to_parsing_canonical_form(
             avro_schema(known.cls)
         )
-        reader = _Reader(known, fastavro.parse_schema(writer), same)
+        fast = build_decoder(known) if same else None
+        reader = _Reader(known, fastavro.parse_schema(writer), same, fast)
         self._readers[schema_id] = reader
         return reader
 
@@ -121,6 +124,11 @@ class EventSerde:
                 topic=topic,
                 schema_id=schema_id,
             )
+        if reader.fast is not None:
+            try:
+                return reader.fast(value, _HEADER.size)
+            except Exception:
+                pass
         body = io.BytesIO(memoryview(value)[_HEADER.size :])
         try:
             if reader.same:
