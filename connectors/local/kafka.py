@@ -9,7 +9,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from connectors.local.java import find_java, run_maven
-from connectors.local.process import ManagedProcess, ServiceError, wait_until
+from connectors.local.process import ManagedProcess, ServiceError
 from connectors.settings import Settings
 
 
@@ -129,15 +129,6 @@ class LocalKafka:
             return True
         except Exception:
             return False
-
-    def wait(self, timeout: float = 90) -> None:
-        wait_until(
-            self.ready,
-            timeout,
-            "Kafka broker",
-            self.log,
-            alive=lambda: self.process.pid() is not None,
-        )
 
     def stop(self) -> bool:
         return self.process.stop(timeout=30)

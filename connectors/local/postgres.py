@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import psycopg
 
-from connectors.local.process import ServiceError, wait_until
+from connectors.local.process import ServiceError
 from connectors.settings import Settings
 
 
@@ -88,9 +88,6 @@ class LocalPostgres:
             return True
         except psycopg.Error:
             return False
-
-    def wait(self, timeout: float = 60) -> None:
-        wait_until(self.ready, timeout, "PostgreSQL", self.log)
 
     def stop(self) -> bool:
         if not (self.data / "postmaster.pid").exists():

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from ledger.errors import InfrastructureError
@@ -91,29 +91,3 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-
-
-def wait_until(
-    check: Callable[[], bool],
-    timeout: float,
-    what: str,
-    log: Path | None = None,
-    alive: Callable[[], bool] | None = None,
-) -> None:
-    """Poll ``check`` until it is true. Raises ServiceError (with the log's tail) on timeout or
-    when ``alive`` says the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if alive is not None and not alive():
-            raise ServiceError(f"{what} exited during start-up{_tail(log)}")
-        time.sleep(0.5)
-    raise ServiceError(f"{what} was not ready after {timeout:.0f}s{_tail(log)}")
-
-
-def _tail(log: Path | None, lines: int = 25) -> str:
-    if log is None or not log.exists():
-        return ""
-    text = log.read_text(errors="replace").splitlines()[-lines:]
-    return f"; last lines of {log}:\n" + "\n".join(text)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from connectors.local.java import find_java, run_maven
-from connectors.local.process import ManagedProcess, wait_until
+from connectors.local.process import ManagedProcess
 from connectors.settings import Settings
 
 JOURNAL_TOPIC = "_apicurio-kafkasql-journal"
@@ -79,15 +79,6 @@ class LocalRegistry:
             return httpx.get(f"{self.settings.registry_url}/subjects", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
-
-    def wait(self, timeout: float = 180) -> None:
-        wait_until(
-            self.ready,
-            timeout,
-            "Apicurio Registry",
-            self.log,
-            alive=lambda: self.process.pid() is not None,
-        )
 
     def stop(self) -> bool:
         return self.process.stop(timeout=30)
