@@ -32,7 +32,7 @@ import os
 import threading
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,6 @@ class ProviderRegistry:
     rules: tuple[RoutingRule, ...] = ()
     stripe_webhook_secrets: tuple[str, ...] = ()
     braintree_webhook_keys: tuple[BraintreeWebhookKey, ...] = ()
-    network_routes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.rules:
@@ -116,8 +115,10 @@ def load_providers(
     hooks = config.get("webhooks") or {}
     stripe_secrets = list(hooks.get("stripe_secrets") or [])
     stripe_secrets += [s for s in environ.get("STRIPE_WEBHOOK_SECRET", "").split(",") if s]
-    bt_keys = [BraintreeWebhookKey(k["public_key"], k["private_key"])
-               for k in hooks.get("braintree_keys") or []]  # fmt: skip
+    bt_keys = [
+        BraintreeWebhookKey(k["public_key"], k["private_key"])
+        for k in hooks.get("braintree_keys") or []
+    ]
     if environ.get("BRAINTREE_PUBLIC_KEY") and environ.get("BRAINTREE_PRIVATE_KEY"):
         bt_keys.append(
             BraintreeWebhookKey(environ["BRAINTREE_PUBLIC_KEY"], environ["BRAINTREE_PRIVATE_KEY"])
@@ -158,8 +159,10 @@ def _build(name: str, spec: dict[str, Any], environ: Mapping[str, str]) -> Payme
     if kind == "braintree":
         from connectors.providers.braintree import BraintreeProvider
 
-        values = {key: _value(spec, key, environ, f"BRAINTREE_{key.upper()}")
-                  for key in ("merchant_id", "public_key", "private_key", "environment")}  # fmt: skip
+        values = {
+            key: _value(spec, key, environ, f"BRAINTREE_{key.upper()}")
+            for key in ("merchant_id", "public_key", "private_key", "environment")
+        }
         missing = [k for k in ("merchant_id", "public_key", "private_key") if not values[k]]
         if missing:
             raise ProviderConfigError("braintree config incomplete", missing=",".join(missing))
@@ -169,10 +172,13 @@ def _build(name: str, spec: dict[str, Any], environ: Mapping[str, str]) -> Payme
             host, _, port = env.removeprefix("http://").rstrip("/").partition(":")
             environment = BraintreeProvider.local_environment(host, int(port or 80))
         return BraintreeProvider.connect(
-            merchant_id=str(values["merchant_id"]), public_key=str(values["public_key"]),
-            private_key=str(values["private_key"]), environment=environment, name=name,
+            merchant_id=str(values["merchant_id"]),
+            public_key=str(values["public_key"]),
+            private_key=str(values["private_key"]),
+            environment=environment,
+            name=name,
             merchant_accounts=spec.get("merchant_accounts"),
-        )  # fmt: skip
+        )
     raise ProviderConfigError(f"unknown provider kind {kind!r}", provider=name)
 
 

@@ -9,6 +9,7 @@ outcome as emitted) take that transaction's connection explicitly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +22,15 @@ from psycopg.types.json import Jsonb
 
 from connectors import postgres
 from connectors.providers.base import Action
+from ledger.dimensions import Dimension
+from ledger.envelope import Envelope, Source
+from ledger.events import (
+    AuthorizeRequested,
+    CaptureRequested,
+    RefundRequested,
+    RevenueLine,
+    VoidRequested,
+)
 from ledger.money import Money
 from ledger.reconciliation import LedgerRecord, LineType, ReconciliationReport
 
@@ -129,10 +139,19 @@ class AttemptStore:
             "INSERT INTO provider_attempts (idempotency_key, command_event_id, payment_id,"
             " provider, action, request, provider_reference, amount_minor, currency, routing)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (key, command_event_id, payment_id, provider, action.value, Jsonb(request),
-             provider_reference, amount.amount_minor, amount.currency,
-             Jsonb([routing] if routing else [])),
-        )  # fmt: skip
+            (
+                key,
+                command_event_id,
+                payment_id,
+                provider,
+                action.value,
+                Jsonb(request),
+                provider_reference,
+                amount.amount_minor,
+                amount.currency,
+                Jsonb([routing] if routing else []),
+            ),
+        )
         attempt = self.get(key)
         assert attempt is not None
         return attempt
@@ -176,9 +195,18 @@ class AttemptStore:
             " outcome_reference = COALESCE(%s, outcome_reference), fee_minor = %s,"
             " emitted_at = CASE WHEN %s THEN now() ELSE emitted_at END, updated_at = now()"
             " WHERE idempotency_key = %s",
-            (status.value, Jsonb(result) if result is not None else None, reason_code, detail,
-             provider_reference, outcome_reference, fee_minor, emitted, key),
-        )  # fmt: skip
+            (
+                status.value,
+                Jsonb(result) if result is not None else None,
+                reason_code,
+                detail,
+                provider_reference,
+                outcome_reference,
+                fee_minor,
+                emitted,
+                key,
+            ),
+        )
 
     def holding(self, payment_id: str) -> tuple[str, str] | None:
         """(provider, provider reference) of the authorization this connector placed."""
@@ -282,9 +310,17 @@ def record_run(
             "INSERT INTO reconciliation_runs (provider, source, ledger_source, since, until,"
             " matched, amount_mismatch, missing_in_ledger, missing_at_provider)"
             " VALUES (%s, %s, 'provider_attempts', %s, %s, %s, %s, %s, %s) RETURNING id",
-            (provider, source, since, until, len(report.matched), len(report.amount_mismatch),
-             len(report.missing_in_ledger), len(report.missing_at_provider)),
-        ).fetchone()  # fmt: skip
+            (
+                provider,
+                source,
+                since,
+                until,
+                len(report.matched),
+                len(report.amount_mismatch),
+                len(report.missing_in_ledger),
+                len(report.missing_at_provider),
+            ),
+        ).fetchone()
         assert row is not None
         run_id = int(row[0])
         matched = [(m.line.type.value, m.line.provider_reference) for m in report.matched]
@@ -319,14 +355,35 @@ def _money(value: Money | None) -> str | None:
 def _exception_rows(report: ReconciliationReport) -> Iterable[tuple[Any, ...]]:
     """(category, line_type, reference, payment_id, field, provider_amount, ledger_amount)."""
     for m in report.amount_mismatch:
-        yield ("amount_mismatch", m.line.type.value, m.line.provider_reference,
-               m.record.payment_id, m.field, _money(m.provider_value), _money(m.ledger_value))  # fmt: skip
+        yield (
+            "amount_mismatch",
+            m.line.type.value,
+            m.line.provider_reference,
+            m.record.payment_id,
+            m.field,
+            _money(m.provider_value),
+            _money(m.ledger_value),
+        )
     for line in report.missing_in_ledger:
-        yield ("missing_in_ledger", line.type.value, line.provider_reference, None, None,
-               _money(line.amount), None)  # fmt: skip
+        yield (
+            "missing_in_ledger",
+            line.type.value,
+            line.provider_reference,
+            None,
+            None,
+            _money(line.amount),
+            None,
+        )
     for record in report.missing_at_provider:
-        yield ("missing_at_provider", record.type.value, record.provider_reference,
-               record.payment_id, None, None, _money(record.amount))  # fmt: skip
+        yield (
+            "missing_at_provider",
+            record.type.value,
+            record.provider_reference,
+            record.payment_id,
+            None,
+            None,
+            _money(record.amount),
+        )
 
 
 def open_exceptions(conn: Conn, provider: str | None = None) -> list[ExceptionRow]:
@@ -338,3 +395,107 @@ def open_exceptions(conn: Conn, provider: str | None = None) -> list[ExceptionRo
             (provider, provider),
         ).fetchall()
     return [ExceptionRow(**row) for row in rows]
+
+
+# ---------------------------------------------------------------------------- journal JSON forms
+Command = AuthorizeRequested | CaptureRequested | VoidRequested | RefundRequested
+COMMAND_TYPES: tuple[type, ...] = (
+    AuthorizeRequested,
+    CaptureRequested,
+    VoidRequested,
+    RefundRequested,
+)
+_BY_NAME: dict[str, type] = {cls.__name__: cls for cls in COMMAND_TYPES}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, Money):
+        return {"amount_minor": value.amount_minor, "currency": value.currency}
+    if isinstance(value, RevenueLine):
+        return {
+            "dimension": value.dimension.value,
+            "amount_excl_vat": value.amount_excl_vat,
+            "vat_amount": value.vat_amount,
+            "vat_rate": value.vat_rate,
+            "quantity": value.quantity,
+        }
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    return value
+
+
+def snapshot_command(command: Command) -> dict[str, Any]:
+    """The instruction as JSON (the journal's ``request``): enough to repeat the call and build
+    the outcome events after a restart, without the topic."""
+    env = command.envelope
+    data: dict[str, Any] = {
+        "type": type(command).__name__,
+        "envelope": {
+            "event_id": env.event_id,
+            "occurred_at": env.occurred_at.isoformat(),
+            "recorded_at": env.recorded_at.isoformat(),
+            "source": env.source.value,
+            "network_id": env.network_id,
+            "correlation_id": env.correlation_id,
+            "causation_id": env.causation_id,
+        },
+    }
+    for f in dataclasses.fields(command):
+        if f.name != "envelope":
+            data[f.name] = _json(getattr(command, f.name))
+    return data
+
+
+def restore_command(data: dict[str, Any]) -> Command:
+    """The inverse of ``snapshot_command``."""
+    cls = _BY_NAME[data["type"]]
+    env = data["envelope"]
+    kwargs: dict[str, Any] = {
+        "envelope": Envelope(
+            event_id=env["event_id"],
+            occurred_at=datetime.fromisoformat(env["occurred_at"]),
+            recorded_at=datetime.fromisoformat(env["recorded_at"]),
+            source=Source(env["source"]),
+            network_id=env["network_id"],
+            correlation_id=env["correlation_id"],
+            causation_id=env["causation_id"],
+        )
+    }
+    for f in dataclasses.fields(cls):
+        if f.name == "envelope" or f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name in ("amount", "shortfall") and value is not None:
+            value = Money(value["amount_minor"], value["currency"])
+        elif f.name == "lines":
+            value = [
+                RevenueLine(
+                    Dimension(v["dimension"]),
+                    v["amount_excl_vat"],
+                    v["vat_amount"],
+                    v["vat_rate"],
+                    v["quantity"],
+                )
+                for v in value
+            ]
+        kwargs[f.name] = value
+    command: Command = cls(**kwargs)
+    return command
+
+
+def result_json(result: Any) -> dict[str, Any]:
+    """A provider result dataclass as JSON (the journal's ``result``)."""
+    data: dict[str, Any] = {}
+    for f in dataclasses.fields(result):
+        value = getattr(result, f.name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, StrEnum):
+            value = value.value
+        data[f.name] = _json(value)
+    return data
+
+
+def result_money(data: dict[str, Any] | None, name: str) -> Money | None:
+    value = (data or {}).get(name)
+    return Money(value["amount_minor"], value["currency"]) if value else None

@@ -1,0 +1,250 @@
+"""The settlement connector through the sandbox: authorize → capture → refund, void, decline,
+outcome events on payments.events with deterministic ids, journal rows, restart without replay.
+
+Each test module gets a fresh database (CREATE DATABASE + migrate) and unique consumer groups
+whose stored offsets start at the current end of settlement.commands.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from connectors import postgres
+from connectors.bootstrap import App
+from connectors.provider_registry import ProviderRegistry
+from connectors.providers.base import PaymentState
+from connectors.providers.sandbox import SandboxProvider
+from ledger.dimensions import Dimension
+from ledger.envelope import Envelope, Source
+from ledger.events import (
+    AuthorizationFailed,
+    AuthorizeRequested,
+    CaptureRequested,
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentRefunded,
+    PaymentVoided,
+    ProviderRouted,
+    RefundRequested,
+    RevenueLine,
+    VoidRequested,
+)
+from ledger.money import Money
+from ledger.retry import RetryPolicy
+from processors.settlement import (
+    TOPIC,
+    ConnectorConfig,
+    SettlementConnector,
+    build_settlement_processor,
+    outcome_event_id,
+)
+from tests.integration.conftest import end_offsets
+
+NETWORK = "demo-network"
+FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
+
+
+# ---------------------------------------------------------------------------- shared helpers
+def create_database(app: App, prefix: str) -> str:
+    """A new, migrated database on the stack's server; returns its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with postgres.connect(app.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(app.database_url, dbname=name)
+    postgres.migrate(url)
+    return url
+
+
+def drop_database(app: App, url: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with postgres.connect(app.database_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def new_group(app: App, url: str, prefix: str = "test-settlement") -> str:
+    """A consumer group whose stored offsets start at today's end of settlement.commands, so a
+    test replays nothing that earlier runs published."""
+    group = f"{prefix}-{uuid.uuid4()}"
+    with postgres.connect(url) as conn:
+        postgres.store_offsets(conn, group, end_offsets(app, [TOPIC]))
+        conn.commit()
+    return group
+
+
+def connector(
+    app: App, url: str, group: str, registry: ProviderRegistry, **config: Any
+) -> SettlementConnector:
+    settings: dict[str, Any] = {"retry": FAST_RETRY, "seed": 7, "resolve_every": 3600.0}
+    settings.update(config)
+    return build_settlement_processor(
+        app, registry, group=group, database_url=url, config=ConnectorConfig(**settings)
+    )
+
+
+def envelope() -> Envelope:
+    return Envelope.new(NETWORK, Source.internal)
+
+
+def authorize(payment_id: str, minor: int = 5000, token: str = "tok_visa") -> AuthorizeRequested:
+    return AuthorizeRequested(
+        envelope(), payment_id, Money(minor, "EUR"), "card", token, f"S-{payment_id}", "DE*EVL*E1"
+    )
+
+
+def capture(payment_id: str, minor: int = 3000) -> CaptureRequested:
+    net = minor * 100 // 119
+    lines = [RevenueLine(Dimension.ENERGY, net, minor - net, "19")]
+    return CaptureRequested(
+        envelope(), payment_id, Money(minor, "EUR"), lines, True, None, "DE*EVL*E1", "DE"
+    )
+
+
+def refund(payment_id: str, minor: int = 1000) -> RefundRequested:
+    return RefundRequested(envelope(), payment_id, f"R-{payment_id}", Money(minor, "EUR"))
+
+
+def publish(app: App, commands: Sequence[Any]) -> None:
+    publisher = app.publisher()
+    publisher.publish_many(commands)
+    publisher.flush()
+
+
+def collect(
+    app: App,
+    topic: str,
+    starts: dict[tuple[str, int], int],
+    keep: Callable[[Any], bool],
+    expected: int,
+    timeout: float = 20.0,
+) -> list[Any]:
+    """Decoded events on ``topic`` since ``starts`` that ``keep`` accepts; stops at ``expected``
+    (other tests publish to the same topics concurrently)."""
+    consumer = app.consumer(f"test-read-{uuid.uuid4()}")
+    consumer.assign_at(starts)
+    found: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < expected and time.monotonic() < deadline:
+            found += [
+                r.event for r in consumer.poll(1000, 0.5) if r.event is not None and keep(r.event)
+            ]
+    finally:
+        consumer.close()
+    return found
+
+
+def outcomes(
+    app: App, starts: dict[tuple[str, int], int], payment_ids: set[str], expected: int
+) -> list[Any]:
+    """Events on payments.events for ``payment_ids`` since ``starts``."""
+    return collect(
+        app,
+        "payments.events",
+        starts,
+        lambda e: getattr(e, "payment_id", None) in payment_ids,
+        expected,
+    )
+
+
+def attempts(url: str) -> dict[str, tuple[str, str, bool]]:
+    """payment_id:action → (status, provider, emitted)."""
+    with postgres.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT payment_id, action, status, provider, emitted_at IS NOT NULL"
+            " FROM provider_attempts"
+        ).fetchall()
+    return {f"{p}:{a}": (str(s), str(pr), bool(e)) for p, a, s, pr, e in rows}
+
+
+# ---------------------------------------------------------------------------- tests
+@pytest.fixture(scope="module")
+def database(app: App) -> Iterator[str]:
+    url = create_database(app, "evl_settle")
+    yield url
+    drop_database(app, url)
+
+
+def test_authorize_capture_refund_void_and_decline(app: App, database: str) -> None:
+    sandbox = SandboxProvider("sandbox")
+    registry = ProviderRegistry.of(sandbox)
+    group = new_group(app, database)
+    p1, p2, p3, p4 = (f"P-{uuid.uuid4()}" for _ in range(4))
+    commands = [
+        authorize(p1), capture(p1, 3000), refund(p1, 1000),
+        authorize(p2), VoidRequested(envelope(), p2, "no energy delivered"),
+        authorize(p3, token="tok_decline"),
+        capture(p4),  # never authorized here: rejected
+    ]  # fmt: skip
+    starts = end_offsets(app, ["payments.events"])
+    rejected_starts = end_offsets(app, [f"{TOPIC}.rejected"])
+    publish(app, commands)
+
+    first = connector(app, database, group, registry)
+    stats = first.drain(idle_seconds=2)
+    first.close()
+
+    # Other tests may publish commands concurrently: count ours through the journal below.
+    assert stats.consumed >= 7
+    assert stats.applied + stats.duplicates + stats.rejected == stats.consumed
+    events = outcomes(app, starts, {p1, p2, p3}, expected=11)
+    in_order = {p: [type(e).__name__ for e in events if e.payment_id == p] for p in (p1, p2, p3)}
+    assert in_order == {
+        p1: ["ProviderRouted", "PaymentAuthorized", "PaymentCaptured", "PaymentRefunded"],
+        p2: ["ProviderRouted", "PaymentAuthorized", "PaymentVoided"],
+        p3: ["ProviderRouted", "AuthorizationFailed"],
+    }
+    by_type = {(e.payment_id, type(e)): e for e in events}
+
+    routed = by_type[(p1, ProviderRouted)]
+    assert (routed.provider, routed.reason, routed.attempt) == ("sandbox", "first in rule order", 1)
+    authorized = by_type[(p1, PaymentAuthorized)]
+    assert authorized.provider == "sandbox" and authorized.amount == Money(5000, "EUR")
+    assert authorized.envelope.causation_id == commands[0].envelope.event_id
+    captured = by_type[(p1, PaymentCaptured)]
+    capture_cmd = commands[1]
+    assert captured.capture_id == capture_cmd.envelope.event_id
+    assert captured.envelope.event_id == outcome_event_id(capture_cmd.envelope.event_id, "captured")
+    assert captured.provider_reference is not None
+    assert captured.provider_reference.startswith("sbx_ch_")
+    assert captured.fee == sandbox.fees.fee(Money(3000, "EUR"))
+    assert (captured.lines, captured.final) == (capture_cmd.lines, True)
+    assert (captured.station_id, captured.country) == ("DE*EVL*E1", "DE")
+    refunded = by_type[(p1, PaymentRefunded)]
+    assert refunded.refund_id == f"R-{p1}" and refunded.amount == Money(1000, "EUR")
+    assert refunded.provider_reference is not None
+    assert refunded.provider_reference.startswith("sbx_re_")
+    assert isinstance(by_type[(p2, PaymentVoided)], PaymentVoided)
+    declined = by_type[(p3, AuthorizationFailed)]
+    assert (declined.reason_code, declined.decline_code) == ("PAYMENT_DECLINED", "card_declined")
+
+    # The provider agrees: one capture, one refund, one void.
+    status = sandbox.fetch_status(authorized.provider_reference)
+    assert (status.captured.amount_minor, status.refunded.amount_minor) == (3000, 1000)
+    voided = sandbox.fetch_status(by_type[(p2, PaymentAuthorized)].provider_reference)
+    assert voided.state is PaymentState.VOIDED
+
+    journal = attempts(database)
+    assert journal[f"{p1}:capture"] == ("succeeded", "sandbox", True)
+    assert journal[f"{p3}:authorize"] == ("failed", "sandbox", True)
+    assert f"{p4}:capture" not in journal
+    mine = collect(app, f"{TOPIC}.rejected", rejected_starts,
+                   lambda e: e.original_event_id == commands[-1].envelope.event_id, 1)  # fmt: skip
+    assert [(r.reason_code, r.consumer_group) for r in mine] == [("UNKNOWN_AUTHORIZATION", group)]
+
+    # A restarted instance resumes after the stored offsets: nothing is called again.
+    second = connector(app, database, group, registry)
+    second.drain(idle_seconds=1.5)
+    second.close()
+    since, until = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    assert [line.type.value for line in sandbox.settlement_report(since, until)] == [
+        "charge",
+        "refund",
+    ]
