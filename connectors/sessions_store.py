@@ -21,7 +21,7 @@ from ledger.events import ChargingState
 from ledger.metering import MeterReading
 
 Conn = psycopg.Connection[Any]
-MeterKey = tuple[str, str, int]
+MeterKey = tuple[str, str, str, int]  # session, station, transaction, seq_no
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ class MeterRow:
 
     @property
     def key(self) -> MeterKey:
-        return (self.station_id, self.transaction_id, self.reading.seq_no)
+        return (self.session_id, self.station_id, self.transaction_id, self.reading.seq_no)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +138,18 @@ def load_sessions(conn: Conn, session_ids: Collection[str]) -> dict[str, Session
     return {row[0]: SessionState(*row) for row in rows}
 
 
+def sessions_awaiting(conn: Conn, tariff_ids: Collection[str]) -> list[SessionState]:
+    """Stopped sessions waiting for a version of one of ``tariff_ids`` (locked)."""
+    if not tariff_ids:
+        return []
+    rows = conn.execute(
+        f"SELECT {', '.join(_SESSION_COLUMNS)} FROM charging_sessions"
+        " WHERE status = 'awaiting_tariff' AND tariff_id = ANY(%s) ORDER BY session_id FOR UPDATE",
+        (list(tariff_ids),),
+    ).fetchall()
+    return [SessionState(*row) for row in rows]
+
+
 def lock_session(conn: Conn, session_id: str) -> SessionState | None:
     """The session row, locked until the end of the transaction (corrections)."""
     row = conn.execute(
@@ -176,9 +188,9 @@ def load_meter_rows(
     rows = conn.execute(
         "SELECT station_id, transaction_id, session_id, seq_no, sampled_at, register_wh,"
         " power_kw, current_a, event_id FROM session_meter_values"
-        " WHERE session_id = ANY(%s) OR (station_id, transaction_id, seq_no) IN"
-        " (SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]))",
-        (list(session_ids), [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+        " WHERE session_id = ANY(%s) OR (session_id, station_id, transaction_id, seq_no) IN"
+        " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]))",
+        (list(session_ids), *([k[i] for k in keys] for i in range(4))),
     ).fetchall()
     return [
         MeterRow(station, tx, sid, MeterReading(int(seq), at, reg, kw, amps), event_id)

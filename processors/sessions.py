@@ -11,6 +11,7 @@ See docs/sessions.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import uuid
 from collections.abc import Collection, Iterable, Sequence
@@ -45,6 +46,7 @@ from ledger.events import (
 )
 from ledger.metering import (
     MeteredSession,
+    MeterFlag,
     MeterReading,
     SessionMeter,
     current_a,
@@ -186,24 +188,60 @@ class TariffCache:
 
 
 # ------------------------------------------------------------------------------------ billing
+def hold_for(
+    s: store.SessionState,
+    tariff: Tariff,
+    holds: dict[str, tuple[str, int]],
+    config: SessionsConfig,
+) -> tuple[Money, str] | None:
+    """The session's hold and where it came from: ``authorized`` when payments.events told us
+    (authorization + increments), else ``assumed``: the pre-authorization sizing of the tariff.
+    None without a payment."""
+    if s.payment_id is None:
+        return None
+    known = holds.get(s.payment_id)
+    if known is not None:
+        return Money(known[1], known[0]), "authorized"
+    assumed = preauthorization_amount(
+        tariff,
+        starts_at=s.started_at,
+        time_zone=s.time_zone,
+        max_power_kw=config.preauth_max_power_kw,
+        max_duration=config.preauth_max_duration,
+    )
+    log.warning(
+        "session %s: no hold seen for payment %s; assuming the pre-authorization %s",
+        s.session_id,
+        s.payment_id,
+        assumed,
+    )
+    return assumed, "assumed"
+
+
 def bill(
     tx: Tx,
     s: store.SessionState,
-    cause: Envelope,
     version: int,
     priced: PricedSession,
     hold: tuple[Money, str] | None,
     config: SessionsConfig,
+    cause_id: str,
 ) -> list[store.CdrRow]:
     """Emit what a priced session owes: CdrIssued + CaptureRequested (capped at the hold), or
     VoidRequested when no energy was delivered. Updates ``s``; returns the CDR rows to store.
+    Event ids derive from ``cause_id`` (the SessionStopped event id).
 
     Raises CurrencyMismatch when the hold is in another currency than the tariff."""
-    stopped_at = s.stopped_at
-    assert stopped_at is not None
 
     def envelope(kind: str) -> Envelope:
-        return cause.caused(event_id=derived_id(cause.event_id, kind), occurred_at=stopped_at)
+        return Envelope.new(
+            s.network_id,
+            Source.internal,
+            occurred_at=s.stopped_at,
+            correlation_id=s.correlation_id,
+            causation_id=cause_id,
+            event_id=derived_id(cause_id, kind),
+        )
 
     if hold is not None and hold[0].currency != priced.currency:
         raise CurrencyMismatch(
@@ -219,11 +257,11 @@ def bill(
             tx.emit(VoidRequested(envelope("void"), s.payment_id, "NO_ENERGY_DELIVERED"))
         s.status = "voided"
         return []
-    cdr_id = derived_id(cause.event_id, "cdr")
+    cdr_id = derived_id(cause_id, "cdr")
     lines = priced.revenue_lines()
     tx.emit(_cdr_issued(envelope("cdr-issued"), s, cdr_id, version, priced, None))
     s.status = "billed"
-    cdr = _cdr_row(cdr_id, s, "issued", derived_id(cause.event_id, "cdr-issued"), version, priced)
+    cdr = _cdr_row(cdr_id, s, "issued", derived_id(cause_id, "cdr-issued"), version, priced)
     if s.payment_id is None or hold is None:
         return [cdr]
     held, s.hold_source = hold
@@ -330,6 +368,14 @@ class SessionsHandler:
     def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
         self._tariffs(tx, [r for r in records if isinstance(r.event, TariffPublished)])
         self._holds(tx, [r for r in records if r.topic == "payments.events"])
+        self._bill_waiting(
+            tx,
+            {
+                r.event.tariff_id
+                for r in records
+                if r.topic == "tariffs.events" and isinstance(r.event, TariffPublished)
+            },
+        )
         session_records = [r for r in records if r.topic == "sessions.events"]
         if session_records:
             _SessionBatch(self, tx, session_records).apply()
@@ -374,6 +420,40 @@ class SessionsHandler:
                 new.append(row)
         store.insert_tariffs(tx.conn, new)
 
+    def _bill_waiting(self, tx: Tx, tariff_ids: set[str]) -> None:
+        """Bill sessions whose stop waited for one of ``tariff_ids`` (ids derive from the stop,
+        so the result equals billing it on time)."""
+        waiting = store.sessions_awaiting(tx.conn, tariff_ids)
+        if not waiting:
+            return
+        ids = [s.session_id for s in waiting]
+        versions = store.tariff_versions(tx.conn, tariff_ids)
+        readings: dict[str, list[store.MeterRow]] = {}
+        for row in store.load_meter_rows(tx.conn, (), ids):
+            readings.setdefault(row.session_id, []).append(row)
+        states = store.load_states(tx.conn, ids)
+        holds = store.load_holds(tx.conn, {s.payment_id for s in waiting if s.payment_id})
+        cdrs: list[store.CdrRow] = []
+        for s in waiting:
+            try:
+                billed, _held = settle(
+                    tx,
+                    s,
+                    versions.get(s.tariff_id, []),
+                    readings.get(s.session_id, []),
+                    states.get(s.session_id, []),
+                    holds,
+                    self.tariffs,
+                    self.config,
+                )
+            except LedgerError as exc:
+                log.warning("session %s still not billable: %s", s.session_id, exc)
+                continue
+            cdrs += billed
+            log.info("session %s billed after its tariff arrived: %s", s.session_id, s.status)
+        store.save_sessions(tx.conn, waiting)
+        store.insert_cdrs(tx.conn, cdrs)
+
     def _holds(self, tx: Tx, records: list[Consumed]) -> None:
         holds = [
             (r.event.payment_id, r.event.amount.currency, r.event.amount.amount_minor)
@@ -393,7 +473,7 @@ class _SessionBatch:
         self.sessions = store.load_sessions(conn, {e.session_id for e in events})
         self.stopping = {e.session_id for e in events if isinstance(e, SessionStopped)}
         keys = {
-            (e.station_id, e.transaction_id, e.seq_no)
+            (e.session_id, e.station_id, e.transaction_id, e.seq_no)
             for e in events
             if isinstance(e, MeterValueRecorded)
         }
@@ -441,7 +521,7 @@ class _SessionBatch:
 
     def _open(self, session_id: str, what: str) -> store.SessionState | None:
         s = self.sessions.get(session_id)
-        if s is not None and s.status not in ("open", "rejected"):
+        if s is not None and s.status not in ("open", "rejected", "awaiting_tariff"):
             raise SessionAlreadyStopped(
                 f"{what} after the session was {s.status}; re-price it with a correction",
                 session_id=session_id,
@@ -522,57 +602,58 @@ class _SessionBatch:
             e.meter_stop_wh,
         )
         self.changed.add(s.session_id)
-        try:
-            found = resolve_tariff(
-                self.tariff_versions.get(s.tariff_id, []),
-                s.tariff_id,
-                s.tariff_version,
-                s.started_at,
-            )
-            tariff = self.handler.tariffs.get(found)
-            metered = metered_session(
-                s,
-                self.readings.get(s.session_id, {}).values(),
-                self.states.get(s.session_id, []),
-                self.config,
-            )
-            s.flags = [_flag_json(f) for f in metered.flags]
-            blocking = metered.blocking_flags
-            if blocking:
-                s.status, s.reason_code = "held", blocking[0].code.value
-                detail = "; ".join(
-                    f"{f.code.value} seq_no={f.seq_no}: {f.detail}" for f in blocking
-                )
-                self.tx.reject(record, blocking[0].code.value, f"CDR held for review: {detail}")
-                return
-            priced = price_session(tariff, metered)
-            hold = self._hold(s, tariff)
-            self.new_cdrs += bill(self.tx, s, e.envelope, found.version, priced, hold, self.config)
-            s.reason_code = None
-        except LedgerError as exc:
-            s.status, s.reason_code = "rejected", exc.code
-            raise
+        cdrs, blocking = settle(
+            self.tx,
+            s,
+            self.tariff_versions.get(s.tariff_id, []),
+            self.readings.get(s.session_id, {}).values(),
+            self.states.get(s.session_id, []),
+            self.holds,
+            self.handler.tariffs,
+            self.config,
+        )
+        self.new_cdrs += cdrs
+        if blocking:
+            detail = "; ".join(f"{f.code.value} seq_no={f.seq_no}: {f.detail}" for f in blocking)
+            self.tx.reject(record, blocking[0].code.value, f"CDR held for review: {detail}")
 
-    def _hold(self, s: store.SessionState, tariff: Tariff) -> tuple[Money, str] | None:
-        if s.payment_id is None:
-            return None
-        known = self.holds.get(s.payment_id)
-        if known is not None:
-            return Money(known[1], known[0]), "authorized"
-        assumed = preauthorization_amount(
-            tariff,
-            starts_at=s.started_at,
-            time_zone=s.time_zone,
-            max_power_kw=self.config.preauth_max_power_kw,
-            max_duration=self.config.preauth_max_duration,
-        )
-        log.warning(
-            "session %s: no hold seen for payment %s; assuming the pre-authorization %s",
-            s.session_id,
-            s.payment_id,
-            assumed,
-        )
-        return assumed, "assumed"
+
+def settle(
+    tx: Tx,
+    s: store.SessionState,
+    versions: Sequence[store.TariffVersion],
+    readings: Iterable[store.MeterRow],
+    states: Iterable[tuple[datetime, ChargingState]],
+    holds: dict[str, tuple[str, int]],
+    tariffs: TariffCache,
+    config: SessionsConfig,
+) -> tuple[list[store.CdrRow], tuple[MeterFlag, ...]]:
+    """Price and bill a stopped session: the CDR rows, or the blocking flags that hold it.
+
+    Sets ``s.status``: billed / voided, held (blocking flags), awaiting_tariff (UnknownTariff,
+    re-raised: billed when the tariff arrives) or rejected (any other LedgerError, re-raised)."""
+    assert s.stopped_event_id is not None
+    try:
+        found = resolve_tariff(versions, s.tariff_id, s.tariff_version, s.started_at)
+    except UnknownTariff as exc:
+        s.status, s.reason_code = "awaiting_tariff", exc.code
+        raise
+    try:
+        tariff = tariffs.get(found)
+        metered = metered_session(s, readings, states, config)
+        s.flags = [_flag_json(f) for f in metered.flags]
+        blocking = metered.blocking_flags
+        if blocking:
+            s.status, s.reason_code = "held", blocking[0].code.value
+            return [], blocking
+        priced = price_session(tariff, metered)
+        hold = hold_for(s, tariff, holds, config)
+        cdrs = bill(tx, s, found.version, priced, hold, config, s.stopped_event_id)
+    except LedgerError as exc:
+        s.status, s.reason_code = "rejected", exc.code
+        raise
+    s.reason_code = None
+    return cdrs, ()
 
 
 def _flag_json(flag: Any) -> dict[str, Any]:
@@ -731,6 +812,53 @@ def _reprice(
     store.insert_cdrs(conn, rows)
     store.save_sessions(conn, [s])
     return correction
+
+
+class SessionNotHeld(ValidationError):
+    code = "SESSION_NOT_HELD"
+
+
+def release(
+    app: App,
+    session_id: str,
+    reason: str,
+    *,
+    database_url: str | None = None,
+    config: SessionsConfig | None = None,
+) -> str:
+    """Bill a session held for a blocking meter flag, after review, as the meter reads without
+    the flagged readings (a decrease or reset delivers no energy; implausible energy is billed as
+    measured). Emits like a stop would, with ids derived from the stop; returns the new status.
+    Raises UnknownSession, SessionNotHeld, UnknownTariff."""
+    from connectors.postgres import connect
+
+    config = config or SessionsConfig()
+    with connect(database_url or app.database_url) as conn:
+        with conn.transaction():
+            s = store.lock_session(conn, session_id)
+            if s is None:
+                raise UnknownSession("no such session", session_id=session_id)
+            if s.status != "held" or s.stopped_event_id is None or s.stopped_at is None:
+                raise SessionNotHeld(f"the session is {s.status}", session_id=session_id)
+            versions = store.tariff_versions(conn, (s.tariff_id,)).get(s.tariff_id, [])
+            found = resolve_tariff(versions, s.tariff_id, s.tariff_version, s.started_at)
+            tariff = TariffCache().get(found)
+            metered = metered_session(
+                s,
+                store.meter_rows_of(conn, session_id),
+                store.load_states(conn, (session_id,)).get(session_id, []),
+                config,
+            )
+            holds = store.load_holds(conn, [s.payment_id] if s.payment_id else [])
+            tx = Tx(conn, app.serde.encode, GROUP, s.network_id)
+            priced = price_session(tariff, metered)
+            hold = hold_for(s, tariff, holds, config)
+            cause_id = derived_id(s.stopped_event_id, "release")
+            rows = bill(tx, s, found.version, priced, hold, config, cause_id)
+            store.insert_cdrs(conn, [dataclasses.replace(r, reason=reason) for r in rows])
+            store.save_sessions(conn, [s])
+        store.relay_outbox(conn, app.publisher())
+    return s.status
 
 
 # ------------------------------------------------------------------------------------ wiring

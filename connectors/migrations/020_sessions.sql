@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS charging_sessions (
     payment_id        text,
     meter_start_wh    bigint,
     started_at        timestamptz NOT NULL,
-    -- open | billed | voided | held (blocking meter flag) | rejected (stop refused)
+    -- open | billed | voided | held (blocking meter flag) | awaiting_tariff | rejected
     status            text        NOT NULL DEFAULT 'open',
     reason_code       text,                 -- why held / rejected
     stopped_event_id  text,
@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS charging_sessions (
 );
 CREATE INDEX IF NOT EXISTS charging_sessions_status ON charging_sessions (status);
 
--- One row per OCPP reading: the primary key is the deduplication key of MeterValueRecorded.
+-- One row per OCPP reading, deduplicated by (station, transaction, seq_no) within the session:
+-- stations that reuse transaction ids after a reboot cannot mix two sessions' readings.
 CREATE TABLE IF NOT EXISTS session_meter_values (
     station_id     text        NOT NULL,
     transaction_id text        NOT NULL,
@@ -57,9 +58,8 @@ CREATE TABLE IF NOT EXISTS session_meter_values (
     power_kw       numeric,
     current_a      numeric,
     event_id       text        NOT NULL,
-    PRIMARY KEY (station_id, transaction_id, seq_no)
+    PRIMARY KEY (session_id, station_id, transaction_id, seq_no)
 );
-CREATE INDEX IF NOT EXISTS session_meter_values_session ON session_meter_values (session_id);
 
 CREATE TABLE IF NOT EXISTS session_charging_states (
     session_id text        NOT NULL,

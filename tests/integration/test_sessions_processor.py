@@ -45,12 +45,13 @@ OUT = ["billing.events", "settlement.commands", "sessions.events.rejected"]
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)  # 12:00 in Amsterdam; no time restrictions used
 RUN = uuid.uuid4().hex[:8]
 TARIFF = f"T-SESS-{RUN}"
+LATE_TARIFF = f"T-LATE-{RUN}"
 
 
-def tariff_json() -> dict[str, Any]:
+def tariff_json(tariff_id: str = TARIFF) -> dict[str, Any]:
     """0.40/kWh and 12.00/h idle fee (per minute), both VAT 20%."""
     return {
-        "id": TARIFF,
+        "id": tariff_id,
         "currency": "EUR",
         "country_code": "NL",
         "party_id": "EVL",
@@ -179,7 +180,8 @@ def world(app: App, database: str) -> World:
     empty = Session("empty", net)
     capped = Session("capped", net, hold=1000)
     unknown = Session("unknown", net, tariff_id=f"NOPE-{RUN}")
-    sessions = [ocpp16, ocpp201, decrease, empty, capped, unknown]
+    late = Session("late", net, tariff_id=LATE_TARIFF)
+    sessions = [ocpp16, ocpp201, decrease, empty, capped, unknown, late]
 
     tariff = TariffPublished(
         Envelope.new(net, Source.ocpi, occurred_at=T0 - timedelta(days=1)),
@@ -232,6 +234,17 @@ def world(app: App, database: str) -> World:
     s.events = [s.started(0), s.meter(1, 60, wh(25000)), s.stopped(60)]
     s = unknown
     s.events = [s.started(0), s.meter(1, 10, wh(1000)), s.stopped(10)]
+    # Its tariff was published before the start but is consumed after the stop (as in a replay
+    # where tariffs.events lags): 5 kWh = 2.00 + 0.40 VAT once the tariff arrives.
+    s = late
+    s.events = [s.started(0), s.meter(1, 30, wh(5000)), s.stopped(30)]
+    late_tariff = TariffPublished(
+        Envelope.new(net, Source.ocpi, occurred_at=T0 - timedelta(days=1)),
+        LATE_TARIFF,
+        1,
+        "EUR",
+        json.dumps(tariff_json(LATE_TARIFF)),
+    )
 
     publisher = app.publisher()
     publisher.publish_many(first)
@@ -243,6 +256,9 @@ def world(app: App, database: str) -> World:
             publisher.publish_many(session.events)
         publisher.flush()
         processor.drain(idle_seconds=3)
+        publisher.publish(late_tariff)
+        publisher.flush()
+        processor.drain(idle_seconds=2)
     finally:
         processor.close()
 
@@ -367,16 +383,33 @@ def test_unknown_tariff_is_rejected(world: World) -> None:
     _none(world, "CdrIssued", s)
 
 
+def test_a_stop_waiting_for_its_tariff_is_billed_when_it_arrives(world: World) -> None:
+    s = world.sessions["late"]
+    assert world.rejected[s.id] == "UNKNOWN_TARIFF"  # told at the stop, billed later
+    cdr: CdrIssued = _one(world, "CdrIssued", s)
+    assert cdr.total_incl_vat == Money(240, "EUR") and cdr.tariff_id == LATE_TARIFF
+    assert cdr.envelope.event_id == derived_id(world.stops[s.id].envelope.event_id, "cdr-issued")
+    assert _one(world, "CaptureRequested", s).amount == Money(240, "EUR")
+    with psycopg.connect(world.database_url) as conn:
+        statuses = dict(
+            conn.execute(
+                "SELECT session_id, status FROM charging_sessions WHERE session_id = ANY(%s)",
+                ([s.id, world.sessions["unknown"].id],),
+            ).fetchall()
+        )
+    assert statuses == {s.id: "billed", world.sessions["unknown"].id: "awaiting_tariff"}
+
+
 def test_every_record_is_accounted_for(world: World) -> None:
     with psycopg.connect(world.database_url) as conn:
         counts = conn.execute(
             "SELECT applied, duplicates, rejected FROM processing_counts"
             " WHERE consumer_group LIKE 'test-sessions-%'"
         ).fetchone()
-    published = 1 + len(world.sessions) + sum(len(s.events) for s in world.sessions.values())
+    published = 2 + len(world.sessions) + sum(len(s.events) for s in world.sessions.values())
     assert counts is not None and sum(counts) == published
     assert counts[1] == 1  # seq 3 re-published with the same event id
-    assert counts[2] == 2  # the decrease and the unknown tariff
+    assert counts[2] == 3  # the decrease and the two unknown tariffs
 
 
 def test_idle_fee_waiver_credits_reissues_and_refunds(world: World) -> None:
