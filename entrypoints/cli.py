@@ -26,6 +26,9 @@ stack_app = typer.Typer(
 schemas_app = typer.Typer(help="Avro event schemas.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(schemas_app, name="schemas")
+from entrypoints import cli_sessions  # noqa: E402
+
+cli_sessions.register(app)
 
 
 def _settings() -> Settings:

@@ -1,0 +1,187 @@
+"""``evledger sessions …`` and ``evledger tariffs publish``: run the sessions processor, inspect a
+session, correct a CDR, size a pre-authorization, publish a tariff version."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from connectors.bootstrap import App, bootstrap
+
+console = Console()
+sessions_app = typer.Typer(
+    help="Sessions processor: meter values + tariff -> CDR + capture.", no_args_is_help=True
+)
+tariffs_app = typer.Typer(help="OCPI 2.2.1 tariffs.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``sessions`` and ``tariffs`` command groups to the ``evledger`` command."""
+    app.add_typer(sessions_app, name="sessions")
+    app.add_typer(tariffs_app, name="tariffs")
+
+
+def _app() -> App:
+    from connectors.postgres import migrate
+
+    app = bootstrap()
+    migrate(app.database_url)
+    return app
+
+
+@sessions_app.command("run")
+def run(
+    drain: bool = typer.Option(False, "--drain", help="stop once nothing arrives for 3 s"),
+    shortfall_policy: str = typer.Option("write_off", help="write_off or charge"),
+    group: str = typer.Option("evledger-sessions", help="consumer group"),
+) -> None:
+    """Run the sessions processor (exactly-once into PostgreSQL, events via the outbox)."""
+    from processors.sessions import SessionsConfig, ShortfallPolicy, build_sessions_processor
+
+    config = SessionsConfig(shortfall_policy=ShortfallPolicy(shortfall_policy))
+    processor = build_sessions_processor(_app(), group=group, config=config)
+    try:
+        if drain:
+            stats = processor.drain()
+            console.print(
+                f"consumed {stats.consumed:,} = {stats.applied:,} applied + "
+                f"{stats.duplicates:,} duplicates + {stats.rejected:,} rejected; "
+                f"published {stats.published:,}"
+            )
+        else:
+            console.print(f"sessions processor running as group {group} (Ctrl-C stops)")
+            processor.run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        processor.close()
+
+
+@sessions_app.command("show")
+def show(session_id: str) -> None:
+    """A session's state, meter readings, flags and CDRs."""
+    from connectors import postgres
+    from connectors import sessions_store as store
+
+    with postgres.connect(_app().database_url) as conn:
+        found = store.load_sessions(conn, [session_id]).get(session_id)
+        if found is None:
+            console.print(f"[red]no session {session_id}[/]")
+            raise typer.Exit(1)
+        readings = store.meter_rows_of(conn, session_id)
+        cdrs = store.cdrs_of(conn, session_id)
+    table = Table("field", "value", title=f"session {session_id}")
+    for name, value in vars(found).items():
+        if name != "flags" and value is not None:
+            table.add_row(name, str(value))
+    table.add_row("meter readings", str(len(readings)))
+    console.print(table)
+    for flag in found.flags:
+        console.print(f"[yellow]flag[/] {flag['code']} seq_no={flag['seq_no']}: {flag['detail']}")
+    cdr_table = Table("cdr", "kind", "total incl. VAT", "waived", "replaces/credits", "reason")
+    for c in cdrs:
+        cdr_table.add_row(
+            c.cdr_id,
+            c.kind,
+            f"{c.currency} {c.total_incl_vat}",
+            ",".join(c.waived),
+            c.replaces_cdr_id or c.credited_cdr_id or "",
+            c.reason or "",
+        )
+    if cdrs:
+        console.print(cdr_table)
+
+
+@sessions_app.command("reprice")
+def reprice_command(
+    session_id: str,
+    waive: list[str] = typer.Option(..., help="dimension to waive, e.g. PARKING_TIME (repeat)"),
+    reason: str = typer.Option(..., help="why, e.g. 'idle fee waived: charger fault'"),
+) -> None:
+    """Correct a CDR: credit it, issue the re-priced one and refund the difference."""
+    from processors.sessions import reprice, waivable
+
+    correction = reprice(_app(), session_id, waivable(waive), reason)
+    console.print(
+        f"credited {correction.credit.total_incl_vat}, issued "
+        f"{correction.new_cdr.total_incl_vat}, {correction.kind.value}: refund "
+        f"{correction.refund}, additional {correction.additional_charge}"
+    )
+
+
+@sessions_app.command("release")
+def release_command(
+    session_id: str, reason: str = typer.Option(..., help="the reviewer's decision")
+) -> None:
+    """Bill a session held for a meter flag, without the flagged readings (after review)."""
+    from processors.sessions import release
+
+    console.print(f"session {session_id}: {release(_app(), session_id, reason)}")
+
+
+@sessions_app.command("preauth")
+def preauth(
+    tariff: str = typer.Option(..., "--tariff", help="tariff id"),
+    version: int = typer.Option(None, help="tariff version (default: the latest)"),
+    time_zone: str = typer.Option("Europe/Amsterdam", help="IANA zone of the location"),
+    at: str = typer.Option(None, help="session start, ISO 8601 (default: now)"),
+    max_power_kw: float = typer.Option(22.0, help="power assumed for the estimate"),
+    max_hours: float = typer.Option(4.0, help="duration assumed for the estimate"),
+) -> None:
+    """Print the hold to place at session start for a tariff (ledger.preauth)."""
+    from connectors import postgres
+    from connectors import sessions_store as store
+    from ledger.preauth import preauthorization_amount
+    from processors.sessions import TariffCache, resolve_tariff
+
+    starts_at = datetime.fromisoformat(at) if at else datetime.now(UTC)
+    with postgres.connect(_app().database_url) as conn:
+        versions = store.tariff_versions(conn, [tariff]).get(tariff, [])
+    if version is None and versions:
+        version = versions[-1].version
+    found = resolve_tariff(versions, tariff, version, starts_at)
+    amount = preauthorization_amount(
+        TariffCache().get(found),
+        starts_at=starts_at,
+        time_zone=time_zone,
+        max_power_kw=Decimal(str(max_power_kw)),
+        max_duration=timedelta(hours=max_hours),
+    )
+    console.print(f"{tariff} v{found.version}: hold {amount}")
+
+
+@tariffs_app.command("publish")
+def publish(
+    file: Path = typer.Argument(..., exists=True, help="OCPI 2.2.1 Tariff object, JSON"),
+    version: int = typer.Option(None, help="version (default: latest known + 1)"),
+) -> None:
+    """Validate an OCPI tariff and publish it as TariffPublished on tariffs.events."""
+    from connectors import postgres
+    from connectors import sessions_store as store
+    from ledger.envelope import Envelope, Source
+    from ledger.events import TariffPublished
+    from ledger.tariffs import parse_tariff_json
+
+    text = file.read_text()
+    tariff = parse_tariff_json(text)  # raises InvalidTariff with the path of the problem
+    app = _app()
+    if version is None:
+        with postgres.connect(app.database_url) as conn:
+            known = store.tariff_versions(conn, [tariff.id]).get(tariff.id, [])
+        version = known[-1].version + 1 if known else 1
+    event = TariffPublished(
+        Envelope.new(app.settings.network_id, Source.ocpi),
+        tariff.id,
+        version,
+        tariff.currency,
+        text,
+    )
+    publisher = app.publisher()
+    publisher.publish(event)
+    publisher.flush()
+    console.print(f"published {tariff.id} v{version} ({tariff.currency}) to tariffs.events")
