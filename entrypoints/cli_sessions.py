@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors.bootstrap import App, bootstrap
+from ledger.money import Money
 
 console = Console()
 sessions_app = typer.Typer(
@@ -88,7 +89,7 @@ def show(session_id: str) -> None:
         cdr_table.add_row(
             c.cdr_id,
             c.kind,
-            f"{c.currency} {c.total_incl_vat}",
+            str(Money(c.total_incl_vat, c.currency)),
             ",".join(c.waived),
             c.replaces_cdr_id or c.credited_cdr_id or "",
             c.reason or "",
