@@ -38,7 +38,7 @@ from ledger.events import (
     VoidRequested,
 )
 from ledger.money import Money
-from processors.sessions import TOPICS, build_sessions_processor, derived_id, reprice
+from processors.sessions import TOPICS, build_sessions_processor, derived_id, release, reprice
 from tests.integration.conftest import consume_from, end_offsets
 
 OUT = ["billing.events", "settlement.commands", "sessions.events.rejected"]
@@ -181,7 +181,8 @@ def world(app: App, database: str) -> World:
     capped = Session("capped", net, hold=1000)
     unknown = Session("unknown", net, tariff_id=f"NOPE-{RUN}")
     late = Session("late", net, tariff_id=LATE_TARIFF)
-    sessions = [ocpp16, ocpp201, decrease, empty, capped, unknown, late]
+    unauthorized = Session("unauthorized", net, hold=None)
+    sessions = [ocpp16, ocpp201, decrease, empty, capped, unknown, late, unauthorized]
 
     tariff = TariffPublished(
         Envelope.new(net, Source.ocpi, occurred_at=T0 - timedelta(days=1)),
@@ -190,7 +191,7 @@ def world(app: App, database: str) -> World:
         "EUR",
         json.dumps(tariff_json()),
     )
-    first = [tariff, *(s.authorized() for s in sessions)]
+    first = [tariff, *(s.authorized() for s in sessions if s.hold is not None)]
 
     # 1.6: 1000 -> 10000 Wh while charging 10:00-10:30, parked 10:30-10:45. Seq 2 arrives late
     # (after seq 3 and the state change), seq 1 twice under two event ids, seq 3 re-published
@@ -236,6 +237,8 @@ def world(app: App, database: str) -> World:
     s.events = [s.started(0), s.meter(1, 10, wh(1000)), s.stopped(10)]
     # Its tariff was published before the start but is consumed after the stop (as in a replay
     # where tariffs.events lags): 5 kWh = 2.00 + 0.40 VAT once the tariff arrives.
+    s = unauthorized  # no PaymentAuthorized: the pre-authorization sizing is the assumed hold
+    s.events = [s.started(0), s.meter(1, 30, wh(5000)), s.stopped(30)]
     s = late
     s.events = [s.started(0), s.meter(1, 30, wh(5000)), s.stopped(30)]
     late_tariff = TariffPublished(
@@ -406,7 +409,7 @@ def test_every_record_is_accounted_for(world: World) -> None:
             "SELECT applied, duplicates, rejected FROM processing_counts"
             " WHERE consumer_group LIKE 'test-sessions-%'"
         ).fetchone()
-    published = 2 + len(world.sessions) + sum(len(s.events) for s in world.sessions.values())
+    published = 2 + len(world.sessions) - 1 + sum(len(s.events) for s in world.sessions.values())
     assert counts is not None and sum(counts) == published
     assert counts[1] == 1  # seq 3 re-published with the same event id
     assert counts[2] == 3  # the decrease and the two unknown tariffs
@@ -445,3 +448,37 @@ def test_idle_fee_waiver_credits_reissues_and_refunds(world: World) -> None:
     assert {(x.dimension, x.amount_excl_vat, x.vat_amount) for x in refund[0].lines} == {
         (Dimension.PARKING_TIME, 300, 60)
     }
+
+
+def test_without_a_known_hold_the_preauthorization_is_assumed(world: World) -> None:
+    s = world.sessions["unauthorized"]
+    assert _one(world, "CaptureRequested", s).amount == Money(240, "EUR")
+    with psycopg.connect(world.database_url) as conn:
+        row = conn.execute(
+            "SELECT hold_minor, hold_source FROM charging_sessions WHERE session_id = %s",
+            (s.id,),
+        ).fetchone()
+    # 22 kW x 4 h = 88 kWh x 0.40 = 35.20 + 7.04 VAT
+    assert row == (4224, "assumed")
+
+
+def test_a_held_session_is_released_without_the_decreased_reading(world: World) -> None:
+    s = world.sessions["decrease"]
+    starts = end_offsets(world.app, OUT[:2])
+    assert release(world.app, s.id, "reviewed: meter glitch", database_url=world.database_url) == (
+        "billed"
+    )
+    records = consume_from(world.app, OUT[:2], starts, expected=2, timeout=15)
+    mine = [
+        r.event
+        for r in records
+        if getattr(r.event, "session_id", None) == s.id
+        or getattr(r.event, "payment_id", None) == s.payment_id
+    ]
+    (cdr,) = [e for e in mine if isinstance(e, CdrIssued)]
+    (capture,) = [e for e in mine if isinstance(e, CaptureRequested)]
+    # 1000 -> 5000 (+4000), 3000 ignored, -> 8000 (+3000): 7 kWh x 0.40 = 2.80 + 0.56 VAT
+    assert cdr.total_energy_wh == 7000 and cdr.total_incl_vat == Money(336, "EUR")
+    assert capture.amount == Money(336, "EUR")
+    release_id = derived_id(world.stops[s.id].envelope.event_id, "release")
+    assert cdr.envelope.event_id == derived_id(release_id, "cdr-issued")
