@@ -16,7 +16,6 @@ from typing import Any
 
 import psycopg
 
-from connectors.kafka import EventPublisher
 from ledger.events import ChargingState
 from ledger.metering import MeterReading
 
@@ -337,21 +336,3 @@ def cdrs_of(conn: Conn, session_id: str) -> list[CdrRow]:
 
 
 # ------------------------------------------------------------------------------------ outbox
-def relay_outbox(conn: Conn, publisher: EventPublisher, limit: int = 10_000) -> int:
-    """Publish unpublished outbox rows, then mark them (what ``PostgresProcessor.relay`` does,
-    for writers that are not a consumer, such as the correction command)."""
-    with conn.transaction():
-        rows = conn.execute(
-            "SELECT id, topic, key, value FROM outbox WHERE published_at IS NULL"
-            " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-            (limit,),
-        ).fetchall()
-        if not rows:
-            return 0
-        for _, topic, key, value in rows:
-            publisher.produce_bytes(topic, bytes(value), bytes(key) if key else None)
-        publisher.flush()
-        conn.execute(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],)
-        )
-    return len(rows)

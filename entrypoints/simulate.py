@@ -5,6 +5,7 @@ Deterministic for a given seed, so demos and benchmarks are repeatable.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source, uuid7
 from ledger.events import (
+    AuthorizeRequested,
     ChargingState,
     ChargingStateChanged,
     MeterValueRecorded,
@@ -29,6 +31,8 @@ from ledger.events import (
     TariffPublished,
 )
 from ledger.money import Money
+from ledger.preauth import preauthorization_amount
+from ledger.tariffs import parse_tariff
 
 STATIONS = [("DE", "Europe/Berlin"), ("NL", "Europe/Amsterdam"), ("FR", "Europe/Paris")]
 VAT = {"DE": 19, "NL": 21, "FR": 20}
@@ -115,13 +119,14 @@ class NetworkSimulator:
             station_id,
             start + timedelta(days=7),
         )
+        transaction_id = str(rng.randrange(10**9))
         yield SessionStarted(
             env(start),
             session_id,
             station_id,
             f"{station_id}*1",
             "1",
-            str(rng.randrange(10**6)),
+            transaction_id,
             "TARIFF-STD",
             country,
             zone,
@@ -149,7 +154,9 @@ class NetworkSimulator:
                     None,
                     "Sample.Periodic",
                 )
-            yield MeterValueRecorded(env(at), session_id, station_id, "tx", seq, at, [sample])
+            yield MeterValueRecorded(
+                env(at), session_id, station_id, transaction_id, seq, at, [sample]
+            )
         idle = timedelta(minutes=rng.choice([0, 0, 10, 35]))
         yield ChargingStateChanged(env(at), session_id, ChargingState.SuspendedEV, at)
         stop = at + idle
@@ -202,3 +209,107 @@ class NetworkSimulator:
         yield from self.tariffs()
         for i in range(sessions):
             yield from self.session(start + timedelta(minutes=i))
+
+
+@dataclass
+class ChargingNetworkFlow:
+    """Upstream traffic for the whole pipeline: authorization *instructions* and raw OCPP
+    sessions, with the imperfections of real networks (redelivered and late meter values,
+    declined cards). Pricing, settlement and the ledger are left to the processors."""
+
+    network_id: str = "demo-network"
+    seed: int = 42
+    stations: int = 20
+    hold_cap: Money = dataclasses.field(default_factory=lambda: Money(5000, "EUR"))
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.tariff_json = demo_tariff()
+        self.tariff = parse_tariff(self.tariff_json)
+
+    def tariffs(self) -> list[TariffPublished]:
+        return [
+            TariffPublished(
+                Envelope.new(self.network_id, Source.ocpi),
+                self.tariff_json["id"],
+                1,
+                self.tariff_json["currency"],
+                json.dumps(self.tariff_json),
+            )
+        ]
+
+    def session(self, start: datetime) -> Iterator[Any]:
+        rng = self.rng
+        station = rng.randrange(self.stations)
+        country, zone = STATIONS[station % len(STATIONS)]
+        station_id = f"{country}*EVL*E{station:04d}"
+        session_id, payment_id = f"S-{uuid7()}", f"P-{uuid7()}"
+        transaction_id = str(rng.randrange(10**9))
+        ocpp = Source.ocpp16 if station % 2 else Source.ocpp201
+
+        def env(at: datetime, src: Source = ocpp) -> Envelope:
+            return Envelope.new(self.network_id, src, occurred_at=at, correlation_id=session_id)
+
+        hold = preauthorization_amount(
+            self.tariff, starts_at=start, time_zone=zone, cap=self.hold_cap
+        )
+        token = "tok_decline" if rng.random() < 0.02 else "tok_visa"
+        yield AuthorizeRequested(
+            env(start, Source.terminal), payment_id, hold, "card", token, session_id, station_id
+        )
+        yield SessionStarted(
+            env(start),
+            session_id,
+            station_id,
+            f"{station_id}*1",
+            "1",
+            transaction_id,
+            self.tariff_json["id"],
+            country,
+            zone,
+            payment_id,
+            0,
+            1,
+        )
+        yield ChargingStateChanged(env(start), session_id, ChargingState.Charging, start)
+        power_w = (
+            rng.choice([0, 7_400, 11_000, 22_000, 50_000])
+            if rng.random() < 0.05
+            else (rng.choice([7_400, 11_000, 22_000, 50_000]))
+        )
+        readings = []
+        register, at = 0, start
+        for seq in range(1, rng.randrange(2, 18) + 1):
+            at = start + timedelta(minutes=5 * seq)
+            register += power_w * 5 // 60
+            if ocpp is Source.ocpp16:
+                sample = SampledValue(str(register), None, "Wh", None, None, "Sample.Periodic")
+            else:
+                sample = SampledValue(
+                    f"{register / 1000:.3f}",
+                    "Energy.Active.Import.Register",
+                    "kWh",
+                    0,
+                    None,
+                    "Sample.Periodic",
+                )
+            readings.append(
+                MeterValueRecorded(
+                    env(at), session_id, station_id, transaction_id, seq, at, [sample]
+                )
+            )
+        if len(readings) > 3 and rng.random() < 0.3:  # an offline station sends one late
+            readings.append(readings.pop(1))
+        if rng.random() < 0.2:  # a redelivery: same reading, same seq_no, new event id
+            again = readings[0]
+            readings.append(dataclasses.replace(again, envelope=env(again.sampled_at)))
+        yield from readings
+        idle = timedelta(minutes=rng.choice([0, 0, 10, 35]))
+        yield ChargingStateChanged(env(at), session_id, ChargingState.SuspendedEV, at)
+        yield SessionStopped(env(at + idle), session_id, at + idle, register, "EVDisconnected")
+
+    def burst(self, sessions: int, start: datetime | None = None) -> Iterator[Any]:
+        start = start or datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
+        yield from self.tariffs()
+        for i in range(sessions):
+            yield from self.session(start + timedelta(minutes=3 * i))

@@ -275,23 +275,8 @@ class PostgresProcessor:
         return [r for r in records if r.event_id in inserted and first[r.event_id or ""] is r]
 
     def relay(self, limit: int = 10_000) -> int:
-        """Publish unpublished outbox rows, then mark them. A crash in between republishes
-        them; downstream dedupes by event_id."""
-        with self.conn.transaction():
-            rows = self.conn.execute(
-                "SELECT id, topic, key, value FROM outbox WHERE published_at IS NULL"
-                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (limit,),
-            ).fetchall()
-            if not rows:
-                return 0
-            for _, topic, key, value in rows:
-                self.publisher.produce_bytes(topic, bytes(value), bytes(key) if key else None)
-            self.publisher.flush()
-            self.conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],)
-            )
-        return len(rows)
+        """Publish this processor's pending outbox rows (see ``relay_outbox``)."""
+        return relay_outbox(self.conn, self.publisher, limit)
 
     def drain(self, idle_seconds: float = 3.0, max_seconds: float = 600.0) -> BatchStats:
         """Process until nothing new arrives for ``idle_seconds`` (demo, tests, replays)."""
@@ -313,3 +298,26 @@ class PostgresProcessor:
         self.consumer.close()
         self.publisher.flush()
         self.conn.close()
+
+
+def relay_outbox(conn: Conn, publisher: EventPublisher, limit: int = 10_000) -> int:
+    """Publish unpublished outbox rows, then mark them; returns how many.
+
+    A crash between the publish and the mark republishes them; downstream dedupes by event_id.
+    Used by every processor after its commit and by writers that are not consumers (corrections).
+    """
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT id, topic, key, value FROM outbox WHERE published_at IS NULL"
+            " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            (limit,),
+        ).fetchall()
+        if not rows:
+            return 0
+        for _, topic, key, value in rows:
+            publisher.produce_bytes(topic, bytes(value), bytes(key) if key else None)
+        publisher.flush()
+        conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],)
+        )
+    return len(rows)

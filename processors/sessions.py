@@ -57,7 +57,7 @@ from ledger.money import Money
 from ledger.preauth import DEFAULT_MAX_DURATION, DEFAULT_MAX_POWER_KW, preauthorization_amount
 from ledger.pricing import PricedSession, price_session
 from ledger.tariffs import InvalidTariff, Tariff, UnknownTariff, parse_tariff_json
-from processors.base import PostgresProcessor, Tx
+from processors.base import PostgresProcessor, Tx, relay_outbox
 
 log = logging.getLogger("evledger.sessions")
 
@@ -693,7 +693,7 @@ def reprice(
     with connect(database_url or app.database_url) as conn:
         with conn.transaction():
             correction = _reprice(conn, app, session_id, frozenset(waive), reason, config)
-        store.relay_outbox(conn, app.publisher())
+        relay_outbox(conn, app.publisher())
     return correction
 
 
@@ -857,7 +857,7 @@ def release(
             rows = bill(tx, s, found.version, priced, hold, config, cause_id)
             store.insert_cdrs(conn, [dataclasses.replace(r, reason=reason) for r in rows])
             store.save_sessions(conn, [s])
-        store.relay_outbox(conn, app.publisher())
+        relay_outbox(conn, app.publisher())
     return s.status
 
 
