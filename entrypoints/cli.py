@@ -29,6 +29,9 @@ app.add_typer(schemas_app, name="schemas")
 from entrypoints import cli_sessions  # noqa: E402
 
 cli_sessions.register(app)
+from entrypoints.cli_settlement import register as register_settlement  # noqa: E402
+
+register_settlement(app)
 
 
 def _settings() -> Settings:
