@@ -308,8 +308,13 @@ class ChargingNetworkFlow:
         yield ChargingStateChanged(env(at), session_id, ChargingState.SuspendedEV, at)
         yield SessionStopped(env(at + idle), session_id, at + idle, register, "EVDisconnected")
 
-    def burst(self, sessions: int, start: datetime | None = None) -> Iterator[Any]:
+    def sessions(self, count: int, start: datetime | None = None) -> Iterator[Any]:
+        """``count`` sessions starting three minutes apart."""
         start = start or datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
-        yield from self.tariffs()
-        for i in range(sessions):
+        for i in range(count):
             yield from self.session(start + timedelta(minutes=3 * i))
+
+    def burst(self, sessions: int, start: datetime | None = None) -> Iterator[Any]:
+        """The tariffs, then ``sessions`` sessions."""
+        yield from self.tariffs()
+        yield from self.sessions(sessions, start)
