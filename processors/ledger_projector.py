@@ -20,7 +20,7 @@ from typing import Any
 from connectors import ledger_store as store
 from connectors import postgres
 from connectors.bootstrap import App, bootstrap
-from connectors.kafka import Consumed
+from connectors.kafka import Consumed, EventConsumer
 from connectors.settings import Settings
 from ledger import balances, payments
 from ledger import posting_rules as rules
@@ -153,16 +153,34 @@ def build_ledger_processor(
     database_url: str | None = None,
     batch_size: int = 5000,
     migrate: bool = True,
+    instance_id: str | None = None,
 ) -> PostgresProcessor:
     """A PostgresProcessor running the ledger projector for ``group`` into ``database_url``
     (default: the app's database), migrated first unless ``migrate=False``.
-    Raises InfrastructureError when PostgreSQL is unreachable."""
+
+    ``instance_id`` turns on static group membership (Kafka ``group.instance.id``): an instance
+    restarted under the same id takes its partitions back at once instead of waiting for the
+    broker to expire the dead member. Raises InfrastructureError when PostgreSQL is unreachable.
+    """
     url = database_url or app.database_url
     if migrate:
         postgres.migrate(url)
+    if instance_id is not None:
+        app = _StaticMemberApp(app.settings, app.registry, app.serde, instance_id=instance_id)
     return PostgresProcessor(
         app, LedgerHandler(), group, TOPICS, batch_size=batch_size, database_url=url
     )
+
+
+@dataclass
+class _StaticMemberApp(App):
+    """The app, with consumers that join their group as a static member."""
+
+    instance_id: str = ""
+
+    def consumer(self, group_id: str, **config: Any) -> EventConsumer:
+        config.setdefault("group.instance.id", self.instance_id)
+        return super().consumer(group_id, **config)
 
 
 def drain(processor: PostgresProcessor, max_seconds: float = 900.0) -> BatchStats:
@@ -203,11 +221,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--group", default=GROUP)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--drain", action="store_true", help="stop when caught up")
+    parser.add_argument("--instance-id", default=None, help="static group membership id")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = bootstrap(Settings.from_env())
     processor = build_ledger_processor(
-        app, group=args.group, database_url=args.database_url, batch_size=args.batch_size
+        app,
+        group=args.group,
+        database_url=args.database_url,
+        batch_size=args.batch_size,
+        instance_id=args.instance_id,
     )
     try:
         if args.drain:

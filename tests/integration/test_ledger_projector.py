@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -23,14 +24,22 @@ from tests.integration.conftest import end_offsets
 from tests.ledger_oracle import Book, mixed_stream, read_range, recompute
 
 
-@pytest.fixture
-def book_db(app: App) -> Iterator[str]:
-    """A fresh, migrated database for one test; dropped afterwards."""
+@contextmanager
+def scratch_book(app: App) -> Iterator[str]:
+    """A fresh, migrated database on the stack's server; dropped afterwards."""
     name = f"ledger_test_{uuid.uuid4().hex[:12]}"
     url = ledger_store.create_database(app.database_url, name)
-    postgres.migrate(url)
-    yield url
-    ledger_store.drop_database(app.database_url, name)
+    try:
+        postgres.migrate(url)
+        yield url
+    finally:
+        ledger_store.drop_database(app.database_url, name)
+
+
+@pytest.fixture
+def book_db(app: App) -> Iterator[str]:
+    with scratch_book(app) as url:
+        yield url
 
 
 def start_group(app: App, url: str) -> tuple[str, dict[tuple[str, int], int]]:

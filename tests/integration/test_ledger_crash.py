@@ -1,0 +1,99 @@
+"""kill -9 the ledger projector mid-stream, repeatedly: the book still equals the recomputation.
+
+The projector runs as a real subprocess (``python -m processors.ledger_projector``) over ~20k
+events; it is killed with SIGKILL five times at random points of its progress (between and
+inside batch transactions) and restarted. Offsets are stored with the effects, so each restart
+resumes exactly where the last commit left it: every event is applied exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from connectors.bootstrap import App
+from tests.integration.test_ledger_projector import (
+    assert_projection_matches,
+    publish,
+    scratch_book,
+    start_group,
+    stored_offsets,
+)
+from tests.ledger_oracle import mixed_stream, read_range, recompute
+
+ROOT = Path(__file__).resolve().parents[2]
+KILLS = 5
+
+
+@pytest.fixture
+def book_db(app: App) -> Iterator[str]:
+    with scratch_book(app) as url:
+        yield url
+
+
+def projector(url: str, group: str, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """Start one projector process; its log goes to ``log`` (a pipe nobody reads would fill
+    up with rejection warnings and block it)."""
+    command = [sys.executable, "-m", "processors.ledger_projector", "--database-url", url,
+               "--group", group, "--batch-size", "700", "--instance-id", f"{group}-0",
+               *extra]  # fmt: skip
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def progress(url: str, group: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM processed_events WHERE consumer_group = %s", (group,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_kill_9_repeatedly_then_the_book_matches(app: App, book_db: str, tmp_path: Path) -> None:
+    log = tmp_path / "projector.log"
+    network = f"net-{uuid.uuid4().hex[:8]}"
+    stream = mixed_stream(network, payments_count=5200, seed=99)
+    total = len(stream.phase1)
+    assert total >= 20_000
+    group, starts = start_group(app, book_db)
+    publish(app, stream.phase1)
+
+    rng = random.Random(2026)
+    thresholds = sorted(rng.sample(range(total // 20, total * 9 // 10), KILLS))
+    killed_at: list[int] = []
+    for threshold in thresholds:
+        proc = projector(book_db, group, log)
+        try:
+            while (done := progress(book_db, group)) < threshold:
+                assert proc.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.02)
+            time.sleep(rng.random() * 0.15)  # land anywhere: inside or between transactions
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        killed_at.append(done)
+        assert proc.returncode == -signal.SIGKILL
+    assert len(killed_at) == KILLS and killed_at[-1] < total, f"killed after the end: {killed_at}"
+
+    publish(app, stream.phase2)
+    # The last run drains: it stops once it has read up to the ends it saw when it started.
+    final = projector(book_db, group, log, "--drain")
+    assert final.wait() == 0, log.read_text()[-3000:]
+
+    records = read_range(app, starts, stored_offsets(book_db, group))
+    ours = {e.envelope.event_id for e in [*stream.phase1, *stream.phase2]}
+    assert ours <= {r.event_id for r in records}
+    book = recompute(records)
+    assert_projection_matches(book_db, group, book)
+    for event_id, code in stream.expect_rejected.items():
+        assert book.rejections[event_id] == code
