@@ -32,6 +32,9 @@ cli_sessions.register(app)
 from entrypoints.cli_settlement import register as register_settlement  # noqa: E402
 
 register_settlement(app)
+from entrypoints.cli_ledger import register as register_ledger  # noqa: E402
+
+register_ledger(app)
 
 
 def _settings() -> Settings:

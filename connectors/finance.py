@@ -1,0 +1,343 @@
+"""Finance queries over the ledger projection, shared by the CLI and the HTTP API.
+
+Each function reads one view of ``connectors/migrations/011_finance_views.sql`` (or the journal
+for balances as of a past time) and returns plain rows: amounts in integer minor units with their
+currency, never floats. List queries take ``limit``/``offset`` and a stable order, so pages do
+not overlap. Examples with sample output: docs/finance-queries.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+
+from ledger.errors import LedgerError, ValidationError
+from ledger.money import Money
+
+Conn = psycopg.Connection[Any]
+MAX_LIMIT = 10_000
+
+
+class UnknownPaymentId(LedgerError):
+    """No payment with this id in the projection (never authorized, or not projected yet)."""
+
+    code = "UNKNOWN_PAYMENT_ID"
+
+
+class BalanceView(StrEnum):
+    POSTED = "posted"
+    PENDING = "pending"
+    ALL = "all"
+
+
+class RevenueBy(StrEnum):
+    STATION = "station"
+    DAY = "day"
+    DIMENSION = "dimension"
+
+
+class VatPeriod(StrEnum):
+    MONTH = "month"
+    QUARTER = "quarter"
+    YEAR = "year"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """Base of every result row: ``as_dict`` is JSON-ready (dates as ISO text)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: _json(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceRow(Row):
+    account: str
+    currency: str
+    debit: int
+    credit: int
+    balance: int
+    """Debit positive: negative for revenue and liabilities."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrialBalanceRow(Row):
+    account: str
+    currency: str
+    debit_balance: int
+    credit_balance: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAuthorization(Row):
+    payment_id: str
+    network_id: str
+    provider: str
+    currency: str
+    authorized: int
+    captured: int
+    hold: int
+    station_id: str | None
+    created_at: datetime
+    age_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueRow(Row):
+    key: str
+    """The station, day (ISO date) or dimension."""
+    currency: str
+    revenue: int
+    refunds: int
+    net_revenue: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderFlow(Row):
+    provider: str
+    currency: str
+    captures: int
+    captured: int
+    refunds: int
+    refunded: int
+    voids: int
+    voided: int
+    capture_fees: int
+
+
+@dataclass(frozen=True, slots=True)
+class VatRow(Row):
+    country: str
+    period: date
+    currency: str
+    collected: int
+    reversed: int
+    payable: int
+
+
+@dataclass(frozen=True, slots=True)
+class EntryLine(Row):
+    entry_id: str
+    event_id: str
+    event_type: str
+    kind: str
+    occurred_at: datetime
+    account: str
+    currency: str
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentDetail(Row):
+    payment_id: str
+    network_id: str
+    status: str
+    provider: str
+    currency: str
+    authorized: int
+    captured: int
+    refunded: int
+    hold: int
+    station_id: str | None
+    created_at: datetime
+    last_event_at: datetime
+    state: dict[str, Any]
+    postings: list[EntryLine]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCounts(Row):
+    consumer_group: str
+    applied: int
+    duplicates: int
+    rejected: int
+    updated_at: datetime
+
+    @property
+    def consumed(self) -> int:
+        return self.applied + self.duplicates + self.rejected
+
+
+# -- queries ------------------------------------------------------------------------------------
+def trial_balance(conn: Conn) -> list[TrialBalanceRow]:
+    """Posted accounts with a non-zero balance; per currency the two columns sum equal."""
+    rows = conn.execute(
+        "SELECT account, currency, debit_balance, credit_balance FROM trial_balance"
+        " ORDER BY currency, account"
+    ).fetchall()
+    return [TrialBalanceRow(a, c.strip(), int(d), int(cr)) for a, c, d, cr in rows]
+
+
+def trial_balance_totals(rows: Sequence[TrialBalanceRow]) -> dict[str, tuple[int, int]]:
+    """Per currency: (sum of debit balances, sum of credit balances)."""
+    totals: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        d, c = totals.get(r.currency, (0, 0))
+        totals[r.currency] = (d + r.debit_balance, c + r.credit_balance)
+    return totals
+
+
+def balances(
+    conn: Conn,
+    *,
+    as_of: datetime | None = None,
+    view: BalanceView = BalanceView.ALL,
+    prefix: str | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+) -> list[BalanceRow]:
+    """Account balances now (the aggregated table) or ``as_of`` a business time (recomputed
+    from the postings). ``prefix`` filters account codes (``assets:``). Raises ValidationError
+    for a bad page or a naive ``as_of``."""
+    _page(limit, offset)
+    where, params = ["true"], []
+    if view is BalanceView.POSTED:
+        where.append("account NOT LIKE 'memo:%%'")
+    elif view is BalanceView.PENDING:
+        where.append("account LIKE 'memo:%%'")
+    if prefix:
+        where.append("account LIKE %s")
+        params.append(_like_prefix(prefix))
+    if as_of is None:
+        source, args = "balances", []
+    else:
+        if as_of.tzinfo is None:
+            raise ValidationError("as_of needs a time zone (e.g. 2026-11-20T00:00:00Z)")
+        source, args = "balances_as_of(%s)", [as_of]
+    rows = conn.execute(
+        f"SELECT account, currency, debit, credit, balance FROM {source}"
+        f" WHERE {' AND '.join(where)} ORDER BY account, currency LIMIT %s OFFSET %s",
+        [*args, *params, limit, offset],
+    ).fetchall()
+    return [BalanceRow(a, str(c).strip(), int(d), int(cr), int(b)) for a, c, d, cr, b in rows]
+
+
+def open_authorizations(
+    conn: Conn, *, older_than: timedelta | None = None, limit: int = 1000, offset: int = 0
+) -> list[OpenAuthorization]:
+    """Payments whose hold is still open, oldest first, with their age."""
+    _page(limit, offset)
+    rows = conn.execute(
+        "SELECT payment_id, network_id, provider, currency, authorized, captured, hold,"
+        " station_id, created_at, extract(epoch FROM age)::bigint FROM open_authorizations"
+        " WHERE age >= %s ORDER BY created_at, payment_id LIMIT %s OFFSET %s",
+        (older_than or timedelta(0), limit, offset),
+    ).fetchall()
+    return [
+        OpenAuthorization(p, n, pr, c.strip(), int(a), int(cp), int(h), s, t, int(age))
+        for p, n, pr, c, a, cp, h, s, t, age in rows
+    ]
+
+
+def revenue(
+    conn: Conn,
+    *,
+    by: RevenueBy = RevenueBy.STATION,
+    since: date | None = None,
+    until: date | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+) -> list[RevenueRow]:
+    """Net revenue (recognized on capture less refunds, excluding VAT) by station, UTC day or
+    tariff dimension, for days in [since, until]."""
+    _page(limit, offset)
+    key = {
+        RevenueBy.STATION: "station",
+        RevenueBy.DAY: "day::text",
+        RevenueBy.DIMENSION: "dimension",
+    }[by]
+    rows = conn.execute(
+        f"SELECT {key} AS k, currency, sum(revenue)::bigint, sum(refunds)::bigint,"
+        " sum(net_revenue)::bigint FROM revenue_daily"
+        " WHERE day >= coalesce(%s, '-infinity'::date) AND day <= coalesce(%s, 'infinity'::date)"
+        " GROUP BY k, currency ORDER BY k, currency LIMIT %s OFFSET %s",
+        (since, until, limit, offset),
+    ).fetchall()
+    return [RevenueRow(str(k), c, int(r), int(f), int(n)) for k, c, r, f, n in rows]
+
+
+def provider_flows(conn: Conn) -> list[ProviderFlow]:
+    """Captures, refunds (net of reversals) and voids that released a hold, per provider."""
+    rows = conn.execute(
+        "SELECT provider, currency, captures, captured, refunds, refunded, voids, voided,"
+        " capture_fees FROM provider_flows ORDER BY provider, currency"
+    ).fetchall()
+    return [ProviderFlow(p, c, *(int(x) for x in rest)) for p, c, *rest in rows]
+
+
+def vat(conn: Conn, *, period: VatPeriod = VatPeriod.MONTH) -> list[VatRow]:
+    """VAT collected, reversed and payable per country of supply and period (UTC)."""
+    rows = conn.execute(
+        "SELECT country, date_trunc(%s, period)::date AS p, currency, sum(collected)::bigint,"
+        " sum(reversed)::bigint, sum(payable)::bigint FROM vat_by_country_month"
+        " GROUP BY country, p, currency ORDER BY p, country, currency",
+        (period.value,),
+    ).fetchall()
+    return [VatRow(c, p, cur, int(a), int(b), int(x)) for c, p, cur, a, b, x in rows]
+
+
+def payment(conn: Conn, payment_id: str) -> PaymentDetail:
+    """One payment: its state and every posting booked for it. Raises UnknownPaymentId."""
+    row = conn.execute(
+        "SELECT payment_id, network_id, status, provider, currency, authorized, captured,"
+        " refunded, hold, station_id, created_at, last_event_at, state FROM payments"
+        " WHERE payment_id = %s",
+        (payment_id,),
+    ).fetchone()
+    if row is None:
+        raise UnknownPaymentId(f"no payment {payment_id!r} in the ledger", payment_id=payment_id)
+    lines = conn.execute(
+        "SELECT e.entry_id::text, e.event_id, e.event_type, e.kind, e.occurred_at, p.account,"
+        " p.currency, p.amount_minor FROM journal_entries e JOIN postings p USING (entry_id)"
+        " WHERE e.payment_id = %s ORDER BY e.occurred_at, e.recorded_at, e.entry_id,"
+        " p.amount_minor DESC, p.account",
+        (payment_id,),
+    ).fetchall()
+    p, n, s, pr, c, a, cp, rf, h, st, ca, la, state = row
+    postings = [
+        EntryLine(eid, ev, et, k, at, acc, cur.strip(), int(amt))
+        for eid, ev, et, k, at, acc, cur, amt in lines
+    ]
+    return PaymentDetail(p, n, s, pr, c.strip(), int(a), int(cp), int(rf), int(h), st, ca, la,
+                         state, postings)  # fmt: skip
+
+
+def counts(conn: Conn, group: str | None = None) -> list[GroupCounts]:
+    """applied / duplicates / rejected per consumer group (all groups, or one)."""
+    rows = conn.execute(
+        "SELECT consumer_group, applied, duplicates, rejected, updated_at FROM processing_counts"
+        " WHERE %s::text IS NULL OR consumer_group = %s ORDER BY consumer_group",
+        (group, group),
+    ).fetchall()
+    return [GroupCounts(g, int(a), int(d), int(r), u) for g, a, d, r, u in rows]
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def display(amount_minor: int, currency: str) -> str:
+    """``12.34`` for 1234 EUR: the amount in major units, exact."""
+    return f"{Money(amount_minor, currency).to_decimal():f}"
+
+
+def _page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT or offset < 0:
+        raise ValidationError(f"limit must be 1..{MAX_LIMIT} and offset >= 0")
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,339 @@
+"""Ledger commands of ``evledger``: run the projector, query balances and revenue, serve the API.
+
+``register(app)`` adds them to the main typer app. Queries go through ``connectors.finance``
+(the same functions the HTTP API uses); tables are printed with rich, ``--csv FILE`` writes the
+rows instead (amounts in minor units, with their currency). Errors a person can fix (an unknown
+payment id, an unreachable database) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from connectors import finance
+from connectors.settings import Settings
+from ledger.errors import LedgerError
+
+console = Console()
+ledger_app = typer.Typer(help="The ledger projector: run it, see its counts.", no_args_is_help=True)
+payments_app = typer.Typer(help="Payments as the ledger sees them.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ledger commands to ``app`` (the ``evledger`` command)."""
+    app.add_typer(ledger_app, name="ledger")
+    app.add_typer(payments_app, name="payments")
+    app.command("balances")(balances)
+    app.command("trial-balance")(trial_balance)
+    app.command("revenue")(revenue)
+    app.command("open-authorizations")(open_authorizations)
+    app.command("provider-flows")(provider_flows)
+    app.command("vat")(vat)
+    app.command("api")(api)
+
+
+def database_url(settings: Settings) -> str:
+    """The configured database, or the local stack's (no connection is made)."""
+    from connectors.local.postgres import LocalPostgres
+
+    return settings.database_url or LocalPostgres(settings).url
+
+
+@contextmanager
+def _conn() -> Iterator[finance.Conn]:
+    from connectors import postgres
+
+    with postgres.connect(database_url(Settings.from_env()), autocommit=True) as conn:
+        try:
+            yield conn
+        except psycopg.errors.UndefinedTable as exc:
+            raise LedgerError(
+                f"the ledger tables are missing ({exc.diag.message_primary}); "
+                "run `evledger stack up` or `evledger ledger run` first"
+            ) from exc
+
+
+def _fail(exc: LedgerError) -> typer.Exit:
+    console.print(f"[red]error:[/] {exc}")
+    return typer.Exit(2)
+
+
+# -- queries ------------------------------------------------------------------------------------
+def balances(
+    as_of: datetime = typer.Option(
+        None,
+        "--as-of",
+        help="business time, e.g. 2026-11-20T00:00Z",
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%d"],
+    ),
+    view: finance.BalanceView = typer.Option(
+        finance.BalanceView.ALL, help="posted, pending or all"
+    ),
+    prefix: str = typer.Option(None, help="only accounts starting with this, e.g. assets:"),
+    limit: int = typer.Option(1000, help="rows per page"),
+    offset: int = typer.Option(0, help="rows to skip"),
+    csv_file: Path = typer.Option(None, "--csv", help="write CSV here instead of a table"),
+) -> None:
+    """Account balances now, or as of a business time (recomputed from the journal)."""
+    if as_of is not None and as_of.tzinfo is None:
+        from datetime import UTC
+
+        as_of = as_of.replace(tzinfo=UTC)  # a bare date means midnight UTC
+    try:
+        with _conn() as conn:
+            rows = finance.balances(conn, as_of=as_of, view=view, prefix=prefix, limit=limit,
+                                    offset=offset)  # fmt: skip
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    if _csv(csv_file, rows):
+        return
+    title = f"balances as of {as_of.isoformat()}" if as_of else "balances"
+    table = Table("account", "currency", "debit", "credit", "balance (Dr+)", title=title)
+    for r in rows:
+        table.add_row(r.account, r.currency, *_amounts(r.currency, r.debit, r.credit, r.balance))
+    console.print(table)
+
+
+def trial_balance(
+    csv_file: Path = typer.Option(None, "--csv", help="write CSV here instead of a table"),
+) -> None:
+    """The posted ledger's trial balance; exits 1 if a currency does not balance."""
+    try:
+        with _conn() as conn:
+            rows = finance.trial_balance(conn)
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    totals = finance.trial_balance_totals(rows)
+    balanced = all(d == c for d, c in totals.values())
+    if not _csv(csv_file, rows):
+        table = Table("account", "currency", "debit", "credit", title="trial balance (posted)")
+        for r in rows:
+            cells = _amounts(r.currency, r.debit_balance, r.credit_balance, blank_zero=True)
+            table.add_row(r.account, r.currency, *cells)
+        for currency, (d, c) in sorted(totals.items()):
+            table.add_row("[bold]total", currency, *_amounts(currency, d, c), end_section=False)
+        console.print(table)
+        console.print("[green]balanced[/]" if balanced else "[red]NOT balanced[/]")
+    if not balanced:
+        raise typer.Exit(1)
+
+
+@payments_app.command("show")
+def payments_show(payment_id: str = typer.Argument(..., help="evledger payment id")) -> None:
+    """One payment: totals, status and every posting booked for it."""
+    try:
+        with _conn() as conn:
+            p = finance.payment(conn, payment_id)
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    c = p.currency
+    head = Table.grid(padding=(0, 2))
+    for label, value in [
+        ("payment", p.payment_id), ("network", p.network_id), ("status", p.status),
+        ("provider", p.provider), ("station", p.station_id or ""),
+        ("authorized", f"{c} {finance.display(p.authorized, c)}"),
+        ("captured", f"{c} {finance.display(p.captured, c)}"),
+        ("refunded", f"{c} {finance.display(p.refunded, c)}"),
+        ("open hold", f"{c} {finance.display(p.hold, c)}"),
+        ("authorized at", p.created_at.isoformat()), ("last event", p.last_event_at.isoformat()),
+    ]:  # fmt: skip
+        head.add_row(f"[bold]{label}", value)
+    console.print(head)
+    table = Table("occurred", "event", "entry", "account", "debit", "credit")
+    for line in p.postings:
+        debit = finance.display(line.amount_minor, line.currency) if line.amount_minor > 0 else ""
+        credit = finance.display(-line.amount_minor, line.currency) if line.amount_minor < 0 else ""
+        table.add_row(line.occurred_at.strftime("%Y-%m-%d %H:%M"), line.event_type, line.kind,
+                      line.account, debit, credit)  # fmt: skip
+    console.print(table)
+
+
+def revenue(
+    by: finance.RevenueBy = typer.Option(
+        finance.RevenueBy.STATION, help="station, day or dimension"
+    ),
+    since: datetime = typer.Option(None, formats=["%Y-%m-%d"], help="first UTC day"),
+    until: datetime = typer.Option(None, formats=["%Y-%m-%d"], help="last UTC day"),
+    limit: int = typer.Option(1000, help="rows per page"),
+    offset: int = typer.Option(0, help="rows to skip"),
+    csv_file: Path = typer.Option(None, "--csv", help="write CSV here instead of a table"),
+) -> None:
+    """Net revenue (excl. VAT) recognized on capture, less refunds."""
+    try:
+        with _conn() as conn:
+            rows = finance.revenue(conn, by=by, since=_day(since), until=_day(until), limit=limit,
+                                   offset=offset)  # fmt: skip
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    if _csv(csv_file, rows):
+        return
+    table = Table(by.value, "currency", "revenue", "refunds", "net revenue", title="revenue")
+    for r in rows:
+        table.add_row(r.key, r.currency, *_amounts(r.currency, r.revenue, r.refunds, r.net_revenue))
+    console.print(table)
+
+
+def open_authorizations(
+    older_than_hours: float = typer.Option(0, help="only holds at least this old"),
+    limit: int = typer.Option(1000, help="rows per page"),
+    offset: int = typer.Option(0, help="rows to skip"),
+    csv_file: Path = typer.Option(None, "--csv", help="write CSV here instead of a table"),
+) -> None:
+    """Payments whose authorization hold is still open, oldest first."""
+    from datetime import timedelta
+
+    try:
+        with _conn() as conn:
+            rows = finance.open_authorizations(
+                conn, older_than=timedelta(hours=older_than_hours), limit=limit, offset=offset
+            )
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    if _csv(csv_file, rows):
+        return
+    table = Table("payment", "provider", "station", "currency", "hold", "age", title="open holds")
+    for r in rows:
+        age = f"{r.age_seconds // 86400}d {r.age_seconds % 86400 // 3600}h"
+        table.add_row(r.payment_id, r.provider, r.station_id or "", r.currency,
+                      finance.display(r.hold, r.currency), age)  # fmt: skip
+    console.print(table)
+
+
+def provider_flows(
+    csv_file: Path = typer.Option(None, "--csv", help="write CSV here instead of a table"),
+) -> None:
+    """Captures, refunds and voids per provider."""
+    try:
+        with _conn() as conn:
+            rows = finance.provider_flows(conn)
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    if _csv(csv_file, rows):
+        return
+    table = Table("provider", "currency", "captures", "captured", "refunds", "refunded", "voids",
+                  "voided", "capture fees")  # fmt: skip
+    for r in rows:
+        c = r.currency
+        table.add_row(r.provider, c, str(r.captures), finance.display(r.captured, c),
+                      str(r.refunds), finance.display(r.refunded, c), str(r.voids),
+                      finance.display(r.voided, c), finance.display(r.capture_fees, c))  # fmt: skip
+    console.print(table)
+
+
+def vat(
+    period: finance.VatPeriod = typer.Option(finance.VatPeriod.MONTH, help="month, quarter, year"),
+    csv_file: Path = typer.Option(None, "--csv", help="write CSV here instead of a table"),
+) -> None:
+    """VAT collected, reversed by refunds and payable, per country of supply and period."""
+    try:
+        with _conn() as conn:
+            rows = finance.vat(conn, period=period)
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    if _csv(csv_file, rows):
+        return
+    table = Table("period", "country", "currency", "collected", "reversed", "payable")
+    for r in rows:
+        table.add_row(r.period.isoformat(), r.country, r.currency,
+                      *_amounts(r.currency, r.collected, r.reversed, r.payable))  # fmt: skip
+    console.print(table)
+
+
+# -- the projector ------------------------------------------------------------------------------
+@ledger_app.command("run")
+def ledger_run(
+    drain: bool = typer.Option(False, help="stop when caught up instead of running forever"),
+    instances: int = typer.Option(1, min=1, help="processes to run in the group"),
+    batch_size: int = typer.Option(5000, help="records per transaction"),
+    group: str = typer.Option("evledger-ledger", help="consumer group"),
+    database_url_opt: str = typer.Option(None, "--database-url", help="default: the stack's"),
+) -> None:
+    """Run the ledger projector (several instances share the partitions of the group)."""
+    args = ["--group", group, "--batch-size", str(batch_size)]
+    if database_url_opt:
+        args += ["--database-url", database_url_opt]
+    if drain:
+        args.append("--drain")
+    if instances == 1:
+        from processors.ledger_projector import main as run_one
+
+        run_one([*args, "--instance-id", f"{group}-0"])
+        return
+    command = [sys.executable, "-m", "processors.ledger_projector", *args]
+    procs = [
+        subprocess.Popen([*command, "--instance-id", f"{group}-{i}"]) for i in range(instances)
+    ]
+    console.print(f"started {instances} projector instances: pids {[p.pid for p in procs]}")
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        codes = [p.wait() for p in procs]
+    if any(codes):
+        raise typer.Exit(1)
+
+
+@ledger_app.command("counts")
+def ledger_counts(
+    group: str = typer.Option(None, help="one consumer group (default: all)"),
+) -> None:
+    """applied + duplicates + rejected = consumed, per consumer group."""
+    try:
+        with _conn() as conn:
+            rows = finance.counts(conn, group)
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    table = Table("group", "applied", "duplicates", "rejected", "consumed", "updated")
+    for r in rows:
+        table.add_row(r.consumer_group, str(r.applied), str(r.duplicates), str(r.rejected),
+                      str(r.consumed), r.updated_at.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
+    console.print(table)
+
+
+def api(
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="port"),
+) -> None:
+    """Serve the read-only finance API (OpenAPI at /openapi.json)."""
+    import uvicorn
+
+    from entrypoints.api import create_app
+
+    uvicorn.run(create_app(Settings.from_env()), host=host, port=port)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _amounts(currency: str, *amounts: int, blank_zero: bool = False) -> list[str]:
+    return ["" if blank_zero and a == 0 else finance.display(a, currency) for a in amounts]
+
+
+def _day(value: datetime | None) -> date | None:
+    return value.date() if value is not None else None
+
+
+def _csv(path: Path | None, rows: Sequence[finance.Row]) -> bool:
+    """Write ``rows`` to ``path`` as CSV; False (nothing written) without a path."""
+    if path is None:
+        return False
+    dicts: list[dict[str, Any]] = [r.as_dict() for r in rows]
+    with open(path, "w", newline="") as out:
+        if dicts:
+            writer = csv.DictWriter(out, fieldnames=list(dicts[0]))
+            writer.writeheader()
+            writer.writerows(dicts)
+    console.print(f"wrote {len(dicts)} rows to {path}")
+    return True
