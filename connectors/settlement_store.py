@@ -217,13 +217,23 @@ class AttemptStore:
         ).fetchone()
         return (str(row[0]), str(row[1])) if row else None
 
+    def authorization_status(self, payment_id: str) -> AttemptStatus | None:
+        """Status of the latest authorize attempt for ``payment_id``, if there was one."""
+        row = self.conn.execute(
+            "SELECT status FROM provider_attempts WHERE payment_id = %s AND action = 'authorize'"
+            " ORDER BY updated_at DESC LIMIT 1",
+            (payment_id,),
+        ).fetchone()
+        return AttemptStatus(row[0]) if row else None
+
     def unresolved(self, pending_for: timedelta, limit: int = 100) -> list[Attempt]:
-        """In-doubt rows, and pending rows untouched for ``pending_for`` (their process died
-        mid-call and no redelivery picked them up)."""
+        """In-doubt rows; pending rows untouched for ``pending_for`` (their process died mid-call
+        and no redelivery picked them up); final rows that old whose events never reached the
+        outbox (the same: a redelivery would have emitted them)."""
         with self.conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(
                 f"SELECT {_COLUMNS} FROM provider_attempts WHERE status = 'in_doubt'"
-                " OR (status = 'pending' AND updated_at < now() - %s)"
+                " OR (updated_at < now() - %s AND (status = 'pending' OR emitted_at IS NULL))"
                 " ORDER BY updated_at LIMIT %s",
                 (pending_for, limit),
             ).fetchall()

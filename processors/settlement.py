@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from connectors.bootstrap import App
 from connectors.kafka import Consumed
-from connectors.provider_registry import ProviderRegistry
+from connectors.provider_registry import ProviderRegistry, UnknownProvider
 from connectors.providers.base import (
     Action,
     AuthorizeCall,
@@ -209,12 +209,11 @@ class SettlementHandler:
             return self.store.begin(key, provider=decision["provider"], routing=decision, **common)  # type: ignore[arg-type]
         holding = self.store.holding(command.payment_id)
         if holding is None:
-            waiting = [
-                a
-                for a in self.store.list(AttemptStatus.IN_DOUBT, limit=1000)
-                if a.payment_id == command.payment_id
-            ]
-            code = "AUTHORIZATION_IN_DOUBT" if waiting else "UNKNOWN_AUTHORIZATION"
+            status = self.store.authorization_status(command.payment_id)
+            code = {
+                None: "UNKNOWN_AUTHORIZATION",
+                AttemptStatus.FAILED: "AUTHORIZATION_FAILED",
+            }.get(status, "AUTHORIZATION_IN_DOUBT")
             raise CommandRefused(
                 code, "no authorization by this connector to act on", payment_id=command.payment_id
             )
@@ -238,10 +237,15 @@ class SettlementHandler:
 
     def _carry_out(self, command: Command, attempt: Attempt, *, resumed: bool) -> None:
         key = attempt.idempotency_key
+        try:
+            provider = self.providers.get(attempt.provider)
+        except UnknownProvider as exc:  # configuration changed under a journal row
+            status = AttemptStatus.IN_DOUBT if resumed else AttemptStatus.FAILED
+            self.store.finish(key, status, reason_code=exc.code, detail=str(exc))
+            return
         if isinstance(command, AuthorizeRequested):
             self._authorize(command, attempt, resumed=resumed)
             return
-        provider = self.providers.get(attempt.provider)
         reference = attempt.provider_reference or ""
         try:
             if attempt.action is Action.CAPTURE:
@@ -617,26 +621,36 @@ class SettlementConnector:
         key; emit the outcome of those that became definite. Returns events relayed."""
         resolved = 0
         for attempt in self.store.unresolved(self.config.pending_for):
-            command = restore_command(attempt.request)
-            self.handler._carry_out(command, attempt, resumed=True)
-            done = self.store.get(attempt.idempotency_key)
-            if done is None or not done.status.final:
-                continue
-            tx = Tx(
-                self.processor.conn,
-                self.processor.publisher.serde.encode,
-                self.processor.group,
-                self.processor.app.settings.network_id,
-            )
-            with self.processor.conn.transaction():
-                events, refusal = outcome_events(command, done)
-                for event in events:
-                    tx.emit(event)
-                mark_emitted(self.processor.conn, done.idempotency_key)
-            if refusal is not None:
-                log.warning("resolved %s as refused: %s", done.idempotency_key, refusal)
-            resolved += 1
+            if self.handler.breakers.breaker(attempt.provider).state is BreakerState.OPEN:
+                continue  # the provider is down: ask after its cool-down
+            try:
+                resolved += self._resolve_one(attempt)
+            except Exception:  # one bad row must not stop the connector; it stays unresolved
+                log.exception("resolving %s failed", attempt.idempotency_key)
         return self.processor.relay() if resolved else 0
+
+    def _resolve_one(self, attempt: Attempt) -> int:
+        command = restore_command(attempt.request)
+        if not attempt.status.final:
+            self.handler._carry_out(command, attempt, resumed=True)
+        done = self.store.get(attempt.idempotency_key)
+        if done is None or not done.status.final:
+            return 0
+        processor = self.processor
+        tx = Tx(
+            processor.conn,
+            processor.publisher.serde.encode,
+            processor.group,
+            processor.app.settings.network_id,
+        )
+        events, refusal = outcome_events(command, done)
+        with processor.conn.transaction():
+            for event in events:
+                tx.emit(event)
+            mark_emitted(processor.conn, done.idempotency_key)
+        if refusal is not None:
+            log.warning("%s resolved as refused: %s %s", done.idempotency_key, *refusal)
+        return 1
 
     def drain(self, idle_seconds: float = 3.0, max_seconds: float = 600.0) -> BatchStats:
         """Process until nothing new arrives for ``idle_seconds`` (demo, tests)."""

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from connectors import postgres
 from connectors.bootstrap import App
-from connectors.provider_registry import ProviderRegistry, shared_sandbox
+from connectors.provider_registry import shared_sandbox
 from entrypoints.cli import app as cli
 from tests.integration.test_settlement_processor import (
     authorize,
@@ -25,6 +25,7 @@ from tests.integration.test_settlement_processor import (
     new_group,
     publish,
     refund,
+    registry_of,
 )
 
 
@@ -62,7 +63,7 @@ def test_report_with_every_kind_of_mismatch_then_a_clean_api_run(
         authorize(b), capture(b, 2000),
         authorize(c), capture(c, 1500),
     ])  # fmt: skip
-    instance = connector(app, database, group, ProviderRegistry.of(sandbox))
+    instance = connector(app, database, group, registry_of(sandbox))
     instance.drain(idle_seconds=2)
     instance.close()
 

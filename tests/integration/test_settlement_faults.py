@@ -26,6 +26,7 @@ from ledger.routing import BreakerConfig, RoutingRule
 from processors.settlement import outcome_event_id
 from tests.integration.conftest import end_offsets
 from tests.integration.test_settlement_processor import (
+    NETWORK,
     authorize,
     capture,
     connector,
@@ -34,6 +35,7 @@ from tests.integration.test_settlement_processor import (
     new_group,
     outcomes,
     publish,
+    registry_of,
 )
 
 EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
@@ -64,10 +66,10 @@ def run_capture_flow(
     group = new_group(app, database)  # before publishing: it starts at today's end
     starts = end_offsets(app, ["payments.events"])
     publish(app, [authorize(payment_id), capture_cmd])
-    instance = connector(app, database, group, registry or ProviderRegistry.of(sandbox))
+    instance = connector(app, database, group, registry or registry_of(sandbox))
     instance.drain(idle_seconds=2)
     instance.close()
-    return payment_id, capture_cmd, outcomes(app, starts, {payment_id}, expected=3)
+    return payment_id, capture_cmd, outcomes(app, database, starts, {payment_id}, expected=3)
 
 
 def only_capture(events: list[Any], capture_cmd: Any) -> PaymentCaptured:
@@ -134,7 +136,12 @@ def test_crash_between_call_and_commit_then_restart(app: App, database: str) -> 
     starts = end_offsets(app, ["payments.events"])
     publish(app, [authorize(payment_id), capture_cmd])
 
-    doomed = connector(app, database, group, ProviderRegistry({"sandbox": crashing}))
+    doomed = connector(
+        app,
+        database,
+        group,
+        ProviderRegistry({"sandbox": crashing}, (RoutingRule(("sandbox",), network_id=NETWORK),)),
+    )
     with pytest.raises(SimulatedCrash):
         doomed.drain(idle_seconds=5)
     doomed.close()
@@ -151,10 +158,10 @@ def test_crash_between_call_and_commit_then_restart(app: App, database: str) -> 
 
     # A new instance, same group and database: the journal row says the call may have
     # happened, so the same key is sent again and the sandbox answers with the first capture.
-    successor = connector(app, database, group, ProviderRegistry.of(sandbox))
+    successor = connector(app, database, group, registry_of(sandbox))
     successor.drain(idle_seconds=2)
     successor.close()
-    events = outcomes(app, starts, {payment_id}, expected=3)
+    events = outcomes(app, database, starts, {payment_id}, expected=3)
     captured = only_capture(events, capture_cmd)
     assert charges(sandbox, hold_reference(events)) == [captured.provider_reference]
 
@@ -171,11 +178,11 @@ def test_crash_after_publish_before_marking_relays_the_same_event_id(
         conn.execute("UPDATE outbox SET published_at = NULL WHERE event_id = %s", (captured_id,))
     starts = end_offsets(app, ["payments.events"])
     group = new_group(app, database)
-    again = connector(app, database, group, ProviderRegistry.of(sandbox))
+    again = connector(app, database, group, registry_of(sandbox))
     again.drain(idle_seconds=1.5)
     again.close()
 
-    republished = outcomes(app, starts, {payment_id}, expected=1)
+    republished = outcomes(app, database, starts, {payment_id}, expected=1)
     assert {e.envelope.event_id for e in republished} == {captured_id}
     assert len(charges(sandbox, hold_reference(events))) == 1
 
@@ -188,7 +195,8 @@ def test_in_doubt_is_applied_without_outcome_then_resolved(app: App, database: s
     group = new_group(app, database)
     starts = end_offsets(app, ["payments.events"])
     publish(app, [authorize(payment_id), capture_cmd])
-    instance = connector(app, database, group, ProviderRegistry.of(sandbox))
+    now = [0.0]
+    instance = connector(app, database, group, registry_of(sandbox), clock=lambda: now[0])
     stats = instance.drain(idle_seconds=2)
     assert stats.consumed >= 2  # applied (offset stored), not stuck
     with postgres.connect(database) as conn:
@@ -197,22 +205,21 @@ def test_in_doubt_is_applied_without_outcome_then_resolved(app: App, database: s
             (capture_cmd.envelope.event_id,),
         ).fetchone()
     assert row == ("in_doubt", "PROVIDER_TIMEOUT")
-    before = outcomes(app, starts, {payment_id}, expected=3)
+    before = outcomes(app, database, starts, {payment_id}, expected=2)
     assert not [e for e in before if isinstance(e, PaymentCaptured)]
 
     sandbox.clear_faults()
+    now[0] += 60.0  # past any breaker cool-down the timeouts may have caused
     assert instance.resolve() >= 1
     instance.close()
-    events = outcomes(app, starts, {payment_id}, expected=3)
+    events = outcomes(app, database, starts, {payment_id}, expected=3)
     captured = only_capture(events, capture_cmd)
     assert charges(sandbox, hold_reference(events)) == [captured.provider_reference]
 
 
 def test_outage_opens_the_breaker_fails_over_and_traffic_returns(app: App, database: str) -> None:
     primary, secondary = SandboxProvider("sandbox"), SandboxProvider("sandbox-b")
-    registry = ProviderRegistry.of(
-        primary, secondary, rules=[RoutingRule(providers=("sandbox", "sandbox-b"))]
-    )
+    registry = registry_of(primary, secondary)
     now = [0.0]
     breaker = BreakerConfig(consecutive_failures=2, cool_down=30.0)
     instance = connector(
@@ -230,7 +237,7 @@ def test_outage_opens_the_breaker_fails_over_and_traffic_returns(app: App, datab
     instance.drain(idle_seconds=2)
     instance.close()
 
-    events = outcomes(app, starts, {p1, p2, p3, p4}, expected=10)
+    events = outcomes(app, database, starts, {p1, p2, p3, p4}, expected=10)
     held_by = {e.payment_id: e.provider for e in events if isinstance(e, PaymentAuthorized)}
     assert held_by == {p1: "sandbox-b", p2: "sandbox-b", p3: "sandbox", p4: "sandbox"}
     routed = {}

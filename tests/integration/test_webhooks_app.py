@@ -82,10 +82,10 @@ def braintree_sample(disbursement_id: str) -> dict[str, str]:
 
 def payouts(app: App, starts: dict[tuple[str, int], int], ids: set[str]) -> list[PayoutPaid]:
     found = collect(
-        app, "provider.events", starts, lambda e: getattr(e, "payout_id", None) in ids, 10,
+        app, "provider.events", starts, lambda r: getattr(r.event, "payout_id", None) in ids, 10,
         timeout=6,
     )  # fmt: skip
-    return [e for e in found if isinstance(e, PayoutPaid)]
+    return [r.event for r in found if isinstance(r.event, PayoutPaid)]
 
 
 def test_signatures_replays_and_publishing(app: App, database: str) -> None:
