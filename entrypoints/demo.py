@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -43,7 +44,23 @@ def fresh_database(server_url: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(server_url, dbname=name)
 
 
-def run_demo(app: App, sessions: int, console: Console) -> None:
+@dataclass(frozen=True)
+class DemoRun:
+    """Where a demo run left its projections and where its processors started reading."""
+
+    database_url: str
+    start_offsets: dict[tuple[str, int], int]
+    published: int
+
+
+def run_demo(
+    app: App,
+    sessions: int,
+    console: Console,
+    *,
+    seed: int | None = None,
+    network_id: str | None = None,
+) -> DemoRun:
     # Each rejection is also logged by the processors; the demo shows them as tables instead.
     logging.getLogger().setLevel(logging.ERROR)
     console.rule("[bold]1. a fresh demo database, processors starting at the end of the log")
@@ -67,7 +84,9 @@ def run_demo(app: App, sessions: int, console: Console) -> None:
     console.print(f"database {url}")
 
     console.rule("[bold]2. upstream publishes a simulated charging network")
-    flow = ChargingNetworkFlow(app.settings.network_id, seed=int(time.time()))
+    flow = ChargingNetworkFlow(
+        network_id or app.settings.network_id, seed=int(time.time()) if seed is None else seed
+    )
     publisher = app.publisher()
     started = time.perf_counter()
     # Tariffs come first, as in a real network: a session's tariff is known before it starts.
@@ -111,6 +130,7 @@ def run_demo(app: App, sessions: int, console: Console) -> None:
         processor.close()
 
     _summaries(url, console)
+    return DemoRun(url, ends, published + 2)
 
 
 def _rows(url: str, query: str) -> list[tuple[Any, ...]]:

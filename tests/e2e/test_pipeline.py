@@ -1,0 +1,106 @@
+"""The whole flow: upstream events -> sessions -> settlement (sandbox) -> ledger, checked by
+invariants that tie the processors together."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+from rich.console import Console
+
+from connectors import postgres
+from connectors.bootstrap import App
+from entrypoints.demo import run_demo
+
+
+def test_simulated_network_is_priced_settled_and_booked_consistently(app: App) -> None:
+    network = f"e2e-{uuid.uuid4().hex[:8]}"
+    run = run_demo(app, 60, Console(file=io.StringIO(), width=120), seed=1234, network_id=network)
+    ours = f"SELECT payment_id FROM charging_sessions WHERE network_id = '{network}'"
+    with postgres.connect(run.database_url) as conn:
+
+        def one(query: str) -> tuple:  # type: ignore[type-arg]
+            row = conn.execute(query.encode()).fetchone()
+            assert row is not None
+            return row
+
+        # Every consumed record is applied, a duplicate or rejected: the counts cover the offsets.
+        for group, consumed_query in (
+            ("evledger-sessions", "'sessions.events','tariffs.events','payments.events'"),
+            ("evledger-settlement", "'settlement.commands'"),
+            ("evledger-ledger", "'payments.events','billing.events','provider.events'"),
+        ):
+            applied, duplicates, rejected = one(
+                "SELECT applied, duplicates, rejected FROM processing_counts"
+                f" WHERE consumer_group = '{group}'"
+            )
+            rows = conn.execute(
+                "SELECT topic, partition, next_offset FROM consumer_offsets"
+                f" WHERE consumer_group = '{group}' AND topic IN ({consumed_query})".encode()
+            ).fetchall()
+            consumed = sum(o - run.start_offsets[(t, p)] for t, p, o in rows)
+            assert applied + duplicates + rejected == consumed, group
+
+        # Every session ended billed or voided; no session is left open or held.
+        statuses = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM charging_sessions WHERE network_id = %s"
+                " GROUP BY status",
+                (network,),
+            ).fetchall()
+        )
+        assert sum(statuses.values()) == 60
+        assert set(statuses) <= {"billed", "voided"}, statuses
+
+        # The books balance per currency, posted and memo alike.
+        assert one(
+            "SELECT count(*) FROM (SELECT currency, is_memo FROM balances"
+            " GROUP BY 1, 2 HAVING sum(balance) <> 0) AS off"
+        ) == (0,)
+
+        # Money trail for this run's payments: what the journal put in provider clearing (plus
+        # the fees paid from it) equals captured minus refunded; captures never exceed the hold.
+        clearing, fees = one(
+            "SELECT coalesce(sum(p.amount_minor) FILTER"
+            " (WHERE p.account LIKE 'assets:provider_clearing:%'), 0),"
+            " coalesce(sum(p.amount_minor) FILTER"
+            " (WHERE p.account LIKE 'expenses:provider_fees:%'), 0)"
+            " FROM postings p JOIN journal_entries e USING (entry_id)"
+            f" WHERE e.payment_id IN ({ours})"
+        )
+        (net,) = one(
+            f"SELECT coalesce(sum(captured - refunded), 0) FROM payments"
+            f" WHERE payment_id IN ({ours})"
+        )
+        assert clearing + fees == net and net > 0
+        assert one("SELECT count(*) FROM payments WHERE captured > authorized") == (0,)
+
+        # What the sessions processor asked to capture is what the sandbox captured and booked.
+        (requested,) = one(
+            "SELECT coalesce(sum(captured_minor), 0) FROM charging_sessions"
+            f" WHERE status = 'billed' AND network_id = '{network}'"
+        )
+        (booked,) = one(
+            f"SELECT coalesce(sum(captured), 0) FROM payments WHERE payment_id IN ({ours})"
+        )
+        (declined,) = one(
+            "SELECT count(*) FROM provider_attempts WHERE action = 'authorize'"
+            f" AND status = 'failed' AND payment_id IN ({ours})"
+        )
+        if declined == 0:
+            assert booked == requested
+        else:  # a declined card leaves its session's capture refused, with a reason
+            assert booked < requested
+            (refused,) = one(
+                "SELECT count(*) FROM rejections WHERE consumer_group = 'evledger-settlement'"
+            )
+            assert refused >= declined
+
+        # The two malformed records were rejected with their reasons, not lost.
+        reasons = {
+            r
+            for (r,) in conn.execute(
+                "SELECT reason_code FROM rejections WHERE consumer_group = 'evledger-sessions'"
+            )
+        }
+        assert {"UNDECODABLE", "UNKNOWN_SCHEMA_ID"} <= reasons
