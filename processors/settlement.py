@@ -42,7 +42,7 @@ from connectors.providers.base import (
     VoidCall,
     idempotency_key,
 )
-from connectors.providers.errors import InvalidPaymentState, PaymentDeclined, ProviderError
+from connectors.providers.errors import PaymentDeclined, ProviderError
 from connectors.settlement_store import (
     COMMAND_TYPES,
     Attempt,
@@ -295,16 +295,15 @@ class SettlementHandler:
         *,
         resumed: bool,
     ) -> None:
-        """A capture/void/refund ran out of tries. Definite refusals fail it; if any try (or a
-        call before a crash) may have been applied, ask the provider's status instead."""
+        """A capture/void/refund ran out of tries. A definite refusal fails it. If any try may
+        have been applied, or a call before a crash may have been (``resumed``), the provider's
+        status decides; without a definite answer the attempt is in doubt."""
         key, error = attempt.idempotency_key, failed.error
-        stale_key = resumed and isinstance(error, InvalidPaymentState)  # e.g. a key past 24 h
-        if not (failed.doubt or stale_key):
+        if not (failed.doubt or (resumed and not error.declined)):
             self.store.finish(
                 key, AttemptStatus.FAILED, reason_code=error.code, detail=error.message
             )
             return
-        amount = _amount(command)
         try:
             status = provider.fetch_status(attempt.provider_reference or "")
         except ProviderError as exc:
@@ -315,12 +314,19 @@ class SettlementHandler:
                 detail=f"{error.message}; status query failed: {exc.message}",
             )
             return
+        captured = status.state in (PaymentState.CAPTURED, PaymentState.PARTIALLY_CAPTURED)
         done = {
-            Action.CAPTURE: status.captured.amount_minor >= amount.amount_minor
-            and status.state in (PaymentState.CAPTURED, PaymentState.PARTIALLY_CAPTURED),
+            Action.CAPTURE: captured
+            and status.captured.amount_minor >= _amount(command).amount_minor,
             Action.VOID: status.state is PaymentState.VOIDED,
             Action.REFUND: False,  # a status total cannot tell which refund it holds
         }[attempt.action]
+        # A refusal in the last try (a stale key: Stripe keeps keys 24 h) or a captured payment
+        # for a void is definite: the call did not and will not take effect.
+        refused = (not failed.doubt and not error.retriable) or (
+            attempt.action is Action.VOID and captured
+        )
+        detail = f"{error.message}; provider status {status.state.value}"
         if done:
             result = {
                 "resolved_by": "fetch_status",
@@ -329,20 +335,10 @@ class SettlementHandler:
                 "provider_reference": status.provider_reference,
             }
             self.store.finish(key, AttemptStatus.SUCCEEDED, result=result)
-        elif stale_key:
-            self.store.finish(
-                key,
-                AttemptStatus.FAILED,
-                reason_code=error.code,
-                detail=f"{error.message}; provider status {status.state.value}",
-            )
+        elif refused:
+            self.store.finish(key, AttemptStatus.FAILED, reason_code=error.code, detail=detail)
         else:
-            self.store.finish(
-                key,
-                AttemptStatus.IN_DOUBT,
-                reason_code=error.code,
-                detail=f"{error.message}; provider status {status.state.value}",
-            )
+            self.store.finish(key, AttemptStatus.IN_DOUBT, reason_code=error.code, detail=detail)
 
     def _authorize(self, command: AuthorizeRequested, attempt: Attempt, *, resumed: bool) -> None:
         key = attempt.idempotency_key

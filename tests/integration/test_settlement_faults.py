@@ -127,7 +127,10 @@ class CrashAfterCapture:
         raise SimulatedCrash("killed between the provider call and the commit")
 
 
-def test_crash_between_call_and_commit_then_restart(app: App, database: str) -> None:
+@pytest.mark.parametrize("down_on_restart", [False, True], ids=["provider-up", "provider-down"])
+def test_crash_between_call_and_commit_then_restart(
+    app: App, database: str, down_on_restart: bool
+) -> None:
     sandbox = SandboxProvider("sandbox")
     crashing: PaymentProvider = CrashAfterCapture(sandbox)  # type: ignore[assignment]
     payment_id = f"P-{uuid.uuid4()}"
@@ -158,8 +161,26 @@ def test_crash_between_call_and_commit_then_restart(app: App, database: str) -> 
 
     # A new instance, same group and database: the journal row says the call may have
     # happened, so the same key is sent again and the sandbox answers with the first capture.
-    successor = connector(app, database, group, registry_of(sandbox))
-    successor.drain(idle_seconds=2)
+    now = [0.0]
+    successor = connector(app, database, group, registry_of(sandbox), clock=lambda: now[0])
+    if down_on_restart:
+        # The provider is down when the instance resumes: a definite "unavailable" for the new
+        # try says nothing about the call before the crash, so no CaptureFailed: in doubt.
+        sandbox.inject(Fault.OUTAGE, "*", times=None)
+        successor.drain(idle_seconds=2)
+        with postgres.connect(database) as conn:
+            row = conn.execute(
+                "SELECT status FROM provider_attempts WHERE command_event_id = %s",
+                (capture_cmd.envelope.event_id,),
+            ).fetchone()
+        assert row == ("in_doubt",)
+        assert not [e for e in outcomes(app, database, starts, {payment_id}, expected=2)
+                    if type(e).__name__ in ("PaymentCaptured", "CaptureFailed")]  # fmt: skip
+        sandbox.clear_faults()
+        now[0] += 60.0  # past the breaker's cool-down
+        assert successor.resolve() == 1
+    else:
+        successor.drain(idle_seconds=2)
     successor.close()
     events = outcomes(app, database, starts, {payment_id}, expected=3)
     captured = only_capture(events, capture_cmd)
