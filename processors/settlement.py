@@ -604,7 +604,16 @@ class SettlementConnector:
         )
         self._last_resolve = 0.0
 
+    @property
+    def group(self) -> str:
+        return self.processor.group
+
+    @property
+    def topics(self) -> list[str]:
+        return self.processor.topics
+
     def step(self, timeout: float = 0.5) -> BatchStats:
+        """One batch (see ``PostgresProcessor.step``), then a resolver pass when one is due."""
         stats = self.processor.step(timeout)
         now = time.monotonic()
         if now - self._last_resolve >= self.config.resolve_every:

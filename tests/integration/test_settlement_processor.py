@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,7 +21,13 @@ from psycopg.conninfo import make_conninfo
 from connectors import postgres
 from connectors.bootstrap import App
 from connectors.kafka import Consumed
-from connectors.provider_registry import ProviderRegistry
+from connectors.provider_registry import (
+    ProviderConfigError,
+    ProviderRegistry,
+    UnknownProvider,
+    load_providers,
+    shared_sandbox,
+)
 from connectors.providers.base import PaymentState
 from connectors.providers.sandbox import SandboxProvider
 from ledger.dimensions import Dimension
@@ -269,3 +276,35 @@ def test_authorize_capture_refund_void_and_decline(app: App, database: str) -> N
         "charge",
         "refund",
     ]
+
+
+def test_provider_registry_from_file_and_environment(tmp_path: Path) -> None:
+    config = tmp_path / "providers.toml"
+    config.write_text(
+        '[providers.stripe]\nkind = "stripe"\napi_key_env = "MY_STRIPE_KEY"\n'
+        'api_base = "http://127.0.0.1:1"\n'
+        '[providers.sandbox-b]\nkind = "sandbox"\n'
+        '[[routing]]\nnetwork_id = "net-1"\ncurrencies = ["EUR"]\n'
+        'providers = ["stripe", "sandbox"]\n'
+        '[webhooks]\nstripe_secrets = ["whsec_file"]\n'
+    )
+    environ = {
+        "MY_STRIPE_KEY": "sk_test_x",
+        "STRIPE_WEBHOOK_SECRET": "whsec_a,whsec_b",
+        "BRAINTREE_MERCHANT_ID": "m",
+        "BRAINTREE_PUBLIC_KEY": "pub",
+        "BRAINTREE_PRIVATE_KEY": "priv",
+        "BRAINTREE_ENVIRONMENT": "http://127.0.0.1:9",
+    }
+    registry = load_providers(config, environ)
+    assert sorted(registry.providers) == ["braintree", "sandbox", "sandbox-b", "stripe"]
+    assert registry.get("sandbox") is shared_sandbox("sandbox")
+    assert registry.rules[0].providers == ("stripe", "sandbox")
+    assert registry.stripe_webhook_secrets == ("whsec_file", "whsec_a", "whsec_b")
+    assert [k.public_key for k in registry.braintree_webhook_keys] == ["pub"]
+    with pytest.raises(UnknownProvider):
+        registry.get("adyen")
+    with pytest.raises(ProviderConfigError):
+        load_providers(config, {})  # stripe's key variable is missing
+    with pytest.raises(ProviderConfigError):
+        ProviderRegistry.of(shared_sandbox(), rules=[RoutingRule(providers=("stripe",))])
