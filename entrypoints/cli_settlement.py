@@ -212,29 +212,27 @@ def reconcile_exceptions(provider: str | None = typer.Option(None, "--provider")
 def _print_exceptions(provider: str | None) -> None:
     with postgres.connect(_database_url()) as conn:
         rows = open_exceptions(conn, provider)
-    table = Table(
+    table = Table(title="open reconciliation exceptions")
+    for name in (
         "id",
-        "run",
         "provider",
         "category",
         "type",
         "reference",
         "payment",
-        "field",
-        "provider amount",
-        "ledger amount",
-        title="open reconciliation exceptions",
-    )
+        "provider",
+        "ledger",
+    ):
+        table.add_column(name, no_wrap=name == "reference")
     for r in rows:
+        category = f"{r.category} ({r.field})" if r.field else r.category
         table.add_row(
             str(r.id),
-            str(r.run_id),
             r.provider,
-            r.category,
+            category,
             r.line_type,
             r.provider_reference,
             r.payment_id or "",
-            r.field or "",
             r.provider_amount or "",
             r.ledger_amount or "",
         )
