@@ -1,0 +1,312 @@
+"""Ledger suite: projector throughput and publish→visible latency, against raw consume + decode.
+
+(a) baseline: consume + decode the pre-published payment events (``EventConsumer.poll``), the
+    ceiling for any consumer in this process;
+(b) the projector over the same events into a fresh database: one in-process instance, then
+    several processes in one group (partitions shared);
+(c) at a steady 2k events/s: publish → committed in PostgreSQL, per event, p50/p99.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.harness import BenchContext, Metric, percentile
+from connectors import ledger_store
+from connectors.bootstrap import App, bootstrap
+from connectors.kafka import TOPIC_OF, Consumed
+from entrypoints.simulate import NetworkSimulator
+from processors.base import Tx
+from processors.ledger_projector import TOPICS, LedgerHandler, build_ledger_processor, caught_up
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 5000
+
+
+def payment_events(n: int, network: str, seed: int = 1) -> list[Any]:
+    """About ``n`` payment events (authorizations, captures, voids, refunds) of simulated
+    sessions; meter values and session events are dropped."""
+    sim = NetworkSimulator(network_id=network, seed=seed, stations=200)
+    out: list[Any] = []
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    i = 0
+    while len(out) < n:
+        for event in sim.session(start + timedelta(seconds=30 * i)):
+            if TOPIC_OF[type(event)] == "payments.events":
+                out.append(event)
+        i += 1
+    return out[:n]
+
+
+def ends(app: App) -> dict[tuple[str, int], int]:
+    consumer = app.consumer(f"bench-probe-{uuid.uuid4()}")
+    try:
+        return consumer.end_offsets(list(TOPICS))
+    finally:
+        consumer.close()
+
+
+def consume_decode(app: App, starts: dict[tuple[str, int], int], total: int) -> float:
+    """Events/s of plain consume + decode from ``starts`` until ``total`` records are read."""
+    consumer = app.consumer(f"bench-raw-{uuid.uuid4()}")
+    consumer.assign_at(starts)
+    read, began = 0, 0.0
+    while read < total:
+        batch = consumer.poll(BATCH, 1.0)
+        if batch and not began:
+            began = time.perf_counter()
+        read += len(batch)
+    elapsed = time.perf_counter() - began
+    consumer.close()
+    return read / elapsed
+
+
+def fresh_book(app: App, group: str, starts: dict[tuple[str, int], int]) -> tuple[str, str]:
+    name = f"bench_ledger_{uuid.uuid4().hex[:10]}"
+    url = ledger_store.create_database(app.database_url, name)
+    from connectors import postgres
+
+    postgres.migrate(url)
+    with psycopg.connect(url) as conn:
+        ledger_store.seed_offsets(conn, group, starts)
+    return name, url
+
+
+def project_in_process(
+    app: App, starts: dict[tuple[str, int], int], targets: dict[tuple[str, int], int]
+) -> tuple[float, int]:
+    """(events/s, events) of one in-process projector: events over the time spent in batches
+    that consumed something (the group join before the first batch is not counted)."""
+    group = f"bench-ledger-{uuid.uuid4().hex[:8]}"
+    name, url = fresh_book(app, group, starts)
+    processor = build_ledger_processor(app, group=group, database_url=url, batch_size=BATCH)
+    busy, events = 0.0, 0
+    try:
+        while True:
+            began = time.perf_counter()
+            stats = processor.step(0.5)
+            if stats.consumed:
+                busy += time.perf_counter() - began
+                events += stats.consumed
+            elif caught_up(processor, targets):
+                break
+    finally:
+        processor.close()
+        ledger_store.drop_database(app.database_url, name)
+    return events / busy, events
+
+
+def project_processes(
+    app: App, starts: dict[tuple[str, int], int], targets: dict[tuple[str, int], int], n: int
+) -> tuple[float, int]:
+    """(events/s, events) of ``n`` projector processes in one group: events over the time from
+    the first committed batch to the last (polled every 20 ms)."""
+    group = f"bench-ledger-{uuid.uuid4().hex[:8]}"
+    name, url = fresh_book(app, group, starts)
+    command = [
+        sys.executable,
+        "-m",
+        "processors.ledger_projector",
+        "--database-url",
+        url,
+        "--group",
+        group,
+        "--batch-size",
+        str(BATCH),
+    ]
+    procs = [
+        subprocess.Popen(
+            [*command, "--instance-id", f"{group}-{i}"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(n)
+    ]
+    first = last = 0.0
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while True:
+                done = _counted(conn, group)
+                now = time.perf_counter()
+                if done and not first:
+                    first = now
+                offsets = ledger_store_offsets(conn, group)
+                if all(offsets.get(tp, 0) >= end for tp, end in targets.items()):
+                    last = now
+                    break
+                if any(p.poll() is not None for p in procs):
+                    raise RuntimeError("a projector process died during the benchmark")
+                time.sleep(0.02)
+            events = _counted(conn, group)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        ledger_store.drop_database(app.database_url, name)
+    return events / (last - first), events
+
+
+def ledger_store_offsets(conn: psycopg.Connection[Any], group: str) -> dict[tuple[str, int], int]:
+    rows = conn.execute(
+        "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer_group = %s",
+        (group,),
+    ).fetchall()
+    return {(str(t), int(p)): int(o) for t, p, o in rows}
+
+
+def _counted(conn: psycopg.Connection[Any], group: str) -> int:
+    row = conn.execute(
+        "SELECT applied + duplicates + rejected FROM processing_counts WHERE consumer_group = %s",
+        (group,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+class _TimedHandler(LedgerHandler):
+    """The projector's handler, noting when each event reached it (consumed)."""
+
+    def __init__(self) -> None:
+        self.batch: list[tuple[str, float]] = []
+
+    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
+        now = time.time()
+        self.batch += [(r.event_id or "", now) for r in records]
+        super().handle(tx, records)
+
+
+def latency(app: App, rate: int, seconds: float) -> tuple[list[float], list[float], int]:
+    """Publish ``rate`` events/s for ``seconds`` while a projector runs in a thread; per event
+    (ms): publish → consumed by the handler, and publish → its batch committed."""
+    starts = ends(app)
+    group = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    name, url = fresh_book(app, group, starts)
+    processor = build_ledger_processor(app, group=group, database_url=url, batch_size=BATCH)
+    handler = _TimedHandler()
+    processor.handler = handler
+    published: dict[str, float] = {}
+    consumed_ms: list[float] = []
+    visible_ms: list[float] = []
+    stop = threading.Event()
+
+    def project() -> None:
+        while not stop.is_set():
+            handler.batch = []
+            processor.step(0.05)  # small batches: latency, not throughput
+            committed = time.time()  # step returns after COMMIT (and the outbox relay)
+            for event_id, seen in handler.batch:
+                sent = published.get(event_id)
+                if sent is not None:
+                    consumed_ms.append((seen - sent) * 1000)
+                    visible_ms.append((committed - sent) * 1000)
+
+    # Join the group and reach the end before the clock starts.
+    while not caught_up(processor, starts):
+        processor.step(0.2)
+    thread = threading.Thread(target=project, daemon=True)
+    thread.start()
+    events = payment_events(int(rate * seconds), f"bench-lat-{uuid.uuid4().hex[:6]}", seed=9)
+    publisher = app.publisher()
+    began = time.perf_counter()
+    for i, event in enumerate(events):
+        due = began + i / rate
+        while (wait := due - time.perf_counter()) > 0:
+            time.sleep(min(wait, 0.002))
+        published[event.envelope.event_id] = time.time()
+        publisher.publish(event)
+        publisher.producer.poll(0)
+    publisher.flush()
+    deadline = time.monotonic() + 120
+    while len(visible_ms) < len(events) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    thread.join()
+    processor.close()
+    ledger_store.drop_database(app.database_url, name)
+    return consumed_ms, visible_ms, len(events)
+
+
+def run(ctx: BenchContext) -> list[Metric]:
+    app = bootstrap(ctx.settings)
+    n = ctx.n(100_000)
+    events = payment_events(n, f"bench-{uuid.uuid4().hex[:6]}")
+    starts = ends(app)
+    publisher = app.publisher()
+    publisher.publish_many(events)
+    publisher.flush()
+    targets = ends(app)
+    total = sum(targets[tp] - starts.get(tp, 0) for tp in targets)
+
+    raw = max(consume_decode(app, starts, total) for _ in range(2))
+    baseline = Metric(
+        "consume_decode_payment_events",
+        raw,
+        "events/s",
+        note=f"EventConsumer.poll({BATCH}) + Avro decode of {total:,} events",
+    )
+    one, one_n = project_in_process(app, starts, targets)
+    procs = 2  # this machine has 2 cores; PostgreSQL needs CPU too
+    many, many_n = project_processes(app, starts, targets, procs)
+    metrics = [
+        baseline,
+        Metric.against(
+            "ledger_projector_1_instance",
+            one,
+            "events/s",
+            baseline,
+            note=f"{one_n:,} events into a fresh database, batch {BATCH}, time inside "
+            "batches that consumed (group join excluded); apply + COPY + upserts + "
+            "offsets in one transaction per batch",
+        ),
+        Metric.against(
+            f"ledger_projector_{procs}_processes",
+            many,
+            "events/s",
+            baseline,
+            note=f"{many_n:,} events, {procs} processes in one group sharing the "
+            "6 payments.events partitions; first to last committed batch, polled every 20 ms",
+        ),
+    ]
+    rate, seconds = 2000, 15.0 * min(1.0, max(ctx.scale, 0.2))
+    consumed_ms, visible_ms, sent = latency(app, rate, seconds)
+    base_p99 = Metric(
+        "publish_to_consumed_p99",
+        percentile(consumed_ms, 99),
+        "ms",
+        note="same events: publish() call → record handed to the handler",
+    )
+    metrics += [
+        base_p99,
+        Metric.against(
+            "publish_to_visible_p99",
+            percentile(visible_ms, 99),
+            "ms",
+            base_p99,
+            note=f"{len(visible_ms):,}/{sent:,} events paced at {rate}/s for {seconds:.0f}s; "
+            "wall clock at publish() → wall clock after the batch's COMMIT returned (the "
+            "projector thread, same process and clock); p50 "
+            f"{percentile(visible_ms, 50):.1f} ms, max {max(visible_ms, default=0):.1f} ms",
+        ),
+    ]
+    return metrics
+
+
+if __name__ == "__main__":
+    from bench.harness import write_results
+    from connectors.settings import Settings
+
+    scale = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
+    results = run(BenchContext(settings=Settings.from_env(), scale=scale))
+    for m in results:
+        print(m)
+    write_results("ledger", results)
