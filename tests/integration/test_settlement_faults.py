@@ -249,7 +249,10 @@ def test_outage_opens_the_breaker_fails_over_and_traffic_returns(app: App, datab
     primary.inject(Fault.OUTAGE, "authorize", times=None)
     p1, p2, p3, p4 = (f"P-{uuid.uuid4()}" for _ in range(4))
     starts = end_offsets(app, ["payments.events"])
-    publish(app, [authorize(p1), authorize(p2)])
+    # One at a time: p1 and p2 may sit on different partitions, whose order is not defined.
+    publish(app, [authorize(p1)])
+    instance.drain(idle_seconds=2)
+    publish(app, [authorize(p2)])
     instance.drain(idle_seconds=2)
 
     primary.clear_faults()
