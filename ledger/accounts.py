@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from ledger.dimensions import Dimension
 from ledger.errors import ValidationError
@@ -157,8 +158,7 @@ class Account:
 
     @property
     def family(self) -> Family:
-        root, category = self.code.split(":", 2)[:2]
-        return FAMILIES[(root, category)]
+        return _family_of(self.code)
 
     @property
     def type(self) -> AccountType:
@@ -176,8 +176,17 @@ class Account:
         return self.code
 
 
+@lru_cache(maxsize=65_536)
 def _make(root: str, category: str, *segments: str) -> Account:
+    # Accounts are immutable values and a network has a bounded set of them (providers,
+    # stations, countries): build and validate each once, not on every posting.
     return Account(":".join([root, category, *(segment(s) for s in segments)]))
+
+
+@lru_cache(maxsize=65_536)
+def _family_of(code: str) -> Family:
+    root, category = code.split(":", 2)[:2]
+    return FAMILIES[(root, category)]
 
 
 # -- constructors, one per family; the only way posting rules name accounts -------------------
