@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from bench.harness import BenchContext, Metric, percentile
-from connectors import ledger_store
+from connectors import postgres
 from connectors.bootstrap import App, bootstrap
 from connectors.kafka import TOPIC_OF, Consumed
 from connectors.settings import Settings
@@ -75,12 +75,11 @@ def consume_decode(app: App, starts: dict[tuple[str, int], int], total: int) -> 
 
 def fresh_book(app: App, group: str, starts: dict[tuple[str, int], int]) -> tuple[str, str]:
     name = f"bench_ledger_{uuid.uuid4().hex[:10]}"
-    url = ledger_store.create_database(app.database_url, name)
-    from connectors import postgres
+    url = postgres.create_database(app.database_url, name, migrated=False)
 
     postgres.migrate(url)
     with psycopg.connect(url) as conn:
-        ledger_store.seed_offsets(conn, group, starts)
+        postgres.store_offsets(conn, group, starts)
     return name, url
 
 
@@ -104,7 +103,7 @@ def project_in_process(
                 break
     finally:
         processor.close()
-        ledger_store.drop_database(app.database_url, name)
+        postgres.drop_database(app.database_url, name)
     return events / busy, events
 
 
@@ -155,7 +154,7 @@ def project_processes(
         for p in procs:
             p.kill()
             p.wait()
-        ledger_store.drop_database(app.database_url, name)
+        postgres.drop_database(app.database_url, name)
     return events / (last - first), events
 
 
@@ -240,7 +239,7 @@ def latency(app: App, rate: int, seconds: float) -> tuple[list[float], list[floa
         publisher.join()
     finally:
         processor.close()
-        ledger_store.drop_database(app.database_url, name)
+        postgres.drop_database(app.database_url, name)
     return consumed_ms, visible_ms, count
 
 

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from ledger.balances import BalanceDelta
 from ledger.journal import JournalEntry
@@ -205,43 +204,3 @@ def insert_references(conn: Conn, references: Iterable[tuple[str, str, str]]) ->
         " ON CONFLICT DO NOTHING",
         (json.dumps(refs),),
     )
-
-
-# -- scratch books: replays, tests and benchmarks ---------------------------------------------
-def database_url(server_url: str, name: str) -> str:
-    """``server_url`` with its database name replaced by ``name``."""
-    base, _, query = server_url.partition("?")
-    head = base.rsplit("/", 1)[0]
-    return f"{head}/{name}" + (f"?{query}" if query else "")
-
-
-def create_database(server_url: str, name: str) -> str:
-    """Create (or recreate) database ``name`` on the server of ``server_url``; returns its URL.
-    Raises ValueError for a name that is not a plain identifier."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
-        raise ValueError(f"not a plain database name: {name!r}")
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return database_url(server_url, name)
-
-
-def drop_database(server_url: str, name: str) -> None:
-    """Drop database ``name`` (closing its connections)."""
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
-def seed_offsets(conn: Conn, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
-    """Start ``group`` at ``offsets`` instead of offset 0 (a book that begins now). Commits."""
-    with conn.transaction():
-        conn.cursor().executemany(
-            "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT (consumer_group, topic, partition)"
-            " DO UPDATE SET next_offset = EXCLUDED.next_offset",
-            [(group, t, p, o) for (t, p), o in offsets.items()],
-        )

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from importlib import resources
 
 import psycopg
+from psycopg import sql
 
 from ledger.errors import InfrastructureError
 
@@ -92,4 +93,33 @@ def store_offsets(
             " ON CONFLICT (consumer_group, topic, partition)"
             " DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
             [(group, t, p, o) for (t, p), o in next_offsets.items()],
+        )
+
+
+# -- scratch databases: the demo, replays, tests and benchmarks -------------------------------
+def database_url(server_url: str, name: str) -> str:
+    """``server_url`` pointing at database ``name`` instead (URL or key=value form)."""
+    return psycopg.conninfo.make_conninfo(server_url, dbname=name)
+
+
+def create_database(server_url: str, name: str, *, migrated: bool = True) -> str:
+    """(Re)create database ``name`` on the server of ``server_url``, apply the migrations unless
+    ``migrated=False``, and return its URL. Raises ValueError for a name that is not a plain
+    identifier."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise ValueError(f"not a plain database name: {name!r}")
+    drop_database(server_url, name)
+    with connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = database_url(server_url, name)
+    if migrated:
+        migrate(url)
+    return url
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop database ``name``, closing its connections."""
+    with connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )

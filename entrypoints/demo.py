@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
@@ -32,16 +30,6 @@ from processors.sessions import build_sessions_processor
 from processors.settlement import build_settlement_processor
 
 DEMO_DATABASE = "evledger_demo"
-
-
-def fresh_database(server_url: str, name: str) -> str:
-    """Drop and create database ``name`` on the server of ``server_url``; return its URL."""
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return psycopg.conninfo.make_conninfo(server_url, dbname=name)
 
 
 @dataclass(frozen=True)
@@ -64,8 +52,7 @@ def run_demo(
     # Each rejection is also logged by the processors; the demo shows them as tables instead.
     logging.getLogger().setLevel(logging.ERROR)
     console.rule("[bold]1. a fresh demo database, processors starting at the end of the log")
-    url = fresh_database(app.database_url, DEMO_DATABASE)
-    postgres.migrate(url)
+    url = postgres.create_database(app.database_url, DEMO_DATABASE)
     probe = app.consumer("evledger-demo-probe")
     ends = probe.end_offsets(list(TOPIC_EVENTS))
     probe.close()

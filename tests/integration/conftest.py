@@ -41,3 +41,18 @@ def end_offsets(app: App, topics: list[str]) -> dict[tuple[str, int], int]:
         return consumer.end_offsets(topics)
     finally:
         consumer.close()
+
+
+def create_database(app: App, prefix: str) -> str:
+    """A new, migrated database on the stack's server, for one test module; returns its URL."""
+    from connectors import postgres
+
+    return postgres.create_database(app.database_url, f"{prefix}_{uuid.uuid4().hex[:10]}")
+
+
+def drop_database(app: App, url: str) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from connectors import postgres
+
+    postgres.drop_database(app.database_url, str(conninfo_to_dict(url)["dbname"]))

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from connectors import ledger_store, postgres
+from connectors import postgres
 from connectors.bootstrap import App
 from ledger.payment_state import PaymentState
 from processors.base import PostgresProcessor
@@ -28,12 +28,12 @@ from tests.ledger_oracle import Book, mixed_stream, read_range, recompute
 def scratch_book(app: App) -> Iterator[str]:
     """A fresh, migrated database on the stack's server; dropped afterwards."""
     name = f"ledger_test_{uuid.uuid4().hex[:12]}"
-    url = ledger_store.create_database(app.database_url, name)
+    url = postgres.create_database(app.database_url, name, migrated=False)
     try:
         postgres.migrate(url)
         yield url
     finally:
-        ledger_store.drop_database(app.database_url, name)
+        postgres.drop_database(app.database_url, name)
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def start_group(app: App, url: str) -> tuple[str, dict[tuple[str, int], int]]:
     group = f"test-ledger-{uuid.uuid4().hex[:8]}"
     starts = end_offsets(app, list(TOPICS))
     with psycopg.connect(url) as conn:
-        ledger_store.seed_offsets(conn, group, starts)
+        postgres.store_offsets(conn, group, starts)
     return group, starts
 
 

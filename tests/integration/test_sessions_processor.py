@@ -16,7 +16,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from connectors import postgres
 from connectors.bootstrap import App
@@ -39,7 +38,7 @@ from ledger.events import (
 )
 from ledger.money import Money
 from processors.sessions import TOPICS, build_sessions_processor, derived_id, release, reprice
-from tests.integration.conftest import consume_from, end_offsets
+from tests.integration.conftest import consume_from, create_database, drop_database, end_offsets
 
 OUT = ["billing.events", "settlement.commands", "sessions.events.rejected"]
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)  # 12:00 in Amsterdam; no time restrictions used
@@ -155,14 +154,9 @@ class World:
 
 @pytest.fixture(scope="module")
 def database(app: App) -> Iterator[str]:
-    name = f"evl_sessions_{RUN}"
-    with postgres.connect(app.database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = make_conninfo(app.database_url, dbname=name)
-    postgres.migrate(url)
+    url = create_database(app, "evl_sessions")
     yield url
-    with postgres.connect(app.database_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    drop_database(app, url)
 
 
 @pytest.fixture(scope="module")

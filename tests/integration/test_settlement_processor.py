@@ -14,9 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from connectors import postgres
 from connectors.bootstrap import App
@@ -55,7 +53,7 @@ from processors.settlement import (
     build_settlement_processor,
     outcome_event_id,
 )
-from tests.integration.conftest import end_offsets
+from tests.integration.conftest import create_database, drop_database, end_offsets
 
 # A network of its own, routed only by the test registries: commands other tests and the demo
 # publish meanwhile find no route (rejected) and never reach a test's sandbox.
@@ -64,22 +62,6 @@ FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
 
 
 # ---------------------------------------------------------------------------- shared helpers
-def create_database(app: App, prefix: str) -> str:
-    """A new, migrated database on the stack's server; returns its URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with postgres.connect(app.database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(app.database_url, dbname=name)
-    postgres.migrate(url)
-    return url
-
-
-def drop_database(app: App, url: str) -> None:
-    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-    with postgres.connect(app.database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def new_group(app: App, url: str, prefix: str = "test-settlement") -> str:
     """A consumer group whose stored offsets start at today's end of settlement.commands, so a
     test replays nothing that earlier runs published."""
