@@ -7,7 +7,8 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("schemas._avroenc", ["schemas/_avroenc.c"], optional=True,
-                  extra_compile_args=["-O2"]),
+        Extension(
+            "schemas._avroenc", ["schemas/_avroenc.c"], optional=True, extra_compile_args=["-O2"]
+        ),
     ]
 )
