@@ -129,6 +129,22 @@ class BatchStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+def drain_steps(
+    step: Callable[[], BatchStats], idle_seconds: float = 3.0, max_seconds: float = 600.0
+) -> BatchStats:
+    """Call ``step`` until nothing is consumed or published for ``idle_seconds``, or for at most
+    ``max_seconds``; returns the summed stats (the ``drain()`` of every processor)."""
+    total = BatchStats()
+    deadline = time.monotonic() + max_seconds
+    idle_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - idle_since < idle_seconds:
+        stats = step()
+        total.add(stats)
+        if stats.consumed or stats.published:
+            idle_since = time.monotonic()
+    return total
+
+
 class PostgresProcessor:
     """Runs a Handler for one consumer group with its offsets kept in PostgreSQL."""
 
@@ -280,15 +296,7 @@ class PostgresProcessor:
 
     def drain(self, idle_seconds: float = 3.0, max_seconds: float = 600.0) -> BatchStats:
         """Process until nothing new arrives for ``idle_seconds`` (demo, tests, replays)."""
-        total = BatchStats()
-        deadline = time.monotonic() + max_seconds
-        idle_since = time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - idle_since < idle_seconds:
-            stats = self.step()
-            total.add(stats)
-            if stats.consumed or stats.published:
-                idle_since = time.monotonic()
-        return total
+        return drain_steps(self.step, idle_seconds, max_seconds)
 
     def run_forever(self) -> None:
         while True:
