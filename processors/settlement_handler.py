@@ -1,0 +1,444 @@
+"""One settlement instruction carried out at most once at its provider (``processors.settlement``).
+
+``SettlementHandler`` journals the attempt before any call, routes authorizations (failing over
+only on a definite "not done"), retries with the same idempotency key, and resolves doubt with
+the provider's status.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+from connectors.kafka import Consumed
+from connectors.provider_registry import ProviderRegistry, UnknownProvider
+from connectors.providers.base import (
+    Action,
+    AuthorizeCall,
+    CaptureCall,
+    PaymentProvider,
+    PaymentState,
+    RefundCall,
+    VoidCall,
+    idempotency_key,
+)
+from connectors.providers.errors import PaymentDeclined, ProviderError
+from connectors.settlement_store import (
+    COMMAND_TYPES,
+    Attempt,
+    AttemptStatus,
+    AttemptStore,
+    Command,
+    mark_emitted,
+    result_json,
+    snapshot_command,
+)
+from ledger.errors import LedgerError
+from ledger.events import AuthorizeRequested
+from ledger.retry import RetryPolicy
+from ledger.routing import (
+    BreakerConfig,
+    BreakerState,
+    CircuitBreakers,
+    NoProviderAvailable,
+    RoutingRequest,
+    route,
+    route_follow_up,
+)
+from ledger.settlement_outcomes import instruction_amount
+from processors.base import Tx
+from processors.settlement_journal import outcome_events
+
+log = logging.getLogger("evledger.settlement")
+T = TypeVar("T")
+
+ACTIONS: dict[type, Action] = dict(zip(COMMAND_TYPES, Action, strict=True))
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    """Retry, breaker and resolver knobs; clock, sleep and seed are injectable for tests."""
+
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=4, max_delay=5.0))
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    resolve_every: float = 30.0  # seconds between resolver passes in step()
+    pending_for: timedelta = timedelta(minutes=5)  # a pending row this old lost its process
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    seed: int | None = None
+
+
+class CommandRefused(LedgerError):
+    """The instruction cannot be carried out as sent: the record is rejected with ``code``."""
+
+    def __init__(self, code: str, message: str, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.code = code
+
+
+@dataclass
+class _Failed(Exception):
+    """Retries are over; ``doubt`` says whether any try may have been applied."""
+
+    error: ProviderError
+    doubt: bool
+
+
+class _Excluding:
+    """Breaker health, minus the providers that already refused this authorization."""
+
+    def __init__(self, breakers: CircuitBreakers, refused: dict[str, str]) -> None:
+        self._breakers = breakers
+        self._refused = refused
+
+    def admit(self, provider: str) -> str | None:
+        refused = self._refused.get(provider)
+        return refused if refused is not None else self._breakers.admit(provider)
+
+
+class SettlementHandler:
+    """The ``processors.base.Handler`` for settlement.commands."""
+
+    def __init__(
+        self, providers: ProviderRegistry, store: AttemptStore, config: ConnectorConfig
+    ) -> None:
+        self.providers = providers
+        self.store = store
+        self.config = config
+        self.breakers = CircuitBreakers(config.breaker, config.clock)
+        self._rng = random.Random(config.seed)
+
+    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
+        for record in records:
+            command: Command = record.event
+            if not isinstance(command, COMMAND_TYPES):
+                tx.reject(record, "NOT_A_SETTLEMENT_COMMAND", f"{type(command).__name__}")
+                continue
+            try:
+                attempt = self.execute(command)
+            except CommandRefused as refused:
+                tx.reject(record, refused.code, str(refused))
+                continue
+            events, refusal = outcome_events(command, attempt)
+            for event in events:
+                tx.emit(event)
+            if refusal is not None:
+                tx.reject(record, *refusal)
+            if attempt.status.final:
+                mark_emitted(tx.conn, attempt.idempotency_key)
+            log.info(
+                "%s %s payment=%s %s[%d]@%d",
+                attempt.action.value,
+                attempt.status.value,
+                attempt.payment_id,
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+
+    # -- one instruction ---------------------------------------------------------------------
+    def execute(self, command: Command) -> Attempt:
+        """Carry out ``command`` at most once at the provider; returns its journal row.
+        Raises CommandRefused for instructions that cannot be carried out."""
+        action = ACTIONS[type(command)]
+        key = idempotency_key(command.envelope.event_id, action)
+        attempt = self.store.get(key)
+        resumed = attempt is not None  # a row before the call: that call may have happened
+        if attempt is None:
+            attempt = self._begin(command, action, key)
+        if attempt.status.final:
+            return attempt
+        self._carry_out(command, attempt, resumed=resumed)
+        finished = self.store.get(key)
+        assert finished is not None
+        return finished
+
+    def _begin(self, command: Command, action: Action, key: str) -> Attempt:
+        common = dict(
+            command_event_id=command.envelope.event_id,
+            payment_id=command.payment_id,
+            action=action,
+            request=snapshot_command(command),
+            amount=instruction_amount(command),
+        )
+        if isinstance(command, AuthorizeRequested):
+            try:
+                decision = self._route(command, {})
+            except NoProviderAvailable as exc:
+                attempt = self.store.begin(key, provider="-", **common)  # type: ignore[arg-type]
+                self.store.finish(key, AttemptStatus.FAILED, reason_code=exc.code, detail=str(exc))
+                return self.store.get(key) or attempt
+            except LedgerError as exc:  # NoRouteConfigured
+                raise CommandRefused(exc.code, exc.message, **exc.context) from exc
+            return self.store.begin(key, provider=decision["provider"], routing=decision, **common)  # type: ignore[arg-type]
+        holding = self.store.holding(command.payment_id)
+        if holding is None:
+            status = self.store.authorization_status(command.payment_id)
+            code = {
+                None: "UNKNOWN_AUTHORIZATION",
+                AttemptStatus.FAILED: "AUTHORIZATION_FAILED",
+            }.get(status, "AUTHORIZATION_IN_DOUBT")
+            raise CommandRefused(
+                code, "no authorization by this connector to act on", payment_id=command.payment_id
+            )
+        provider, reference = holding
+        route_follow_up(command.payment_id, provider)
+        return self.store.begin(key, provider=provider, provider_reference=reference, **common)  # type: ignore[arg-type]
+
+    def _route(self, command: AuthorizeRequested, refused: dict[str, str]) -> dict[str, Any]:
+        request = RoutingRequest(
+            command.envelope.network_id,
+            command.amount.currency,
+            command.payment_method,
+            command.preferred_provider,
+        )
+        decision = route(request, self.providers.rules, _Excluding(self.breakers, refused))
+        return {
+            "provider": decision.provider,
+            "reason": decision.reason,
+            "skipped": [f"{p}: {why}" for p, why in decision.skipped],
+        }
+
+    def _carry_out(self, command: Command, attempt: Attempt, *, resumed: bool) -> None:
+        key = attempt.idempotency_key
+        try:
+            provider = self.providers.get(attempt.provider)
+        except UnknownProvider as exc:  # configuration changed under a journal row
+            status = AttemptStatus.IN_DOUBT if resumed else AttemptStatus.FAILED
+            self.store.finish(key, status, reason_code=exc.code, detail=str(exc))
+            return
+        if isinstance(command, AuthorizeRequested):
+            self._authorize(command, attempt, resumed=resumed)
+            return
+        reference = attempt.provider_reference or ""
+        try:
+            if attempt.action is Action.CAPTURE:
+                capture = CaptureCall(
+                    command.payment_id,
+                    reference,
+                    instruction_amount(command),
+                    key,
+                    getattr(command, "final", True),
+                )
+                c = self._call(provider, key, Action.CAPTURE, lambda: provider.capture(capture))
+                self.store.finish(
+                    key,
+                    AttemptStatus.SUCCEEDED,
+                    result=result_json(c),
+                    outcome_reference=c.capture_reference,
+                    fee_minor=c.fee.amount_minor if c.fee else None,
+                )
+            elif attempt.action is Action.VOID:
+                void = VoidCall(command.payment_id, reference, key)
+                v = self._call(provider, key, Action.VOID, lambda: provider.void(void))
+                self.store.finish(key, AttemptStatus.SUCCEEDED, result=result_json(v))
+            else:
+                refund = RefundCall(
+                    command.payment_id,
+                    reference,
+                    command.refund_id,  # type: ignore[union-attr]
+                    instruction_amount(command),
+                    key,
+                )
+                r = self._call(provider, key, Action.REFUND, lambda: provider.refund(refund))
+                self.store.finish(
+                    key,
+                    AttemptStatus.SUCCEEDED,
+                    result=result_json(r),
+                    outcome_reference=r.refund_reference,
+                )
+        except _Failed as failed:
+            self._settle_follow_up_failure(command, attempt, provider, failed, resumed=resumed)
+
+    def _settle_follow_up_failure(
+        self,
+        command: Command,
+        attempt: Attempt,
+        provider: PaymentProvider,
+        failed: _Failed,
+        *,
+        resumed: bool,
+    ) -> None:
+        """A capture/void/refund ran out of tries. A definite refusal fails it. If any try may
+        have been applied, or a call before a crash may have been (``resumed``), the provider's
+        status decides; without a definite answer the attempt is in doubt."""
+        key, error = attempt.idempotency_key, failed.error
+        if not (failed.doubt or (resumed and not error.declined)):
+            self.store.finish(
+                key, AttemptStatus.FAILED, reason_code=error.code, detail=error.message
+            )
+            return
+        try:
+            status = provider.fetch_status(attempt.provider_reference or "")
+        except ProviderError as exc:
+            self.store.finish(
+                key,
+                AttemptStatus.IN_DOUBT,
+                reason_code=exc.code,
+                detail=f"{error.message}; status query failed: {exc.message}",
+            )
+            return
+        captured = status.state in (PaymentState.CAPTURED, PaymentState.PARTIALLY_CAPTURED)
+        done = {
+            Action.CAPTURE: captured
+            and status.captured.amount_minor >= instruction_amount(command).amount_minor,
+            Action.VOID: status.state is PaymentState.VOIDED,
+            Action.REFUND: False,  # a status total cannot tell which refund it holds
+        }[attempt.action]
+        # A refusal in the last try (a stale key: Stripe keeps keys 24 h) or a captured payment
+        # for a void is definite: the call did not and will not take effect.
+        refused = (not failed.doubt and not error.retriable) or (
+            attempt.action is Action.VOID and captured
+        )
+        detail = f"{error.message}; provider status {status.state.value}"
+        if done:
+            result = {
+                "resolved_by": "fetch_status",
+                "state": status.state.value,
+                "provider": status.provider,
+                "provider_reference": status.provider_reference,
+            }
+            self.store.finish(key, AttemptStatus.SUCCEEDED, result=result)
+        elif refused:
+            self.store.finish(key, AttemptStatus.FAILED, reason_code=error.code, detail=detail)
+        else:
+            self.store.finish(key, AttemptStatus.IN_DOUBT, reason_code=error.code, detail=detail)
+
+    def _authorize(self, command: AuthorizeRequested, attempt: Attempt, *, resumed: bool) -> None:
+        key = attempt.idempotency_key
+        call = AuthorizeCall(
+            command.payment_id,
+            instruction_amount(command),
+            command.payment_token,
+            key,
+            command.payment_method,
+            {"payment_id": command.payment_id},
+        )
+        refused: dict[str, str] = {}
+        name = attempt.provider
+        while True:
+            provider = self.providers.get(name)
+            try:
+                result = self._call(
+                    provider, key, Action.AUTHORIZE, partial(provider.authorize, call)
+                )
+            except _Failed as failed:
+                error = failed.error
+                if isinstance(error, PaymentDeclined):
+                    self.store.finish(
+                        key,
+                        AttemptStatus.FAILED,
+                        reason_code=error.code,
+                        detail=error.message,
+                        result={"provider": name, "decline_code": error.decline_code},
+                    )
+                    return
+                if failed.doubt or resumed:
+                    self._resolve_authorization(command, key, provider, error)
+                    return
+                if not error.retriable:
+                    self.store.finish(
+                        key,
+                        AttemptStatus.FAILED,
+                        reason_code=error.code,
+                        detail=error.message,
+                        result={"provider": name},
+                    )
+                    return
+                # Definitely not applied here: fail over to the next provider the rule allows.
+                refused[name] = f"failed: {error.code}"
+                try:
+                    decision = self._route(command, refused)
+                except NoProviderAvailable as exc:
+                    self.store.finish(
+                        key,
+                        AttemptStatus.FAILED,
+                        reason_code=exc.code,
+                        detail=str(exc),
+                        result={"provider": name},
+                    )
+                    return
+                name = decision["provider"]
+                self.store.reroute(key, name, decision)  # committed before the call
+                continue
+            self.store.finish(
+                key,
+                AttemptStatus.SUCCEEDED,
+                result=result_json(result),
+                provider_reference=result.provider_reference,
+            )
+            return
+
+    def _resolve_authorization(
+        self, command: Command, key: str, provider: PaymentProvider, error: ProviderError
+    ) -> None:
+        """The provider may hold an authorization we never heard about: look it up."""
+        try:
+            found = provider.find_authorization(command.payment_id)
+        except ProviderError as exc:
+            self.store.finish(
+                key,
+                AttemptStatus.IN_DOUBT,
+                reason_code=exc.code,
+                detail=f"{error.message}; lookup failed: {exc.message}",
+            )
+            return
+        if found is not None and found.state in (
+            PaymentState.AUTHORIZED,
+            PaymentState.CAPTURED,
+            PaymentState.PARTIALLY_CAPTURED,
+        ):
+            self.store.finish(
+                key,
+                AttemptStatus.SUCCEEDED,
+                result=result_json(found),
+                provider_reference=found.provider_reference,
+            )
+            return
+        # Not found (yet): the request may still land, so no failover; ask again later.
+        self.store.finish(
+            key,
+            AttemptStatus.IN_DOUBT,
+            reason_code=error.code,
+            detail=f"{error.message}; no authorization found yet",
+        )
+
+    def _call(self, provider: PaymentProvider, key: str, action: Action, op: Callable[[], T]) -> T:
+        """``op`` with retries for retriable errors (same key every time), breaker bookkeeping
+        and a journal note per try. Raises _Failed when the tries are over."""
+        breaker = self.breakers.breaker(provider.name)
+        doubt = False
+        attempt = 1
+        while True:
+            try:
+                result = op()
+            except ProviderError as error:
+                breaker.record_failure(retriable=error.retriable)
+                self.store.tried(key, provider.name, error.code)
+                doubt = doubt or error.in_doubt
+                wait = self.config.retry.delay(attempt, error, self._rng)
+                failing_over = (
+                    action is Action.AUTHORIZE and not doubt and breaker.state is BreakerState.OPEN
+                )
+                if wait is None or failing_over:
+                    raise _Failed(error, doubt) from error
+                log.warning(
+                    "%s at %s failed (%s), retry %d in %.2fs",
+                    action.value,
+                    provider.name,
+                    error.code,
+                    attempt,
+                    wait,
+                )
+                self.config.sleep(wait)
+                attempt += 1
+                continue
+            breaker.record_success()
+            self.store.tried(key, provider.name, "ok")
+            return result
