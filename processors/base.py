@@ -12,6 +12,7 @@ counts are kept in ``processing_counts``.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -272,20 +273,18 @@ class PostgresProcessor:
             first.setdefault(r.event_id or "", r)
         if not first:
             return []
+        # One JSON document instead of four text arrays: psycopg escapes array elements one by
+        # one in Python, which cost more than the insert itself at 5k events per batch.
+        rows = json.dumps([[e, r.topic, r.partition, r.offset] for e, r in first.items()])
         inserted = {
             row[0]
             for row in self.conn.execute(
                 "INSERT INTO processed_events"
                 ' (consumer_group, event_id, topic, partition, "offset")'
-                " SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[])"
+                " SELECT %s, x->>0, x->>1, (x->>2)::int, (x->>3)::bigint"
+                " FROM jsonb_array_elements(%s::jsonb) AS x"
                 " ON CONFLICT DO NOTHING RETURNING event_id",
-                (
-                    self.group,
-                    list(first),
-                    [r.topic for r in first.values()],
-                    [r.partition for r in first.values()],
-                    [r.offset for r in first.values()],
-                ),
+                (self.group, rows),
             ).fetchall()
         }
         return [r for r in records if r.event_id in inserted and first[r.event_id or ""] is r]
