@@ -21,7 +21,7 @@ class App:
 
     @property
     def database_url(self) -> str:
-        return self.settings.database_url or LocalPostgres(self.settings).url
+        return database_url(self.settings)
 
     def publisher(self, **config: Any) -> EventPublisher:
         if self._publisher is None or config:
@@ -33,6 +33,11 @@ class App:
 
     def consumer(self, group_id: str, **config: Any) -> EventConsumer:
         return EventConsumer(self.settings.bootstrap_servers, self.serde, group_id, **config)
+
+
+def database_url(settings: Settings) -> str:
+    """The configured database, or the local stack's (no connection is made)."""
+    return settings.database_url or LocalPostgres(settings).url
 
 
 def bootstrap(settings: Settings | None = None) -> App:

@@ -8,6 +8,7 @@ duplicate. ``EventConsumer`` decodes batches and hands undecodable records back 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from ledger.envelope import Envelope, Source
 from ledger.errors import InfrastructureError, LedgerError
 from ledger.events import TOPIC_EVENTS, EventRejected
+from schemas.encoder import encode_each
 from schemas.errors import DecodeError
 from schemas.serde import EventSerde
 
@@ -35,16 +37,29 @@ _KEY_FIELDS = (
 )
 
 
+_KEY_FIELD_OF: dict[type, str | None] = {}
+
+
+def key_field(cls: type) -> str | None:
+    """The attribute holding the partition key DESIGN.md prescribes for ``cls``'s topic (it keeps
+    one entity's events in order), or None for events that carry no key of their own."""
+    if cls not in _KEY_FIELD_OF:
+        names = {f.name for f in dataclasses.fields(cls)}
+        _KEY_FIELD_OF[cls] = (
+            "session_id"
+            if TOPIC_OF.get(cls) in ("billing.events", "sessions.events")
+            else next((name for name in _KEY_FIELDS if name in names), None)
+        )
+    return _KEY_FIELD_OF[cls]
+
+
 def key_of(event: Any) -> str:
-    """The partition key DESIGN.md prescribes for the event's topic (keeps an entity in order)."""
-    topic = TOPIC_OF.get(type(event))
-    if topic in ("billing.events", "sessions.events"):
-        return str(event.session_id)
-    for name in _KEY_FIELDS:
-        value = getattr(event, name, None)
-        if value is not None:
-            return str(value)
-    raise LedgerError(f"no key field on {type(event).__name__}")
+    """The partition key of ``event``. Raises LedgerError when it has none."""
+    name = key_field(type(event))
+    value = getattr(event, name) if name is not None else None
+    if value is None:
+        raise LedgerError(f"no key field on {type(event).__name__}")
+    return str(value)
 
 
 class PublishError(InfrastructureError):
@@ -72,28 +87,75 @@ class EventPublisher:
         }
         settings.update(config)
         self.producer = Producer(settings)
+        self._routes: dict[
+            tuple[type, str | None], tuple[str, Callable[[Any], bytes], str | None]
+        ] = {}
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             with self._lock:
                 self._failures.append((f"{msg.topic()}[{msg.key()!r}]", err))
 
+    def _route(
+        self, cls: type, topic: str | None
+    ) -> tuple[str, Callable[[Any], bytes], str | None]:
+        target = topic or TOPIC_OF[cls]
+        route = (target, self.serde.encoder_for(target, cls), key_field(cls))
+        self._routes[(cls, topic)] = route
+        return route
+
     def publish(
         self, event: Any, *, topic: str | None = None, key: str | bytes | None = None
     ) -> None:
-        """Encode and enqueue one event. Topic and key default to the catalogue's."""
-        topic = topic or TOPIC_OF[type(event)]
-        value = self.serde.encode(topic, event)
-        self.produce_bytes(topic, value, key if key is not None else key_of(event))
+        """Encode and enqueue one event. Topic and key default to the catalogue's.
 
-    def publish_many(self, events: Iterable[Any]) -> int:
-        count = 0
-        encode, produce = self.serde.encode, self.produce_bytes
-        for event in events:
-            topic = TOPIC_OF[type(event)]
-            produce(topic, encode(topic, event), key_of(event))
-            count += 1
-        return count
+        The hot path: one dict lookup per event for its (topic, encoder, key field) route."""
+        route = self._routes.get((type(event), topic)) or self._route(type(event), topic)
+        target, encode, key_attr = route
+        value = encode(event)
+        if key is None:
+            key = getattr(event, key_attr) if key_attr is not None else None
+            if key is None:
+                key = key_of(event)  # raises: no key
+        try:
+            self.producer.produce(target, value, key)
+        except (BufferError, KafkaException):
+            self.produce_bytes(target, value, key)  # waits for room, or raises PublishError
+
+    def publish_many(self, events: Iterable[Any], *, topic: str | None = None) -> int:
+        """Encode and enqueue events to their catalogue topics (or all to ``topic``), in order;
+        returns how many.
+
+        The batch is encoded with one call of the compiled encoder when it is built."""
+        batch = events if isinstance(events, list) else list(events)
+        routes = self._routes
+        table: dict[type, tuple[bytes, Any]] = {}
+        meta: dict[type, tuple[str, str | None]] = {}
+        for cls in {type(e) for e in batch}:
+            target, _, key_attr = routes.get((cls, topic)) or self._route(cls, topic)
+            compiled = self.serde.batch_route(target, cls)
+            if compiled is None:  # no compiled encoder here: one event at a time
+                for event in batch:
+                    self.publish(event, topic=topic)
+                return len(batch)
+            table[cls], meta[cls] = compiled, (target, key_attr)
+        try:
+            values = encode_each(batch, table)
+        except (TypeError, ValueError, OverflowError):
+            for event in batch:  # find and report the bad event with the reference encoder
+                self.publish(event, topic=topic)
+            return len(batch)
+        produce = self.producer.produce
+        for event, value in zip(batch, values, strict=True):
+            target, key_attr = meta[type(event)]
+            key = getattr(event, key_attr) if key_attr is not None else None
+            if key is None:
+                key = key_of(event)  # raises: no key
+            try:
+                produce(target, value, key)
+            except (BufferError, KafkaException):
+                self.produce_bytes(target, value, key)  # waits for room, or raises PublishError
+        return len(batch)
 
     def produce_bytes(self, topic: str, value: bytes, key: str | bytes | None) -> None:
         """Enqueue already-encoded bytes (the raw path, also used for rejections)."""

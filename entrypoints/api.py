@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
 
 from connectors import finance
+from connectors.bootstrap import database_url as default_database_url
 from connectors.settings import Settings
 from ledger.errors import InfrastructureError, LedgerError, ValidationError
 
@@ -33,9 +34,7 @@ Prefix = Query(None, description="account code prefix, e.g. assets:")
 
 def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     """The API for the ledger in ``database_url`` (default: the settings' database)."""
-    from entrypoints.cli_ledger import database_url as default_url
-
-    url = database_url or default_url(settings)
+    url = database_url or default_database_url(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors import finance
+from connectors.bootstrap import database_url
 from connectors.settings import Settings
 from ledger.errors import LedgerError
 
@@ -43,13 +44,6 @@ def register(app: typer.Typer) -> None:
     app.command("provider-flows")(provider_flows)
     app.command("vat")(vat)
     app.command("api")(api)
-
-
-def database_url(settings: Settings) -> str:
-    """The configured database, or the local stack's (no connection is made)."""
-    from connectors.local.postgres import LocalPostgres
-
-    return settings.database_url or LocalPostgres(settings).url
 
 
 @contextmanager

@@ -379,9 +379,51 @@ static PyObject *py_decode(PyObject *self, PyObject *const *args, Py_ssize_t nar
     return obj;
 }
 
+/* encode_each(events, routes) -> list[bytes]: routes maps an event's type to (header, plan).
+ * One call for a whole batch, in order; raises KeyError for a type without a route. */
+static PyObject *py_encode_each(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "encode_each(events, routes: dict)");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "events must be a sequence");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyList_New(n);
+    Buf b = {PyMem_Malloc(512), 0, 512};
+    if (out == NULL || b.buf == NULL) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *event = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *route = PyDict_GetItemWithError(args[1], (PyObject *)Py_TYPE(event));
+        if (route == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, (PyObject *)Py_TYPE(event));
+            goto fail;
+        }
+        PyObject *header = PyTuple_GET_ITEM(route, 0);
+        b.len = 0;
+        if (grow(&b, PyBytes_GET_SIZE(header))) goto fail;
+        memcpy(b.buf, PyBytes_AS_STRING(header), (size_t)PyBytes_GET_SIZE(header));
+        b.len = PyBytes_GET_SIZE(header);
+        if (encode(&b, event, PyTuple_GET_ITEM(route, 1))) goto fail;
+        PyObject *value = PyBytes_FromStringAndSize(b.buf, b.len);
+        if (value == NULL) goto fail;
+        PyList_SET_ITEM(out, i, value);
+    }
+    PyMem_Free(b.buf);
+    Py_DECREF(seq);
+    return out;
+fail:
+    PyMem_Free(b.buf);
+    Py_XDECREF(out);
+    Py_DECREF(seq);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))py_encode, METH_FASTCALL,
      "encode(header, event, plan) -> header + Avro binary body"},
+    {"encode_each", (PyCFunction)(void (*)(void))py_encode_each, METH_FASTCALL,
+     "encode_each(events, {type: (header, plan)}) -> [header + Avro body, ...]"},
     {"decode", (PyCFunction)(void (*)(void))py_decode, METH_FASTCALL,
      "decode(data, start, plan) -> event built from the Avro body at data[start:]"},
     {NULL, NULL, 0, NULL},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -81,7 +81,7 @@ def compiled_encoder(c: Codec) -> Encoder:
 
     def encode(header: bytes, event: Any) -> bytes:
         try:
-            return bytes(fast(header, event, plan))
+            return fast(header, event, plan)  # type: ignore[no-any-return]
         except (TypeError, ValueError, OverflowError):
             return reference(header, event)  # fastavro raises its own, clearer error
 
@@ -144,6 +144,14 @@ def compiled_decoder(c: Codec) -> Decoder:
 def build_decoder(c: Codec) -> Decoder:
     """The fastest available decoder for records written with ``c``'s own schema."""
     return compiled_decoder(c) if _avroenc is not None else fastavro_decoder(c)
+
+
+def encode_each(events: Sequence[Any], routes: dict[type, tuple[bytes, Plan]]) -> list[bytes]:
+    """Encode ``events`` in order with one call of the compiled encoder; ``routes`` maps each
+    event type to its (header, plan). Raises like the compiled encoder on a bad value."""
+    if _avroenc is None:
+        raise RuntimeError("schemas._avroenc is not built (no C compiler at install time)")
+    return _avroenc.encode_each(events, routes)  # type: ignore[no-any-return]
 
 
 def build_encoder(c: Codec) -> Encoder:

@@ -6,8 +6,10 @@ schema (by id, from the registry) against today's schema, then applies upcasters
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,15 @@ from fastavro.schema import to_parsing_canonical_form
 from ledger.events import ALL_EVENTS, TOPIC_EVENTS, EventRejected
 from schemas import upcasters
 from schemas.avro import Codec, avro_schema, codec, full_name, schema_text
-from schemas.encoder import Decoder, Encoder, build_decoder, build_encoder
+from schemas.encoder import (
+    Decoder,
+    Encoder,
+    Plan,
+    build_decoder,
+    build_encoder,
+    compiled_available,
+    plan_for,
+)
 from schemas.errors import NotConfluentFramed, SchemaMismatch, UnexpectedEventType, UnknownSchema
 from schemas.registry import Registry, UnknownSchemaId, subject
 
@@ -52,6 +62,7 @@ class EventSerde:
         self.registry = registry
         self._encoders: dict[tuple[str, type], tuple[bytes, Encoder]] = {}
         self._readers: dict[int, _Reader] = {}
+        self._plans: dict[type, Plan] = {}
         self._codec_by_name = {full_name(cls): codec(cls) for cls in ALL_EVENTS}
 
     # -- encode -----------------------------------------------------------------------------
@@ -68,6 +79,20 @@ class EventSerde:
             c = codec(cls)
             self._readers[schema_id] = _Reader(c, c.parsed, same=True, fast=build_decoder(c))
         return found
+
+    def encoder_for(self, topic: str, cls: type) -> Callable[[Any], bytes]:
+        """``event -> bytes`` for ``cls`` on ``topic`` (schema registered, header bound)."""
+        header, encoder = self._encoder(topic, cls)
+        return functools.partial(encoder, header)
+
+    def batch_route(self, topic: str, cls: type) -> tuple[bytes, Plan] | None:
+        """(header, plan) for ``encode_each``, or None when the compiled encoder is not built."""
+        header, _ = self._encoder(topic, cls)
+        if not compiled_available():
+            return None
+        if cls not in self._plans:
+            self._plans[cls] = plan_for(cls)
+        return header, self._plans[cls]
 
     def encode(self, topic: str, event: Any) -> bytes:
         """Confluent-framed Avro bytes of ``event`` for ``topic``."""

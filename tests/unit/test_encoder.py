@@ -73,3 +73,13 @@ def test_compiled_decoder_refuses_truncated_or_padded_bodies(
     for broken in (body[:cut], body + b"\x00"):
         with pytest.raises(Exception):  # noqa: B017 - any refusal is right; never a value
             compiled_decoder(c)(broken, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(ALL_EVENTS).flatmap(strategy_for), max_size=12))
+def test_batch_encoding_equals_event_by_event_in_order(events: list[object]) -> None:
+    from schemas.encoder import encode_each, plan_for
+
+    routes = {type(e): (b"\x00" + bytes([i]) * 4, plan_for(type(e))) for i, e in enumerate(events)}
+    expected = [fastavro_encoder(codec(type(e)))(routes[type(e)][0], e) for e in events]
+    assert encode_each(events, routes) == expected
