@@ -38,6 +38,21 @@ STATIONS = [("DE", "Europe/Berlin"), ("NL", "Europe/Amsterdam"), ("FR", "Europe/
 VAT = {"DE": 19, "NL": 21, "FR": 20}
 
 
+def energy_register_sample(ocpp: Source, register_wh: int) -> SampledValue:
+    """The energy register as each OCPP version sends it: 1.6 a string in Wh (default
+    measurand), 2.0.1 a number in kWh with a unit-of-measure multiplier."""
+    if ocpp is Source.ocpp16:
+        return SampledValue(str(register_wh), None, "Wh", None, None, "Sample.Periodic")
+    return SampledValue(
+        f"{register_wh / 1000:.3f}",
+        "Energy.Active.Import.Register",
+        "kWh",
+        0,
+        None,
+        "Sample.Periodic",
+    )
+
+
 def demo_tariff(tariff_id: str = "TARIFF-STD", currency: str = "EUR") -> dict[str, Any]:
     """An OCPI 2.2.1 tariff: 0.39/kWh by day, 0.29/kWh at night, idle fee after charging."""
     return {
@@ -143,17 +158,7 @@ class NetworkSimulator:
         for seq in range(1, minutes // 5 + 2):
             at = start + timedelta(minutes=5 * seq)
             register += power_w * 5 // 60
-            if ocpp is Source.ocpp16:
-                sample = SampledValue(str(register), None, "Wh", None, None, "Sample.Periodic")
-            else:
-                sample = SampledValue(
-                    f"{register / 1000:.3f}",
-                    "Energy.Active.Import.Register",
-                    "kWh",
-                    0,
-                    None,
-                    "Sample.Periodic",
-                )
+            sample = energy_register_sample(ocpp, register)
             yield MeterValueRecorded(
                 env(at), session_id, station_id, transaction_id, seq, at, [sample]
             )
@@ -282,17 +287,7 @@ class ChargingNetworkFlow:
         for seq in range(1, rng.randrange(2, 18) + 1):
             at = start + timedelta(minutes=5 * seq)
             register += power_w * 5 // 60
-            if ocpp is Source.ocpp16:
-                sample = SampledValue(str(register), None, "Wh", None, None, "Sample.Periodic")
-            else:
-                sample = SampledValue(
-                    f"{register / 1000:.3f}",
-                    "Energy.Active.Import.Register",
-                    "kWh",
-                    0,
-                    None,
-                    "Sample.Periodic",
-                )
+            sample = energy_register_sample(ocpp, register)
             readings.append(
                 MeterValueRecorded(
                     env(at), session_id, station_id, transaction_id, seq, at, [sample]
