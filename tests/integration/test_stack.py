@@ -27,7 +27,9 @@ def test_migrations_are_recorded_and_idempotent(stack: Settings) -> None:
     url = Stack(stack).database_url
     assert postgres.migrate(url) == []  # already applied at stack start
     with postgres.connect(url) as conn:
-        versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
+        versions = [
+            row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+        ]
     assert versions == sorted(v for v, _, _ in postgres.migrations())
 
 
