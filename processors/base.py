@@ -43,7 +43,6 @@ class Tx:
     group: str
     network_id: str
     rejected: dict[tuple[str, int, int], tuple[str, str]] = field(default_factory=dict)
-    emitted: int = 0
 
     def emit(self, event: Any, *, topic: str | None = None, key: str | bytes | None = None) -> None:
         """Queue an event for Kafka; it is published only if this transaction commits."""
@@ -54,7 +53,6 @@ class Tx:
             "INSERT INTO outbox (topic, key, value, event_id) VALUES (%s, %s, %s, %s)",
             (topic, key_bytes, self.serde_encode(topic, event), event.envelope.event_id),
         )
-        self.emitted += 1
 
     def reject(self, record: Consumed, reason_code: str, detail: str) -> None:
         """Refuse ``record``: stored in ``rejections`` and sent to ``<topic>.rejected``."""
@@ -227,7 +225,7 @@ class PostgresProcessor:
         records that fail, so one poison record never blocks a partition."""
         if not records:
             return
-        before, emitted = dict(tx.rejected), tx.emitted
+        before = dict(tx.rejected)
         try:
             with self.conn.transaction():  # savepoint
                 self.handler.handle(tx, records)
@@ -235,7 +233,7 @@ class PostgresProcessor:
         except _RETRIABLE:
             raise
         except Exception:
-            tx.rejected, tx.emitted = before, emitted
+            tx.rejected = before
         for record in records:
             mark = dict(tx.rejected)
             try:
