@@ -4,12 +4,12 @@
 #   scripts/install-stripe-mock.sh [BIN_DIR]
 #
 # BIN_DIR defaults to $STRIPE_MOCK_BIN_DIR, then ./.tools/bin. Idempotent: when the binary already
-# exists nothing is downloaded. STRIPE_MOCK_VERSION pins a version (default: latest).
+# exists nothing is downloaded. STRIPE_MOCK_VERSION pins a version (default: v0.203.0, known to build here).
 # Needs a Go toolchain (go >= 1.21) and access to the Go module proxy.
 set -euo pipefail
 
 bin_dir="${1:-${STRIPE_MOCK_BIN_DIR:-$(pwd)/.tools/bin}}"
-version="${STRIPE_MOCK_VERSION:-latest}"
+version="${STRIPE_MOCK_VERSION:-v0.203.0}"
 binary="$bin_dir/stripe-mock"
 
 # `stripe-mock -version` prints "master" for go-installed builds; the module version is in the

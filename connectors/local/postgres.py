@@ -66,8 +66,10 @@ class LocalPostgres:
             return
         from pgserver import _commands
 
+        # TCP only: a Unix socket inside the data directory breaks when the checkout's path is
+        # longer than the 107 bytes a socket path may have.
         options = (
-            f"-h 127.0.0.1 -p {self.settings.postgres_port} -k {self.data} "
+            f"-h 127.0.0.1 -p {self.settings.postgres_port} -c unix_socket_directories='' "
             "-c max_connections=200 -c shared_buffers=256MB -c synchronous_commit=on"
         )
         try:
