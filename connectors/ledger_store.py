@@ -10,7 +10,7 @@ offsets together) and touches each row at most once per batch:
 * ``write_entries`` COPYs entries and postings (text format, built in Python);
 * ``upsert_balances`` adds one aggregated delta per (account, currency), in sorted order, so hot
   accounts are written once per batch and concurrent batches lock them in the same order;
-* ``upsert_payments`` writes the new states with their extracted columns.
+* ``write_payments`` COPYs the payments a batch created and updates the ones it loaded.
 
 Lock order inside a batch is therefore: offsets → payments (sorted) → balances (sorted) →
 processing counts, the same for every instance, so batches cannot deadlock.
@@ -18,9 +18,10 @@ processing counts, the same for every instance, so batches cannot deadlock.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -89,41 +90,56 @@ def _text(value: str | None) -> str:
     return _ESCAPE.sub(lambda m: _ESCAPES[m.group()], value)
 
 
-def write_entries(conn: Conn, entries: Sequence[StoredEntry], chunk: int = 4000) -> None:
+def write_entries(conn: Conn, entries: Sequence[StoredEntry]) -> None:
     """COPY the entries, then their postings. A repeated ``entry_id`` raises UniqueViolation:
     the event was already booked by another consumer group writing into the same book, which
     must never happen (one ledger group per database)."""
     if not entries:
         return
+    entry_lines, posting_lines = _copy_lines(entries)
     with conn.cursor() as cur:
         with cur.copy(
             "COPY journal_entries (entry_id, event_id, event_type, payment_id, network_id,"
             " provider, kind, occurred_at) FROM STDIN"
         ) as copy:
-            for start in range(0, len(entries), chunk):
-                lines = []
-                for stored in entries[start : start + chunk]:
-                    e = stored.entry
-                    lines.append(
-                        f"{e.entry_id}\t{_text(e.event_id)}\t{stored.event_type}\t"
-                        f"{_text(e.payment_id)}\t{_text(e.network_id)}\t{_text(stored.provider)}\t"
-                        f"{e.kind.value}\t{e.occurred_at.isoformat()}\n"
-                    )
-                copy.write("".join(lines))
+            copy.write("".join(entry_lines))
         with cur.copy(
             "COPY postings (entry_id, account, currency, amount_minor, occurred_at) FROM STDIN"
         ) as copy:
-            for start in range(0, len(entries), chunk):
-                lines = []
-                for stored in entries[start : start + chunk]:
-                    e = stored.entry
-                    at = e.occurred_at.isoformat()
-                    for p in e.postings:
-                        lines.append(
-                            f"{e.entry_id}\t{_text(p.account.code)}\t{p.amount.currency}\t"
-                            f"{p.amount.amount_minor}\t{at}\n"
-                        )
-                copy.write("".join(lines))
+            copy.write("".join(posting_lines))
+
+
+def _copy_lines(entries: Sequence[StoredEntry]) -> tuple[list[str], list[str]]:
+    """COPY text lines of the entries and of their postings, in one pass. The entries of one
+    event share every column but id and kind, so those are formatted once per event."""
+    entry_lines: list[str] = []
+    posting_lines: list[str] = []
+    shared_of: Any = None
+    shared = at = ""
+    for stored in entries:
+        e = stored.entry
+        if e.event_id is not shared_of:
+            shared_of = e.event_id
+            at = e.occurred_at.isoformat()
+            shared = (
+                f"{_text(e.event_id)}\t{stored.event_type}\t{_text(e.payment_id)}\t"
+                f"{_text(e.network_id)}\t{_text(stored.provider)}"
+            )
+        entry_id = e.entry_id
+        entry_lines.append(f"{entry_id}\t{shared}\t{e.kind.value}\t{at}\n")
+        for p in e.postings:
+            amount = p.amount
+            posting_lines.append(
+                f"{entry_id}\t{_code(p.account.code)}\t{amount.currency}\t"
+                f"{amount.amount_minor}\t{at}\n"
+            )
+    return entry_lines, posting_lines
+
+
+@functools.lru_cache(maxsize=65536)
+def _code(code: str) -> str:
+    """An account code in COPY text form; the same few thousand codes recur in every batch."""
+    return _text(code)
 
 
 def upsert_balances(conn: Conn, deltas: Sequence[BalanceDelta]) -> None:
@@ -147,28 +163,56 @@ def upsert_balances(conn: Conn, deltas: Sequence[BalanceDelta]) -> None:
     )
 
 
-def upsert_payments(conn: Conn, rows: Sequence[PaymentRow]) -> None:
-    """Insert or replace the payments' states (sorted by id, like the locks taken on load).
+def write_payments(conn: Conn, rows: Sequence[PaymentRow], known: Collection[str]) -> None:
+    """Store the payments' new states: COPY the ones this batch created, update the ``known``
+    ones (those ``load_states`` found and locked).
+
+    A new payment cannot collide: only its authorization creates it, and that arrives on the
+    payments.events partition whose offsets this transaction holds locked. If it does anyway (an
+    authorization published under another key), COPY raises UniqueViolation and the batch is
+    retried record by record, where the second authorization is rejected as a duplicate."""
+    created = [r for r in rows if r.state.payment_id not in known]
+    updated = [r for r in rows if r.state.payment_id in known]
+    if created:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY payments (payment_id, network_id, status, provider, currency, authorized,"
+                " captured, refunded, hold, station_id, created_at, last_event_at, state) FROM STDIN"
+            ) as copy,
+        ):
+            copy.write("".join(_payment_line(r) for r in created))
+    if updated:
+        _update_payments(conn, updated)
+
+
+def _payment_line(row: PaymentRow) -> str:
+    s = row.state
+    state = _text(json.dumps(s.to_dict(), separators=(",", ":")))
+    return (
+        f"{_text(s.payment_id)}\t{_text(s.network_id)}\t{s.status.value}\t{_text(s.provider)}\t"
+        f"{s.currency}\t{s.authorized_total}\t{s.captured}\t{s.refunded}\t{s.hold}\t"
+        f"{_text(row.station_id)}\t{row.created_at.isoformat()}\t"
+        f"{row.last_event_at.isoformat()}\t{state}\n"
+    )
+
+
+def _update_payments(conn: Conn, rows: Sequence[PaymentRow]) -> None:
+    """Replace the states of known payments (sorted by id, like the locks taken on load).
 
     The rows travel as one JSON document: encoding it is one C call, where psycopg's text-array
     dumper would escape every element of thirteen arrays in Python."""
-    if not rows:
-        return
     ordered = sorted(rows, key=lambda r: r.state.payment_id)
     document = json.dumps(
         [
             {
                 "payment_id": r.state.payment_id,
-                "network_id": r.state.network_id,
                 "status": r.state.status.value,
-                "provider": r.state.provider,
-                "currency": r.state.currency,
                 "authorized": r.state.authorized_total,
                 "captured": r.state.captured,
                 "refunded": r.state.refunded,
                 "hold": r.state.hold,
                 "station_id": r.station_id,
-                "created_at": r.created_at.isoformat(),
                 "last_event_at": r.last_event_at.isoformat(),
                 "state": r.state.to_dict(),
             }
@@ -177,17 +221,14 @@ def upsert_payments(conn: Conn, rows: Sequence[PaymentRow]) -> None:
         separators=(",", ":"),
     )
     conn.execute(
-        "INSERT INTO payments AS p (payment_id, network_id, status, provider, currency,"
-        " authorized, captured, refunded, hold, station_id, created_at, last_event_at, state)"
-        " SELECT * FROM jsonb_to_recordset(%s::jsonb) AS x(payment_id text, network_id text,"
-        " status text, provider text, currency text, authorized bigint, captured bigint,"
-        " refunded bigint, hold bigint, station_id text, created_at timestamptz,"
+        "UPDATE payments AS p SET status = x.status, authorized = x.authorized,"
+        " captured = x.captured, refunded = x.refunded, hold = x.hold,"
+        " station_id = COALESCE(x.station_id, p.station_id), last_event_at = x.last_event_at,"
+        " updated_at = now(), state = x.state"
+        " FROM jsonb_to_recordset(%s::jsonb) AS x(payment_id text, status text,"
+        " authorized bigint, captured bigint, refunded bigint, hold bigint, station_id text,"
         " last_event_at timestamptz, state jsonb)"
-        " ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status,"
-        " authorized = EXCLUDED.authorized, captured = EXCLUDED.captured,"
-        " refunded = EXCLUDED.refunded, hold = EXCLUDED.hold,"
-        " station_id = COALESCE(EXCLUDED.station_id, p.station_id),"
-        " last_event_at = EXCLUDED.last_event_at, updated_at = now(), state = EXCLUDED.state",
+        " WHERE p.payment_id = x.payment_id",
         (document,),
     )
 

@@ -78,6 +78,7 @@ class LedgerHandler:
             if isinstance(r.event, ExternalRefundReported)
         }
         states = store.load_states(tx.conn, ids, refs)
+        known = set(states)
         batch = _Batch(
             states,
             {
@@ -92,7 +93,7 @@ class LedgerHandler:
             except ValidationError as exc:
                 tx.reject(record, exc.code, str(exc))
         store.write_entries(tx.conn, batch.entries)
-        store.upsert_payments(tx.conn, list(batch.touched.values()))
+        store.write_payments(tx.conn, list(batch.touched.values()), known)
         store.insert_references(tx.conn, batch.new_references)
         # Last, so the hot balance rows stay locked only from here to the commit.
         store.upsert_balances(tx.conn, balances.aggregate(e.entry for e in batch.entries))
