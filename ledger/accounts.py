@@ -170,7 +170,7 @@ class Account:
 
     @property
     def is_memo(self) -> bool:
-        return self.family.type is AccountType.MEMO
+        return _is_memo_code(self.code)
 
     def __str__(self) -> str:
         return self.code
@@ -187,6 +187,12 @@ def _make(root: str, category: str, *segments: str) -> Account:
 def _family_of(code: str) -> Family:
     root, category = code.split(":", 2)[:2]
     return FAMILIES[(root, category)]
+
+
+@lru_cache(maxsize=65_536)
+def _is_memo_code(code: str) -> bool:
+    # Journal entry validation asks this of every posting: one cached lookup, not three calls.
+    return _family_of(code).type is AccountType.MEMO
 
 
 # -- constructors, one per family; the only way posting rules name accounts -------------------

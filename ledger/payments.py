@@ -30,7 +30,13 @@ from ledger.events import (
 )
 from ledger.journal import EntryKind, JournalEntry
 from ledger.money import Money
-from ledger.payment_state import DisputeRecord, PaymentState, PaymentStatus, RefundRecord
+from ledger.payment_state import (
+    DisputeRecord,
+    PaymentState,
+    PaymentStatus,
+    RefundRecord,
+    StateChanges,
+)
 
 __all__ = ["Applied", "PaymentEvent", "PaymentState", "PaymentStatus", "apply"]
 
@@ -72,22 +78,24 @@ def apply(state: PaymentState | None, event: PaymentEvent) -> Applied:
                 "payment already authorized", payment_id=state.payment_id, event_id=event_id
             )
         new_state, entries = _authorize(event)
-    else:
-        if state is None:
-            payment_id = None if isinstance(event, ExternalRefundReported) else event.payment_id
-            raise err.UnknownPayment(
-                "no authorization seen for this payment; re-drive once it is applied",
-                payment_id=payment_id,
-                event_id=event_id,
-            )
-        if event.envelope.network_id != state.network_id:
-            raise _reject(err.NetworkMismatch, state, event, f"payment is {state.network_id}")
-        new_state, entries = _apply_to(state, event)
-    applied_ids = new_state.applied_event_ids | {event_id}
-    return Applied(replace(new_state, applied_event_ids=applied_ids), tuple(entries))
+        return Applied(new_state, tuple(entries))
+    if state is None:
+        payment_id = None if isinstance(event, ExternalRefundReported) else event.payment_id
+        raise err.UnknownPayment(
+            "no authorization seen for this payment; re-drive once it is applied",
+            payment_id=payment_id,
+            event_id=event_id,
+        )
+    if event.envelope.network_id != state.network_id:
+        raise _reject(err.NetworkMismatch, state, event, f"payment is {state.network_id}")
+    changes, entries = _apply_to(state, event)
+    changes["applied_event_ids"] = state.applied_event_ids | {event_id}
+    # One new state per event: the rules below return their changes, not states of their own.
+    return Applied(state.updated(changes), tuple(entries))
 
 
-Result = tuple[PaymentState, list[JournalEntry]]
+Result = tuple[StateChanges, list[JournalEntry]]
+"""What an event changes in the payment's state, and the entries it posts."""
 
 
 def _apply_to(state: PaymentState, event: PaymentEvent) -> Result:
@@ -113,11 +121,11 @@ def _apply_to(state: PaymentState, event: PaymentEvent) -> Result:
         return _dispute_resolved(state, event)
     # CaptureFailed is informational: the hold stays as it was.
     _currency(state, event, event.amount)
-    return state, []
+    return {}, []
 
 
 # -- holds --------------------------------------------------------------------------------------
-def _authorize(event: PaymentAuthorized) -> Result:
+def _authorize(event: PaymentAuthorized) -> tuple[PaymentState, list[JournalEntry]]:
     state = PaymentState(
         payment_id=event.payment_id,
         network_id=event.envelope.network_id,
@@ -126,6 +134,7 @@ def _authorize(event: PaymentAuthorized) -> Result:
         authorized=event.amount.amount_minor,
         hold=event.amount.amount_minor,
         provider_references=(event.provider_reference,),
+        applied_event_ids=frozenset((event.envelope.event_id,)),
     )
     _non_negative(state, event, event.amount.amount_minor)
     return state, rules.hold_placed(_ctx(state, event), state.provider, event.amount)
@@ -134,12 +143,11 @@ def _authorize(event: PaymentAuthorized) -> Result:
 def _increment(state: PaymentState, event: AuthorizationIncremented) -> Result:
     _hold_open(state, event)
     _positive(state, event, _currency(state, event, event.amount))
-    new = replace(
-        state,
-        incremented=state.incremented + event.amount.amount_minor,
-        hold=state.hold + event.amount.amount_minor,
-    )
-    return new, rules.hold_increased(_ctx(state, event), state.provider, event.amount)
+    changes: StateChanges = {
+        "incremented": state.incremented + event.amount.amount_minor,
+        "hold": state.hold + event.amount.amount_minor,
+    }
+    return changes, rules.hold_increased(_ctx(state, event), state.provider, event.amount)
 
 
 def _release(state: PaymentState, event: PaymentVoided | AuthorizationExpired) -> Result:
@@ -150,11 +158,11 @@ def _release(state: PaymentState, event: PaymentVoided | AuthorizationExpired) -
         # means an instruction raced the capture, and a person should look.
         if voided and state.status is PaymentStatus.FINALIZED:
             raise _reject(err.PaymentFinalized, state, event, "nothing left to void")
-        return state, []
+        return {}, []
     status = PaymentStatus.VOIDED if voided else PaymentStatus.EXPIRED
     released = Money(state.hold, state.currency)
     entries = rules.hold_released(_ctx(state, event), state.provider, released)
-    return replace(state, hold=0, status=status), entries
+    return {"hold": 0, "status": status}, entries
 
 
 # -- captures -----------------------------------------------------------------------------------
@@ -188,16 +196,15 @@ def _capture(state: PaymentState, event: PaymentCaptured) -> Result:
     references = state.provider_references
     if event.provider_reference and event.provider_reference not in references:
         references = (*references, event.provider_reference)
-    new = replace(
-        state,
-        captured=state.captured + amount,
-        hold=state.hold - released,
-        status=PaymentStatus.FINALIZED if event.final else state.status,
-        capture_ids=(*state.capture_ids, event.capture_id),
-        provider_references=references,
-        revenue=tuple(rules.add_shares(state.revenue, [s for s in shares if s.gross])),
-    )
-    return new, entries
+    changes: StateChanges = {
+        "captured": state.captured + amount,
+        "hold": state.hold - released,
+        "status": PaymentStatus.FINALIZED if event.final else state.status,
+        "capture_ids": (*state.capture_ids, event.capture_id),
+        "provider_references": references,
+        "revenue": tuple(rules.add_shares(state.revenue, [s for s in shares if s.gross])),
+    }
+    return changes, entries
 
 
 # -- refunds ------------------------------------------------------------------------------------
@@ -229,13 +236,12 @@ def _refund(
         shares = rules.allocate_refund(state.revenue, amount)
     entries = rules.refunded(_ctx(state, event), state.provider, event.amount, shares)
     record = RefundRecord(refund_id, amount, tuple(shares), provider_reference)
-    new = replace(
-        state,
-        refunded=state.refunded + amount,
-        revenue=tuple(rules.subtract_shares(state.revenue, shares)),
-        refunds=(*state.refunds, record),
-    )
-    return new, entries
+    changes: StateChanges = {
+        "refunded": state.refunded + amount,
+        "revenue": tuple(rules.subtract_shares(state.revenue, shares)),
+        "refunds": (*state.refunds, record),
+    }
+    return changes, entries
 
 
 def _refund_failed(state: PaymentState, event: RefundFailed) -> Result:
@@ -244,7 +250,7 @@ def _refund_failed(state: PaymentState, event: RefundFailed) -> Result:
     amount = _currency(state, event, event.amount)
     record = state.refund(event.refund_id)
     if record is None or record.reversed:
-        return state, []
+        return {}, []
     if amount != record.amount:
         raise _reject(err.RefundAmountMismatch, state, event, f"refund was {record.amount}")
     entries = rules.refunded(
@@ -255,13 +261,12 @@ def _refund_failed(state: PaymentState, event: RefundFailed) -> Result:
         kind=EntryKind.REFUND_REVERSAL,
     )
     refunds = tuple(replace(r, reversed=True) if r is record else r for r in state.refunds)
-    new = replace(
-        state,
-        refunded=state.refunded - amount,
-        revenue=tuple(rules.add_shares(state.revenue, record.shares)),
-        refunds=refunds,
-    )
-    return new, entries
+    changes: StateChanges = {
+        "refunded": state.refunded - amount,
+        "revenue": tuple(rules.add_shares(state.revenue, record.shares)),
+        "refunds": refunds,
+    }
+    return changes, entries
 
 
 # -- disputes -----------------------------------------------------------------------------------
@@ -275,9 +280,7 @@ def _dispute_opened(state: PaymentState, event: DisputeOpened) -> Result:
             err.DisputeExceedsCaptured, state, event, f"{amount} > disputable {state.refundable}"
         )
     entries = rules.dispute_opened(_ctx(state, event), state.provider, event.amount)
-    return replace(state, disputes=(*state.disputes, DisputeRecord(event.dispute_id, amount))), (
-        entries
-    )
+    return {"disputes": (*state.disputes, DisputeRecord(event.dispute_id, amount))}, entries
 
 
 def _dispute_resolved(state: PaymentState, event: DisputeResolved) -> Result:
@@ -297,7 +300,7 @@ def _dispute_resolved(state: PaymentState, event: DisputeResolved) -> Result:
     disputes = tuple(
         replace(d, outcome=event.outcome) if d is record else d for d in state.disputes
     )
-    return replace(state, disputes=disputes), entries
+    return {"disputes": disputes}, entries
 
 
 # -- checks -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ docs/accounting.md.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from ledger import accounts
@@ -22,7 +22,7 @@ from ledger.events import (
     ProviderDisputeUpdated,
     RevenueLine,
 )
-from ledger.journal import EntryKind, JournalEntry, Posting
+from ledger.journal import EntryKind, JournalEntry, Posting, entry_id_for, merge
 from ledger.money import Money
 
 NOT_POSTED: tuple[type, ...] = (CdrIssued, CdrCredited, ProviderDisputeUpdated)
@@ -45,13 +45,15 @@ class EntryContext:
         return cls(envelope.event_id, payment_id, network_id, envelope.occurred_at)
 
     def entry(self, kind: EntryKind, postings: Iterable[Posting]) -> JournalEntry:
-        return JournalEntry.for_event(
-            event_id=self.event_id,
-            kind=kind,
-            payment_id=self.payment_id,
-            network_id=self.network_id,
-            occurred_at=self.occurred_at,
-            postings=postings,
+        # What JournalEntry.for_event does, called positionally: this runs for every entry.
+        return JournalEntry(
+            entry_id_for(self.event_id, kind),
+            self.event_id,
+            self.payment_id,
+            self.network_id,
+            self.occurred_at,
+            kind,
+            merge(postings),
         )
 
 
@@ -68,6 +70,10 @@ class RevenueShare:
     @property
     def gross(self) -> int:
         return self.net + self.vat
+
+    def with_amounts(self, net: int, vat: int) -> RevenueShare:
+        """The same place with other amounts (``replace(self, net=, vat=)``, without its cost)."""
+        return RevenueShare(self.dimension, self.station, self.country, net, vat)
 
     def same_place(self, other: RevenueShare) -> bool:
         return (self.dimension, self.station, self.country) == (
@@ -118,7 +124,7 @@ def allocate_refund(remaining: Sequence[RevenueShare], amount: int) -> list[Reve
     for share, part in zip(live, parts, strict=True):
         net, vat = split_pro_rata(part, [share.net, share.vat])
         if part:
-            out.append(replace(share, net=net, vat=vat))
+            out.append(share.with_amounts(net, vat))
     return out
 
 
@@ -141,7 +147,7 @@ def allocate_refund_lines(
         nets = _split_capped(line.amount_excl_vat, [s.net for s in pool])
         vats = _split_capped(line.vat_amount, [s.vat for s in pool])
         taken = [
-            replace(share, net=net, vat=vat)
+            share.with_amounts(net, vat)
             for share, net, vat in zip(pool, nets, vats, strict=True)
             if net or vat
         ]
@@ -164,7 +170,7 @@ def subtract_shares(
         for t in taken:
             if share.same_place(t):
                 net, vat = net - t.net, vat - t.vat
-        out.append(replace(share, net=net, vat=vat))
+        out.append(share.with_amounts(net, vat))
     return out
 
 
@@ -179,7 +185,7 @@ def _combine(shares: Sequence[RevenueShare]) -> list[RevenueShare]:
     for share in shares:
         for i, seen in enumerate(out):
             if seen.same_place(share):
-                out[i] = replace(seen, net=seen.net + share.net, vat=seen.vat + share.vat)
+                out[i] = seen.with_amounts(seen.net + share.net, seen.vat + share.vat)
                 break
         else:
             out.append(share)
@@ -267,7 +273,7 @@ def refunded(
 
 
 def negated(shares: Sequence[RevenueShare]) -> list[RevenueShare]:
-    return [replace(s, net=-s.net, vat=-s.vat) for s in shares]
+    return [s.with_amounts(-s.net, -s.vat) for s in shares]
 
 
 def dispute_opened(ctx: EntryContext, provider: str, amount: Money) -> list[JournalEntry]:
