@@ -170,7 +170,7 @@ class Account:
 
     @property
     def is_memo(self) -> bool:
-        return _is_memo_code(self.code)
+        return is_memo_code(self.code)
 
     def __str__(self) -> str:
         return self.code
@@ -190,8 +190,9 @@ def _family_of(code: str) -> Family:
 
 
 @lru_cache(maxsize=65_536)
-def _is_memo_code(code: str) -> bool:
-    # Journal entry validation asks this of every posting: one cached lookup, not three calls.
+def is_memo_code(code: str) -> bool:
+    """``Account(code).is_memo`` for a valid code, as one cached call: journal entry validation
+    asks it of every posting."""
     return _family_of(code).type is AccountType.MEMO
 
 

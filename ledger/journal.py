@@ -19,7 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import NoReturn
 
-from ledger.accounts import Account
+from ledger.accounts import Account, is_memo_code
 from ledger.errors import ValidationError
 from ledger.money import Money
 
@@ -138,9 +138,8 @@ class JournalEntry:
         postings = self.postings
         if len(postings) < 2:
             self._reject(MalformedEntry, "an entry needs at least two postings")
-        first = postings[0]
-        memo = first.account.is_memo
-        currency = first.amount.currency
+        memo = is_memo_code(postings[0].account.code)
+        currency = postings[0].amount.currency
         has_zero = mixed = several_currencies = False
         total = 0
         for p in postings:
@@ -148,7 +147,8 @@ class JournalEntry:
             minor = amount.amount_minor
             if not minor:
                 has_zero = True
-            if p.account.is_memo is not memo:
+            # is_memo_code(code) is Account.is_memo without a property call per posting.
+            if is_memo_code(p.account.code) is not memo:
                 mixed = True
             if amount.currency != currency:
                 several_currencies = True
@@ -157,14 +157,16 @@ class JournalEntry:
             self._reject(MalformedEntry, "zero postings are not recorded")
         if mixed:
             self._reject(MalformedEntry, "memo and posted accounts cannot share an entry")
-        totals = _totals(postings) if several_currencies else {currency: total}
-        for currency, total in totals.items():
-            if total != 0:
-                self._reject(
-                    UnbalancedEntry,
-                    f"postings sum to {total} minor units of {currency}",
-                    currency=currency,
-                )
+        if several_currencies:
+            for currency, total in _totals(postings).items():
+                if total != 0:
+                    self._unbalanced(currency, total)
+        elif total != 0:
+            self._unbalanced(currency, total)
+
+    def _unbalanced(self, currency: str, total: int) -> NoReturn:
+        message = f"postings sum to {total} minor units of {currency}"
+        self._reject(UnbalancedEntry, message, currency=currency)
 
     def _reject(self, error: type[ValidationError], message: str, **context: object) -> NoReturn:
         # The ids go after ``context``: that order shows in the message (and always has).

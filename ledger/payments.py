@@ -339,10 +339,11 @@ def _positive(state: PaymentState, event: PaymentEvent, amount: int) -> None:
 def _lines_sum(
     state: PaymentState, event: PaymentEvent, lines: Sequence[RevenueLine], amount: int
 ) -> None:
+    total = 0
     for line in lines:
         _non_negative(state, event, line.amount_excl_vat)
         _non_negative(state, event, line.vat_amount)
-    total = sum(line.amount_excl_vat + line.vat_amount for line in lines)
+        total += line.amount_excl_vat + line.vat_amount
     if total != amount:
         raise _reject(err.LinesDoNotSum, state, event, f"lines sum to {total}, amount {amount}")
 

@@ -9,7 +9,7 @@ docs/accounting.md.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from ledger import accounts
@@ -40,6 +40,16 @@ class EntryContext:
     network_id: str
     occurred_at: datetime
 
+    def __init__(
+        self, event_id: str, payment_id: str | None, network_id: str, occurred_at: datetime
+    ) -> None:
+        # Hand-written (dataclass keeps it): slot writes, cheaper than the generated
+        # object.__setattr__ calls; one context is built per event.
+        _set_event_id(self, event_id)
+        _set_payment_id(self, payment_id)
+        _set_network_id(self, network_id)
+        _set_occurred_at(self, occurred_at)
+
     @classmethod
     def of(cls, envelope: Envelope, payment_id: str | None, network_id: str) -> EntryContext:
         return cls(envelope.event_id, payment_id, network_id, envelope.occurred_at)
@@ -67,6 +77,17 @@ class RevenueShare:
     net: int
     vat: int
 
+    def __init__(
+        self, dimension: Dimension, station: str | None, country: str | None, net: int, vat: int
+    ) -> None:
+        # Hand-written (dataclass keeps it): slot writes, cheaper than the generated
+        # object.__setattr__ calls; captures and refunds build several shares.
+        _set_dimension(self, dimension)
+        _set_station(self, station)
+        _set_country(self, country)
+        _set_net(self, net)
+        _set_vat(self, vat)
+
     @property
     def gross(self) -> int:
         return self.net + self.vat
@@ -81,6 +102,16 @@ class RevenueShare:
             other.station,
             other.country,
         )
+
+
+# Slot setters of the frozen classes above, for their hand-written __init__ (as in Money): they
+# write a field without the FrozenInstanceError guard.
+_set_event_id, _set_payment_id, _set_network_id, _set_occurred_at = (
+    EntryContext.__dict__[f.name].__set__ for f in fields(EntryContext)
+)
+_set_dimension, _set_station, _set_country, _set_net, _set_vat = (
+    RevenueShare.__dict__[f.name].__set__ for f in fields(RevenueShare)
+)
 
 
 def shares_of(

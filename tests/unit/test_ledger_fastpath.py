@@ -35,7 +35,7 @@ from ledger.journal import (
 )
 from ledger.money import Money
 from ledger.payment_state import DisputeRecord, PaymentState, PaymentStatus, RefundRecord
-from ledger.posting_rules import RevenueShare
+from ledger.posting_rules import EntryContext, RevenueShare
 
 AT = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -272,3 +272,36 @@ def test_state_updated_equals_dataclasses_replace() -> None:
     changes = {"hold": 7, "status": PaymentStatus.VOIDED, "capture_ids": ("c1", "c2")}
     assert STATE.updated(changes) == dataclasses.replace(STATE, **changes)  # type: ignore[arg-type]
     assert STATE.updated({}) == STATE
+
+
+def test_updated_state_is_a_frozen_equal_value() -> None:
+    updated = STATE.updated({"hold": 7})
+    assert updated == dataclasses.replace(STATE, hold=7)
+    assert hash(updated.applied_event_ids) == hash(STATE.applied_event_ids)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        updated.hold = 8  # type: ignore[misc]
+
+
+# -- small values with hand-written constructors ------------------------------------------------
+def test_revenue_share_and_entry_context_stay_frozen_values() -> None:
+    assert SHARE.with_amounts(1, 2) == dataclasses.replace(SHARE, net=1, vat=2)
+    assert (
+        RevenueShare(dimension=Dimension.ENERGY, station="s1", country="DE", net=1000, vat=190)
+        == SHARE
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SHARE.net = 1  # type: ignore[misc]
+    context = EntryContext("ev", None, "acme", AT)
+    assert context == EntryContext(
+        event_id="ev", payment_id=None, network_id="acme", occurred_at=AT
+    )
+    assert repr(context).startswith("EntryContext(event_id='ev', payment_id=None")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        context.event_id = "other"  # type: ignore[misc]
+
+
+def test_is_memo_code_agrees_with_the_account_family() -> None:
+    for (root, category), family in accounts.FAMILIES.items():
+        account = accounts.Account(":".join([root, category, *("x" for _ in family.segments)]))
+        assert accounts.is_memo_code(account.code) is account.is_memo
+        assert account.is_memo is (family.type is accounts.AccountType.MEMO)
