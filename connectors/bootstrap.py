@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,27 @@ def database_url(settings: Settings) -> str:
 
 
 def bootstrap(settings: Settings | None = None) -> App:
-    """Build the app from ``settings`` (default: the environment)."""
+    """Build the app from ``settings`` (default: the environment), and tune the garbage
+    collector for streaming work (``tune_gc``)."""
     settings = settings or Settings.from_env()
+    tune_gc()
     registry = Registry(settings.registry_url)
     return App(settings, registry, EventSerde(registry))
+
+
+GC_THRESHOLD = 100_000
+
+
+def tune_gc() -> None:
+    """Make CPython's cyclic garbage collector rare, once per process.
+
+    A batch of events allocates about a hundred short-lived objects per event (decoded events,
+    states, entries, postings), none of them in reference cycles. With the default threshold of
+    700 allocations the collector runs every few events and walks the whole live batch again each
+    time: measured at 30% of the ledger projector's time (6.9k -> 9.5k events/s without it).
+    ``gc.freeze()`` moves the objects alive after start-up (modules, schemas, codecs) out of its
+    view. The collector stays on, for the cycles that do occur (exception tracebacks)."""
+    if gc.get_threshold()[0] >= GC_THRESHOLD:
+        return
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 50, 100)
