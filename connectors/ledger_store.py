@@ -7,7 +7,7 @@ offsets together) and touches each row at most once per batch:
   (``FOR UPDATE``, in payment id order) so two instances of the group cannot lose an update
   when an ``ExternalRefundReported`` on ``provider.events`` hits a payment whose
   ``payments.events`` partition belongs to the other instance;
-* ``write_entries`` COPYs entries and postings (text format, built in Python);
+* ``write_entries`` COPYs entries with their postings (text format, built in Python);
 * ``upsert_balances`` adds one aggregated delta per (account, currency), in sorted order, so hot
   accounts are written once per batch and concurrent batches lock them in the same order;
 * ``write_payments`` COPYs the payments a batch created and updates the ones it loaded.
@@ -91,29 +91,26 @@ def _text(value: str | None) -> str:
 
 
 def write_entries(conn: Conn, entries: Sequence[StoredEntry]) -> None:
-    """COPY the entries, then their postings. A repeated ``entry_id`` raises UniqueViolation:
-    the event was already booked by another consumer group writing into the same book, which
-    must never happen (one ledger group per database)."""
+    """COPY the entries, each with its postings as three arrays (013_journal_postings_inline).
+    A repeated ``entry_id`` raises UniqueViolation: the event was already booked by another
+    consumer group writing into the same book, which must never happen (one ledger group per
+    database)."""
     if not entries:
         return
-    entry_lines, posting_lines = _copy_lines(entries)
-    with conn.cursor() as cur:
-        with cur.copy(
+    with (
+        conn.cursor() as cur,
+        cur.copy(
             "COPY journal_entries (entry_id, event_id, event_type, payment_id, network_id,"
-            " provider, kind, occurred_at) FROM STDIN"
-        ) as copy:
-            copy.write("".join(entry_lines))
-        with cur.copy(
-            "COPY postings (entry_id, account, currency, amount_minor, occurred_at) FROM STDIN"
-        ) as copy:
-            copy.write("".join(posting_lines))
+            " provider, kind, occurred_at, accounts, currencies, amounts) FROM STDIN"
+        ) as copy,
+    ):
+        copy.write("".join(_entry_lines(entries)))
 
 
-def _copy_lines(entries: Sequence[StoredEntry]) -> tuple[list[str], list[str]]:
-    """COPY text lines of the entries and of their postings, in one pass. The entries of one
-    event share every column but id and kind, so those are formatted once per event."""
-    entry_lines: list[str] = []
-    posting_lines: list[str] = []
+def _entry_lines(entries: Sequence[StoredEntry]) -> list[str]:
+    """COPY text lines of the entries. The entries of one event share every column but id,
+    kind and postings, so those are formatted once per event."""
+    lines: list[str] = []
     shared_of: Any = None
     shared = at = ""
     for stored in entries:
@@ -125,21 +122,23 @@ def _copy_lines(entries: Sequence[StoredEntry]) -> tuple[list[str], list[str]]:
                 f"{_text(e.event_id)}\t{stored.event_type}\t{_text(e.payment_id)}\t"
                 f"{_text(e.network_id)}\t{_text(stored.provider)}"
             )
-        entry_id = e.entry_id
-        entry_lines.append(f"{entry_id}\t{shared}\t{e.kind.value}\t{at}\n")
-        for p in e.postings:
-            amount = p.amount
-            posting_lines.append(
-                f"{entry_id}\t{_code(p.account.code)}\t{amount.currency}\t"
-                f"{amount.amount_minor}\t{at}\n"
-            )
-    return entry_lines, posting_lines
+        postings = e.postings
+        accounts = ",".join([_element(p.account.code) for p in postings])
+        currencies = ",".join([p.amount.currency for p in postings])
+        amounts = ",".join([str(p.amount.amount_minor) for p in postings])
+        lines.append(
+            f"{e.entry_id}\t{shared}\t{e.kind.value}\t{at}\t"
+            f"{{{accounts}}}\t{{{currencies}}}\t{{{amounts}}}\n"
+        )
+    return lines
 
 
 @functools.lru_cache(maxsize=65536)
-def _code(code: str) -> str:
-    """An account code in COPY text form; the same few thousand codes recur in every batch."""
-    return _text(code)
+def _element(code: str) -> str:
+    """An account code as a quoted array element in COPY text form. Currencies (ISO codes) and
+    integers need no quoting. The same few thousand codes recur in every batch."""
+    quoted = code.replace("\\", "\\\\").replace('"', '\\"')
+    return _text(f'"{quoted}"')
 
 
 def upsert_balances(conn: Conn, deltas: Sequence[BalanceDelta]) -> None:
@@ -177,8 +176,9 @@ def write_payments(conn: Conn, rows: Sequence[PaymentRow], known: Collection[str
         with (
             conn.cursor() as cur,
             cur.copy(
-                "COPY payments (payment_id, network_id, status, provider, currency, authorized,"
-                " captured, refunded, hold, station_id, created_at, last_event_at, state) FROM STDIN"
+                "COPY payments (payment_id, network_id, status, provider, currency,"
+                " authorized, captured, refunded, hold, station_id, created_at, last_event_at,"
+                " state) FROM STDIN"
             ) as copy,
         ):
             copy.write("".join(_payment_line(r) for r in created))

@@ -1,0 +1,127 @@
+"""The journal's storage form: entries with their postings inline, read back through ``postings``.
+
+Account codes carry outside ids (stations, operators), so the array literals the projector COPYs
+must survive every character an id may hold; and databases booked before postings moved inline
+(migration 013) must keep every posting, in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from connectors import ledger_store as store
+from connectors import postgres
+from connectors.bootstrap import App
+from ledger import accounts
+from ledger.dimensions import Dimension
+from ledger.journal import EntryKind, JournalEntry, Posting
+from ledger.money import Money
+
+AWKWARD_STATIONS = ['st"1', "{x,y}", "back\\slash", "NULL", "tab\tand\nnewline", "ünï", "a,b"]
+
+
+def entry(
+    station: str, amounts: tuple[int, int], kind: EntryKind = EntryKind.CAPTURE
+) -> JournalEntry:
+    """A capture of ``sum(amounts)`` to one station's energy revenue and its VAT."""
+    net, vat = amounts
+    return JournalEntry.for_event(
+        event_id=str(uuid.uuid4()),
+        kind=kind,
+        payment_id=f"pay-{station}",
+        network_id="net-store",
+        occurred_at=datetime(2026, 11, 24, 12, 0, tzinfo=UTC),
+        postings=[
+            Posting.debit(accounts.provider_clearing("sandbox"), Money(net + vat, "EUR")),
+            Posting.credit(accounts.revenue(Dimension.ENERGY, "op", station), Money(net, "EUR")),
+            Posting.credit(accounts.vat_payable("DE"), Money(vat, "EUR")),
+        ],
+    )
+
+
+@pytest.fixture
+def scratch(app: App) -> Iterator[str]:
+    """A fresh, unmigrated database on the stack's server; dropped afterwards."""
+    name = f"ledger_store_{uuid.uuid4().hex[:12]}"
+    url = postgres.create_database(app.database_url, name, migrated=False)
+    try:
+        yield url
+    finally:
+        postgres.drop_database(app.database_url, name)
+
+
+def posting_rows(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[str, str, int]]]:
+    rows = conn.execute(
+        "SELECT entry_id::text, account, currency, amount_minor FROM postings"
+        " ORDER BY entry_id, ordinal"
+    ).fetchall()
+    out: dict[str, list[tuple[str, str, int]]] = {}
+    for entry_id, account, currency, amount in rows:
+        out.setdefault(entry_id, []).append((account, currency, amount))
+    return out
+
+
+def expected(entries: list[JournalEntry]) -> dict[str, list[tuple[str, str, int]]]:
+    return {
+        e.entry_id: [(p.account.code, p.amount.currency, p.amount.amount_minor) for p in e.postings]
+        for e in entries
+    }
+
+
+def test_awkward_account_codes_round_trip(scratch: str) -> None:
+    postgres.migrate(scratch)
+    entries = [entry(station, (1000 + i, 190 + i)) for i, station in enumerate(AWKWARD_STATIONS)]
+    with psycopg.connect(scratch) as conn:
+        store.write_entries(
+            conn, [store.StoredEntry(e, "PaymentCaptured", "sandbox") for e in entries]
+        )
+        conn.commit()
+        assert posting_rows(conn) == expected(entries)
+
+
+def test_unbalanced_or_short_entries_are_refused_by_the_table(scratch: str) -> None:
+    postgres.migrate(scratch)
+    with psycopg.connect(scratch) as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute(
+            "INSERT INTO journal_entries (entry_id, event_id, event_type, network_id, kind,"
+            " occurred_at, accounts, currencies, amounts) VALUES (gen_random_uuid(), 'e',"
+            " 'PaymentCaptured', 'n', 'CAPTURE', now(), '{a}', '{EUR}', '{5}')"
+        )
+
+
+def test_migration_moves_existing_postings_inline_in_order(scratch: str) -> None:
+    """A book written before 013 (postings as rows) keeps every posting, in insertion order."""
+    entries = [entry(station, (500 * (i + 1), 95 * (i + 1))) for i, station in enumerate("ABC")]
+    before = [m for m in postgres.migrations() if m[0] < 13]
+    with psycopg.connect(scratch, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, name, sql in before:
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (version, name))
+        for e in entries:  # the pre-013 write path: an entry row, then a row per posting
+            conn.execute(
+                "INSERT INTO journal_entries (entry_id, event_id, event_type, network_id, provider,"
+                " kind, occurred_at) VALUES (%s, %s, 'PaymentCaptured', %s, 'sandbox', %s, %s)",
+                (e.entry_id, e.event_id, e.network_id, e.kind.value, e.occurred_at),
+            )
+            for p in e.postings:
+                conn.execute(
+                    "INSERT INTO postings (entry_id, account, currency, amount_minor, occurred_at)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (e.entry_id, p.account.code, p.amount.currency, p.amount.amount_minor,
+                     e.occurred_at),
+                )  # fmt: skip
+    assert postgres.migrate(scratch)[0].startswith("013_")
+    with psycopg.connect(scratch) as conn:
+        assert posting_rows(conn) == expected(entries)
+        captured = conn.execute("SELECT sum(captured) FROM provider_flows").fetchone()
+        assert captured == (sum(e.postings[0].amount.amount_minor for e in entries),)
