@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 
+from connectors.postgres import array_literal
 from ledger.balances import BalanceDelta
 from ledger.journal import JournalEntry
 from ledger.payment_state import PaymentState
@@ -241,7 +242,10 @@ def insert_references(conn: Conn, references: Iterable[tuple[str, str, str]]) ->
         return
     conn.execute(
         "INSERT INTO payment_references (provider, provider_reference, payment_id)"
-        " SELECT x->>0, x->>1, x->>2 FROM jsonb_array_elements(%s::jsonb) AS x"
-        " ON CONFLICT DO NOTHING",
-        (json.dumps(refs),),
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING",
+        (
+            array_literal(r[0] for r in refs),
+            array_literal(r[1] for r in refs),
+            array_literal(r[2] for r in refs),
+        ),
     )

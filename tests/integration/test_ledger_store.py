@@ -14,6 +14,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors import ledger_store as store
 from connectors import postgres
@@ -125,3 +127,12 @@ def test_migration_moves_existing_postings_inline_in_order(scratch: str) -> None
         assert posting_rows(conn) == expected(entries)
         captured = conn.execute("SELECT sum(captured) FROM provider_flows").fetchone()
         assert captured == (sum(e.postings[0].amount.amount_minor for e in entries),)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=st.characters(blacklist_characters="\x00")))))
+def test_array_literals_round_trip_any_text(app: App, values: list[str | None]) -> None:
+    """``postgres.array_literal`` is what the processors bind for batches of ids and references."""
+    with psycopg.connect(app.database_url) as conn:
+        row = conn.execute("SELECT %s::text[]", (postgres.array_literal(values),)).fetchone()
+    assert row == (values,)
