@@ -67,12 +67,16 @@ def load_states(
         return {}
     rows = conn.execute(
         "SELECT p.payment_id, p.state FROM payments p"
-        " WHERE p.payment_id IN (SELECT jsonb_array_elements_text(%s::jsonb))"
+        " WHERE p.payment_id = ANY(%s::text[])"
         " OR p.payment_id IN (SELECT r.payment_id FROM payment_references r"
         "  JOIN unnest(%s::text[], %s::text[]) AS q(provider, reference)"
         "  ON r.provider = q.provider AND r.provider_reference = q.reference)"
         " ORDER BY p.payment_id FOR UPDATE OF p",
-        (json.dumps(ids), [p for p, _ in refs], [r for _, r in refs]),
+        (
+            array_literal(ids),
+            array_literal(p for p, _ in refs),
+            array_literal(r for _, r in refs),
+        ),
     ).fetchall()
     return {str(pid): PaymentState.from_dict(state) for pid, state in rows}
 
@@ -226,9 +230,9 @@ def _update_payments(conn: Conn, rows: Sequence[PaymentRow]) -> None:
         " captured = x.captured, refunded = x.refunded, hold = x.hold,"
         " station_id = COALESCE(x.station_id, p.station_id), last_event_at = x.last_event_at,"
         " updated_at = now(), state = x.state"
-        " FROM jsonb_to_recordset(%s::jsonb) AS x(payment_id text, status text,"
+        " FROM json_to_recordset(%s::json) AS x(payment_id text, status text,"
         " authorized bigint, captured bigint, refunded bigint, hold bigint, station_id text,"
-        " last_event_at timestamptz, state jsonb)"
+        " last_event_at timestamptz, state json)"
         " WHERE p.payment_id = x.payment_id",
         (document,),
     )

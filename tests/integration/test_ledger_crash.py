@@ -87,10 +87,15 @@ def test_kill_9_repeatedly_then_the_book_matches(app: App, book_db: str, tmp_pat
         assert proc.returncode == -signal.SIGKILL
     assert len(killed_at) == KILLS and killed_at[-1] < total, f"killed after the end: {killed_at}"
 
-    publish(app, stream.phase2)
-    # The last run drains: it stops once it has read up to the ends it saw when it started.
-    final = projector(book_db, group, log, "--drain")
-    assert final.wait() == 0, log.read_text()[-3000:]
+    # Drain runs stop once they have read up to the ends they saw when they started. Phase 2
+    # (provider events about phase 1's payments) is published only after phase 1 is booked: Kafka
+    # orders nothing across topics, and an external refund that overtakes its payment is
+    # rejected (UNKNOWN_PAYMENT, re-drive later), which the recomputation cannot foresee.
+    for phase in (None, stream.phase2):
+        if phase is not None:
+            publish(app, phase)
+        run = projector(book_db, group, log, "--drain")
+        assert run.wait() == 0, log.read_text()[-3000:]
 
     records = read_range(app, starts, stored_offsets(book_db, group))
     ours = {e.envelope.event_id for e in [*stream.phase1, *stream.phase2]}
