@@ -130,7 +130,14 @@ def array_literal(values: Iterable[str | int | None]) -> str:
     (``%s::text[]``). For thousands of values this is much cheaper than psycopg's list adapter,
     which escapes element by element in Python, and than a JSON document, which the server
     parses and picks apart per element."""
-    return "{" + ",".join(_element(v) for v in values) + "}"
+    items = list(values)
+    if not items:
+        return "{}"
+    if all(type(v) is str for v in items):
+        joined = '","'.join(items)  # type: ignore[arg-type]
+        if '"' not in joined and "\\" not in joined:  # nothing to escape: one join
+            return '{"' + joined + '"}'
+    return "{" + ",".join(_element(v) for v in items) + "}"
 
 
 def _element(value: str | int | None) -> str:

@@ -140,3 +140,12 @@ def test_array_literals_round_trip_any_text(app: App, values: list[str | None]) 
     with psycopg.connect(app.database_url) as conn:
         row = conn.execute("SELECT %s::text[]", (postgres.array_literal(values),)).fetchone()
     assert row == (values,)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1)))
+def test_array_literals_round_trip_bigints(app: App, values: list[int]) -> None:
+    """Partitions and offsets travel the same way as ids."""
+    with psycopg.connect(app.database_url) as conn:
+        row = conn.execute("SELECT %s::bigint[]", (postgres.array_literal(values),)).fetchone()
+    assert row == (values,)
