@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import NoReturn
 
 from ledger.accounts import Account, is_memo_code
 from ledger.errors import ValidationError
+from ledger.frozen import slot_setters
 from ledger.money import Money
 
 ENTRY_NAMESPACE = uuid.UUID("5b0f6a52-3d0e-4c1e-9d53-6c0e2f3e7a10")
@@ -66,8 +67,7 @@ class Posting:
     amount: Money
 
     def __init__(self, account: Account, amount: Money) -> None:
-        # Hand-written (dataclass keeps it): slot writes, cheaper than the generated
-        # object.__setattr__ calls; several postings are built per event.
+        # Hand-written (see ledger.frozen.slot_setters); several postings are built per event.
         _set_account(self, account)
         _set_amount(self, amount)
 
@@ -121,8 +121,7 @@ class JournalEntry:
         kind: EntryKind,
         postings: tuple[Posting, ...],
     ) -> None:
-        # Hand-written (dataclass keeps it): slot writes, cheaper than the generated
-        # object.__setattr__ calls; one to three entries are built per event.
+        # Hand-written (see ledger.frozen.slot_setters); one to three entries are built per event.
         _set_entry_id(self, entry_id)
         _set_event_id(self, event_id)
         _set_payment_id(self, payment_id)
@@ -203,9 +202,7 @@ class JournalEntry:
         return frozenset(p.amount.currency for p in self.postings)
 
 
-# Slot setters of the frozen classes above, for their hand-written __init__ (as in Money): they
-# write a field without the FrozenInstanceError guard.
-_set_account, _set_amount = (Posting.__dict__[f.name].__set__ for f in fields(Posting))
+_set_account, _set_amount = slot_setters(Posting)
 (
     _set_entry_id,
     _set_event_id,
@@ -214,7 +211,7 @@ _set_account, _set_amount = (Posting.__dict__[f.name].__set__ for f in fields(Po
     _set_occurred_at,
     _set_kind,
     _set_postings,
-) = (JournalEntry.__dict__[f.name].__set__ for f in fields(JournalEntry))
+) = slot_setters(JournalEntry)
 
 
 def merge(postings: Iterable[Posting]) -> tuple[Posting, ...]:

@@ -11,6 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import NoReturn
 
 from ledger.errors import CurrencyMismatch, UnknownCurrency, ValidationError
+from ledger.frozen import slot_setters
 
 # ISO 4217 minor-unit exponents for the currencies a charging network is likely to meet.
 # Source: ISO 4217 amendment list (JPY/KRW/CLP/ISK 0, the Gulf dinars 3).
@@ -41,8 +42,8 @@ class Money:
     currency: str
 
     def __init__(self, amount_minor: int, currency: str) -> None:
-        # Hand-written (dataclass keeps it): one check and two slot writes instead of the
-        # generated object.__setattr__ calls plus __post_init__; Money is built ~9 times an event.
+        # Hand-written (see ledger.frozen.slot_setters): one check and two slot writes instead of
+        # the generated __init__ plus __post_init__; Money is built ~9 times an event.
         if type(amount_minor) is not int or currency not in EXPONENTS:
             _invalid(amount_minor, currency)
         _set_amount_minor(self, amount_minor)
@@ -132,9 +133,7 @@ class Money:
         return f"{self.currency} {self.to_decimal():.{exp}f}"
 
 
-# Slot setters of the frozen Money: they write a field without the FrozenInstanceError guard.
-_set_amount_minor = Money.__dict__["amount_minor"].__set__
-_set_currency = Money.__dict__["currency"].__set__
+_set_amount_minor, _set_currency = slot_setters(Money)
 
 
 def _invalid(amount_minor: object, currency: str) -> NoReturn:

@@ -13,6 +13,7 @@ from typing import Any, TypedDict, TypeVar
 
 from ledger.dimensions import Dimension
 from ledger.events import DisputeOutcome
+from ledger.frozen import slot_setters
 from ledger.posting_rules import RevenueShare
 
 
@@ -183,8 +184,7 @@ class StateChanges(TypedDict, total=False):
 _FIELD_NAMES = tuple(f.name for f in fields(PaymentState))
 _FIELD_INDEX = {name: i for i, name in enumerate(_FIELD_NAMES)}
 _field_values = attrgetter(*_FIELD_NAMES)
-_FIELD_SETTERS = tuple(PaymentState.__dict__[name].__set__ for name in _FIELD_NAMES)
-"""Slot setters of the frozen PaymentState: they write a field without the frozen guard."""
+_FIELD_SETTERS = slot_setters(PaymentState)
 
 _E = TypeVar("_E", bound=StrEnum)
 _STATUSES = {s.value: s for s in PaymentStatus}

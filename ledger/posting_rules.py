@@ -9,7 +9,7 @@ docs/accounting.md.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 
 from ledger import accounts
@@ -22,7 +22,8 @@ from ledger.events import (
     ProviderDisputeUpdated,
     RevenueLine,
 )
-from ledger.journal import EntryKind, JournalEntry, Posting, entry_id_for, merge
+from ledger.frozen import slot_setters
+from ledger.journal import EntryKind, JournalEntry, Posting
 from ledger.money import Money
 
 NOT_POSTED: tuple[type, ...] = (CdrIssued, CdrCredited, ProviderDisputeUpdated)
@@ -43,8 +44,7 @@ class EntryContext:
     def __init__(
         self, event_id: str, payment_id: str | None, network_id: str, occurred_at: datetime
     ) -> None:
-        # Hand-written (dataclass keeps it): slot writes, cheaper than the generated
-        # object.__setattr__ calls; one context is built per event.
+        # Hand-written (see ledger.frozen.slot_setters); one context is built per event.
         _set_event_id(self, event_id)
         _set_payment_id(self, payment_id)
         _set_network_id(self, network_id)
@@ -55,15 +55,13 @@ class EntryContext:
         return cls(envelope.event_id, payment_id, network_id, envelope.occurred_at)
 
     def entry(self, kind: EntryKind, postings: Iterable[Posting]) -> JournalEntry:
-        # What JournalEntry.for_event does, called positionally: this runs for every entry.
-        return JournalEntry(
-            entry_id_for(self.event_id, kind),
-            self.event_id,
-            self.payment_id,
-            self.network_id,
-            self.occurred_at,
-            kind,
-            merge(postings),
+        return JournalEntry.for_event(
+            event_id=self.event_id,
+            kind=kind,
+            payment_id=self.payment_id,
+            network_id=self.network_id,
+            occurred_at=self.occurred_at,
+            postings=postings,
         )
 
 
@@ -80,8 +78,7 @@ class RevenueShare:
     def __init__(
         self, dimension: Dimension, station: str | None, country: str | None, net: int, vat: int
     ) -> None:
-        # Hand-written (dataclass keeps it): slot writes, cheaper than the generated
-        # object.__setattr__ calls; captures and refunds build several shares.
+        # Hand-written (see ledger.frozen.slot_setters); captures and refunds build several shares.
         _set_dimension(self, dimension)
         _set_station(self, station)
         _set_country(self, country)
@@ -104,14 +101,8 @@ class RevenueShare:
         )
 
 
-# Slot setters of the frozen classes above, for their hand-written __init__ (as in Money): they
-# write a field without the FrozenInstanceError guard.
-_set_event_id, _set_payment_id, _set_network_id, _set_occurred_at = (
-    EntryContext.__dict__[f.name].__set__ for f in fields(EntryContext)
-)
-_set_dimension, _set_station, _set_country, _set_net, _set_vat = (
-    RevenueShare.__dict__[f.name].__set__ for f in fields(RevenueShare)
-)
+_set_event_id, _set_payment_id, _set_network_id, _set_occurred_at = slot_setters(EntryContext)
+_set_dimension, _set_station, _set_country, _set_net, _set_vat = slot_setters(RevenueShare)
 
 
 def shares_of(
