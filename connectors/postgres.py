@@ -137,10 +137,11 @@ def array_literal(values: Iterable[str | int | None]) -> str:
         joined = '","'.join(items)  # type: ignore[arg-type]
         if '"' not in joined and "\\" not in joined:  # nothing to escape: one join
             return '{"' + joined + '"}'
-    return "{" + ",".join(_element(v) for v in items) + "}"
+    return "{" + ",".join(array_element(v) for v in items) + "}"
 
 
-def _element(value: str | int | None) -> str:
+def array_element(value: str | int | None) -> str:
+    """One element of an array literal: NULL, an integer, or a quoted, escaped string."""
     if value is None:
         return "NULL"
     if isinstance(value, int):
