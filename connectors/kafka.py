@@ -292,6 +292,25 @@ class EventConsumer:
         self.consumer.close()
 
 
+def rejection_of(
+    record: Consumed, reason_code: str, detail: str, consumer_group: str, network_id: str
+) -> EventRejected:
+    """The ``EventRejected`` for ``record``: its bytes, where it was read, and why it was refused.
+    Published to ``<topic>.rejected`` by the Rejecter and by the processors' outbox."""
+    return EventRejected(
+        envelope=Envelope.new(network_id, Source.internal, causation_id=record.event_id),
+        original_topic=record.topic,
+        original_partition=record.partition,
+        original_offset=record.offset,
+        original_key=record.key,
+        original_value=record.value,
+        reason_code=reason_code,
+        detail=detail,
+        consumer_group=consumer_group,
+        original_event_id=record.event_id,
+    )
+
+
 class Rejecter:
     """Publishes rejected records to ``<topic>.rejected`` with the bytes and a reason code."""
 
@@ -301,18 +320,7 @@ class Rejecter:
         self.network_id = network_id
 
     def reject(self, record: Consumed, reason_code: str, detail: str) -> EventRejected:
-        rejected = EventRejected(
-            envelope=Envelope.new(self.network_id, Source.internal, causation_id=record.event_id),
-            original_topic=record.topic,
-            original_partition=record.partition,
-            original_offset=record.offset,
-            original_key=record.key,
-            original_value=record.value,
-            reason_code=reason_code,
-            detail=detail,
-            consumer_group=self.consumer_group,
-            original_event_id=record.event_id,
-        )
+        rejected = rejection_of(record, reason_code, detail, self.consumer_group, self.network_id)
         topic = f"{record.topic}.rejected"
         self.publisher.produce_bytes(
             topic, self.publisher.serde.encode(topic, rejected), record.key

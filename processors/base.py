@@ -24,10 +24,15 @@ from confluent_kafka import TopicPartition
 
 from connectors import postgres
 from connectors.bootstrap import App
-from connectors.kafka import TOPIC_OF, Consumed, EventConsumer, EventPublisher, key_of
-from ledger.envelope import Envelope, Source
+from connectors.kafka import (
+    TOPIC_OF,
+    Consumed,
+    EventConsumer,
+    EventPublisher,
+    key_of,
+    rejection_of,
+)
 from ledger.errors import LedgerError
-from ledger.events import EventRejected
 
 log = logging.getLogger("evledger.processor")
 Conn = psycopg.Connection[Any]
@@ -74,18 +79,7 @@ class Tx:
                 record.value,
             ),
         )
-        rejection = EventRejected(
-            envelope=Envelope.new(self.network_id, Source.internal, causation_id=record.event_id),
-            original_topic=record.topic,
-            original_partition=record.partition,
-            original_offset=record.offset,
-            reason_code=reason_code,
-            detail=detail,
-            consumer_group=self.group,
-            original_key=record.key,
-            original_value=record.value,
-            original_event_id=record.event_id,
-        )
+        rejection = rejection_of(record, reason_code, detail, self.group, self.network_id)
         self.emit(rejection, topic=f"{record.topic}.rejected", key=record.key or b"")
 
 
