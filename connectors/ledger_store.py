@@ -56,28 +56,36 @@ class PaymentRow:
 
 
 # -- reading ------------------------------------------------------------------------------------
+LOCK_STATES = (
+    "SELECT p.payment_id, p.state FROM unnest(%s::text[]) AS q(payment_id)"
+    " CROSS JOIN LATERAL (SELECT payment_id, state FROM payments"
+    "  WHERE payment_id = q.payment_id LIMIT 1 FOR UPDATE) AS p"
+)
+OWNERS_OF_REFERENCES = (
+    "SELECT r.payment_id FROM unnest(%s::text[], %s::text[]) AS q(provider, ref)"
+    " CROSS JOIN LATERAL (SELECT payment_id FROM payment_references"
+    "  WHERE provider = q.provider AND provider_reference = q.ref LIMIT 1) AS r"
+)
+
+
 def load_states(
     conn: Conn, payment_ids: Iterable[str], references: Iterable[tuple[str, str]]
 ) -> dict[str, PaymentState]:
     """States of the named payments and of the payments owning ``(provider, reference)``,
-    locked for the rest of the transaction. One query; unknown ids are simply absent."""
-    ids = sorted(set(payment_ids))
+    locked for the rest of the transaction (in payment id order). Unknown ids are absent.
+
+    Both look-ups are written as one index probe per key (a LATERAL subquery the planner cannot
+    flatten), so their cost follows the batch, never the table. As a filter
+    (``payment_id = ANY($1::text[])``) the cached generic plan scanned every payment and cast
+    the array parameter once per row: a batch of 5,000 cost 0.2-14 s on a table of 15,000."""
+    ids = set(payment_ids)
     refs = sorted(set(references))
-    if not ids and not refs:
+    if refs:
+        params = (array_literal(p for p, _ in refs), array_literal(r for _, r in refs))
+        ids.update(str(row[0]) for row in conn.execute(OWNERS_OF_REFERENCES, params))
+    if not ids:
         return {}
-    rows = conn.execute(
-        "SELECT p.payment_id, p.state FROM payments p"
-        " WHERE p.payment_id = ANY(%s::text[])"
-        " OR p.payment_id IN (SELECT r.payment_id FROM payment_references r"
-        "  JOIN unnest(%s::text[], %s::text[]) AS q(provider, reference)"
-        "  ON r.provider = q.provider AND r.provider_reference = q.reference)"
-        " ORDER BY p.payment_id FOR UPDATE OF p",
-        (
-            array_literal(ids),
-            array_literal(p for p, _ in refs),
-            array_literal(r for _, r in refs),
-        ),
-    ).fetchall()
+    rows = conn.execute(LOCK_STATES, (array_literal(sorted(ids)),)).fetchall()
     return {str(pid): PaymentState.from_dict(state) for pid, state in rows}
 
 

@@ -24,6 +24,7 @@ from ledger import accounts
 from ledger.dimensions import Dimension
 from ledger.journal import EntryKind, JournalEntry, Posting
 from ledger.money import Money
+from ledger.payment_state import PaymentState
 
 AWKWARD_STATIONS = ['st"1', "{x,y}", "back\\slash", "NULL", "tab\tand\nnewline", "ünï", "a,b"]
 
@@ -149,3 +150,46 @@ def test_array_literals_round_trip_bigints(app: App, values: list[int]) -> None:
     with psycopg.connect(app.database_url) as conn:
         row = conn.execute("SELECT %s::bigint[]", (postgres.array_literal(values),)).fetchone()
     assert row == (values,)
+
+
+def _payment(i: int) -> store.PaymentRow:
+    state = PaymentState(
+        payment_id=f"pay-{i:06d}",
+        network_id="net-store",
+        provider="sandbox",
+        currency="EUR",
+        authorized=1000,
+        hold=1000,
+        provider_references=(f"ref-{i:06d}",),
+        applied_event_ids=frozenset({str(uuid.uuid4())}),
+    )
+    at = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    return store.PaymentRow(state, None, at, at)
+
+
+def test_states_load_by_index_probes_whatever_the_plan(scratch: str) -> None:
+    """The batch's payments are locked by one index probe per id, also under the generic plan
+    that psycopg's prepared statements end up on: a plan that scans the table (or casts the
+    array parameter per row) made batch cost grow with the number of payments."""
+    postgres.migrate(scratch)
+    rows = [_payment(i) for i in range(20_000)]
+    with psycopg.connect(scratch) as conn:
+        store.write_payments(conn, rows, known=())
+        store.insert_references(
+            conn, [(r.state.provider, r.state.provider_references[0], r.state.payment_id)
+                   for r in rows]
+        )  # fmt: skip
+        conn.commit()
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        wanted = [f"pay-{i:06d}" for i in range(0, 20_000, 7)] + ["pay-missing"]
+        states = store.load_states(
+            conn, wanted, [("sandbox", "ref-000003"), ("sandbox", "ref-nobody")]
+        )
+        assert set(states) == {*wanted[:-1], "pay-000003"}
+        assert states["pay-000007"] == rows[7].state
+        for sql, params in (
+            (store.LOCK_STATES, ("{pay-000001}",)),
+            (store.OWNERS_OF_REFERENCES, ("{sandbox}", "{ref-000001}")),
+        ):
+            plan = "\n".join(str(r[0]) for r in conn.execute(f"EXPLAIN (COSTS OFF) {sql}", params))
+            assert "Seq Scan" not in plan and "Index Scan" in plan, plan
