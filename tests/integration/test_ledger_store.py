@@ -193,3 +193,25 @@ def test_states_load_by_index_probes_whatever_the_plan(scratch: str) -> None:
         ):
             plan = "\n".join(str(r[0]) for r in conn.execute(f"EXPLAIN (COSTS OFF) {sql}", params))
             assert "Seq Scan" not in plan and "Index Scan" in plan, plan
+
+
+def test_states_with_awkward_text_round_trip(scratch: str) -> None:
+    """States travel as JSON inside COPY text: every id an outside system may send survives."""
+    postgres.migrate(scratch)
+    rows = []
+    for i, text in enumerate([*AWKWARD_STATIONS, 'quote\\"d', "\\N", "ctl\x01\x1f"]):
+        row = _payment(i)
+        state = row.state.updated({"provider_references": (text, f"r{i}"), "capture_ids": (text,)})
+        rows.append(store.PaymentRow(state, text, row.created_at, row.last_event_at))
+    with psycopg.connect(scratch) as conn:
+        store.write_payments(conn, rows, known=())
+        loaded = store.load_states(conn, [r.state.payment_id for r in rows], [])
+        assert loaded == {r.state.payment_id: r.state for r in rows}
+        updated = [store.PaymentRow(r.state.updated({"hold": 1}), r.station_id, r.created_at,
+                                    r.last_event_at) for r in rows]  # fmt: skip
+        store.write_payments(conn, updated, known=set(loaded))
+        assert store.load_states(conn, list(loaded), []) == {
+            r.state.payment_id: r.state for r in updated
+        }
+        stations = dict(conn.execute("SELECT payment_id, station_id FROM payments").fetchall())
+        assert stations == {r.state.payment_id: r.station_id for r in rows}
