@@ -6,7 +6,8 @@ stored offsets are locked (``FOR UPDATE``) and records below them dropped, so tw
 through a rebalance cannot apply a record twice. After commit the outbox is relayed to Kafka.
 
 Each consumed record ends as exactly one of: applied, duplicate (its event_id was seen by this
-group) or rejected (undecodable or refused by the domain, with a reason code), and the three
+group; for the records a ``SelfDeduplicating`` handler owns: already applied to the state it
+keeps) or rejected (undecodable or refused by the domain, with a reason code), and the three
 counts are kept in ``processing_counts``.
 """
 
@@ -47,6 +48,7 @@ class Tx:
     group: str
     network_id: str
     rejected: dict[tuple[str, int, int], tuple[str, str]] = field(default_factory=dict)
+    duplicates: set[tuple[str, int, int]] = field(default_factory=set)
 
     def emit(self, event: Any, *, topic: str | None = None, key: str | bytes | None = None) -> None:
         """Queue an event for Kafka; it is published only if this transaction commits."""
@@ -57,6 +59,11 @@ class Tx:
             "INSERT INTO outbox (topic, key, value, event_id) VALUES (%s, %s, %s, %s)",
             (topic, key_bytes, self.serde_encode(topic, event), event.envelope.event_id),
         )
+
+    def duplicate(self, record: Consumed) -> None:
+        """Count ``record`` as a duplicate: the handler found its event_id already applied (in
+        the entity state it keeps; see ``Handler.deduplicates``) and changed nothing."""
+        self.duplicates.add((record.topic, record.partition, record.offset))
 
     def reject(self, record: Consumed, reason_code: str, detail: str) -> None:
         """Refuse ``record``: stored in ``rejections`` and sent to ``<topic>.rejected``."""
@@ -106,6 +113,17 @@ class Handler(Protocol):
     retried), so raise only for infrastructure failures."""
 
     def handle(self, tx: Tx, records: Sequence[Consumed]) -> None: ...
+
+
+class SelfDeduplicating(Handler, Protocol):
+    """A handler that recognizes some records' repeats itself, from state it stores anyway.
+
+    For those records (``deduplicates(record)`` is true) the processor writes no
+    ``processed_events`` mark and hands every copy to ``handle``, which calls ``tx.duplicate``
+    for an event_id it already applied. A rejected record then leaves no trace that would make
+    its re-drive a duplicate: once the event it waited for is applied, the same bytes apply."""
+
+    def deduplicates(self, record: Consumed) -> bool: ...
 
 
 @dataclass
@@ -192,9 +210,9 @@ class PostgresProcessor:
                     )
                 else:
                     decoded.append(record)
-            new = self._mark_seen(decoded)
-            stats.duplicates = len(decoded) - len(new)
+            new = self._fresh(decoded)
             self._handle_isolating_poison(tx, new)
+            stats.duplicates = len(decoded) - len(new) + len(tx.duplicates)
             stats.rejected = len(tx.rejected)
             stats.applied = stats.consumed - stats.duplicates - stats.rejected
             next_offsets: dict[tuple[str, int], int] = {}
@@ -218,7 +236,7 @@ class PostgresProcessor:
         records that fail, so one poison record never blocks a partition."""
         if not records:
             return
-        before = dict(tx.rejected)
+        before = dict(tx.rejected), set(tx.duplicates)
         try:
             with self.conn.transaction():  # savepoint
                 self.handler.handle(tx, records)
@@ -226,16 +244,16 @@ class PostgresProcessor:
         except _RETRIABLE:
             raise
         except Exception:
-            tx.rejected = before
+            tx.rejected, tx.duplicates = before
         for record in records:
-            mark = dict(tx.rejected)
+            mark = dict(tx.rejected), set(tx.duplicates)
             try:
                 with self.conn.transaction():
                     self.handler.handle(tx, [record])
             except _RETRIABLE:
                 raise
             except Exception as exc:
-                tx.rejected = mark
+                tx.rejected, tx.duplicates = mark
                 code = exc.code if isinstance(exc, LedgerError) else "UNPROCESSABLE"
                 tx.reject(record, code, f"{type(exc).__name__}: {exc}")
                 log.exception(
@@ -256,6 +274,16 @@ class PostgresProcessor:
         ).fetchall()
         floor = {(t, p): o for t, p, o in rows}
         return [r for r in batch if r.offset >= floor.get((r.topic, r.partition), 0)]
+
+    def _fresh(self, records: list[Consumed]) -> list[Consumed]:
+        """The records to hand to the handler, in consumed order: those it deduplicates itself
+        (``SelfDeduplicating``) and those whose event_id ``_mark_seen`` finds new."""
+        owns = getattr(self.handler, "deduplicates", None)
+        if owns is None:
+            return self._mark_seen(records)
+        own = [owns(r) for r in records]
+        new = set(map(id, self._mark_seen([r for r, o in zip(records, own, strict=True) if not o])))
+        return [r for r, o in zip(records, own, strict=True) if o or id(r) in new]
 
     def _mark_seen(self, records: list[Consumed]) -> list[Consumed]:
         """Records whose event_id this group has not seen (in the DB or earlier in the batch)."""

@@ -89,7 +89,8 @@ class LedgerHandler:
         )
         for record in records:
             try:
-                self._apply(batch, record.event)
+                if not self._apply(batch, record.event):
+                    tx.duplicate(record)
             except ValidationError as exc:
                 tx.reject(record, exc.code, str(exc))
         store.write_entries(tx.conn, batch.entries)
@@ -98,18 +99,27 @@ class LedgerHandler:
         # Last, so the hot balance rows stay locked only from here to the commit.
         store.upsert_balances(tx.conn, balances.aggregate(e.entry for e in batch.entries))
 
-    def _apply(self, batch: _Batch, event: Any) -> None:
+    def deduplicates(self, record: Consumed) -> bool:
+        """Payment events: a payment's state keeps the ids of the events applied to it, so a
+        repeat is found there (``payments.apply``) and needs no ``processed_events`` mark; and a
+        rejected one (``UNKNOWN_PAYMENT`` before its authorization) can be re-driven."""
+        return isinstance(record.event, PAYMENT_EVENTS)
+
+    def _apply(self, batch: _Batch, event: Any) -> bool:
+        """Book ``event``; False if it was applied before (a duplicate). Raises
+        ValidationError (with its reason code) for an event the ledger refuses."""
         if isinstance(event, PAYMENT_EVENTS):
-            self._apply_payment(batch, event)
-        elif isinstance(event, PayoutPaid):
+            return self._apply_payment(batch, event)
+        if isinstance(event, PayoutPaid):
             kind = type(event).__name__
             batch.entries += [
                 store.StoredEntry(e, kind, event.provider) for e in rules.payout(event)
             ]
         elif not isinstance(event, INFORMATIONAL):
             raise UnbookableEvent(f"the ledger does not book {type(event).__name__} events")
+        return True
 
-    def _apply_payment(self, batch: _Batch, event: Any) -> None:
+    def _apply_payment(self, batch: _Batch, event: Any) -> bool:
         if isinstance(event, ExternalRefundReported):
             payment_id = batch.references.get((event.provider, event.provider_reference))
         else:
@@ -117,7 +127,7 @@ class LedgerHandler:
         state = batch.states.get(payment_id) if payment_id is not None else None
         applied = payments.apply(state, event)
         if applied.duplicate:
-            return
+            return False
         new = applied.state
         kind = type(event).__name__
         batch.entries += [store.StoredEntry(e, kind, new.provider) for e in applied.entries]
@@ -134,6 +144,7 @@ class LedgerHandler:
             if (new.provider, ref) not in batch.references:
                 batch.references[(new.provider, ref)] = new.payment_id
                 batch.new_references.add((new.provider, ref, new.payment_id))
+        return True
 
 
 def _payment_id(event: Any) -> str | None:

@@ -2,11 +2,12 @@
 
 ``recompute(records)`` folds consumed records one at a time, in memory, with the same rules the
 processor base and the domain promise (DESIGN.md "Bad input", docs/accounting.md): undecodable →
-rejected; an event_id seen before (applied or rejected) → duplicate; otherwise
-``ledger.payments.apply`` / ``posting_rules.payout`` / not posted, or rejected with the domain's
-code. Balances are summed posting by posting into plain dicts. It shares nothing with the
-projector's batching, state loading, SQL, locking or aggregation, which is what the integration
-tests check against it.
+rejected; a payment event whose event_id was already applied to its payment → duplicate (a
+rejected one is tried again: that is how a re-drive applies); any other event whose event_id was
+seen before (applied or rejected) → duplicate; otherwise ``ledger.payments.apply`` /
+``posting_rules.payout`` / not posted, or rejected with the domain's code. Balances are
+summed posting by posting into plain dicts. It shares nothing with the projector's batching,
+state loading, SQL, locking or aggregation, which is what the integration tests check against it.
 
 ``mixed_stream`` builds a deterministic stream with every flow the ledger books, plus the bad
 input it must refuse.
@@ -64,6 +65,9 @@ class Book:
     states: dict[str, PaymentState] = field(default_factory=dict)
     references: dict[tuple[str, str], str] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
+    """event_ids of the events that are not payment events (deduplicated by processed_events)"""
+    applied_to: dict[str, set[str]] = field(default_factory=dict)
+    """payment_id -> event_ids applied to that payment"""
     entry_ids: list[str] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
@@ -94,17 +98,27 @@ class Book:
             return
         event = record.event
         event_id = event.envelope.event_id
-        if event_id in self.seen:
+        if isinstance(event, PAYMENT_EVENTS):
+            if event_id in self.applied_to.get(self._payment_of(event) or "", ()):
+                self.duplicates += 1
+                return
+        elif event_id in self.seen:
             self.duplicates += 1
             return
-        self.seen.add(event_id)
+        else:
+            self.seen.add(event_id)
         try:
             self._book(event)
         except ValidationError as exc:
             self.rejected += 1
-            self.rejections[event_id] = exc.code
+            self.rejections.setdefault(event_id, exc.code)  # a re-driven copy may fail again
             return
         self.applied += 1
+
+    def _payment_of(self, event: Any) -> str | None:
+        if isinstance(event, ExternalRefundReported):
+            return self.references.get((event.provider, event.provider_reference))
+        return cast(str, event.payment_id)
 
     def _book(self, event: Any) -> None:  # Any: isinstance on a runtime tuple narrows to object
         if isinstance(event, PayoutPaid):
@@ -114,13 +128,11 @@ class Book:
             return  # informational: applied, no entries, no payment state
         if not isinstance(event, PAYMENT_EVENTS):
             raise ValidationError(f"not booked: {type(event).__name__}")
-        if isinstance(event, ExternalRefundReported):
-            pid = self.references.get((event.provider, event.provider_reference))
-        else:
-            pid = getattr(event, "payment_id")  # noqa: B009
+        pid = self._payment_of(event)
         money_event: payments.PaymentEvent = cast(payments.PaymentEvent, event)
         result = payments.apply(self.states.get(pid) if pid else None, money_event)
         state = result.state
+        self.applied_to.setdefault(state.payment_id, set()).add(event.envelope.event_id)
         self.states[state.payment_id] = state
         for ref in state.provider_references:
             self.references.setdefault((state.provider, ref), state.payment_id)
@@ -303,8 +315,11 @@ def mixed_stream(network_id: str, payments_count: int, seed: int = 7) -> Stream:
             s.expect_rejected[again.envelope.event_id] = "DUPLICATE_CAPTURE"
             capture_total += hold // 3
         if rng.random() < 0.2:  # a flaky upstream redelivers an event: same event_id
-            events.append(rng.choice(events))
-            s.duplicates += 1
+            again = rng.choice(events)
+            events.append(again)
+            # A repeat of an applied event is a duplicate; one of a rejected event is judged
+            # again (that is how a re-drive applies), against the payment as it is by then.
+            s.duplicates += again.envelope.event_id not in s.expect_rejected
         s.phase1 += events
         captured_by_provider[provider] = captured_by_provider.get(provider, 0) + capture_total
     for n, (provider, total) in enumerate(sorted(captured_by_provider.items())):

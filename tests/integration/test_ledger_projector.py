@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -17,11 +18,13 @@ import pytest
 
 from connectors import postgres
 from connectors.bootstrap import App
+from ledger.events import PaymentAuthorized
+from ledger.money import Money
 from ledger.payment_state import PaymentState
 from processors.base import PostgresProcessor
 from processors.ledger_projector import TOPICS, build_ledger_processor, caught_up
 from tests.integration.conftest import end_offsets
-from tests.ledger_oracle import Book, mixed_stream, read_range, recompute
+from tests.ledger_oracle import Book, _Maker, mixed_stream, read_range, recompute
 
 
 @contextmanager
@@ -109,7 +112,7 @@ def assert_projection_matches(url: str, group: str, book: Book) -> None:
     assert orphans == (0,) and unbalanced == (0,)
     assert states == book.states
     assert counts == (book.applied, book.duplicates, book.rejected)
-    assert processed == (len(book.seen),)
+    assert processed == (len(book.seen),)  # payment events are deduplicated by their state
 
 
 def test_mixed_stream_matches_independent_recomputation(app: App, book_db: str) -> None:
@@ -141,7 +144,9 @@ def test_mixed_stream_matches_independent_recomputation(app: App, book_db: str) 
         ).fetchone()
         rejections = dict(
             conn.execute(
-                "SELECT event_id, reason_code FROM rejections WHERE consumer_group=%s", (group,)
+                "SELECT DISTINCT ON (event_id) event_id, reason_code FROM rejections"
+                ' WHERE consumer_group=%s ORDER BY event_id, "offset"',
+                (group,),
             ).fetchall()
         )
     # Offsets may skip transaction markers of other producers, so consumed <= the offset span.
@@ -177,3 +182,40 @@ def test_restart_resumes_without_booking_twice(app: App, book_db: str) -> None:
         second.close()
     records = read_range(app, starts, stored_offsets(book_db, group))
     assert_projection_matches(book_db, group, recompute(records))
+
+
+def test_a_rejected_payment_event_applies_when_re_driven(app: App, book_db: str) -> None:
+    """A capture that overtook its authorization is rejected (UNKNOWN_PAYMENT, out of order);
+    the same bytes published again once the authorization is booked apply, and a third copy is
+    a duplicate. Nothing of the first attempt blocks the re-drive."""
+    network = f"net-{uuid.uuid4().hex[:8]}"
+    at = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+    maker = _Maker(network, f"P-{network}", "sandbox", "DE", "DE*EVL*E1", at)
+    auth = PaymentAuthorized(
+        maker.env(0), maker.pid, "sandbox", "sbx-1", Money(2000, "EUR"), "card"
+    )
+    capture = maker.capture(30, 1500, True)
+    group, _ = start_group(app, book_db)
+    processor = build_ledger_processor(app, group=group, database_url=book_db, batch_size=50)
+    try:
+        for events in ([capture], [auth, capture], [capture]):
+            publish(app, events)
+            run_to(processor, end_offsets(app, list(TOPICS)))
+    finally:
+        processor.close()
+    with psycopg.connect(book_db) as conn:
+        counts = conn.execute(
+            "SELECT applied, duplicates, rejected FROM processing_counts WHERE consumer_group=%s",
+            (group,),
+        ).fetchone()
+        reasons = conn.execute(
+            "SELECT reason_code FROM rejections WHERE consumer_group=%s", (group,)
+        ).fetchall()
+        state = PaymentState.from_dict(
+            conn.execute("SELECT state FROM payments WHERE payment_id=%s", (maker.pid,)).fetchone()[
+                0
+            ]
+        )
+    assert counts == (2, 1, 1)
+    assert reasons == [("UNKNOWN_PAYMENT",)]
+    assert state.captured == 1500 and state.hold == 0
