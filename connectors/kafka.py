@@ -27,6 +27,9 @@ TOPIC_OF: dict[type, str] = {
     cls: topic for topic, classes in TOPIC_EVENTS.items() for cls in classes
 }
 
+LINGER_SECONDS = 0.01
+"""How long ``EventConsumer.poll`` waits to fill a batch once its first record is in."""
+
 _KEY_FIELDS = (
     "payment_id",
     "session_id",
@@ -257,10 +260,16 @@ class EventConsumer:
                 ends[(topic, partition)] = high
         return ends
 
-    def poll(self, max_records: int = 1000, timeout: float = 1.0) -> list[Consumed]:
-        """Up to ``max_records`` records, each decoded or carrying its DecodeError."""
+    def poll(
+        self, max_records: int = 1000, timeout: float = 1.0, linger: float = LINGER_SECONDS
+    ) -> list[Consumed]:
+        """Up to ``max_records`` records, each decoded or carrying its DecodeError.
+
+        Waits up to ``timeout`` for the first record, then at most ``linger`` for more: a backlog
+        comes back as full batches at once, a trickle as small batches without delay. (A plain
+        ``consume(max_records, timeout)`` holds a part batch until the whole timeout is over.)"""
         batch = []
-        for msg in self.consumer.consume(max_records, timeout):
+        for msg in self._fetch(max_records, timeout, linger):
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
@@ -276,6 +285,16 @@ class EventConsumer:
                 Consumed(topic, partition, int(offset or 0), msg.key(), value, event, error)
             )
         return batch
+
+    def _fetch(self, max_records: int, timeout: float, linger: float) -> list[Message]:
+        messages = self.consumer.consume(max_records, 0)  # what is fetched already
+        if not messages:
+            messages = self.consumer.consume(1, timeout)
+            if not messages:
+                return []
+        if len(messages) < max_records:
+            messages += self.consumer.consume(max_records - len(messages), linger)
+        return messages
 
     def commit(self, batch: Sequence[Consumed]) -> None:
         """Commit (synchronously) the offsets after the last record of each partition in batch."""

@@ -24,7 +24,7 @@ import psycopg
 from confluent_kafka import TopicPartition
 
 from connectors import postgres
-from connectors.bootstrap import App
+from connectors.bootstrap import App, collector_paused
 from connectors.kafka import (
     TOPIC_OF,
     Consumed,
@@ -185,10 +185,13 @@ class PostgresProcessor:
         consumer.assign(partitions)
 
     def step(self, timeout: float = 0.5) -> BatchStats:
-        """Poll one batch, apply it in one transaction, then relay the outbox."""
-        batch = self.consumer.poll(self.batch_size, timeout)
-        stats = self._apply(batch) if batch else BatchStats()
-        stats.published = self.relay()
+        """Poll one batch, apply it in one transaction, then relay the outbox (with the cyclic
+        garbage collector paused: ``connectors.bootstrap.collector_paused``)."""
+        with collector_paused():
+            batch = self.consumer.poll(self.batch_size, timeout)
+            stats = self._apply(batch) if batch else BatchStats()
+            stats.published = self.relay()
+            del batch
         return stats
 
     def _apply(self, batch: list[Consumed]) -> BatchStats:
