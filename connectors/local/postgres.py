@@ -67,10 +67,13 @@ class LocalPostgres:
         from pgserver import _commands
 
         # TCP only: a Unix socket inside the data directory breaks when the checkout's path is
-        # longer than the 107 bytes a socket path may have.
+        # longer than the 107 bytes a socket path may have. The ledger projector writes ~2 KB of
+        # WAL per event; with the default max_wal_size (1 GB) a checkpoint came every ~30 s of
+        # projection, each followed by a burst of full-page images. 4 GB and 15 min space them.
         options = (
             f"-h 127.0.0.1 -p {self.settings.postgres_port} -c unix_socket_directories='' "
-            "-c max_connections=200 -c shared_buffers=256MB -c synchronous_commit=on"
+            "-c max_connections=200 -c shared_buffers=256MB -c synchronous_commit=on "
+            "-c max_wal_size=4GB -c checkpoint_timeout=15min"
         )
         try:
             _pg(_commands, "pg_ctl")(
