@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from ledger.envelope import Envelope, Source
 from ledger.errors import InfrastructureError, LedgerError
 from ledger.events import TOPIC_EVENTS, EventRejected
+from ledger.frozen import slot_setters
 from schemas.encoder import encode_each
 from schemas.errors import DecodeError
 from schemas.serde import EventSerde
@@ -209,9 +210,33 @@ class Consumed:
     event: Any = None
     error: DecodeError | None = None
 
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        event: Any = None,
+        error: DecodeError | None = None,
+    ) -> None:
+        # Hand-written (see ledger.frozen.slot_setters): one is built per consumed record.
+        _set_topic(self, topic)
+        _set_partition(self, partition)
+        _set_offset(self, offset)
+        _set_key(self, key)
+        _set_value(self, value)
+        _set_event(self, event)
+        _set_error(self, error)
+
     @property
     def event_id(self) -> str | None:
         return self.event.envelope.event_id if self.event is not None else None
+
+
+_set_topic, _set_partition, _set_offset, _set_key, _set_value, _set_event, _set_error = (
+    slot_setters(Consumed)
+)
 
 
 class EventConsumer:

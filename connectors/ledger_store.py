@@ -23,7 +23,7 @@ import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
@@ -37,9 +37,9 @@ from ledger.payment_state import PaymentState
 Conn = psycopg.Connection[Any]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEntry:
-    """A journal entry with what the journal table records beside it."""
+class StoredEntry(NamedTuple):
+    """A journal entry with what the journal table records beside it. (A NamedTuple: two are
+    built per event, at half the cost of a frozen dataclass.)"""
 
     entry: JournalEntry
     event_type: str

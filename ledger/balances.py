@@ -65,18 +65,28 @@ def aggregate(entries: Iterable[JournalEntry]) -> list[BalanceDelta]:
     A delta whose net is zero is still returned (its debit/credit totals moved); a projector that
     stores only net balances may skip it.
     """
-    sums: dict[Key, tuple[int, int, int]] = {}
+    # Keyed by the account's code: a str caches its hash, an Account computes it in Python on
+    # every look-up. Accounts are equal, and ordered, exactly as their codes are.
+    sums: dict[tuple[str, str], list[int]] = {}
+    accounts: dict[str, Account] = {}
     for entry in entries:
         for p in entry.postings:
-            key = (p.account, p.amount.currency)
-            debit, credit, count = sums.get(key, (0, 0, 0))
-            amount = p.amount.amount_minor
-            if amount > 0:
-                debit += amount
+            account, amount = p.account, p.amount
+            key = (account.code, amount.currency)
+            row = sums.get(key)
+            if row is None:
+                row = sums[key] = [0, 0, 0]
+                accounts[account.code] = account
+            minor = amount.amount_minor
+            if minor > 0:
+                row[0] += minor
             else:
-                credit -= amount
-            sums[key] = (debit, credit, count + 1)
-    return [BalanceDelta(a, c, d, cr, n) for (a, c), (d, cr, n) in sorted(sums.items())]
+                row[1] -= minor
+            row[2] += 1
+    return [
+        BalanceDelta(accounts[code], currency, debit, credit, count)
+        for (code, currency), (debit, credit, count) in sorted(sums.items())
+    ]
 
 
 @dataclass(frozen=True, slots=True)

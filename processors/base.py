@@ -14,6 +14,7 @@ counts are kept in ``processing_counts``.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -93,7 +94,14 @@ class Tx:
 _RETRIABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _is_uuid(value: str | None) -> bool:
+    """Whether ``value`` is a UUID in any form ``uuid.UUID`` reads (the canonical lower-case
+    form, which every evledger publisher writes, is matched without building one)."""
+    if value is not None and _CANONICAL_UUID.fullmatch(value):
+        return True
     try:
         uuid.UUID(value or "")
     except ValueError:

@@ -6,11 +6,14 @@ The store encodes payment states with orjson straight from the dataclasses; the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.kafka import Consumed
 from connectors.ledger_store import state_json
 from ledger.dimensions import Dimension
 from ledger.events import DisputeOutcome
@@ -67,3 +70,15 @@ def test_state_json_equals_json_dumps_of_to_dict(state: PaymentState) -> None:
     encoded = state_json(state)
     assert encoded == json.dumps(state.to_dict(), separators=(",", ":"), ensure_ascii=False)
     assert PaymentState.from_dict(json.loads(encoded)) == state
+
+
+def test_consumed_stays_a_frozen_value() -> None:
+    """``Consumed`` has a hand-written constructor (one is built per record)."""
+    record = Consumed("payments.events", 3, 42, b"k", b"v")
+    assert record == Consumed(topic="payments.events", partition=3, offset=42, key=b"k",
+                              value=b"v", event=None, error=None)  # fmt: skip
+    assert record.event_id is None and record.error is None
+    assert dataclasses.replace(record, offset=43).offset == 43
+    assert repr(record).startswith("Consumed(topic='payments.events', partition=3, offset=42")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.offset = 1  # type: ignore[misc]
