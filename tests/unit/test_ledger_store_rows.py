@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors import ledger_store as store
 from connectors.kafka import Consumed
 from connectors.ledger_store import state_json
+from ledger import accounts
 from ledger.dimensions import Dimension
 from ledger.events import DisputeOutcome
+from ledger.journal import EntryKind, JournalEntry, Posting
+from ledger.money import Money
 from ledger.payment_state import DisputeRecord, PaymentState, PaymentStatus, RefundRecord
 from ledger.posting_rules import RevenueShare
 from tests.unit.test_ledger_fastpath import STATE, STORED
@@ -82,3 +87,47 @@ def test_consumed_stays_a_frozen_value() -> None:
     assert repr(record).startswith("Consumed(topic='payments.events', partition=3, offset=42")
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.offset = 1  # type: ignore[misc]
+
+
+# -- journal COPY text: the compiled formatter against the Python one ---------------------------
+ANY_TEXT = st.text(st.characters(codec="utf-8"), max_size=10)
+SEGMENT = st.text(st.characters(codec="utf-8"), min_size=1, max_size=8)
+AT = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]))
+
+
+@st.composite
+def stored_entries(draw: st.DrawFn) -> list[store.StoredEntry]:
+    out = []
+    for _ in range(draw(st.integers(0, 4))):  # events
+        event_id, at = draw(ANY_TEXT), draw(AT)
+        payment_id, network = draw(st.none() | ANY_TEXT), draw(ANY_TEXT)
+        event_type, provider = draw(ANY_TEXT), draw(st.none() | ANY_TEXT)
+        for kind in draw(st.lists(st.sampled_from(list(EntryKind)), min_size=1, max_size=3)):
+            amount = Money(draw(st.integers(1, 2**62)), draw(st.sampled_from(["EUR", "JPY"])))
+            debit = accounts.provider_clearing(draw(SEGMENT))
+            credit = accounts.revenue(Dimension.ENERGY, draw(SEGMENT), draw(SEGMENT))
+            postings = [Posting.debit(debit, amount), Posting.credit(credit, amount)]
+            if draw(st.booleans()):
+                postings.append(Posting.credit(accounts.vat_payable(draw(SEGMENT)), amount))
+                postings.append(Posting.debit(accounts.bank(), amount))
+            entry = JournalEntry.for_event(
+                event_id=event_id, kind=kind, payment_id=payment_id, network_id=network,
+                occurred_at=at, postings=postings,
+            )  # fmt: skip
+            out.append(store.StoredEntry(entry, event_type, provider))
+    return out
+
+
+@pytest.mark.skipif(store._copytext is None, reason="connectors._copytext is not built")
+@settings(max_examples=400, deadline=None)
+@given(stored_entries())
+def test_compiled_journal_text_is_the_python_text(entries: list[store.StoredEntry]) -> None:
+    assert store.entry_text(entries) == "".join(store._entry_lines(entries)).encode()
+
+
+@pytest.mark.skipif(store._copytext is None, reason="connectors._copytext is not built")
+def test_compiled_journal_text_refuses_what_it_cannot_format() -> None:
+    with pytest.raises(TypeError):
+        store.entry_text([("not", "a stored entry")])  # type: ignore[list-item]
+    with pytest.raises(AttributeError):
+        store.entry_text([store.StoredEntry(object(), "X", None)])  # type: ignore[arg-type]
