@@ -10,11 +10,16 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "schemas._avroenc", ["schemas/_avroenc.c"], optional=True, extra_compile_args=["-O2"]
+            "schemas._avroenc",
+            ["schemas/_avroenc.c"],
+            include_dirs=["native"],
+            optional=True,
+            extra_compile_args=["-O2"],
         ),
         Extension(
             "connectors._copytext",
             ["connectors/_copytext.c"],
+            include_dirs=["native"],
             optional=True,
             extra_compile_args=["-O2"],
         ),

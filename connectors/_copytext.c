@@ -9,21 +9,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-typedef struct {
-    char *buf;
-    Py_ssize_t len, cap;
-} Buf;
-
-static int grow(Buf *b, Py_ssize_t need) {
-    if (b->len + need <= b->cap) return 0;
-    Py_ssize_t cap = b->cap * 2;
-    while (cap < b->len + need) cap *= 2;
-    char *n = PyMem_Realloc(b->buf, (size_t)cap);
-    if (n == NULL) { PyErr_NoMemory(); return -1; }
-    b->buf = n;
-    b->cap = cap;
-    return 0;
-}
+#include "evledger_buf.h"
 
 static int put(Buf *b, const char *s, Py_ssize_t n) {
     if (grow(b, n)) return -1;

@@ -13,21 +13,7 @@
 #include <Python.h>
 #include <datetime.h>
 
-typedef struct {
-    char *buf;
-    Py_ssize_t len, cap;
-} Buf;
-
-static int grow(Buf *b, Py_ssize_t need) {
-    if (b->len + need <= b->cap) return 0;
-    Py_ssize_t cap = b->cap * 2;
-    while (cap < b->len + need) cap *= 2;
-    char *n = PyMem_Realloc(b->buf, (size_t)cap);
-    if (n == NULL) { PyErr_NoMemory(); return -1; }
-    b->buf = n;
-    b->cap = cap;
-    return 0;
-}
+#include "evledger_buf.h"
 
 static int put_long(Buf *b, long long v) {
     unsigned long long z = ((unsigned long long)v << 1) ^ (unsigned long long)(v >> 63);
