@@ -181,20 +181,41 @@ def save_sessions(conn: Conn, sessions: Iterable[SessionState]) -> None:
 def load_meter_rows(
     conn: Conn, keys: Collection[MeterKey], session_ids: Collection[str]
 ) -> list[MeterRow]:
-    """Stored readings with one of ``keys`` (duplicate checks) or of ``session_ids`` (billing)."""
-    if not keys and not session_ids:
-        return []
-    rows = conn.execute(
-        "SELECT station_id, transaction_id, session_id, seq_no, sampled_at, register_wh,"
-        " power_kw, current_a, event_id FROM session_meter_values"
-        " WHERE session_id = ANY(%s) OR (session_id, station_id, transaction_id, seq_no) IN"
-        " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]))",
-        (list(session_ids), *([k[i] for k in keys] for i in range(4))),
-    ).fetchall()
+    """Stored readings with one of ``keys`` (duplicate checks) or of ``session_ids`` (billing),
+    each once.
+
+    Two look-ups by primary-key probes, never a scan: as one ``session_id = ANY(..) OR (..) IN
+    (..)`` filter the planner had to read every stored reading, 135 ms per batch at 400k
+    readings, and 8.7 s under the generic plan prepared statements end on."""
+    rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    if session_ids:
+        for row in conn.execute(METER_ROWS_OF_SESSIONS, (list(session_ids),)):
+            rows[row[:4]] = row
+    if keys:
+        for row in conn.execute(METER_ROWS_BY_KEY, tuple([k[i] for k in keys] for i in range(4))):
+            rows[row[:4]] = row
     return [
         MeterRow(station, tx, sid, MeterReading(int(seq), at, reg, kw, amps), event_id)
-        for station, tx, sid, seq, at, reg, kw, amps, event_id in rows
+        for station, tx, sid, seq, at, reg, kw, amps, event_id in rows.values()
     ]
+
+
+_METER_COLUMNS = (
+    "m.station_id, m.transaction_id, m.session_id, m.seq_no, m.sampled_at, m.register_wh,"
+    " m.power_kw, m.current_a, m.event_id"
+)
+# OFFSET 0 keeps the planner from flattening the LATERAL subquery into a join it may hash.
+METER_ROWS_OF_SESSIONS = (
+    f"SELECT {_METER_COLUMNS} FROM unnest(%s::text[]) AS q(session_id)"
+    " CROSS JOIN LATERAL (SELECT * FROM session_meter_values"
+    "  WHERE session_id = q.session_id OFFSET 0) AS m"
+)
+METER_ROWS_BY_KEY = (
+    f"SELECT {_METER_COLUMNS}"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) AS q(s, st, tx, seq)"
+    " CROSS JOIN LATERAL (SELECT * FROM session_meter_values WHERE session_id = q.s"
+    "  AND station_id = q.st AND transaction_id = q.tx AND seq_no = q.seq LIMIT 1) AS m"
+)
 
 
 def insert_meter_rows(conn: Conn, rows: Sequence[MeterRow]) -> None:
