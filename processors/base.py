@@ -63,7 +63,7 @@ class Tx:
 
     def duplicate(self, record: Consumed) -> None:
         """Count ``record`` as a duplicate: the handler found its event_id already applied (in
-        the entity state it keeps; see ``Handler.deduplicates``) and changed nothing."""
+        the entity state it keeps; see ``SelfDeduplicating``) and changed nothing."""
         self.duplicates.add((record.topic, record.partition, record.offset))
 
     def reject(self, record: Consumed, reason_code: str, detail: str) -> None:
