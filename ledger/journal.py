@@ -221,14 +221,6 @@ def merge(postings: Iterable[Posting]) -> tuple[Posting, ...]:
     # keep the postings as they are (equal values) rather than rebuild each one. One key per
     # non-zero posting, all distinct, means exactly that. Codes hash faster than Accounts,
     # and two Accounts are equal exactly when their codes are.
-    if len(given) == 2:  # most entries: a debit and its credit, compared without a set
-        a, b = given
-        if (
-            a.amount.amount_minor
-            and b.amount.amount_minor
-            and (a.account.code != b.account.code or a.amount.currency != b.amount.currency)
-        ):
-            return given
     keys = {(p.account.code, p.amount.currency) for p in given if p.amount.amount_minor}
     if len(keys) == len(given):
         return given
