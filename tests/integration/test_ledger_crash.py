@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from connectors import finance
 from connectors.bootstrap import App
 from processors.ledger_projector import TOPICS
 from tests.integration.conftest import end_offsets
@@ -58,12 +59,7 @@ def projector(
 def progress(url: str, group: str) -> int:
     """Records the group has finished with (applied, duplicates and rejected)."""
     with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT applied + duplicates + rejected FROM processing_counts"
-            " WHERE consumer_group = %s",
-            (group,),
-        ).fetchone()
-    return int(row[0]) if row else 0
+        return sum(c.consumed for c in finance.counts(conn, group))
 
 
 def test_kill_9_repeatedly_then_the_book_matches(app: App, book_db: str, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from connectors import postgres
+from connectors import finance, postgres
 from connectors.bootstrap import App
 from ledger.events import PaymentAuthorized
 from ledger.money import Money
@@ -204,10 +204,7 @@ def test_a_rejected_payment_event_applies_when_re_driven(app: App, book_db: str)
     finally:
         processor.close()
     with psycopg.connect(book_db) as conn:
-        counts = conn.execute(
-            "SELECT applied, duplicates, rejected FROM processing_counts WHERE consumer_group=%s",
-            (group,),
-        ).fetchone()
+        (counts,) = finance.counts(conn, group)
         reasons = conn.execute(
             "SELECT reason_code FROM rejections WHERE consumer_group=%s", (group,)
         ).fetchall()
@@ -216,6 +213,6 @@ def test_a_rejected_payment_event_applies_when_re_driven(app: App, book_db: str)
                 0
             ]
         )
-    assert counts == (2, 1, 1)
+    assert (counts.applied, counts.duplicates, counts.rejected) == (2, 1, 1)
     assert reasons == [("UNKNOWN_PAYMENT",)]
     assert state.captured == 1500 and state.hold == 0
