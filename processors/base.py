@@ -199,7 +199,6 @@ class PostgresProcessor:
             batch = self.consumer.poll(self.batch_size, timeout)
             stats = self._apply(batch) if batch else BatchStats()
             stats.published = self.relay()
-            del batch
         return stats
 
     def _apply(self, batch: list[Consumed]) -> BatchStats:
