@@ -4,7 +4,11 @@
     ceiling for any consumer in this process;
 (b) the projector over the same events into a fresh database: one in-process instance, then
     several processes in one group (partitions shared);
-(c) at a steady 2k events/s: publish → committed in PostgreSQL, per event, p50/p99.
+(c) a second baseline that costs what the projector's database side costs: PostgreSQL alone
+    writing the rows the in-process projector wrote (journal entries, payment states, provider
+    references, balances, offsets), COPY, one transaction per batch of the same size. The
+    projector's ratio to it says how close the projector comes to what the database allows;
+(d) at a steady 2k events/s: publish → committed in PostgreSQL, per event, p50/p99.
 """
 
 from __future__ import annotations
@@ -88,9 +92,10 @@ def fresh_book(app: App, group: str, starts: dict[tuple[str, int], int]) -> tupl
 
 def project_in_process(
     app: App, starts: dict[tuple[str, int], int], targets: dict[tuple[str, int], int]
-) -> tuple[float, int]:
-    """(events/s, events) of one in-process projector: events over the time spent in batches
-    that consumed something (the group join before the first batch is not counted)."""
+) -> tuple[float, int, dict[str, list[bytes]]]:
+    """(events/s, events, rows written) of one in-process projector: events over the time spent
+    in batches that consumed something (the group join before the first batch is not counted);
+    the rows are the COPY text lines of every table it wrote, for ``postgres_alone``."""
     group = f"bench-ledger-{uuid.uuid4().hex[:8]}"
     name, url = fresh_book(app, group, starts)
     processor = build_ledger_processor(app, group=group, database_url=url, batch_size=BATCH)
@@ -104,10 +109,74 @@ def project_in_process(
                 events += stats.consumed
             elif caught_up(processor, targets):
                 break
-    finally:
         processor.close()
+        rows = written_rows(url)
+    finally:
         postgres.drop_database(app.database_url, name)
-    return events / busy, events
+    return events / busy, events, rows
+
+
+WRITTEN_TABLES = ("journal_entries", "payments", "payment_references")
+"""The tables the projector fills by COPY or insert; balances and offsets are upserted."""
+
+
+def written_rows(url: str) -> dict[str, list[bytes]]:
+    """Every row of the projector's tables as COPY text lines (balances: (account, currency,
+    debit, credit, postings))."""
+    out: dict[str, list[bytes]] = {}
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        for table in (*WRITTEN_TABLES, "balances"):
+            columns = "account, currency, debit, credit, postings" if table == "balances" else "*"
+            buffer = bytearray()
+            with cur.copy(f"COPY (SELECT {columns} FROM {table}) TO STDOUT") as copy:
+                for chunk in copy:
+                    buffer += chunk
+            out[table] = bytes(buffer).splitlines(keepends=True)
+    return out
+
+
+def postgres_alone(
+    app: App, rows: dict[str, list[bytes]], events: int, targets: dict[tuple[str, int], int]
+) -> float:
+    """Events/s of PostgreSQL alone writing ``rows`` (what the projector wrote for ``events``
+    events) into a fresh book: each table's rows cut into one slice per batch of ``BATCH``
+    events; per batch, one transaction that COPYs the slices, upserts the balances the way the
+    projector does and stores the offsets. No Kafka, no decoding, no domain work."""
+    batches = max(1, -(-events // BATCH))
+    group = f"bench-pg-{uuid.uuid4().hex[:8]}"
+    name, url = fresh_book(app, group, {})
+
+    def cut(lines: list[bytes], i: int) -> bytes:
+        size = -(-len(lines) // batches)
+        return b"".join(lines[i * size : (i + 1) * size])
+
+    try:
+        with psycopg.connect(url) as conn:
+            began = time.perf_counter()
+            for i in range(batches):
+                with conn.transaction(), conn.cursor() as cur:
+                    for table in WRITTEN_TABLES:
+                        with cur.copy(f"COPY {table} FROM STDIN") as copy:
+                            copy.write(cut(rows[table], i))
+                    cur.execute(
+                        "CREATE TEMP TABLE IF NOT EXISTS bench_balances (account text,"
+                        " currency text, debit bigint, credit bigint, postings bigint)"
+                        " ON COMMIT DELETE ROWS"
+                    )
+                    with cur.copy("COPY bench_balances FROM STDIN") as copy:
+                        copy.write(cut(rows["balances"], i))
+                    cur.execute(
+                        "INSERT INTO balances AS b (account, currency, debit, credit, postings)"
+                        " SELECT * FROM bench_balances ON CONFLICT (account, currency) DO UPDATE"
+                        " SET debit = b.debit + EXCLUDED.debit,"
+                        " credit = b.credit + EXCLUDED.credit,"
+                        " postings = b.postings + EXCLUDED.postings"
+                    )
+                    postgres.store_offsets(conn, group, targets)
+            elapsed = time.perf_counter() - began
+    finally:
+        postgres.drop_database(app.database_url, name)
+    return events / elapsed
 
 
 def project_processes(
@@ -286,11 +355,30 @@ def run(ctx: BenchContext) -> list[Metric]:
         "events/s",
         note=f"EventConsumer.poll({BATCH}) + Avro decode of {total:,} events",
     )
-    one, one_n = project_in_process(app, starts, targets)
+    one, one_n, rows = project_in_process(app, starts, targets)
+    pg = Metric(
+        "postgres_alone_same_rows",
+        postgres_alone(app, rows, one_n, targets),
+        "events/s",
+        note=f"PostgreSQL alone writing the rows the projector wrote for {one_n:,} events "
+        f"({len(rows['journal_entries']):,} journal entries, {len(rows['payments']):,} payment "
+        f"states, {len(rows['payment_references']):,} references; balances upserted): COPY, one "
+        f"transaction per {BATCH} events, offsets stored; no Kafka, no decoding, no domain work",
+    )
+    del rows
     procs = 2  # this machine has 2 cores; PostgreSQL needs CPU too
     many, whole, many_n = project_processes(app, starts, targets, procs)
     metrics = [
         baseline,
+        pg,
+        Metric.against(
+            "ledger_projector_1_instance_vs_postgres",
+            one,
+            "events/s",
+            pg,
+            note="the same in-process run as ledger_projector_1_instance, against what "
+            "PostgreSQL alone allows for its rows",
+        ),
         Metric.against(
             "ledger_projector_1_instance",
             one,
