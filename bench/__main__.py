@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
             f"unknown suite(s) {', '.join(sorted(unknown))}; have {', '.join(available())}"
         )
     settings = Settings.from_env()
-    from connectors.stack import Stack
+    from devstack.stack import Stack
 
     Stack(settings).up(report=lambda line: print(f"[stack] {line}"))
     ctx = BenchContext(settings=settings, scale=args.scale)

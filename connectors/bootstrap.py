@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.kafka import EventConsumer, EventPublisher
-from connectors.local.postgres import LocalPostgres
 from connectors.settings import Settings
 from schemas.registry import Registry
 from schemas.serde import EventSerde
@@ -40,7 +39,7 @@ class App:
 
 def database_url(settings: Settings) -> str:
     """The configured database, or the local stack's (no connection is made)."""
-    return settings.database_url or LocalPostgres(settings).url
+    return settings.database_url or settings.local_database_url
 
 
 def bootstrap(settings: Settings | None = None) -> App:

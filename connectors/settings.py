@@ -80,6 +80,11 @@ class Settings:
     def state_dir(self) -> Path:
         return self.home.resolve()
 
+    @property
+    def local_database_url(self) -> str:
+        """The database of the local stack's PostgreSQL, used when no URL is configured."""
+        return f"postgresql://postgres@127.0.0.1:{self.postgres_port}/postgres"
+
 
 def _parse(field: dataclasses.Field[Any], key: str, raw: str) -> Any:
     kind = field.type if isinstance(field.type, str) else field.type.__name__

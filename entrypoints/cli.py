@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors.settings import Settings
-from connectors.stack import Stack
+from devstack.stack import Stack
 from ledger.errors import LedgerError
 
 console = Console()

@@ -17,7 +17,7 @@ def stack(settings: Settings) -> Settings:
     """The real local stack: reused when running, started (idempotently) otherwise.
 
     Never skipped: a missing Java, Maven or service fails the run with the reason."""
-    from connectors.stack import Stack
+    from devstack.stack import Stack
 
     Stack(settings).up(report=lambda line: print(f"[stack] {line}"))
     return settings

@@ -7,8 +7,8 @@ from confluent_kafka.admin import AdminClient
 
 from connectors import postgres
 from connectors.settings import Settings
-from connectors.stack import Stack
 from connectors.topics import all_topics
+from devstack.stack import Stack
 
 
 def test_every_topic_exists_with_its_partitions(stack: Settings) -> None:

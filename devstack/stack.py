@@ -18,12 +18,12 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from connectors import postgres
-from connectors.local.kafka import LocalKafka
-from connectors.local.postgres import LocalPostgres
-from connectors.local.process import ServiceError
-from connectors.local.registry import LocalRegistry
 from connectors.settings import Settings
 from connectors.topics import ensure_topics
+from devstack.kafka import LocalKafka
+from devstack.postgres import LocalPostgres
+from devstack.process import ServiceError
+from devstack.registry import LocalRegistry
 from schemas.registry import Registry
 
 Report = Callable[[str], None]

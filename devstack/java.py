@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from connectors.local.process import ServiceError
+from devstack.process import ServiceError
 
 
 def java_version(java: str) -> int | None:

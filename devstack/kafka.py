@@ -8,9 +8,9 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from connectors.local.java import find_java, run_maven
-from connectors.local.process import ManagedProcess, ServiceError
 from connectors.settings import Settings
+from devstack.java import find_java, run_maven
+from devstack.process import ManagedProcess, ServiceError
 
 
 class LocalKafka:
@@ -30,7 +30,7 @@ class LocalKafka:
         """Resolve the broker jars with Maven (once per version) and write the configuration."""
         self.dir.mkdir(parents=True, exist_ok=True)
         if not (self.libs / f"kafka_2.13-{self.settings.kafka_version}.jar").exists():
-            pom = resources.files("connectors.resources").joinpath("kafka-pom.xml").read_text()
+            pom = resources.files("devstack.resources").joinpath("kafka-pom.xml").read_text()
             (self.dir / "pom.xml").write_text(
                 pom.replace("@KAFKA_VERSION@", self.settings.kafka_version)
             )
@@ -39,7 +39,7 @@ class LocalKafka:
                 cwd=self.dir,
                 log=self.dir / "maven.log",
             )
-        log4j = resources.files("connectors.resources").joinpath("kafka-log4j2.properties")
+        log4j = resources.files("devstack.resources").joinpath("kafka-log4j2.properties")
         (self.dir / "log4j2.properties").write_text(log4j.read_text())
         self.config.write_text(self._properties())
         if not (self.data / "meta.properties").exists():

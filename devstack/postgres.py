@@ -14,8 +14,8 @@ from typing import Any, cast
 
 import psycopg
 
-from connectors.local.process import ServiceError
 from connectors.settings import Settings
+from devstack.process import ServiceError
 
 
 class LocalPostgres:
@@ -29,7 +29,7 @@ class LocalPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.settings.postgres_port}/postgres"
+        return self.settings.local_database_url
 
     def _user(self) -> str | None:
         if os.geteuid() != 0:

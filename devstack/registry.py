@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from connectors.local.java import find_java, run_maven
-from connectors.local.process import ManagedProcess
 from connectors.settings import Settings
+from devstack.java import find_java, run_maven
+from devstack.process import ManagedProcess
 
 JOURNAL_TOPIC = "_apicurio-kafkasql-journal"
 
