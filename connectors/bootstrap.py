@@ -27,7 +27,12 @@ class App:
 
     def publisher(self, **config: Any) -> EventPublisher:
         if self._publisher is None or config:
-            publisher = EventPublisher(self.settings.bootstrap_servers, self.serde, **config)
+            publisher = EventPublisher(
+                self.settings.bootstrap_servers,
+                self.serde,
+                max_future_skew_seconds=self.settings.max_future_skew_seconds,
+                **config,
+            )
             if config:
                 return publisher
             self._publisher = publisher

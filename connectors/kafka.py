@@ -12,11 +12,13 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from ledger.envelope import Envelope, Source
+from ledger import validation
+from ledger.envelope import Envelope, Source, utcnow
 from ledger.errors import InfrastructureError, LedgerError
 from ledger.events import TOPIC_EVENTS, EventRejected
 from ledger.frozen import slot_setters
@@ -74,8 +76,16 @@ class EventPublisher:
     """Publishes typed events. ``publish`` is asynchronous; ``flush`` waits and raises
     PublishError if any delivery failed since the last flush."""
 
-    def __init__(self, bootstrap_servers: str, serde: EventSerde, **config: Any) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        serde: EventSerde,
+        *,
+        max_future_skew_seconds: float = validation.DEFAULT_FUTURE_SKEW_SECONDS,
+        **config: Any,
+    ) -> None:
         self.serde = serde
+        self.skew = timedelta(seconds=max_future_skew_seconds)
         self._failures: list[tuple[str, KafkaError]] = []
         self._lock = threading.Lock()
         settings: dict[str, Any] = {
@@ -113,7 +123,10 @@ class EventPublisher:
     ) -> None:
         """Encode and enqueue one event. Topic and key default to the catalogue's.
 
-        The hot path: one dict lookup per event for its (topic, encoder, key field) route."""
+        The hot path: one dict lookup per event for its (topic, encoder, key field) route.
+        Raises ledger.validation.InvalidInput for an event that breaks an input rule
+        (docs/input-rules.md): it is refused here, before any consumer has to reject it."""
+        validation.check(event, utcnow() + self.skew)
         route = self._routes.get((type(event), topic)) or self._route(type(event), topic)
         target, encode, key_attr = route
         value = encode(event)
@@ -130,8 +143,14 @@ class EventPublisher:
         """Encode and enqueue events to their catalogue topics (or all to ``topic``), in order;
         returns how many.
 
-        The batch is encoded with one call of the compiled encoder when it is built."""
+        The batch is encoded with one call of the compiled encoder when it is built. Raises
+        ledger.validation.InvalidInput, before anything is enqueued, if an event breaks an
+        input rule."""
         batch = events if isinstance(events, list) else list(events)
+        latest = utcnow() + self.skew
+        check = validation.check
+        for event in batch:
+            check(event, latest)
         routes = self._routes
         table: dict[type, tuple[bytes, Any]] = {}
         meta: dict[type, tuple[str, str | None]] = {}
@@ -209,6 +228,9 @@ class Consumed:
     value: bytes | None
     event: Any = None
     error: DecodeError | None = None
+    timestamp_ms: int = -1
+    """The record's log time (Kafka timestamp, ms since the epoch); -1 when the broker gave
+    none. The input rules judge "in the future" against it, so a replay decides as before."""
 
     def __init__(
         self,
@@ -219,6 +241,7 @@ class Consumed:
         value: bytes | None,
         event: Any = None,
         error: DecodeError | None = None,
+        timestamp_ms: int = -1,
     ) -> None:
         # Hand-written (see ledger.frozen.slot_setters): one is built per consumed record.
         _set_topic(self, topic)
@@ -228,15 +251,23 @@ class Consumed:
         _set_value(self, value)
         _set_event(self, event)
         _set_error(self, error)
+        _set_timestamp_ms(self, timestamp_ms)
 
     @property
     def event_id(self) -> str | None:
         return self.event.envelope.event_id if self.event is not None else None
 
 
-_set_topic, _set_partition, _set_offset, _set_key, _set_value, _set_event, _set_error = (
-    slot_setters(Consumed)
-)
+(
+    _set_topic,
+    _set_partition,
+    _set_offset,
+    _set_key,
+    _set_value,
+    _set_event,
+    _set_error,
+    _set_timestamp_ms,
+) = slot_setters(Consumed)
 
 
 class EventConsumer:
@@ -306,8 +337,11 @@ class EventConsumer:
                 event, error = self.serde.decode(topic, value), None
             except DecodeError as exc:
                 event, error = None, exc
+            _, timestamp = msg.timestamp()
             batch.append(
-                Consumed(topic, partition, int(offset or 0), msg.key(), value, event, error)
+                Consumed(
+                    topic, partition, int(offset or 0), msg.key(), value, event, error, timestamp
+                )
             )
         return batch
 

@@ -44,6 +44,9 @@ class Settings:
     kafka_heap: str = "1g"
     registry_heap: str = "512m"
     stack: str = "auto"  # auto | local | docker | external
+    max_future_skew_seconds: int = 300
+    """How far an event's times may lie past its log time (or, when publishing, past now)
+    before it is refused as FUTURE_TIMESTAMP: allowed device clock drift (docs/input-rules.md)."""
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers:
@@ -55,6 +58,8 @@ class Settings:
             raise SettingsError(
                 f"EVLEDGER_STACK must be auto, local, docker or external, not {self.stack!r}"
             )
+        if self.max_future_skew_seconds < 0:
+            raise SettingsError("EVLEDGER_MAX_FUTURE_SKEW_SECONDS cannot be negative")
         if self.partitions < 1:
             raise SettingsError("EVLEDGER_PARTITIONS must be at least 1")
 

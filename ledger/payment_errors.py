@@ -22,7 +22,9 @@ class PaymentRejected(ValidationError):
     def __init__(
         self, message: str, *, payment_id: str | None, event_id: str, **context: Any
     ) -> None:
-        super().__init__(message, payment_id=payment_id, event_id=event_id, **context)
+        if payment_id is not None:  # a refund reported by reference names the reference instead
+            context = {"payment_id": payment_id, **context}
+        super().__init__(message, event_id=event_id, **context)
         self.payment_id = payment_id
         self.event_id = event_id
 
@@ -33,6 +35,12 @@ class UnknownPayment(PaymentRejected):
 
     code = "UNKNOWN_PAYMENT"
     out_of_order = True
+
+
+class BeforeAuthorization(PaymentRejected):
+    """A capture, refund or increment that occurred before the authorization it follows."""
+
+    code = "BEFORE_AUTHORIZATION"
 
 
 class DuplicateAuthorization(PaymentRejected):

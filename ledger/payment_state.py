@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from enum import StrEnum
 from operator import attrgetter
 from typing import Any, TypedDict, TypeVar
@@ -69,6 +70,9 @@ class PaymentState:
     refunds: tuple[RefundRecord, ...] = ()
     disputes: tuple[DisputeRecord, ...] = ()
     applied_event_ids: frozenset[str] = field(default_factory=frozenset)
+    authorized_at: datetime | None = None
+    """When the authorization occurred: nothing that follows from it can occur earlier. None
+    for states stored before this field existed."""
 
     @property
     def authorized_total(self) -> int:
@@ -140,6 +144,7 @@ class PaymentState:
                 for d in self.disputes
             ],
             "applied_event_ids": sorted(self.applied_event_ids),
+            "authorized_at": self.authorized_at.isoformat() if self.authorized_at else None,
         }
 
     @classmethod
@@ -162,6 +167,7 @@ class PaymentState:
             tuple([_refund_from_dict(r) for r in data["refunds"]]),
             tuple([_dispute_from_dict(d) for d in data["disputes"]]),
             frozenset(data["applied_event_ids"]),
+            _when(data.get("authorized_at")),
         )
 
 
@@ -198,6 +204,10 @@ def _member(enum: type[_E], members: dict[str, _E], value: str) -> _E:
         return members[value]
     except (KeyError, TypeError):
         return enum(value)
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _refund_from_dict(r: dict[str, Any]) -> RefundRecord:

@@ -38,7 +38,7 @@ from ledger.payment_state import (
     StateChanges,
 )
 
-__all__ = ["Applied", "PaymentEvent", "PaymentState", "PaymentStatus", "apply"]
+__all__ = ["Applied", "PaymentEvent", "PaymentState", "PaymentStatus", "apply", "check_hold"]
 
 PaymentEvent = (
     PaymentAuthorized
@@ -80,19 +80,48 @@ def apply(state: PaymentState | None, event: PaymentEvent) -> Applied:
         new_state, entries = _authorize(event)
         return Applied(new_state, tuple(entries))
     if state is None:
-        payment_id = None if isinstance(event, ExternalRefundReported) else event.payment_id
+        if isinstance(event, ExternalRefundReported):
+            raise err.UnknownPayment(
+                f"no payment has provider reference {event.provider_reference!r} at "
+                f"{event.provider}; re-drive once its authorization is applied",
+                payment_id=None,
+                provider=event.provider,
+                provider_reference=event.provider_reference,
+                refund_reference=event.refund_reference,
+                event_id=event_id,
+            )
         raise err.UnknownPayment(
             "no authorization seen for this payment; re-drive once it is applied",
-            payment_id=payment_id,
+            payment_id=event.payment_id,
             event_id=event_id,
         )
     if event.envelope.network_id != state.network_id:
         raise _reject(err.NetworkMismatch, state, event, f"payment is {state.network_id}")
+    if (
+        state.authorized_at is not None
+        and event.envelope.occurred_at < state.authorized_at
+        and isinstance(event, _FOLLOW_AUTHORIZATION)
+    ):
+        raise _reject(
+            err.BeforeAuthorization,
+            state,
+            event,
+            f"occurred at {event.envelope.occurred_at.isoformat()}, before the authorization "
+            f"at {state.authorized_at.isoformat()}; check the sender's clock",
+        )
     changes, entries = _apply_to(state, event)
     changes["applied_event_ids"] = state.applied_event_ids | {event_id}
     # One new state per event: the rules below return their changes, not states of their own.
     return Applied(state.updated(changes), tuple(entries))
 
+
+_FOLLOW_AUTHORIZATION = (
+    AuthorizationIncremented,
+    PaymentCaptured,
+    PaymentRefunded,
+    ExternalRefundReported,
+)
+"""Events that cannot occur before the payment's authorization (docs/input-rules.md, "Time")."""
 
 Result = tuple[StateChanges, list[JournalEntry]]
 """What an event changes in the payment's state, and the entries it posts."""
@@ -125,6 +154,18 @@ def _apply_to(state: PaymentState, event: PaymentEvent) -> Result:
 
 
 # -- holds --------------------------------------------------------------------------------------
+def check_hold(event: PaymentAuthorized | AuthorizationIncremented) -> None:
+    """Raise InvalidAmount unless the hold (or increment) is a positive amount: the rule every
+    reader of holds shares, so the sessions processor never bills against a hold the ledger
+    refuses (a zero or negative authorization holds nothing)."""
+    if event.amount.amount_minor <= 0:
+        raise err.InvalidAmount(
+            f"{type(event).__name__} rejected: a hold must be positive, got {event.amount}",
+            payment_id=event.payment_id,
+            event_id=event.envelope.event_id,
+        )
+
+
 def _authorize(event: PaymentAuthorized) -> tuple[PaymentState, list[JournalEntry]]:
     state = PaymentState(
         payment_id=event.payment_id,
@@ -135,14 +176,16 @@ def _authorize(event: PaymentAuthorized) -> tuple[PaymentState, list[JournalEntr
         hold=event.amount.amount_minor,
         provider_references=(event.provider_reference,),
         applied_event_ids=frozenset((event.envelope.event_id,)),
+        authorized_at=event.envelope.occurred_at,
     )
-    _non_negative(state, event, event.amount.amount_minor)
+    check_hold(event)
     return state, rules.hold_placed(_ctx(state, event), state.provider, event.amount)
 
 
 def _increment(state: PaymentState, event: AuthorizationIncremented) -> Result:
     _hold_open(state, event)
-    _positive(state, event, _currency(state, event, event.amount))
+    _currency(state, event, event.amount)
+    check_hold(event)
     changes: StateChanges = {
         "incremented": state.incremented + event.amount.amount_minor,
         "hold": state.hold + event.amount.amount_minor,

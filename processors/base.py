@@ -19,6 +19,8 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 import psycopg
@@ -34,6 +36,7 @@ from connectors.kafka import (
     key_of,
     rejection_of,
 )
+from ledger import validation
 from ledger.errors import LedgerError
 
 log = logging.getLogger("evledger.processor")
@@ -91,7 +94,104 @@ class Tx:
         self.emit(rejection, topic=f"{record.topic}.rejected", key=record.key or b"")
 
 
-_RETRIABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+RETRIABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58", "XX"})
+"""Connection exception, transaction rollback (serialization failure, deadlock), insufficient
+resources, operator intervention, system error, internal error: the server or the link failed,
+not the record. Every other SQLSTATE class (22 data exception, 23 integrity constraint, 54
+program limit, ...) is about what was written, so the record is isolated and rejected."""
+
+
+class PoisonCode(StrEnum):
+    """Reason codes for a record the handler could not apply (docs/errors.md)."""
+
+    VALUE_NOT_STORABLE = "VALUE_NOT_STORABLE"
+    INTEGRITY_VIOLATION = "INTEGRITY_VIOLATION"
+    VALUE_TOO_LARGE = "VALUE_TOO_LARGE"
+    UNPROCESSABLE = "UNPROCESSABLE"
+
+
+_CONTENT_REASONS = {
+    "22": (PoisonCode.VALUE_NOT_STORABLE, "a value PostgreSQL cannot store"),
+    "23": (PoisonCode.INTEGRITY_VIOLATION, "a value that breaks a database constraint"),
+    "54": (PoisonCode.VALUE_TOO_LARGE, "a value larger than PostgreSQL can index or store"),
+}
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of the infrastructure (retry the batch) rather than of a
+    record's content (isolate the record)."""
+    if isinstance(exc, LedgerError):
+        return exc.retriable
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    if isinstance(exc, psycopg.Error):
+        if exc.sqlstate is None:  # no answer from the server: the connection failed
+            return True
+        return exc.sqlstate[:2] in RETRIABLE_SQLSTATE_CLASSES
+    return isinstance(exc, ConnectionError | TimeoutError | MemoryError)
+
+
+def poison_reason(record: Consumed, exc: BaseException) -> tuple[str, str]:
+    """The reason code and detail for a record that could not be applied. Names the event,
+    its ids and, for a database refusal, the condition, table, column and constraint; the
+    server's message text (which may quote arbitrary data) is left to the log."""
+    if isinstance(exc, LedgerError):
+        return exc.code, str(exc)
+    event = record.event
+    what = type(event).__name__ if event is not None else "record"
+    ids = f"event_id={record.event_id}, key={_shown_key(record.key)}"
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate or "?"
+        code, meaning = _CONTENT_REASONS.get(
+            state[:2], (PoisonCode.UNPROCESSABLE, "a database refusal")
+        )
+        diag = exc.diag
+        where = ", ".join(
+            f"{name} {value}"
+            for name, value in (
+                ("table", diag.table_name),
+                ("column", diag.column_name),
+                ("constraint", diag.constraint_name),
+            )
+            if value
+        )
+        condition = re.sub(r"(?<!^)(?=[A-Z])", " ", type(exc).__name__).lower()
+        detail = (
+            f"{what} holds {meaning}: {condition} (SQLSTATE {state}"
+            f"{', ' + where if where else ''}); {ids}"
+        )
+        suspects = _suspect_fields(event)
+        return str(code), detail + (f"; suspect fields: {suspects}" if suspects else "")
+    return str(PoisonCode.UNPROCESSABLE), (
+        f"{what} could not be applied: {type(exc).__name__}: {str(exc)[:200]}; {ids}; "
+        "the processor log has the traceback"
+    )
+
+
+def _suspect_fields(event: Any) -> str:
+    """Top-level text fields of ``event`` that are long or not printable (what a database
+    refuses most often), named with their length."""
+    if event is None or not hasattr(event, "__dataclass_fields__"):
+        return ""
+    found = []
+    for name in event.__dataclass_fields__:
+        value = getattr(event, name)
+        if isinstance(value, str) and (len(value) > 100 or not value.isprintable()):
+            found.append(f"{name} ({len(value)} characters)")
+    return ", ".join(found)
+
+
+def _shown_key(key: bytes | None) -> str:
+    if key is None:
+        return "none"
+    return ascii(key[:40].decode("utf-8", "replace")) + ("..." if len(key) > 40 else "")
+
+
+def _log_time(timestamp_ms: int) -> datetime:
+    """A record's log time; now when the broker gave none."""
+    if timestamp_ms < 0:
+        return datetime.now(UTC)
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
 
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -180,6 +280,7 @@ class PostgresProcessor:
         self.group = group
         self.topics = list(topics)
         self.batch_size = batch_size
+        self.skew = timedelta(seconds=app.settings.max_future_skew_seconds)
         self.conn: Conn = postgres.connect(database_url or app.database_url)
         self.publisher: EventPublisher = app.publisher()
         self.consumer: EventConsumer = app.consumer(group)
@@ -220,9 +321,10 @@ class PostgresProcessor:
                     )
                 else:
                     decoded.append(record)
-            new = self._fresh(decoded)
+            checked = self._check_input(tx, decoded)
+            new = self._fresh(checked)
             self._handle_isolating_poison(tx, new)
-            stats.duplicates = len(decoded) - len(new) + len(tx.duplicates)
+            stats.duplicates = len(checked) - len(new) + len(tx.duplicates)
             stats.rejected = len(tx.rejected)
             stats.applied = stats.consumed - stats.duplicates - stats.rejected
             next_offsets: dict[tuple[str, int], int] = {}
@@ -242,8 +344,11 @@ class PostgresProcessor:
         return stats
 
     def _handle_isolating_poison(self, tx: Tx, records: list[Consumed]) -> None:
-        """Apply the batch; if it fails on data, apply record by record and reject only the
-        records that fail, so one poison record never blocks a partition."""
+        """Apply ``records``; if that fails because of a record's content, apply each half
+        again (in order, each in its own savepoint) down to the single record at fault, and
+        reject only that one: a poison record never stops a partition, the good records around
+        it cost a few savepoints. Failures of the connection or the server (``is_retriable``)
+        propagate, and the whole batch is retried."""
         if not records:
             return
         before = dict(tx.rejected), set(tx.duplicates)
@@ -251,27 +356,48 @@ class PostgresProcessor:
             with self.conn.transaction():  # savepoint
                 self.handler.handle(tx, records)
             return
-        except _RETRIABLE:
-            raise
-        except Exception:
-            tx.rejected, tx.duplicates = before
-        for record in records:
-            mark = dict(tx.rejected), set(tx.duplicates)
-            try:
-                with self.conn.transaction():
-                    self.handler.handle(tx, [record])
-            except _RETRIABLE:
+        except Exception as exc:
+            if is_retriable(exc) or self.conn.broken:
                 raise
-            except Exception as exc:
-                tx.rejected, tx.duplicates = mark
-                code = exc.code if isinstance(exc, LedgerError) else "UNPROCESSABLE"
-                tx.reject(record, code, f"{type(exc).__name__}: {exc}")
-                log.exception(
-                    "record %s[%d]@%d could not be applied",
-                    record.topic,
-                    record.partition,
-                    record.offset,
+            tx.rejected, tx.duplicates = before
+            if len(records) == 1:
+                code, detail = poison_reason(records[0], exc)
+                tx.reject(records[0], code, detail)
+                log.warning(
+                    "poison record %s[%d]@%d event_id=%s isolated: %s",
+                    records[0].topic,
+                    records[0].partition,
+                    records[0].offset,
+                    records[0].event_id,
+                    code,
+                    exc_info=not isinstance(exc, LedgerError | psycopg.Error),
                 )
+                return
+        middle = len(records) // 2
+        self._handle_isolating_poison(tx, records[:middle])
+        self._handle_isolating_poison(tx, records[middle:])
+
+    def _check_input(self, tx: Tx, records: list[Consumed]) -> list[Consumed]:
+        """The records that obey the input rules (``ledger.validation``); the others are
+        rejected with the rule's code. "Future" is judged against each record's log time."""
+        if not records:
+            return records
+        skew = self.skew
+        floor = min(r.timestamp_ms for r in records)
+        earliest_latest = _log_time(floor) + skew
+        check = validation.check
+        good = []
+        for record in records:
+            try:
+                check(record.event, earliest_latest)
+            except validation.InvalidInput:
+                try:  # the batch's earliest log time was too strict for this record?
+                    check(record.event, _log_time(record.timestamp_ms) + skew)
+                except validation.InvalidInput as exc:
+                    tx.reject(record, exc.code, str(exc))
+                    continue
+            good.append(record)
+        return good
 
     def _drop_already_applied(self, batch: list[Consumed]) -> list[Consumed]:
         """Lock this group's offsets for the batch's partitions; drop records below them."""

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from functools import partial
 from typing import Any, TypeVar
 
@@ -72,6 +73,14 @@ class ConnectorConfig:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     seed: int | None = None
+
+
+class NoHoldCode(StrEnum):
+    """Why a capture, void or refund instruction found no authorization to act on."""
+
+    UNKNOWN_AUTHORIZATION = "UNKNOWN_AUTHORIZATION"
+    AUTHORIZATION_FAILED = "AUTHORIZATION_FAILED"
+    AUTHORIZATION_IN_DOUBT = "AUTHORIZATION_IN_DOUBT"
 
 
 class CommandRefused(LedgerError):
@@ -181,11 +190,13 @@ class SettlementHandler:
         if holding is None:
             status = self.store.authorization_status(command.payment_id)
             code = {
-                None: "UNKNOWN_AUTHORIZATION",
-                AttemptStatus.FAILED: "AUTHORIZATION_FAILED",
-            }.get(status, "AUTHORIZATION_IN_DOUBT")
+                None: NoHoldCode.UNKNOWN_AUTHORIZATION,
+                AttemptStatus.FAILED: NoHoldCode.AUTHORIZATION_FAILED,
+            }.get(status, NoHoldCode.AUTHORIZATION_IN_DOUBT)
             raise CommandRefused(
-                code, "no authorization by this connector to act on", payment_id=command.payment_id
+                code.value,
+                "no authorization by this connector to act on",
+                payment_id=command.payment_id,
             )
         provider, reference = holding
         route_follow_up(command.payment_id, provider)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ledger.errors import ValidationError
 
 
@@ -25,3 +27,12 @@ class SchemaMismatch(DecodeError):
 
 class UnexpectedEventType(DecodeError):
     code = "UNEXPECTED_EVENT_TYPE"
+
+
+class InvalidValue(DecodeError):
+    """The bytes decode, but a value cannot become its domain type (an unknown currency, a
+    non-integer amount): the domain error's own code is kept, so the reason says what is wrong."""
+
+    def __init__(self, message: str, *, code: str, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.code = code

@@ -16,6 +16,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
+from ledger.errors import LedgerError
 from ledger.events import ALL_EVENTS, TOPIC_EVENTS, EventRejected
 from schemas import upcasters
 from schemas.avro import Codec, avro_schema, codec, full_name, schema_text
@@ -28,7 +29,13 @@ from schemas.encoder import (
     compiled_available,
     plan_for,
 )
-from schemas.errors import NotConfluentFramed, SchemaMismatch, UnexpectedEventType, UnknownSchema
+from schemas.errors import (
+    InvalidValue,
+    NotConfluentFramed,
+    SchemaMismatch,
+    UnexpectedEventType,
+    UnknownSchema,
+)
 from schemas.registry import Registry, UnknownSchemaId, subject
 
 _HEADER = struct.Struct(">bI")
@@ -165,6 +172,14 @@ class EventSerde:
             if body.tell() != len(value) - _HEADER.size:
                 raise ValueError(f"{len(value) - _HEADER.size - body.tell()} trailing bytes")
             return reader.codec.from_dict(datum)  # type: ignore[arg-type]
+        except LedgerError as exc:  # the bytes are Avro, a value is not (e.g. the currency)
+            raise InvalidValue(
+                f"{reader.codec.cls.__name__} (schema id {schema_id}) holds an invalid value: "
+                f"{exc.message}",
+                code=exc.code,
+                schema_id=schema_id,
+                **exc.context,
+            ) from exc
         except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError...
             raise SchemaMismatch(
                 f"bytes do not decode as {reader.codec.cls.__name__} (schema id {schema_id}): "

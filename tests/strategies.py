@@ -47,3 +47,66 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
         fields = {f.name: strategy_for(hints[f.name]) for f in dataclasses.fields(tp)}
         return st.builds(tp, **fields)
     raise TypeError(f"no strategy for {tp!r}")
+
+
+# -- events that obey the input rules (ledger.validation), field by field -------------------------
+_IDENTIFIER = st.text(
+    st.characters(codec="utf-8", categories=["L", "N", "P", "S"]), min_size=1, max_size=30
+)
+_FREE_TEXT = st.text(
+    st.characters(codec="utf-8", categories=["L", "N", "P", "S"], include_characters=" \n\t"),
+    max_size=40,
+)
+_COUNTRY = st.text(st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), min_size=2, max_size=2)
+_PLAUSIBLE_TIMES = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2026, 1, 1), timezones=st.just(UTC)
+)
+
+
+def valid_strategy_for(cls: type, owner: type | None = None) -> st.SearchStrategy[Any]:
+    """Instances of the event (or nested record) ``cls`` that pass ``ledger.validation.check``
+    with any ``latest`` after 2026-01-01."""
+    from ledger import validation
+
+    owner = owner or cls
+    hints = typing.get_type_hints(cls)
+    fields: dict[str, st.SearchStrategy[Any]] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        tp = hints[f.name]
+        optional = isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
+        if optional:
+            (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        fields[f.name] = _valid_field(f.name, tp, owner, validation)
+        if optional:
+            fields[f.name] = st.none() | fields[f.name]
+    return st.builds(cls, **fields)
+
+
+def _valid_field(name: str, tp: Any, owner: type, validation: Any) -> st.SearchStrategy[Any]:
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp)
+        inner = (
+            valid_strategy_for(item, owner)
+            if dataclasses.is_dataclass(item)
+            else _valid_field(name, item, owner, validation)
+        )
+        return st.lists(inner, max_size=3)
+    if tp is str:
+        if name == "event_id":
+            return st.uuids().map(str)
+        if name in validation.COUNTRY_FIELDS:
+            return _COUNTRY
+        if name in validation.TEXT_FIELDS or name in validation.DOCUMENT_FIELDS:
+            return _FREE_TEXT
+        return _IDENTIFIER
+    if tp is Money:
+        rule = validation.AMOUNT_RULES.get((owner, name), validation.NON_NEGATIVE)
+        low = {validation.POSITIVE: 1, validation.NON_NEGATIVE: 0}.get(rule, -(10**12))
+        return st.builds(Money, st.integers(low, 10**12), st.sampled_from(sorted(EXPONENTS)))
+    if tp is datetime:
+        return _PLAUSIBLE_TIMES
+    if tp is int:
+        return st.integers(0, 2**63 - 1) if name in validation.COUNTS else _LONG
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return valid_strategy_for(tp, owner)
+    return strategy_for(tp)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import struct
 
+import pytest
+
 from connectors.bootstrap import App
 from connectors.kafka import Rejecter
 from entrypoints.simulate import NetworkSimulator
-from ledger.events import EventRejected
+from ledger.envelope import Envelope, Source
+from ledger.events import EventRejected, PaymentAuthorized
+from ledger.money import Money
+from schemas.errors import DecodeError
 from tests.integration.conftest import consume_from, end_offsets
 
 TOPIC = "sessions.events"
@@ -55,3 +60,19 @@ def test_garbage_unknown_schema_and_mismatch_land_in_the_rejected_topic(app: App
         assert e.original_topic == TOPIC and e.detail
         source = next(r for r in records if r.key == e.original_key)
         assert (e.original_partition, e.original_offset) == (source.partition, source.offset)
+
+
+def test_an_unknown_currency_in_a_raw_record_is_named_as_such(app: App) -> None:
+    """A raw producer's record whose Avro is sound but whose currency is not one evledger
+    carries was reported as SCHEMA_MISMATCH; it is UNKNOWN_CURRENCY, naming the code."""
+    topic = "payments.events"
+    event = PaymentAuthorized(
+        Envelope.new("net-1", Source.psp), "pay-xxx", "stripe", "pi_1", Money(500, "EUR"), "card"
+    )
+    value = app.serde.encode(topic, event)
+    assert value.count(b"\x06EUR") == 1  # Avro string: zig-zag length 3, then the bytes
+    forged = value.replace(b"\x06EUR", b"\x06XXX")
+    with pytest.raises(DecodeError) as refused:
+        app.serde.decode(topic, forged)
+    assert refused.value.code == "UNKNOWN_CURRENCY"
+    assert "'XXX'" in str(refused.value) and "PaymentAuthorized" in str(refused.value)

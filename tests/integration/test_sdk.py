@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -9,9 +12,10 @@ from hypothesis import strategies as st
 from connectors.bootstrap import App
 from connectors.kafka import TOPIC_OF, key_of
 from entrypoints.simulate import NetworkSimulator
+from ledger import validation
 from ledger.events import TOPIC_EVENTS
 from tests.integration.conftest import consume_from, end_offsets
-from tests.strategies import strategy_for
+from tests.strategies import strategy_for, valid_strategy_for
 
 TOPICS = list(TOPIC_EVENTS)
 
@@ -49,7 +53,9 @@ def test_simulated_traffic_round_trips_in_order_per_key(app: App) -> None:
 )
 @given(
     st.lists(
-        st.sampled_from([c for cs in TOPIC_EVENTS.values() for c in cs]).flatmap(strategy_for),
+        st.sampled_from([c for cs in TOPIC_EVENTS.values() for c in cs]).flatmap(
+            valid_strategy_for
+        ),
         min_size=1,
         max_size=8,
     )
@@ -68,6 +74,30 @@ def test_any_event_survives_kafka_unchanged(app: App, events: list[object]) -> N
     decoded = {r.event_id: r.event for r in records}
     for event in events:
         assert decoded[event.envelope.event_id] == event  # type: ignore[attr-defined]
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.sampled_from([c for cs in TOPIC_EVENTS.values() for c in cs]).flatmap(strategy_for))
+def test_the_sdk_publishes_exactly_the_events_that_obey_the_input_rules(
+    app: App, event: Any
+) -> None:
+    """Arbitrary field values: the SDK refuses, before enqueueing anything, every event the
+    consumers would reject under the input rules, and publishes the others."""
+    publisher = app.publisher()
+    latest = datetime.now(UTC) + timedelta(seconds=app.settings.max_future_skew_seconds)
+    try:
+        validation.check(event, latest)
+    except validation.InvalidInput as expected:
+        with pytest.raises(validation.InvalidInput) as refused:
+            publisher.publish(event)
+        assert refused.value.code == expected.code
+        with pytest.raises(validation.InvalidInput):
+            publisher.publish_many([event])
+    else:
+        if key_of(event):
+            publisher.publish(event)
 
 
 def test_delivery_failure_surfaces_as_an_error(app: App) -> None:

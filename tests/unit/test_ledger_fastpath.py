@@ -225,6 +225,7 @@ STATE = PaymentState(
     ),
     disputes=(DisputeRecord("d1", 50, DisputeOutcome.WON), DisputeRecord("d2", 10)),
     applied_event_ids=frozenset({"ev-2", "ev-1"}),
+    authorized_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
 )
 
 STORED = (
@@ -238,7 +239,7 @@ STORED = (
     '"amount": 10, "shares": [], "provider_reference": null, "reversed": true}], '
     '"disputes": [{"dispute_id": "d1", "amount": 50, "outcome": "WON"}, '
     '{"dispute_id": "d2", "amount": 10, "outcome": null}], '
-    '"applied_event_ids": ["ev-1", "ev-2"]}'
+    '"applied_event_ids": ["ev-1", "ev-2"], "authorized_at": "2026-01-02T03:04:05+00:00"}'
 )
 """A state as stored: the JSON the projector has always written. It must read back, and be
 written, exactly like this."""
@@ -246,6 +247,12 @@ written, exactly like this."""
 
 def test_state_storage_form_is_unchanged() -> None:
     assert json.dumps(STATE.to_dict()) == STORED
+
+
+def test_state_stored_before_authorized_at_existed_reads_back() -> None:
+    data = json.loads(STORED)
+    del data["authorized_at"]
+    assert PaymentState.from_dict(data) == dataclasses.replace(STATE, authorized_at=None)
 
 
 def test_stored_state_reads_back_equal_with_enum_members() -> None:

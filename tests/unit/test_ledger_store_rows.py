@@ -63,6 +63,7 @@ STATES = st.builds(
         max_size=2,
     ).map(tuple),
     applied_event_ids=st.frozensets(TEXT, max_size=4),
+    authorized_at=st.none() | st.datetimes(timezones=st.just(UTC)),
 )
 
 
