@@ -29,15 +29,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, Protocol
-from urllib.parse import parse_qs
 
 from braintree.util.xml_util import XmlUtil
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from ledger import validation
 from ledger.envelope import Envelope, Source
 from ledger.errors import LedgerError, ValidationError
 from ledger.events import ExternalRefundReported, PayoutPaid, ProviderDisputeUpdated
@@ -46,6 +44,10 @@ from ledger.money import Money
 log = logging.getLogger(__name__)
 
 ProviderEvent = PayoutPaid | ProviderDisputeUpdated | ExternalRefundReported
+MAX_BODY_BYTES = 1_048_576
+"""Largest webhook body read (1 MiB): Stripe events and Braintree notifications are a few KB."""
+MAX_JSON_DEPTH = 32
+"""Deepest JSON nesting parsed; a Stripe event nests about 8 levels."""
 EVENT_ID_NAMESPACE = uuid.UUID("5b0f9a52-6a43-4f0e-9d1c-6a8f0b8e2c11")
 
 
@@ -111,8 +113,31 @@ def _envelope(network_id: str, provider: str, fact: str, occurred_at: datetime) 
     )
 
 
-def _stripe_money(amount: Any, currency: Any) -> Money:
-    return Money(abs(int(amount)), str(currency).upper())
+Sign = Literal["positive", "any"]
+
+
+def _stripe_money(amount: Any, currency: Any, field: str, sign: Sign = "positive") -> Money:
+    """Stripe amounts are integers in minor units. Anything else is refused, never truncated or
+    rounded: ``12.5`` is not 12. A payout keeps its sign (negative: Stripe debited the bank);
+    dispute and refund amounts must be positive. Raises WebhookPayloadError naming the field."""
+    if type(amount) is not int:
+        raise WebhookPayloadError(
+            f"{field} must be an integer amount in minor units, got {amount!r}", field=field
+        )
+    return _checked(Money(amount, _currency(currency, field)), field, sign)
+
+
+def _currency(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise WebhookPayloadError(f"currency of {field} must be a string, got {value!r}")
+    return value.upper()  # Stripe sends ISO codes in lower case; Money checks the code
+
+
+def _checked(money: Money, field: str, sign: Sign) -> Money:
+    if money.amount_minor == 0 or (sign == "positive" and money.amount_minor < 0):
+        wanted = "non-zero" if sign == "any" else "positive"
+        raise WebhookPayloadError(f"{field} must be {wanted}, got {money}", field=field)
+    return money
 
 
 def normalize_stripe_event(
@@ -127,7 +152,7 @@ def normalize_stripe_event(
         obj = event["data"]["object"]
         occurred = datetime.fromtimestamp(int(event.get("created") or time.time()), UTC)
         if kind == "payout.paid":
-            amount = _stripe_money(obj["amount"], obj["currency"])
+            amount = _stripe_money(obj["amount"], obj["currency"], "payout.amount", "any")
             return [
                 PayoutPaid(
                     envelope=_envelope(network_id, provider, f"payout_paid:{obj['id']}", occurred),
@@ -148,7 +173,7 @@ def normalize_stripe_event(
                     provider_reference=obj["charge"],
                     dispute_id=obj["id"],
                     status=obj["status"],
-                    amount=_stripe_money(obj["amount"], obj["currency"]),
+                    amount=_stripe_money(obj["amount"], obj["currency"], "dispute.amount"),
                 )
             ]
         if kind == "charge.refunded":
@@ -161,8 +186,10 @@ def normalize_stripe_event(
         if kind == "refund.created" and _is_external(obj) and obj.get("charge"):
             return [_external_refund(network_id, provider, obj["charge"], obj, occurred)]
         return []
+    except WebhookPayloadError:
+        raise
     except (KeyError, TypeError, ValueError, LedgerError) as exc:
-        raise WebhookPayloadError(f"malformed Stripe event: {exc!r}") from exc
+        raise WebhookPayloadError(f"malformed Stripe event: {_why(exc)}") from exc
 
 
 def _is_external(refund: Mapping[str, Any]) -> bool:
@@ -177,7 +204,7 @@ def _external_refund(
         provider=provider,
         provider_reference=charge,
         refund_reference=refund["id"],
-        amount=_stripe_money(refund["amount"], refund["currency"]),
+        amount=_stripe_money(refund["amount"], refund["currency"], "refund.amount"),
     )
 
 
@@ -232,8 +259,18 @@ def parse_braintree_notification(bt_payload: str) -> Mapping[str, Any]:
         raise WebhookPayloadError(f"unreadable Braintree notification: {exc!r}") from exc
 
 
-def _bt_money(amount: Any, currency: Any) -> Money:
-    return Money.of(Decimal(str(amount)), str(currency).upper())
+def _bt_money(amount: Any, currency: Any, field: str, sign: Sign = "positive") -> Money:
+    """Braintree amounts are decimal strings in major units ("12.50"); one with more decimals
+    than the currency has is refused (Money.of), never rounded."""
+    if isinstance(amount, bool) or not isinstance(amount, str | Decimal | int):
+        raise WebhookPayloadError(f"{field} must be a decimal amount, got {amount!r}", field=field)
+    try:
+        value = Decimal(str(amount).strip())
+    except ArithmeticError:
+        raise WebhookPayloadError(f"{field} is not a decimal: {amount!r}", field=field) from None
+    if not value.is_finite():
+        raise WebhookPayloadError(f"{field} is not a finite amount: {amount!r}", field=field)
+    return _checked(Money.of(value, _currency(currency, field)), field, sign)
 
 
 def normalize_braintree_notification(
@@ -250,7 +287,8 @@ def normalize_braintree_notification(
         subject = notification.get("subject") or {}
         if kind == "disbursement":
             d = subject["disbursement"]
-            amount = _bt_money(d["amount"], d["merchant_account"]["currency_iso_code"])
+            currency = d["merchant_account"]["currency_iso_code"]
+            amount = _bt_money(d["amount"], currency, "disbursement.amount", "any")
             return [
                 PayoutPaid(
                     envelope=_envelope(network_id, provider, f"payout_paid:{d['id']}", occurred),
@@ -271,13 +309,25 @@ def normalize_braintree_notification(
                     dispute_id=d["id"],
                     status=str(d.get("status") or kind.removeprefix("dispute_")),
                     amount=_bt_money(
-                        d.get("amount_disputed") or d["amount"], d["currency_iso_code"]
+                        d.get("amount_disputed") or d["amount"],
+                        d["currency_iso_code"],
+                        "dispute.amount",
                     ),
                 )
             ]
         return []
+    except WebhookPayloadError:
+        raise
     except (KeyError, TypeError, ValueError, LedgerError) as exc:
-        raise WebhookPayloadError(f"malformed Braintree notification: {exc!r}") from exc
+        raise WebhookPayloadError(f"malformed Braintree notification: {_why(exc)}") from exc
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc}"
+    if isinstance(exc, LedgerError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _aware(value: Any) -> datetime:
@@ -348,6 +398,8 @@ class WebhookHandler:
         braintree_max_age: float = 3 * 24 * 3600.0,
         stripe_provider: str = "stripe",
         braintree_provider: str = "braintree",
+        max_json_depth: int = MAX_JSON_DEPTH,
+        max_future_skew_seconds: float = validation.DEFAULT_FUTURE_SKEW_SECONDS,
     ) -> None:
         self.network_id = network_id
         self._publish = publish
@@ -359,6 +411,8 @@ class WebhookHandler:
         self._braintree_max_age = braintree_max_age
         self._stripe = stripe_provider
         self._braintree = braintree_provider
+        self._max_json_depth = max_json_depth
+        self._skew = timedelta(seconds=max_future_skew_seconds)
 
     @property
     def challenge_key(self) -> BraintreeWebhookKey | None:
@@ -374,11 +428,14 @@ class WebhookHandler:
             now=self._clock(),
             tolerance=self._tolerance,
         )
+        too_deep = json_depth_problem(payload, self._max_json_depth)
+        if too_deep is not None:
+            raise WebhookPayloadError(f"unreadable Stripe event: {too_deep}")
         try:
             event = json.loads(payload)
             webhook_id = str(event["id"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise WebhookPayloadError(f"unreadable Stripe event: {exc!r}") from exc
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise WebhookPayloadError(f"unreadable Stripe event: {_why(exc)}") from exc
         events = normalize_stripe_event(event, self.network_id, self._stripe)
         return self._deliver(self._stripe, webhook_id, events)
 
@@ -397,6 +454,12 @@ class WebhookHandler:
     def _deliver(
         self, provider: str, webhook_id: str, events: list[ProviderEvent]
     ) -> WebhookOutcome:
+        latest = datetime.now(UTC) + self._skew
+        for event in events:  # all or nothing: refuse before anything is published
+            try:
+                validation.check(event, latest)
+            except validation.InvalidInput as exc:
+                raise WebhookPayloadError(f"{provider} webhook: {exc.message}") from exc
         if not self._store.claim(provider, webhook_id):
             return WebhookOutcome("duplicate")
         try:
@@ -408,47 +471,19 @@ class WebhookHandler:
         return WebhookOutcome("published" if events else "ignored", tuple(events))
 
 
-def build_webhook_router(handler: WebhookHandler, *, prefix: str = "/webhooks") -> APIRouter:
-    """FastAPI routes ``POST {prefix}/stripe`` and ``POST|GET {prefix}/braintree``.
+def json_depth_problem(payload: bytes, max_depth: int) -> str | None:
+    """Why ``payload`` is nested deeper than ``max_depth`` (arrays and objects), or None.
+    Checked before parsing: a deep document makes the parser recurse until it fails."""
+    depth = 0
+    for bracket in _BRACKETS.findall(_JSON_STRING.sub(b'""', payload)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > max_depth:
+                return f"JSON nested deeper than {max_depth} levels"
+        else:
+            depth -= 1
+    return None
 
-    400 for a bad signature or payload (nothing published), 200 for published, ignored and
-    duplicate deliveries, 503 when publishing failed (the provider will retry).
-    """
-    router = APIRouter(prefix=prefix)
 
-    def answer(run: Callable[[], WebhookOutcome]) -> Response:
-        try:
-            outcome = run()
-        except (WebhookSignatureError, WebhookPayloadError) as exc:
-            return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=400)
-        except Exception:
-            # The delivery claim was released: the provider's retry will be processed.
-            log.exception("webhook publish failed; answering 503 so the provider retries")
-            return JSONResponse({"error": "PUBLISH_FAILED"}, status_code=503)
-        return JSONResponse({"status": outcome.status, "events": len(outcome.events)})
-
-    @router.post("/stripe")
-    async def stripe_webhook(request: Request) -> Response:
-        body = await request.body()
-        signature = request.headers.get("stripe-signature")
-        return answer(lambda: handler.handle_stripe(body, signature))
-
-    @router.post("/braintree")
-    async def braintree_webhook(request: Request) -> Response:
-        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
-        signature = next(iter(form.get("bt_signature", [])), None)
-        payload = next(iter(form.get("bt_payload", [])), None)
-        return answer(lambda: handler.handle_braintree(signature, payload))
-
-    @router.get("/braintree")
-    async def braintree_challenge(bt_challenge: str = "") -> Response:
-        key = handler.challenge_key
-        if key is None:
-            return PlainTextResponse("no Braintree key configured", status_code=404)
-        try:
-            text = braintree_challenge_response(bt_challenge, key)
-        except WebhookPayloadError as exc:
-            return PlainTextResponse(exc.message, status_code=400)
-        return PlainTextResponse(text)
-
-    return router
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(rb"[\[\]{}]")

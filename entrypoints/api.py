@@ -3,8 +3,11 @@
 ``create_app(settings)`` builds the app; the connection pool opens when the app starts (lifespan),
 never at import. Lists are paginated with ``limit``/``offset`` and answer ``next_offset`` (null on
 the last page). Amounts are integer minor units with their currency. Errors are JSON
-``{"code", "detail"}``: 404 for an unknown payment, 422 for a bad parameter, 503 when the
-database is unreachable. OpenAPI at ``/openapi.json``, docs at ``/docs``.
+``{"code", "detail", "request_id"}`` (``entrypoints.http_errors``): 404 for an unknown payment or
+route, 400 for a path or query parameter holding a control character (a NUL) or over 1,000
+characters, 422 for a parameter of the wrong form, 503 when the database is unreachable, 500 for
+anything unexpected (its traceback logged under the request id). OpenAPI at ``/openapi.json``,
+docs at ``/docs``.
 """
 
 from __future__ import annotations
@@ -15,21 +18,24 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
-from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Path, Query, Request
 from psycopg_pool import ConnectionPool
 
 from connectors import finance
 from connectors.bootstrap import database_url as default_database_url
 from connectors.settings import Settings
-from ledger.errors import InfrastructureError, LedgerError, ValidationError
+from entrypoints import http_errors
+from ledger import validation
+from ledger.errors import InfrastructureError
 
 T = TypeVar("T", bound=finance.Row)
 
 Limit = Query(100, ge=1, le=finance.MAX_LIMIT, description="rows per page")
 Offset = Query(0, ge=0, description="rows to skip")
 AsOf = Query(None, description="business time, with a zone (2026-11-20T00:00:00Z)")
-Prefix = Query(None, description="account code prefix, e.g. assets:")
+Prefix = Query(None, max_length=validation.ID_MAX, description="account code prefix, e.g. assets:")
+PaymentId = Path(min_length=1, max_length=validation.ID_MAX, description="payment id")
+Group = Query(None, max_length=validation.ID_MAX, description="consumer group")
 
 
 def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
@@ -65,14 +71,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
 
     Db = Depends(conn)
 
-    @app.exception_handler(LedgerError)
-    async def ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
-        status = 422 if isinstance(exc, ValidationError) else 500
-        if isinstance(exc, finance.UnknownPaymentId):
-            status = 404
-        elif isinstance(exc, InfrastructureError):
-            status = 503
-        return JSONResponse({"code": exc.code, "detail": exc.message}, status_code=status)
+    http_errors.install(app, overrides={finance.UnknownPaymentId: 404})
 
     @app.get("/health", tags=["operations"])
     def health(db: finance.Conn = Db) -> dict[str, Any]:
@@ -106,7 +105,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         }
 
     @app.get("/payments/{payment_id}", tags=["payments"])
-    def payment(payment_id: str, db: finance.Conn = Db) -> dict[str, Any]:
+    def payment(payment_id: str = PaymentId, db: finance.Conn = Db) -> dict[str, Any]:
         """One payment: totals, status, state and its postings. 404 if unknown."""
         return finance.payment(db, payment_id).as_dict()
 
@@ -149,7 +148,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         return {"items": [r.as_dict() for r in finance.vat(db, period=period)]}
 
     @app.get("/ledger/counts", tags=["operations"])
-    def counts(group: str | None = None, db: finance.Conn = Db) -> dict[str, Any]:
+    def counts(group: str | None = Group, db: finance.Conn = Db) -> dict[str, Any]:
         """applied / duplicates / rejected per consumer group."""
         return {
             "items": [{**r.as_dict(), "consumed": r.consumed} for r in finance.counts(db, group)]

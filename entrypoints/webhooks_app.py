@@ -8,23 +8,66 @@ the id store stops an old payload from being replayed inside that window.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
 
 from connectors.bootstrap import App, bootstrap
 from connectors.kafka import EventPublisher
 from connectors.provider_registry import ProviderRegistry, load_providers
-from connectors.settings import Settings
-from connectors.webhooks import ProviderEvent, WebhookHandler, build_webhook_router
+from connectors.settings import Settings, SettingsError
+from connectors.webhooks import (
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    ProviderEvent,
+    WebhookHandler,
+    WebhookOutcome,
+    WebhookPayloadError,
+    WebhookSignatureError,
+    braintree_challenge_response,
+)
+from entrypoints import http_errors
+from entrypoints.http_errors import HttpErrorCode, error_response
+from ledger.errors import LedgerError
+
+log = logging.getLogger("evledger.webhooks")
 
 BRAINTREE_MAX_AGE = 3 * 24 * 3600.0
 RETENTION = timedelta(days=7)  # comfortably above BRAINTREE_MAX_AGE
+MAX_BODY_BYTES_VARIABLE = "WEBHOOKS_MAX_BODY_BYTES"
+MAX_JSON_DEPTH_VARIABLE = "WEBHOOKS_MAX_JSON_DEPTH"
+# Not EVLEDGER_* variables: Settings refuses EVLEDGER_* names it does not know, and these limits
+# concern only the webhook receiver, like its STRIPE_*/BRAINTREE_* secrets.
+
+
+def webhook_limits(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """``(max_body_bytes, max_json_depth)``: MAX_BODY_BYTES and MAX_JSON_DEPTH unless
+    WEBHOOKS_MAX_BODY_BYTES / WEBHOOKS_MAX_JSON_DEPTH say otherwise. Raises SettingsError for a
+    value that is not a positive integer (a typo must not lift the limit)."""
+    env = os.environ if environ is None else environ
+    return (
+        _positive(env, MAX_BODY_BYTES_VARIABLE, MAX_BODY_BYTES),
+        _positive(env, MAX_JSON_DEPTH_VARIABLE, MAX_JSON_DEPTH),
+    )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if not raw.strip().isdecimal() or int(raw) < 1:
+        raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
+    return int(raw)
 
 
 class PostgresWebhookIdStore:
@@ -86,10 +129,16 @@ def create_webhooks_app(
     clock: Callable[[], float] = time.time,
     tolerance: float = 300.0,
     publish: Callable[[ProviderEvent], None] | None = None,
+    max_body_bytes: int | None = None,
+    max_json_depth: int | None = None,
 ) -> FastAPI:
     """The webhook FastAPI app: ``POST /webhooks/stripe``, ``POST|GET /webhooks/braintree``,
     ``GET /healthz``. Secrets come from the provider registry (file or STRIPE_WEBHOOK_SECRET /
-    BRAINTREE_* variables). ``publish`` defaults to publish-and-flush on the app's publisher."""
+    BRAINTREE_* variables). ``publish`` defaults to publish-and-flush on the app's publisher.
+    Limits not given come from ``webhook_limits()`` (raises SettingsError for a bad value)."""
+    env_body, env_depth = webhook_limits()
+    max_body_bytes = env_body if max_body_bytes is None else max_body_bytes
+    max_json_depth = env_depth if max_json_depth is None else max_json_depth
     app = app or bootstrap(settings)
     providers = providers or load_providers()
     store = PostgresWebhookIdStore(database_url or app.database_url)
@@ -103,6 +152,8 @@ def create_webhooks_app(
         clock=clock,
         tolerance=tolerance,
         braintree_max_age=BRAINTREE_MAX_AGE,
+        max_future_skew_seconds=app.settings.max_future_skew_seconds,
+        max_json_depth=max_json_depth,
     )
 
     @asynccontextmanager
@@ -111,7 +162,8 @@ def create_webhooks_app(
         store.close()
 
     api = FastAPI(title="evledger webhooks", docs_url=None, redoc_url=None, lifespan=lifespan)
-    api.include_router(build_webhook_router(handler))
+    http_errors.install(api)
+    api.include_router(build_webhook_router(handler, max_body_bytes=max_body_bytes))
     api.state.webhook_store = store
 
     @api.get("/healthz")
@@ -123,3 +175,90 @@ def create_webhooks_app(
         }
 
     return api
+
+
+def build_webhook_router(
+    handler: WebhookHandler, *, prefix: str = "/webhooks", max_body_bytes: int = MAX_BODY_BYTES
+) -> APIRouter:
+    """Routes ``POST {prefix}/stripe`` and ``POST|GET {prefix}/braintree``.
+
+    The body is read only up to ``max_body_bytes`` (413 beyond it, before reading when the
+    Content-Length says so). Verifying, parsing and publishing run in a worker thread, never on
+    the event loop, so one large request does not stall the health check. Permanent failures
+    answer 4xx so the provider stops retrying: 400 for a bad signature or payload, 413 for a
+    body too large; nothing is published. 200 for published, ignored and duplicate deliveries;
+    503 when Kafka did not take the events (the delivery claim is released: the provider's
+    retry is processed). Errors use the one JSON shape of ``entrypoints.http_errors``.
+    """
+    router = APIRouter(prefix=prefix)
+
+    def answer(request: Request, run: Callable[[], WebhookOutcome]) -> Response:
+        try:
+            outcome = run()
+        except (WebhookSignatureError, WebhookPayloadError) as exc:
+            return error_response(400, exc.code, exc.message, request)
+        except LedgerError as exc:
+            if not exc.retriable:
+                return error_response(400, exc.code, exc.message, request)
+            log.warning("webhook publish failed (%s); answering 503 so the provider retries", exc)
+            return error_response(503, exc.code, exc.message, request)
+        return JSONResponse({"status": outcome.status, "events": len(outcome.events)})
+
+    @router.post("/stripe")
+    async def stripe_webhook(request: Request) -> Response:
+        body = await read_limited(request, max_body_bytes)
+        if body is None:
+            return too_large(request, max_body_bytes)
+        signature = request.headers.get("stripe-signature")
+        return await run_in_threadpool(
+            answer, request, lambda: handler.handle_stripe(body, signature)
+        )
+
+    @router.post("/braintree")
+    async def braintree_webhook(request: Request) -> Response:
+        body = await read_limited(request, max_body_bytes)
+        if body is None:
+            return too_large(request, max_body_bytes)
+
+        def handle() -> WebhookOutcome:
+            form = parse_qs(body.decode("utf-8", errors="replace"))
+            signature = next(iter(form.get("bt_signature", [])), None)
+            payload = next(iter(form.get("bt_payload", [])), None)
+            return handler.handle_braintree(signature, payload)
+
+        return await run_in_threadpool(answer, request, handle)
+
+    @router.get("/braintree")
+    async def braintree_challenge(request: Request, bt_challenge: str = "") -> Response:
+        key = handler.challenge_key
+        if key is None:
+            return error_response(404, "UNKNOWN_PROVIDER", "no Braintree key configured", request)
+        try:
+            text = braintree_challenge_response(bt_challenge, key)
+        except WebhookPayloadError as exc:
+            return error_response(400, exc.code, exc.message, request)
+        return PlainTextResponse(text)
+
+    return router
+
+
+async def read_limited(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it exceeds ``limit`` bytes: decided before reading
+    when Content-Length announces more, else as soon as the stream passes the limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None and not (declared.isascii() and declared.isdecimal()):
+        return None  # unreadable: refused like an oversized body rather than trusted
+    if declared is not None and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(request: Request, limit: int) -> Response:
+    detail = f"body larger than {limit} bytes; provider webhooks are a few KB"
+    return error_response(413, HttpErrorCode.BODY_TOO_LARGE, detail, request)

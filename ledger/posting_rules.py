@@ -333,7 +333,9 @@ def payout(event: PayoutPaid) -> list[JournalEntry]:
     """Dr bank (net paid), Dr provider fees (deducted), Cr provider clearing (gross).
 
     ``fees`` must be fees the provider deducts at payout and has not reported on a capture;
-    a fee reported on ``PaymentCaptured.fee`` is already expensed by ``provider_fee``.
+    a fee reported on ``PaymentCaptured.fee`` is already expensed by ``provider_fee``. A
+    negative payout (the provider debited the bank, e.g. after refunds exceeded captures) is
+    booked with its sign: Cr bank, Dr provider clearing. Zero lines are left out.
     """
     ctx = EntryContext.of(event.envelope, None, event.envelope.network_id)
     gross = event.amount + event.fees
@@ -342,7 +344,8 @@ def payout(event: PayoutPaid) -> list[JournalEntry]:
         Posting.debit(accounts.provider_fees(event.provider), event.fees),
         Posting.credit(accounts.provider_clearing(event.provider), gross),
     ]
-    return [ctx.entry(EntryKind.PAYOUT, postings)] if not gross.is_zero else []
+    postings = [p for p in postings if not p.amount.is_zero]
+    return [ctx.entry(EntryKind.PAYOUT, postings)] if postings else []
 
 
 def write_off(

@@ -103,6 +103,15 @@ def test_payment_detail_and_unknown_payment(projected: Projected) -> None:
     assert missing.status_code == 404 and missing.json()["code"] == "UNKNOWN_PAYMENT_ID"
 
 
+def test_bad_parameters_answer_in_the_one_error_shape(projected: Projected) -> None:
+    bad = projected.client.get("/balances", params={"limit": "many"})
+    assert bad.status_code == 422 and bad.json()["code"] == "INVALID_REQUEST"
+    assert "limit" in bad.json()["detail"] and "many" not in bad.json()["detail"]
+    assert set(bad.json()) == {"code", "detail", "request_id"}
+    nul = projected.client.get("/payments/pay%00ment")
+    assert nul.status_code == 400 and nul.json()["code"] == "INVALID_PARAMETER"
+
+
 def test_revenue_vat_flows_and_open_holds(projected: Projected) -> None:
     nets = projected.book.nets()
     for by in ("station", "day", "dimension"):

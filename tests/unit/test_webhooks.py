@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from connectors.kafka import PublishError
 from connectors.webhooks import (
     BraintreeWebhookKey,
     InMemoryWebhookIdStore,
@@ -20,11 +21,12 @@ from connectors.webhooks import (
     WebhookHandler,
     WebhookSignatureError,
     braintree_challenge_response,
-    build_webhook_router,
     normalize_stripe_event,
     verify_braintree_signature,
     verify_stripe_signature,
 )
+from entrypoints import http_errors
+from entrypoints.webhooks_app import build_webhook_router
 from ledger.events import ExternalRefundReported, PayoutPaid, ProviderDisputeUpdated
 from ledger.money import Money
 
@@ -253,6 +255,7 @@ def test_braintree_challenge_matches_the_sdk() -> None:
 # ---------------------------------------------------------------------------- the router
 def client(h: WebhookHandler) -> TestClient:
     app = FastAPI()
+    http_errors.install(app)
     app.include_router(build_webhook_router(h))
     return TestClient(app)
 
@@ -263,13 +266,13 @@ def test_router_answers_400_and_publishes_nothing_on_a_bad_signature() -> None:
     bad = http.post("/webhooks/stripe", content=PAYOUT,
                     headers={"Stripe-Signature": stripe_header(PAYOUT, "whsec_wrong")})  # fmt: skip
     assert bad.status_code == 400
-    assert bad.json()["error"] == "WEBHOOK_SIGNATURE"
+    assert bad.json()["code"] == "WEBHOOK_SIGNATURE"
     assert published.events == []
 
 
 def test_router_publishes_once_and_lets_a_failed_publish_be_retried() -> None:
     published = Published()
-    failures = [RuntimeError("kafka down")]
+    failures = [PublishError("kafka down", retriable=True)]
 
     def flaky(event: ProviderEvent) -> None:
         if failures:
