@@ -9,7 +9,7 @@ EVLEDGER := $(VENV)/bin/evledger
 PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 
-.PHONY: help install demo test test-unit test-integration bench up down status lint format schemas clean
+.PHONY: help install demo test test-unit test-integration bench bench-ab up down status lint format schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,10 @@ test-unit: install ## fast tests that need no services
 
 bench: install ## run the benchmark suites; results land in bench/results/
 	$(PYTHON) -m bench $(SUITES)
+
+bench-ab: install ## the ledger projector against git revision REV, alternating pairs
+	@test -n "$(REV)" || { echo "usage: make bench-ab REV=<git revision>"; exit 2; }
+	$(PYTHON) -m bench.ab_projector $(REV)
 
 up: install ## start Kafka, the schema registry and PostgreSQL (idempotent)
 	$(EVLEDGER) stack up
