@@ -8,7 +8,6 @@ duplicate. ``EventConsumer`` decodes batches and hands undecodable records back 
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,43 +19,23 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from ledger import validation
 from ledger.envelope import Envelope, Source, utcnow
 from ledger.errors import InfrastructureError, LedgerError
-from ledger.events import TOPIC_EVENTS, EventRejected
+from ledger.events import EventRejected
 from ledger.frozen import slot_setters
 from schemas.encoder import encode_each
 from schemas.errors import DecodeError
 from schemas.serde import EventSerde
+from schemas.topics import KEY_FIELD_OF, TOPIC_OF, rejected_topic
 
-TOPIC_OF: dict[type, str] = {
-    cls: topic for topic, classes in TOPIC_EVENTS.items() for cls in classes
-}
+__all__ = ["TOPIC_OF", "Consumed", "EventConsumer", "EventPublisher", "key_field", "key_of"]
 
 LINGER_SECONDS = 0.01
 """How long ``EventConsumer.poll`` waits to fill a batch once its first record is in."""
 
-_KEY_FIELDS = (
-    "payment_id",
-    "session_id",
-    "tariff_id",
-    "payout_id",
-    "provider_reference",
-    "subject",
-)
-
-
-_KEY_FIELD_OF: dict[type, str | None] = {}
-
 
 def key_field(cls: type) -> str | None:
-    """The attribute holding the partition key DESIGN.md prescribes for ``cls``'s topic (it keeps
-    one entity's events in order), or None for events that carry no key of their own."""
-    if cls not in _KEY_FIELD_OF:
-        names = {f.name for f in dataclasses.fields(cls)}
-        _KEY_FIELD_OF[cls] = (
-            "session_id"
-            if TOPIC_OF.get(cls) in ("billing.events", "sessions.events")
-            else next((name for name in _KEY_FIELDS if name in names), None)
-        )
-    return _KEY_FIELD_OF[cls]
+    """The attribute holding ``cls``'s partition key (``schemas.topics``: one entity's events
+    share a partition and keep their order), or None for events with no key of their own."""
+    return KEY_FIELD_OF.get(cls)
 
 
 def key_of(event: Any) -> str:
@@ -399,7 +378,7 @@ class Rejecter:
 
     def reject(self, record: Consumed, reason_code: str, detail: str) -> EventRejected:
         rejected = rejection_of(record, reason_code, detail, self.consumer_group, self.network_id)
-        topic = f"{record.topic}.rejected"
+        topic = rejected_topic(record.topic)
         self.publisher.produce_bytes(
             topic, self.publisher.serde.encode(topic, rejected), record.key
         )

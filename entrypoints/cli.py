@@ -94,8 +94,8 @@ def stack_logs(
 @schemas_app.command("export")
 def schemas_export(directory: Path = typer.Option(None, help="default: schemas/avro")) -> None:
     """Write one .avsc per event, derived from the event dataclasses."""
-    from ledger.events import ALL_EVENTS
     from schemas.avro import AVSC_DIR, export_avsc
+    from schemas.topics import ALL_EVENTS
 
     paths = export_avsc(ALL_EVENTS, directory or AVSC_DIR)
     console.print(f"wrote {len(paths)} schemas to {paths[0].parent}")

@@ -23,11 +23,11 @@ from connectors import postgres
 from connectors.bootstrap import App
 from connectors.provider_registry import ProviderRegistry, shared_sandbox
 from entrypoints.simulate import ChargingNetworkFlow
-from ledger.events import TOPIC_EVENTS
 from processors.base import BatchStats
 from processors.ledger_projector import build_ledger_processor
 from processors.sessions import build_sessions_processor
 from processors.settlement import build_settlement_processor
+from schemas.topics import TOPIC_EVENTS
 
 DEMO_DATABASE = "evledger_demo"
 

@@ -1,4 +1,5 @@
-"""The event catalogue: one frozen dataclass per event, grouped by topic (see docs/events.md).
+"""The event catalogue: one frozen dataclass per event (the topics they travel on are in
+``schemas.topics``; docs/events.md is generated from both).
 
 These classes are the single source of truth; their Avro schemas are derived by
 ``schemas.avro`` and exported to ``schemas/avro/*.avsc``.  Evolve an event by adding a field with
@@ -465,33 +466,3 @@ class EventRejected:
     original_event_id: str | None = doc(
         "event_id of the record, when it could be decoded", default=None
     )
-
-
-TOPIC_EVENTS: dict[str, tuple[type, ...]] = {
-    "payments.events": (
-        PaymentAuthorized,
-        AuthorizationIncremented,
-        PaymentCaptured,
-        CaptureFailed,
-        PaymentVoided,
-        AuthorizationExpired,
-        PaymentRefunded,
-        RefundFailed,
-        DisputeOpened,
-        DisputeResolved,
-        ProviderRouted,
-        AuthorizationFailed,
-    ),
-    "sessions.events": (SessionStarted, MeterValueRecorded, ChargingStateChanged, SessionStopped),
-    "tariffs.events": (TariffPublished,),
-    "billing.events": (CdrIssued, CdrCredited),
-    "settlement.commands": (AuthorizeRequested, CaptureRequested, VoidRequested, RefundRequested),
-    "provider.events": (PayoutPaid, ProviderDisputeUpdated, ExternalRefundReported),
-    "fraud.scores": (FraudScored, FraudAlertRaised),
-}
-"""Which events each topic carries (DESIGN.md, "Topics")."""
-
-ALL_EVENTS: tuple[type, ...] = (
-    *(cls for classes in TOPIC_EVENTS.values() for cls in classes),
-    EventRejected,
-)

@@ -29,7 +29,6 @@ from confluent_kafka import TopicPartition
 from connectors import postgres
 from connectors.bootstrap import App, collector_paused
 from connectors.kafka import (
-    TOPIC_OF,
     Consumed,
     EventConsumer,
     EventPublisher,
@@ -38,6 +37,7 @@ from connectors.kafka import (
 )
 from ledger import validation
 from ledger.errors import LedgerError
+from schemas.topics import TOPIC_OF, rejected_topic
 
 log = logging.getLogger("evledger.processor")
 Conn = psycopg.Connection[Any]
@@ -91,7 +91,7 @@ class Tx:
             ),
         )
         rejection = rejection_of(record, reason_code, detail, self.group, self.network_id)
-        self.emit(rejection, topic=f"{record.topic}.rejected", key=record.key or b"")
+        self.emit(rejection, topic=rejected_topic(record.topic), key=record.key or b"")
 
 
 RETRIABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58", "XX"})

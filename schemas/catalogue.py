@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from connectors.topics import EVENT_TOPICS
-from ledger.events import TOPIC_EVENTS, EventRejected
+from ledger.events import EventRejected
 from schemas.avro import avro_schema
+from schemas.topics import TOPIC_EVENTS, TOPICS
 
 CATALOGUE = Path(__file__).resolve().parent.parent / "docs" / "events.md"
 
@@ -42,7 +42,7 @@ def _fields_table(schema: dict[str, Any], skip_envelope: bool = True) -> list[st
 
 
 def render() -> str:
-    keys = {t.name: t.key for t in EVENT_TOPICS}
+    keys = {t.name: t.key_doc for t in TOPICS}
     lines = [
         "# Event catalogue",
         "",

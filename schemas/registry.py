@@ -13,8 +13,9 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from ledger.errors import InfrastructureError
-from ledger.events import TOPIC_EVENTS, EventRejected
+from ledger.events import EventRejected
 from schemas.avro import full_name, schema_text
+from schemas.topics import TOPICS
 
 COMPATIBILITY = "BACKWARD"
 
@@ -38,8 +39,8 @@ def subject(topic: str, cls_or_name: type | str) -> str:
 
 def topic_event_pairs() -> list[tuple[str, type]]:
     """Every (topic, event class) pair that is produced, incl. rejections per topic."""
-    pairs = [(topic, cls) for topic, classes in TOPIC_EVENTS.items() for cls in classes]
-    pairs += [(f"{topic}.rejected", EventRejected) for topic in TOPIC_EVENTS]
+    pairs = [(t.name, cls) for t in TOPICS for cls in t.events]
+    pairs += [(t.rejected, EventRejected) for t in TOPICS]
     return pairs
 
 

@@ -17,7 +17,6 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from ledger.errors import LedgerError
-from ledger.events import ALL_EVENTS, TOPIC_EVENTS, EventRejected
 from schemas import upcasters
 from schemas.avro import Codec, avro_schema, codec, full_name, schema_text
 from schemas.encoder import (
@@ -37,21 +36,10 @@ from schemas.errors import (
     UnknownSchema,
 )
 from schemas.registry import Registry, UnknownSchemaId, subject
+from schemas.topics import ALL_EVENTS, allowed_events
 
 _HEADER = struct.Struct(">bI")
 MAGIC = 0
-
-
-BENCH_PREFIX = "bench."
-"""Scratch topics for benchmarks: any event may go there, so the event log stays clean."""
-
-
-def allowed_events(topic: str) -> tuple[type, ...]:
-    if topic.startswith(BENCH_PREFIX):
-        return ALL_EVENTS
-    if topic.endswith(".rejected"):
-        return (EventRejected,)
-    return TOPIC_EVENTS.get(topic, ())
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ from entrypoints.simulate import ChargingNetworkFlow
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
 from ledger.events import (
-    TOPIC_EVENTS,
     PaymentAuthorized,
     PaymentCaptured,
     PaymentRefunded,
@@ -45,6 +44,7 @@ from ledger.money import Money
 from processors.ledger_projector import build_ledger_processor
 from processors.sessions import build_sessions_processor
 from processors.settlement import build_settlement_processor
+from schemas.topics import TOPIC_EVENTS
 from tests.unit.test_error_catalogue import catalogue
 
 NOW = datetime.now(UTC)

@@ -13,7 +13,7 @@ from connectors.bootstrap import App
 from connectors.kafka import TOPIC_OF, key_of
 from entrypoints.simulate import NetworkSimulator
 from ledger import validation
-from ledger.events import TOPIC_EVENTS
+from schemas.topics import TOPIC_EVENTS
 from tests.integration.conftest import consume_from, end_offsets
 from tests.strategies import strategy_for, valid_strategy_for
 

@@ -7,15 +7,15 @@ from confluent_kafka.admin import AdminClient
 
 from connectors import postgres
 from connectors.settings import Settings
-from connectors.topics import all_topics
 from devstack.stack import Stack
+from schemas.topics import all_topic_names
 
 
 def test_every_topic_exists_with_its_partitions(stack: Settings) -> None:
     metadata = AdminClient({"bootstrap.servers": stack.bootstrap_servers}).list_topics(timeout=10)
-    for spec in all_topics():
-        assert spec.name in metadata.topics, spec.name
-        assert len(metadata.topics[spec.name].partitions) == stack.partitions
+    for name in all_topic_names():
+        assert name in metadata.topics, name
+        assert len(metadata.topics[name].partitions) == stack.partitions
 
 
 def test_registry_enforces_backward_compatibility(stack: Settings) -> None:

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.events import ALL_EVENTS
 from schemas.avro import AVSC_DIR, avro_schema, codec, schema_text
 from schemas.encoder import fastavro_encoder
+from schemas.topics import ALL_EVENTS
 from tests.strategies import strategy_for
 
 

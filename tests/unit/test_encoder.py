@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.envelope import Envelope
-from ledger.events import ALL_EVENTS, PaymentVoided
+from ledger.events import PaymentVoided
 from schemas.avro import codec
 from schemas.encoder import (
     compiled_available,
@@ -18,6 +18,7 @@ from schemas.encoder import (
     fastavro_decoder,
     fastavro_encoder,
 )
+from schemas.topics import ALL_EVENTS
 from tests.strategies import strategy_for
 
 pytestmark = pytest.mark.skipif(
