@@ -45,6 +45,10 @@ class Settings:
     registry_heap: str = "512m"
     stack: str = "auto"  # auto | local | docker | external
     max_future_skew_seconds: int = 300
+    webhook_max_body_bytes: int = 1_048_576
+    """Largest webhook body the receiver reads (413 beyond); provider webhooks are a few KB."""
+    webhook_max_json_depth: int = 32
+    """Deepest JSON nesting the receiver parses; a Stripe event nests about 8 levels."""
     """How far an event's times may lie past its log time (or, when publishing, past now)
     before it is refused as FUTURE_TIMESTAMP: allowed device clock drift (docs/input-rules.md)."""
 
@@ -58,6 +62,9 @@ class Settings:
             raise SettingsError(
                 f"EVLEDGER_STACK must be auto, local, docker or external, not {self.stack!r}"
             )
+        for name in ("webhook_max_body_bytes", "webhook_max_json_depth"):
+            if getattr(self, name) < 1:  # a typo must not lift the limit
+                raise SettingsError(f"{PREFIX}{name.upper()} must be a positive integer")
         if self.max_future_skew_seconds < 0:
             raise SettingsError("EVLEDGER_MAX_FUTURE_SKEW_SECONDS cannot be negative")
         if self.partitions < 1:

@@ -122,18 +122,25 @@ def _stripe_money(amount: Any, currency: Any, field: str, sign: Sign = "positive
     dispute and refund amounts must be positive. Raises WebhookPayloadError naming the field."""
     if type(amount) is not int:
         raise WebhookPayloadError(
-            f"{field} must be an integer amount in minor units, got {amount!r}", field=field
+            f"{field} must be an integer amount in minor units, got {amount!r:.60}", field=field
         )
-    return _checked(Money(amount, _currency(currency, field)), field, sign)
+    code = _currency(currency, field)
+    return _checked(lambda: Money(amount, code), field, sign)
 
 
 def _currency(value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise WebhookPayloadError(f"currency of {field} must be a string, got {value!r}")
+        raise WebhookPayloadError(f"currency of {field} must be a string, got {value!r:.60}")
     return value.upper()  # Stripe sends ISO codes in lower case; Money checks the code
 
 
-def _checked(money: Money, field: str, sign: Sign) -> Money:
+def _checked(make: Callable[[], Money], field: str, sign: Sign) -> Money:
+    """The Money ``make`` builds, refused with the field's name when its currency is unknown,
+    its decimals too many, or its sign not one ``sign`` allows (zero never is)."""
+    try:
+        money = make()
+    except LedgerError as exc:
+        raise WebhookPayloadError(f"{field}: {exc.message}", field=field) from exc
     if money.amount_minor == 0 or (sign == "positive" and money.amount_minor < 0):
         wanted = "non-zero" if sign == "any" else "positive"
         raise WebhookPayloadError(f"{field} must be {wanted}, got {money}", field=field)
@@ -148,16 +155,18 @@ def normalize_stripe_event(
     Other event types give an empty list. Raises WebhookPayloadError on a malformed event.
     """
     try:
-        kind = str(event["type"])
-        obj = event["data"]["object"]
+        event = _object(event, "event")
+        kind = _text(event, "type", "event")
+        obj = _object(_object(event["data"], "data")["object"], "data.object")
         occurred = datetime.fromtimestamp(int(event.get("created") or time.time()), UTC)
         if kind == "payout.paid":
             amount = _stripe_money(obj["amount"], obj["currency"], "payout.amount", "any")
+            payout_id = _text(obj, "id", "payout")
             return [
                 PayoutPaid(
-                    envelope=_envelope(network_id, provider, f"payout_paid:{obj['id']}", occurred),
+                    envelope=_envelope(network_id, provider, f"payout_paid:{payout_id}", occurred),
                     provider=provider,
-                    payout_id=obj["id"],
+                    payout_id=payout_id,
                     amount=amount,
                     # The payout object carries the net only; fees come per charge (balance
                     # transactions) and are reconciled from the settlement report.
@@ -165,45 +174,67 @@ def normalize_stripe_event(
                 )
             ]
         if kind.startswith("charge.dispute."):
-            fact = f"dispute:{obj['id']}:{event['id']}"
+            dispute_id = _text(obj, "id", "dispute")
+            fact = f"dispute:{dispute_id}:{_text(event, 'id', 'event')}"
             return [
                 ProviderDisputeUpdated(
                     envelope=_envelope(network_id, provider, fact, occurred),
                     provider=provider,
-                    provider_reference=obj["charge"],
-                    dispute_id=obj["id"],
-                    status=obj["status"],
+                    provider_reference=_text(obj, "charge", "dispute"),
+                    dispute_id=dispute_id,
+                    status=_text(obj, "status", "dispute"),
                     amount=_stripe_money(obj["amount"], obj["currency"], "dispute.amount"),
                 )
             ]
         if kind == "charge.refunded":
-            refunds = (obj.get("refunds") or {}).get("data") or []
+            charge = _text(obj, "id", "charge")
+            listed = _object(obj.get("refunds") or {}, "charge.refunds").get("data") or []
+            if not isinstance(listed, list):
+                raise WebhookPayloadError(f"charge.refunds.data must be a list, got {listed!r:.60}")
+            refunds = [_object(refund, "charge.refunds.data[]") for refund in listed]
             return [
-                _external_refund(network_id, provider, obj["id"], refund, occurred)
+                _external_refund(network_id, provider, charge, refund, occurred)
                 for refund in refunds
                 if _is_external(refund)
             ]
         if kind == "refund.created" and _is_external(obj) and obj.get("charge"):
-            return [_external_refund(network_id, provider, obj["charge"], obj, occurred)]
+            charge = _text(obj, "charge", "refund")
+            return [_external_refund(network_id, provider, charge, obj, occurred)]
         return []
     except WebhookPayloadError:
         raise
-    except (KeyError, TypeError, ValueError, LedgerError) as exc:
+    except (KeyError, TypeError, ValueError, ArithmeticError, LedgerError) as exc:
         raise WebhookPayloadError(f"malformed Stripe event: {_why(exc)}") from exc
 
 
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise WebhookPayloadError(f"{where} must be an object, got {value!r:.60}")
+    return value
+
+
+def _text(mapping: Mapping[str, Any], key: str, where: str) -> str:
+    """``mapping[key]`` when it is a string (ids, references, statuses). Raises KeyError when
+    missing, WebhookPayloadError for another type; the input rules then bound its content."""
+    value = mapping[key]
+    if not isinstance(value, str):
+        raise WebhookPayloadError(f"{where}.{key} must be a string, got {value!r:.60}")
+    return value
+
+
 def _is_external(refund: Mapping[str, Any]) -> bool:
-    return "evledger_refund_id" not in (refund.get("metadata") or {})
+    return "evledger_refund_id" not in _object(refund.get("metadata") or {}, "refund.metadata")
 
 
 def _external_refund(
     network_id: str, provider: str, charge: str, refund: Mapping[str, Any], occurred: datetime
 ) -> ExternalRefundReported:
+    refund_id = _text(refund, "id", "refund")
     return ExternalRefundReported(
-        envelope=_envelope(network_id, provider, f"external_refund:{refund['id']}", occurred),
+        envelope=_envelope(network_id, provider, f"external_refund:{refund_id}", occurred),
         provider=provider,
         provider_reference=charge,
-        refund_reference=refund["id"],
+        refund_reference=refund_id,
         amount=_stripe_money(refund["amount"], refund["currency"], "refund.amount"),
     )
 
@@ -263,14 +294,19 @@ def _bt_money(amount: Any, currency: Any, field: str, sign: Sign = "positive") -
     """Braintree amounts are decimal strings in major units ("12.50"); one with more decimals
     than the currency has is refused (Money.of), never rounded."""
     if isinstance(amount, bool) or not isinstance(amount, str | Decimal | int):
-        raise WebhookPayloadError(f"{field} must be a decimal amount, got {amount!r}", field=field)
+        raise WebhookPayloadError(
+            f"{field} must be a decimal amount, got {amount!r:.60}", field=field
+        )
     try:
         value = Decimal(str(amount).strip())
     except ArithmeticError:
-        raise WebhookPayloadError(f"{field} is not a decimal: {amount!r}", field=field) from None
+        raise WebhookPayloadError(
+            f"{field} is not a decimal: {amount!r:.60}", field=field
+        ) from None
     if not value.is_finite():
-        raise WebhookPayloadError(f"{field} is not a finite amount: {amount!r}", field=field)
-    return _checked(Money.of(value, _currency(currency, field)), field, sign)
+        raise WebhookPayloadError(f"{field} is not a finite amount: {amount!r:.60}", field=field)
+    code = _currency(currency, field)
+    return _checked(lambda: Money.of(value, code), field, sign)
 
 
 def normalize_braintree_notification(
@@ -282,32 +318,41 @@ def normalize_braintree_notification(
     reconciliation as ``missing_in_ledger``. Raises WebhookPayloadError when malformed.
     """
     try:
-        kind = str(notification["kind"])
+        notification = _object(notification, "notification")
+        kind = _text(notification, "kind", "notification")
         occurred = _aware(notification.get("timestamp"))
-        subject = notification.get("subject") or {}
+        subject = _object(notification.get("subject") or {}, "subject")
         if kind == "disbursement":
-            d = subject["disbursement"]
-            currency = d["merchant_account"]["currency_iso_code"]
+            d = _object(subject["disbursement"], "disbursement")
+            merchant = _object(d["merchant_account"], "disbursement.merchant_account")
+            currency = merchant["currency_iso_code"]
             amount = _bt_money(d["amount"], currency, "disbursement.amount", "any")
+            payout_id = _text(d, "id", "disbursement")
             return [
                 PayoutPaid(
-                    envelope=_envelope(network_id, provider, f"payout_paid:{d['id']}", occurred),
+                    envelope=_envelope(network_id, provider, f"payout_paid:{payout_id}", occurred),
                     provider=provider,
-                    payout_id=d["id"],
+                    payout_id=payout_id,
                     amount=amount,
                     fees=Money.zero(amount.currency),  # fees are in the disbursement report
                 )
             ]
         if kind.startswith("dispute_"):
-            d = subject["dispute"]
-            fact = f"dispute:{d['id']}:{kind}:{occurred.isoformat()}"
+            d = _object(subject["dispute"], "dispute")
+            dispute_id = _text(d, "id", "dispute")
+            fact = f"dispute:{dispute_id}:{kind}:{occurred.isoformat()}"
+            status = d.get("status") or kind.removeprefix("dispute_")
+            if not isinstance(status, str):
+                raise WebhookPayloadError(f"dispute.status must be a string, got {status!r:.60}")
             return [
                 ProviderDisputeUpdated(
                     envelope=_envelope(network_id, provider, fact, occurred),
                     provider=provider,
-                    provider_reference=d["transaction"]["id"],
-                    dispute_id=d["id"],
-                    status=str(d.get("status") or kind.removeprefix("dispute_")),
+                    provider_reference=_text(
+                        _object(d["transaction"], "dispute.transaction"), "id", "transaction"
+                    ),
+                    dispute_id=dispute_id,
+                    status=status,
                     amount=_bt_money(
                         d.get("amount_disputed") or d["amount"],
                         d["currency_iso_code"],
@@ -318,7 +363,7 @@ def normalize_braintree_notification(
         return []
     except WebhookPayloadError:
         raise
-    except (KeyError, TypeError, ValueError, LedgerError) as exc:
+    except (KeyError, TypeError, ValueError, ArithmeticError, LedgerError) as exc:
         raise WebhookPayloadError(f"malformed Braintree notification: {_why(exc)}") from exc
 
 
@@ -432,8 +477,8 @@ class WebhookHandler:
         if too_deep is not None:
             raise WebhookPayloadError(f"unreadable Stripe event: {too_deep}")
         try:
-            event = json.loads(payload)
-            webhook_id = str(event["id"])
+            event = _object(json.loads(payload, parse_constant=_no_constant), "event")
+            webhook_id = _text(event, "id", "event")
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise WebhookPayloadError(f"unreadable Stripe event: {_why(exc)}") from exc
         events = normalize_stripe_event(event, self.network_id, self._stripe)
@@ -469,6 +514,11 @@ class WebhookHandler:
             self._store.release(provider, webhook_id)
             raise
         return WebhookOutcome("published" if events else "ignored", tuple(events))
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which are not JSON and no provider sends.
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def json_depth_problem(payload: bytes, max_depth: int) -> str | None:

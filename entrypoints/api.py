@@ -38,6 +38,12 @@ PaymentId = Path(min_length=1, max_length=validation.ID_MAX, description="paymen
 Group = Query(None, max_length=validation.ID_MAX, description="consumer group")
 
 
+class DatabaseUnavailable(InfrastructureError):
+    """The projection's database did not answer: 503, try again."""
+
+    code = "DATABASE_UNAVAILABLE"
+
+
 def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     """The API for the ledger in ``database_url`` (default: the settings' database)."""
     url = database_url or default_database_url(settings)
@@ -67,7 +73,9 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
             with pool.connection(timeout=10) as c:
                 yield c
         except psycopg.OperationalError as exc:
-            raise InfrastructureError(f"database unavailable: {exc}", retriable=True) from exc
+            raise DatabaseUnavailable(
+                f"database unavailable: {type(exc).__name__}", retriable=True
+            ) from exc
 
     Db = Depends(conn)
 

@@ -1,10 +1,10 @@
 """One JSON error shape for every HTTP endpoint evledger serves (finance API, webhooks).
 
 Every error answers ``{"code": ..., "detail": ..., "request_id": ...}`` with the status its kind
-calls for: 4xx for what the caller must change (a provider stops retrying), 5xx for what may
-pass (a provider retries). ``request_id`` is the ``X-Request-ID`` the caller sent (when it is a
-sane token) or a fresh one; it is also sent back as a header and logged with every unexpected
-error, so a person can find the traceback a 500 does not show.
+calls for: 4xx for what the caller must change (resending the same request cannot help), 5xx for
+what may pass (a retry can succeed). ``request_id`` is the ``X-Request-ID`` the caller sent (when
+it is a sane token) or a fresh one; it is also sent back as a header and logged with every
+unexpected error, so a person can find the traceback a 500 does not show.
 """
 
 from __future__ import annotations

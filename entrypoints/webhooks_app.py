@@ -9,9 +9,8 @@ the id store stops an old payload from being replayed inside that window.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -25,10 +24,9 @@ from starlette.concurrency import run_in_threadpool
 from connectors.bootstrap import App, bootstrap
 from connectors.kafka import EventPublisher
 from connectors.provider_registry import ProviderRegistry, load_providers
-from connectors.settings import Settings, SettingsError
+from connectors.settings import Settings
 from connectors.webhooks import (
     MAX_BODY_BYTES,
-    MAX_JSON_DEPTH,
     ProviderEvent,
     WebhookHandler,
     WebhookOutcome,
@@ -38,36 +36,18 @@ from connectors.webhooks import (
 )
 from entrypoints import http_errors
 from entrypoints.http_errors import HttpErrorCode, error_response
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, ValidationError
 
 log = logging.getLogger("evledger.webhooks")
 
 BRAINTREE_MAX_AGE = 3 * 24 * 3600.0
 RETENTION = timedelta(days=7)  # comfortably above BRAINTREE_MAX_AGE
-MAX_BODY_BYTES_VARIABLE = "WEBHOOKS_MAX_BODY_BYTES"
-MAX_JSON_DEPTH_VARIABLE = "WEBHOOKS_MAX_JSON_DEPTH"
-# Not EVLEDGER_* variables: Settings refuses EVLEDGER_* names it does not know, and these limits
-# concern only the webhook receiver, like its STRIPE_*/BRAINTREE_* secrets.
 
 
-def webhook_limits(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """``(max_body_bytes, max_json_depth)``: MAX_BODY_BYTES and MAX_JSON_DEPTH unless
-    WEBHOOKS_MAX_BODY_BYTES / WEBHOOKS_MAX_JSON_DEPTH say otherwise. Raises SettingsError for a
-    value that is not a positive integer (a typo must not lift the limit)."""
-    env = os.environ if environ is None else environ
-    return (
-        _positive(env, MAX_BODY_BYTES_VARIABLE, MAX_BODY_BYTES),
-        _positive(env, MAX_JSON_DEPTH_VARIABLE, MAX_JSON_DEPTH),
-    )
-
-
-def _positive(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    if not raw.strip().isdecimal() or int(raw) < 1:
-        raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
-    return int(raw)
+def webhook_limits(settings: Settings) -> tuple[int, int]:
+    """``(max_body_bytes, max_json_depth)`` of the receiver: ``EVLEDGER_WEBHOOK_MAX_BODY_BYTES``
+    and ``EVLEDGER_WEBHOOK_MAX_JSON_DEPTH`` (validated positive when the settings are read)."""
+    return settings.webhook_max_body_bytes, settings.webhook_max_json_depth
 
 
 class PostgresWebhookIdStore:
@@ -135,11 +115,11 @@ def create_webhooks_app(
     """The webhook FastAPI app: ``POST /webhooks/stripe``, ``POST|GET /webhooks/braintree``,
     ``GET /healthz``. Secrets come from the provider registry (file or STRIPE_WEBHOOK_SECRET /
     BRAINTREE_* variables). ``publish`` defaults to publish-and-flush on the app's publisher.
-    Limits not given come from ``webhook_limits()`` (raises SettingsError for a bad value)."""
-    env_body, env_depth = webhook_limits()
-    max_body_bytes = env_body if max_body_bytes is None else max_body_bytes
-    max_json_depth = env_depth if max_json_depth is None else max_json_depth
+    Limits not given come from the settings (``webhook_limits``)."""
     app = app or bootstrap(settings)
+    body_limit, depth_limit = webhook_limits(app.settings)
+    max_body_bytes = body_limit if max_body_bytes is None else max_body_bytes
+    max_json_depth = depth_limit if max_json_depth is None else max_json_depth
     providers = providers or load_providers()
     store = PostgresWebhookIdStore(database_url or app.database_url)
     store.prune()
@@ -185,22 +165,25 @@ def build_webhook_router(
     The body is read only up to ``max_body_bytes`` (413 beyond it, before reading when the
     Content-Length says so). Verifying, parsing and publishing run in a worker thread, never on
     the event loop, so one large request does not stall the health check. Permanent failures
-    answer 4xx so the provider stops retrying: 400 for a bad signature or payload, 413 for a
-    body too large; nothing is published. 200 for published, ignored and duplicate deliveries;
-    503 when Kafka did not take the events (the delivery claim is released: the provider's
-    retry is processed). Errors use the one JSON shape of ``entrypoints.http_errors``.
+    answer 4xx (resending the same body cannot help; Stripe and Braintree retry any non-2xx all
+    the same, docs/providers.md): 400 for a bad signature or payload (one that breaks an input
+    rule included), 413 for a body too large; nothing is published. 200 for published, ignored
+    and duplicate deliveries; 503 when Kafka did not take the events, for whatever reason (the
+    delivery claim is released: the provider's retry is processed). Errors use the one JSON
+    shape of ``entrypoints.http_errors``.
     """
     router = APIRouter(prefix=prefix)
 
     def answer(request: Request, run: Callable[[], WebhookOutcome]) -> Response:
         try:
             outcome = run()
-        except (WebhookSignatureError, WebhookPayloadError) as exc:
+        except (WebhookSignatureError, ValidationError) as exc:
             return error_response(400, exc.code, exc.message, request)
         except LedgerError as exc:
-            if not exc.retriable:
-                return error_response(400, exc.code, exc.message, request)
-            log.warning("webhook publish failed (%s); answering 503 so the provider retries", exc)
+            # Kafka refusing a valid fact, even for good (a missing topic, an ACL), is ours to
+            # fix: 503 keeps the provider retrying (Stripe for 3 days) instead of losing it.
+            level = logging.WARNING if exc.retriable else logging.ERROR
+            log.log(level, "webhook not published (%s); answering 503 so the provider retries", exc)
             return error_response(503, exc.code, exc.message, request)
         return JSONResponse({"status": outcome.status, "events": len(outcome.events)})
 
