@@ -28,6 +28,14 @@ from confluent_kafka import TopicPartition
 
 from connectors import postgres
 from connectors.bootstrap import App, collector_paused
+from connectors.checkpoint import (
+    Checkpoint,
+    CheckpointBatch,
+    Position,
+    PostgresCheckpoint,
+    Rejection,
+    postgres_batch,
+)
 from connectors.kafka import (
     Consumed,
     EventConsumer,
@@ -45,24 +53,38 @@ Conn = psycopg.Connection[Any]
 
 @dataclass
 class Tx:
-    """What a handler may do inside the batch transaction."""
+    """What a handler may do inside the batch transaction (``connectors.checkpoint``)."""
 
-    conn: Conn
+    checkpoint: CheckpointBatch | Conn
+    """The batch's checkpoint transaction; a writer outside the loop (a correction) may give
+    its PostgreSQL connection, in a transaction it opened, instead."""
     serde_encode: Callable[[str, Any], bytes]
     group: str
     network_id: str
     rejected: dict[tuple[str, int, int], tuple[str, str]] = field(default_factory=dict)
     duplicates: set[tuple[str, int, int]] = field(default_factory=set)
+    batch: CheckpointBatch = field(init=False)
+
+    def __post_init__(self) -> None:
+        given = self.checkpoint
+        self.batch = postgres_batch(given) if isinstance(given, psycopg.Connection) else given
+
+    @property
+    def conn(self) -> Conn:
+        """The batch's PostgreSQL connection, for handlers that keep their state in tables.
+        Raises LedgerError on a checkpoint without one (the in-memory adapter)."""
+        conn = self.batch.conn
+        if conn is None:
+            raise LedgerError("this checkpoint has no database connection for the handler")
+        return conn
 
     def emit(self, event: Any, *, topic: str | None = None, key: str | bytes | None = None) -> None:
         """Queue an event for Kafka; it is published only if this transaction commits."""
         topic = topic or TOPIC_OF[type(event)]
         raw_key = key if key is not None else key_of(event)
         key_bytes = raw_key.encode() if isinstance(raw_key, str) else raw_key
-        self.conn.execute(
-            "INSERT INTO outbox (topic, key, value, event_id) VALUES (%s, %s, %s, %s)",
-            (topic, key_bytes, self.serde_encode(topic, event), event.envelope.event_id),
-        )
+        value = self.serde_encode(topic, event)
+        self.batch.enqueue(topic, key_bytes, value, event.envelope.event_id)
 
     def duplicate(self, record: Consumed) -> None:
         """Count ``record`` as a duplicate: the handler found its event_id already applied (in
@@ -74,22 +96,8 @@ class Tx:
         detail = _printable(detail)
         event_id = _printable(record.event_id) if record.event_id is not None else None
         self.rejected[(record.topic, record.partition, record.offset)] = (reason_code, detail)
-        self.conn.execute(
-            'INSERT INTO rejections (consumer_group, topic, partition, "offset", event_id,'
-            " reason_code, detail, original_key, original_value)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (
-                self.group,
-                record.topic,
-                record.partition,
-                record.offset,
-                event_id,
-                reason_code,
-                detail,
-                record.key,
-                record.value,
-            ),
-        )
+        at = Position(record.topic, record.partition, record.offset, event_id)
+        self.batch.reject(self.group, Rejection(at, reason_code, detail, record.key, record.value))
         rejection = rejection_of(record, reason_code, detail, self.group, self.network_id)
         self.emit(rejection, topic=rejected_topic(record.topic), key=record.key or b"")
 
@@ -264,7 +272,8 @@ def drain_steps(
 
 
 class PostgresProcessor:
-    """Runs a Handler for one consumer group with its offsets kept in PostgreSQL."""
+    """Runs a Handler for one consumer group, its progress kept in a ``Checkpoint`` (PostgreSQL
+    unless one is given: ``connectors.checkpoint``)."""
 
     def __init__(
         self,
@@ -274,6 +283,9 @@ class PostgresProcessor:
         topics: Sequence[str],
         batch_size: int = 2000,
         database_url: str | None = None,
+        *,
+        checkpoint: Checkpoint | None = None,
+        consumer_config: dict[str, Any] | None = None,
     ) -> None:
         self.app = app
         self.handler = handler
@@ -281,14 +293,16 @@ class PostgresProcessor:
         self.topics = list(topics)
         self.batch_size = batch_size
         self.skew = timedelta(seconds=app.settings.max_future_skew_seconds)
-        self.conn: Conn = postgres.connect(database_url or app.database_url)
+        if checkpoint is None:
+            checkpoint = PostgresCheckpoint(postgres.connect(database_url or app.database_url))
+        self.checkpoint: Checkpoint = checkpoint
+        self.conn: Conn | None = getattr(checkpoint, "conn", None)
         self.publisher: EventPublisher = app.publisher()
-        self.consumer: EventConsumer = app.consumer(group)
+        self.consumer: EventConsumer = app.consumer(group, **(consumer_config or {}))
         self.consumer.subscribe(self.topics, on_assign=self._on_assign)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        stored = postgres.stored_offsets(self.conn, self.group, self.topics)
-        self.conn.rollback()
+        stored = self.checkpoint.stored_offsets(self.group, self.topics)
         for tp in partitions:
             tp.offset = stored.get((tp.topic, tp.partition), 0)  # 0: replay from the start
         consumer.assign(partitions)
@@ -303,10 +317,13 @@ class PostgresProcessor:
         return stats
 
     def _apply(self, batch: list[Consumed]) -> BatchStats:
+        """Steps 1-5 of the checkpoint's commit order (``connectors.checkpoint``)."""
         stats = BatchStats(consumed=0)
-        tx = Tx(self.conn, self.publisher.serde.encode, self.group, self.app.settings.network_id)
-        with self.conn.transaction():
-            fresh = self._drop_already_applied(batch)
+        with self.checkpoint.batch() as checkpoint:
+            tx = Tx(
+                checkpoint, self.publisher.serde.encode, self.group, self.app.settings.network_id
+            )
+            fresh = self._unclaimed(checkpoint, batch)
             stats.consumed = len(fresh)
             decoded = []
             for record in fresh:
@@ -322,7 +339,7 @@ class PostgresProcessor:
                 else:
                     decoded.append(record)
             checked = self._check_input(tx, decoded)
-            new = self._fresh(checked)
+            new = self._first_sightings(checkpoint, checked)
             self._handle_isolating_poison(tx, new)
             stats.duplicates = len(checked) - len(new) + len(tx.duplicates)
             stats.rejected = len(tx.rejected)
@@ -330,15 +347,8 @@ class PostgresProcessor:
             next_offsets: dict[tuple[str, int], int] = {}
             for r in fresh:
                 next_offsets[(r.topic, r.partition)] = r.offset + 1
-            postgres.store_offsets(self.conn, self.group, next_offsets)
-            self.conn.execute(
-                "INSERT INTO processing_counts (consumer_group, applied, duplicates, rejected)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (consumer_group) DO UPDATE SET"
-                " applied = processing_counts.applied + EXCLUDED.applied,"
-                " duplicates = processing_counts.duplicates + EXCLUDED.duplicates,"
-                " rejected = processing_counts.rejected + EXCLUDED.rejected, updated_at = now()",
-                (self.group, stats.applied, stats.duplicates, stats.rejected),
-            )
+            checkpoint.advance(self.group, next_offsets)
+            checkpoint.count(self.group, stats.applied, stats.duplicates, stats.rejected)
         for (topic, partition, offset), (code, detail) in tx.rejected.items():
             log.warning("rejected %s[%d]@%d %s: %s", topic, partition, offset, code, detail)
         return stats
@@ -353,11 +363,11 @@ class PostgresProcessor:
             return
         before = dict(tx.rejected), set(tx.duplicates)
         try:
-            with self.conn.transaction():  # savepoint
+            with tx.batch.savepoint():
                 self.handler.handle(tx, records)
             return
         except Exception as exc:
-            if is_retriable(exc) or self.conn.broken:
+            if is_retriable(exc) or (self.conn is not None and self.conn.broken):
                 raise
             tx.rejected, tx.duplicates = before
             if len(records) == 1:
@@ -399,59 +409,31 @@ class PostgresProcessor:
             good.append(record)
         return good
 
-    def _drop_already_applied(self, batch: list[Consumed]) -> list[Consumed]:
-        """Lock this group's offsets for the batch's partitions; drop records below them."""
-        parts = sorted({(r.topic, r.partition) for r in batch})
-        rows = self.conn.execute(
-            "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer_group = %s"
-            " AND (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[]))"
-            " ORDER BY topic, partition FOR UPDATE",
-            (self.group, [t for t, _ in parts], [p for _, p in parts]),
-        ).fetchall()
-        floor = {(t, p): o for t, p, o in rows}
+    def _unclaimed(self, checkpoint: CheckpointBatch, batch: list[Consumed]) -> list[Consumed]:
+        """Step 1: the records at or past the group's stored offsets (now locked)."""
+        floor = checkpoint.claim(self.group, [_position(r) for r in batch])
         return [r for r in batch if r.offset >= floor.get((r.topic, r.partition), 0)]
 
-    def _fresh(self, records: list[Consumed]) -> list[Consumed]:
-        """The records to hand to the handler, in consumed order: those it deduplicates itself
-        (``SelfDeduplicating``) and those whose event_id ``_mark_seen`` finds new."""
+    def _first_sightings(
+        self, checkpoint: CheckpointBatch, records: list[Consumed]
+    ) -> list[Consumed]:
+        """Step 2: the records to hand to the handler, in consumed order: those it deduplicates
+        itself (``SelfDeduplicating``) and those whose event_id the group has not seen (in the
+        checkpoint or earlier in the batch)."""
         owns = getattr(self.handler, "deduplicates", None)
-        if owns is None:
-            return self._mark_seen(records)
-        own = [owns(r) for r in records]
-        new = set(map(id, self._mark_seen([r for r, o in zip(records, own, strict=True) if not o])))
-        return [r for r, o in zip(records, own, strict=True) if o or id(r) in new]
-
-    def _mark_seen(self, records: list[Consumed]) -> list[Consumed]:
-        """Records whose event_id this group has not seen (in the DB or earlier in the batch)."""
+        by_id = [r for r in records if owns is None or not owns(r)]
         first: dict[str, Consumed] = {}
-        for r in records:
+        for r in by_id:
             first.setdefault(r.event_id or "", r)
-        if not first:
-            return []
-        # Array literals bound as text: psycopg's list adapter escapes element by element in
-        # Python, and a JSON document costs the server a parse and a lookup per field.
-        seen = list(first.items())
-        inserted = {
-            row[0]
-            for row in self.conn.execute(
-                "INSERT INTO processed_events"
-                ' (consumer_group, event_id, topic, partition, "offset")'
-                " SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[])"
-                " ON CONFLICT DO NOTHING RETURNING event_id",
-                (
-                    self.group,
-                    postgres.array_literal(e for e, _ in seen),
-                    postgres.array_literal(r.topic for _, r in seen),
-                    postgres.array_literal(r.partition for _, r in seen),
-                    postgres.array_literal(r.offset for _, r in seen),
-                ),
-            ).fetchall()
-        }
-        return [r for r in records if r.event_id in inserted and first[r.event_id or ""] is r]
+        new_ids = checkpoint.mark_seen(self.group, [_position(r) for r in first.values()])
+        new = {id(r) for event_id, r in first.items() if event_id in new_ids}
+        if owns is None:
+            return [r for r in records if id(r) in new]
+        return [r for r in records if id(r) in new or owns(r)]
 
     def relay(self, limit: int = 10_000) -> int:
-        """Publish this processor's pending outbox rows (see ``relay_outbox``)."""
-        return relay_outbox(self.conn, self.publisher, limit)
+        """Step 6: publish this processor's pending outgoing events."""
+        return self.checkpoint.relay(self.publisher.produce_bytes, self.publisher.flush, limit)
 
     def drain(self, idle_seconds: float = 3.0, max_seconds: float = 600.0) -> BatchStats:
         """Process until nothing new arrives for ``idle_seconds`` (demo, tests, replays)."""
@@ -464,27 +446,17 @@ class PostgresProcessor:
     def close(self) -> None:
         self.consumer.close()
         self.publisher.flush()
-        self.conn.close()
+        self.checkpoint.close()
 
 
 def relay_outbox(conn: Conn, publisher: EventPublisher, limit: int = 10_000) -> int:
     """Publish unpublished outbox rows, then mark them; returns how many.
 
     A crash between the publish and the mark republishes them; downstream dedupes by event_id.
-    Used by every processor after its commit and by writers that are not consumers (corrections).
+    Used by writers that are not consumers (corrections) after their own commit.
     """
-    with conn.transaction():
-        rows = conn.execute(
-            "SELECT id, topic, key, value FROM outbox WHERE published_at IS NULL"
-            " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-            (limit,),
-        ).fetchall()
-        if not rows:
-            return 0
-        for _, topic, key, value in rows:
-            publisher.produce_bytes(topic, bytes(value), bytes(key) if key else None)
-        publisher.flush()
-        conn.execute(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],)
-        )
-    return len(rows)
+    return PostgresCheckpoint(conn).relay(publisher.produce_bytes, publisher.flush, limit)
+
+
+def _position(record: Consumed) -> Position:
+    return Position(record.topic, record.partition, record.offset, record.event_id)

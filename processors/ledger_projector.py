@@ -20,7 +20,7 @@ from typing import Any
 from connectors import ledger_store as store
 from connectors import postgres
 from connectors.bootstrap import App, bootstrap
-from connectors.kafka import Consumed, EventConsumer
+from connectors.kafka import Consumed
 from connectors.settings import Settings
 from ledger import balances, payments
 from ledger import posting_rules as rules
@@ -177,22 +177,16 @@ def build_ledger_processor(
     url = database_url or app.database_url
     if migrate:
         postgres.migrate(url)
-    if instance_id is not None:
-        app = _StaticMemberApp(app.settings, app.registry, app.serde, instance_id=instance_id)
+    static = {} if instance_id is None else {"group.instance.id": instance_id}
     return PostgresProcessor(
-        app, LedgerHandler(), group, TOPICS, batch_size=batch_size, database_url=url
+        app,
+        LedgerHandler(),
+        group,
+        TOPICS,
+        batch_size=batch_size,
+        database_url=url,
+        consumer_config=static,
     )
-
-
-@dataclass
-class _StaticMemberApp(App):
-    """The app, with consumers that join their group as a static member."""
-
-    instance_id: str = ""
-
-    def consumer(self, group_id: str, **config: Any) -> EventConsumer:
-        config.setdefault("group.instance.id", self.instance_id)
-        return super().consumer(group_id, **config)
 
 
 def drain(processor: PostgresProcessor, max_seconds: float = 900.0) -> BatchStats:
@@ -217,8 +211,7 @@ def caught_up(processor: PostgresProcessor, ends: dict[tuple[str, int], int]) ->
     assignment = processor.consumer.consumer.assignment()
     if not assignment:
         return False
-    stored = postgres.stored_offsets(processor.conn, processor.group, processor.topics)
-    processor.conn.rollback()
+    stored = processor.checkpoint.stored_offsets(processor.group, processor.topics)
     for tp in processor.consumer.consumer.position(assignment):
         done = max(tp.offset, stored.get((tp.topic, tp.partition), 0))
         if done < ends.get((tp.topic, tp.partition), 0):

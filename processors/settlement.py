@@ -108,17 +108,17 @@ class SettlementConnector:
         if done is None or not done.status.final:
             return 0
         processor = self.processor
-        tx = Tx(
-            processor.conn,
-            processor.publisher.serde.encode,
-            processor.group,
-            processor.app.settings.network_id,
-        )
         events, refusal = outcome_events(command, done)
-        with processor.conn.transaction():
+        with processor.checkpoint.batch() as batch:
+            tx = Tx(
+                batch,
+                processor.publisher.serde.encode,
+                processor.group,
+                processor.app.settings.network_id,
+            )
             for event in events:
                 tx.emit(event)
-            mark_emitted(processor.conn, done.idempotency_key)
+            mark_emitted(tx.conn, done.idempotency_key)
         if refusal is not None:
             log.warning("%s resolved as refused: %s %s", done.idempotency_key, *refusal)
         return 1

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from connectors import postgres
 from connectors.bootstrap import App
+from connectors.checkpoint import InMemoryCheckpoint
 from connectors.kafka import Consumed
 from entrypoints.simulate import NetworkSimulator
 from ledger.events import PaymentVoided
@@ -123,3 +124,29 @@ def test_a_poison_record_is_rejected_alone_and_never_blocks_the_partition(app: A
             "SELECT reason_code, detail FROM rejections WHERE consumer_group = %s", (group,)
         ).fetchone()
     assert row is not None and row[0] == "UNPROCESSABLE" and "cannot store" in row[1]
+
+
+def test_the_loop_runs_on_the_in_memory_checkpoint(app: App) -> None:
+    """The same loop with its progress kept in memory (connectors.checkpoint): a handler that
+    keeps no tables is tested with Kafka alone, and the poison isolation holds there too."""
+    events = [e for e in NetworkSimulator(seed=6).burst(10)
+              if type(e).__name__ == "PaymentAuthorized"]  # fmt: skip
+    poison = events[2].payment_id
+    publisher = app.publisher()
+    start = end_offsets(app, [TOPIC])
+    publisher.publish_many(events)
+    publisher.flush()
+    group = f"test-memory-{uuid.uuid4()}"
+    memory = InMemoryCheckpoint()
+    with memory.batch() as batch:  # start at this test's records
+        batch.advance(group, start)
+    handler = ExplodingHandler(poison)
+    processor = PostgresProcessor(app, handler, group, [TOPIC], checkpoint=memory)
+    stats = processor.drain(idle_seconds=2)
+    processor.close()
+    assert (stats.consumed, stats.applied, stats.rejected) == (len(events), len(events) - 1, 1)
+    assert memory.counts(group) == (len(events) - 1, 0, 1)
+    [rejection] = memory.rejections(group)
+    assert rejection.reason_code == "UNPROCESSABLE"
+    assert [topic for topic, *_ in memory.outgoing()] == [f"{TOPIC}.rejected"]
+    assert memory.stored_offsets(group, [TOPIC]) == end_offsets(app, [TOPIC])
