@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -70,8 +70,10 @@ class CheckpointBatch(Protocol):
         """A nested transaction: what happens inside is undone if the block raises."""
         ...
 
-    def claim(self, group: str, positions: Sequence[Position]) -> dict[tuple[str, int], int]:
-        """Lock and return the group's stored next offsets of the positions' partitions."""
+    def claim(
+        self, group: str, partitions: Collection[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        """Lock and return the group's stored next offsets of ``partitions``."""
         ...
 
     def mark_seen(self, group: str, positions: Sequence[Position]) -> set[str]:
@@ -201,8 +203,10 @@ class _PostgresBatch:
     def savepoint(self) -> AbstractContextManager[None]:
         return self._conn.transaction()  # type: ignore[return-value]
 
-    def claim(self, group: str, positions: Sequence[Position]) -> dict[tuple[str, int], int]:
-        parts = sorted({(p.topic, p.partition) for p in positions})
+    def claim(
+        self, group: str, partitions: Collection[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        parts = sorted(partitions)
         rows = self._conn.execute(
             "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer_group = %s"
             " AND (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[]))"
@@ -342,10 +346,11 @@ class _MemoryBatch:
             self._owner._state = before
             raise
 
-    def claim(self, group: str, positions: Sequence[Position]) -> dict[tuple[str, int], int]:
-        parts = {(p.topic, p.partition) for p in positions}
+    def claim(
+        self, group: str, partitions: Collection[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
         offsets = self._state.offsets
-        return {(t, p): offsets[(group, t, p)] for t, p in parts if (group, t, p) in offsets}
+        return {(t, p): offsets[(group, t, p)] for t, p in partitions if (group, t, p) in offsets}
 
     def mark_seen(self, group: str, positions: Sequence[Position]) -> set[str]:
         new = set()

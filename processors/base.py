@@ -411,7 +411,7 @@ class PostgresProcessor:
 
     def _unclaimed(self, checkpoint: CheckpointBatch, batch: list[Consumed]) -> list[Consumed]:
         """Step 1: the records at or past the group's stored offsets (now locked)."""
-        floor = checkpoint.claim(self.group, [_position(r) for r in batch])
+        floor = checkpoint.claim(self.group, {(r.topic, r.partition) for r in batch})
         return [r for r in batch if r.offset >= floor.get((r.topic, r.partition), 0)]
 
     def _first_sightings(
@@ -421,15 +421,16 @@ class PostgresProcessor:
         itself (``SelfDeduplicating``) and those whose event_id the group has not seen (in the
         checkpoint or earlier in the batch)."""
         owns = getattr(self.handler, "deduplicates", None)
-        by_id = [r for r in records if owns is None or not owns(r)]
+        own = [False] * len(records) if owns is None else [owns(r) for r in records]
         first: dict[str, Consumed] = {}
-        for r in by_id:
-            first.setdefault(r.event_id or "", r)
+        for r, o in zip(records, own, strict=True):
+            if not o:
+                first.setdefault(r.event_id or "", r)
+        if not first:
+            return records
         new_ids = checkpoint.mark_seen(self.group, [_position(r) for r in first.values()])
         new = {id(r) for event_id, r in first.items() if event_id in new_ids}
-        if owns is None:
-            return [r for r in records if id(r) in new]
-        return [r for r in records if id(r) in new or owns(r)]
+        return [r for r, o in zip(records, own, strict=True) if o or id(r) in new]
 
     def relay(self, limit: int = 10_000) -> int:
         """Step 6: publish this processor's pending outgoing events."""
