@@ -2,7 +2,7 @@
 
 ``AttemptStore`` writes on its **own autocommit connection**: every method has committed when it
 returns, whatever the processor's batch transaction does later. That is what lets the journal
-row exist *before* the provider call (DESIGN.md, "provider calls") and the provider's answer
+row exist *before* the provider call (docs/settlement.md) and the provider's answer
 survive a batch that rolls back. The few writes that must share the batch transaction (marking an
 outcome as emitted) take that transaction's connection explicitly.
 """

@@ -26,7 +26,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,7 +34,7 @@ from typing import Any, Literal, Protocol
 
 from braintree.util.xml_util import XmlUtil
 
-from ledger import validation
+from ledger import ids, validation
 from ledger.envelope import Envelope, Source
 from ledger.errors import LedgerError, ValidationError
 from ledger.events import ExternalRefundReported, PayoutPaid, ProviderDisputeUpdated
@@ -48,7 +47,7 @@ MAX_BODY_BYTES = 1_048_576
 """Largest webhook body read (1 MiB): Stripe events and Braintree notifications are a few KB."""
 MAX_JSON_DEPTH = 32
 """Deepest JSON nesting parsed; a Stripe event nests about 8 levels."""
-EVENT_ID_NAMESPACE = uuid.UUID("5b0f9a52-6a43-4f0e-9d1c-6a8f0b8e2c11")
+EVENT_ID_NAMESPACE = ids.PROVIDER_FACTS.namespace
 
 
 class WebhookSignatureError(LedgerError):
@@ -104,7 +103,7 @@ def verify_stripe_signature(
 
 
 def _event_id(provider: str, fact: str) -> str:
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{provider}:{fact}"))
+    return ids.PROVIDER_FACTS.derive(provider, fact)
 
 
 def _envelope(network_id: str, provider: str, fact: str, occurred_at: datetime) -> Envelope:

@@ -12,20 +12,21 @@ and the database can refuse a second insert.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import NoReturn
 
+from ledger import ids
 from ledger.accounts import Account, is_memo_code
 from ledger.errors import ValidationError
 from ledger.frozen import slot_setters
 from ledger.money import Money
 
-ENTRY_NAMESPACE = uuid.UUID("5b0f6a52-3d0e-4c1e-9d53-6c0e2f3e7a10")
-"""UUIDv5 namespace of journal entry ids. Never change it: stored entry ids depend on it."""
+ENTRY_NAMESPACE = ids.JOURNAL_ENTRIES.namespace
+"""UUIDv5 namespace of journal entry ids (``ledger.ids``). Never change it: stored entry ids
+depend on it."""
 
 _NAMESPACE_BYTES = ENTRY_NAMESPACE.bytes
 _VARIANT_HEX = {c: "89ab"[int(c, 16) & 0b11] for c in "0123456789abcdef"}

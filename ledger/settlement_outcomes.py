@@ -7,12 +7,12 @@ the instruction is redelivered, because their ids are derived from the instructi
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ledger import ids
 from ledger.envelope import Envelope, Source
 from ledger.events import (
     AuthorizationFailed,
@@ -31,7 +31,7 @@ from ledger.events import (
 from ledger.money import Money
 
 Instruction = AuthorizeRequested | CaptureRequested | VoidRequested | RefundRequested
-OUTCOME_NAMESPACE = uuid.UUID("0c6f2f0e-7d38-4a53-9a43-5be0c0d1f1a7")
+OUTCOME_NAMESPACE = ids.SETTLEMENT_OUTCOMES.namespace
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class SettledAttempt:
 
 def outcome_event_id(command_event_id: str, kind: str) -> str:
     """Deterministic: a redelivered instruction emits the same ids, which downstream dedupes."""
-    return str(uuid.uuid5(OUTCOME_NAMESPACE, f"{command_event_id}:{kind}"))
+    return ids.SETTLEMENT_OUTCOMES.derive(command_event_id, kind)
 
 
 def instruction_amount(command: Instruction) -> Money:

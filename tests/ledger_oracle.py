@@ -1,7 +1,7 @@
 """An independent recomputation of the ledger projection, and the streams the tests feed it.
 
 ``recompute(records)`` folds consumed records one at a time, in memory, with the same rules the
-processor base and the domain promise (DESIGN.md "Bad input", docs/accounting.md): undecodable →
+processor base and the domain promise (docs/accounting.md, docs/errors.md): undecodable →
 rejected; a payment event whose event_id was already applied to its payment → duplicate (a
 rejected one is tried again: that is how a re-drive applies); any other event whose event_id was
 seen before (applied or rejected) → duplicate; otherwise ``ledger.payments.apply`` /

@@ -1,9 +1,10 @@
 """The payment-provider port: what the settlement connector asks of Stripe, Braintree, sandbox.
 
 Every mutating call carries an ``idempotency_key`` the caller derived from the instruction's
-``event_id`` with ``idempotency_key()`` and persisted *before* the call (DESIGN.md, "provider
-calls"). A retry resends the same key; an adapter whose provider has no keys (Braintree) makes
-the call idempotent its own way and says how in its docstring.
+``event_id`` with ``idempotency_key()`` and persisted *before* the call
+(docs/providers.md, "Idempotency keys"). A retry resends the same key; an adapter whose
+provider has no keys (Braintree) makes the call idempotent its own way and says how in its
+docstring.
 
 Amounts are ``Money``; every result says which provider answered and its reference for the object.
 Errors are the classes of ``connectors.providers.errors``.
