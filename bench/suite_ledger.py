@@ -191,7 +191,9 @@ def project_processes(
     command = [
         sys.executable,
         "-m",
-        "processors.ledger_projector",
+        "entrypoints.cli",
+        "ledger",
+        "run",
         "--database-url",
         url,
         "--group",

@@ -9,6 +9,7 @@ payment id, an unreachable database) print one line and exit with status 2.
 from __future__ import annotations
 
 import csv
+import logging
 import signal
 import subprocess
 import sys
@@ -254,19 +255,22 @@ def ledger_run(
     batch_size: int = typer.Option(5000, help="records per transaction"),
     group: str = typer.Option("evledger-ledger", help="consumer group"),
     database_url_opt: str = typer.Option(None, "--database-url", help="default: the stack's"),
+    instance_id: str = typer.Option(
+        None,
+        help="static group membership id (default: <group>-<n>); a restarted instance "
+        "with the same id takes its partitions back at once",
+    ),
 ) -> None:
     """Run the ledger projector (several instances share the partitions of the group)."""
+    if instances == 1:
+        run_projector(group, batch_size, database_url_opt, drain, instance_id or f"{group}-0")
+        return
     args = ["--group", group, "--batch-size", str(batch_size)]
     if database_url_opt:
         args += ["--database-url", database_url_opt]
     if drain:
         args.append("--drain")
-    if instances == 1:
-        from processors.ledger_projector import main as run_one
-
-        run_one([*args, "--instance-id", f"{group}-0"])
-        return
-    command = [sys.executable, "-m", "processors.ledger_projector", *args]
+    command = [sys.executable, "-m", "entrypoints.cli", "ledger", "run", *args]
     procs = [
         subprocess.Popen([*command, "--instance-id", f"{group}-{i}"]) for i in range(instances)
     ]
@@ -279,6 +283,34 @@ def ledger_run(
         codes = [p.wait() for p in procs]
     if any(codes):
         raise typer.Exit(1)
+
+
+def run_projector(
+    group: str, batch_size: int, database_url: str | None, drain: bool, instance_id: str
+) -> None:
+    """One projector instance in this process, until stopped or (``drain``) caught up with
+    the ends of its partitions as they were at the start."""
+    from connectors.bootstrap import bootstrap
+    from processors.ledger_projector import build_ledger_processor
+    from processors.ledger_projector import drain as drain_to_end
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    processor = build_ledger_processor(
+        bootstrap(Settings.from_env()),
+        group=group,
+        database_url=database_url,
+        batch_size=batch_size,
+        instance_id=instance_id,
+    )
+    try:
+        if drain:
+            logging.getLogger("evledger.ledger").info("drained: %s", drain_to_end(processor))
+        else:
+            processor.run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        processor.close()
 
 
 @ledger_app.command("counts")

@@ -10,7 +10,6 @@ deadlocking. Hot accounts are written once per batch (see docs/accounting.md, "P
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from collections.abc import Sequence
@@ -19,9 +18,8 @@ from typing import Any
 
 from connectors import ledger_store as store
 from connectors import postgres
-from connectors.bootstrap import App, bootstrap
+from connectors.bootstrap import App
 from connectors.kafka import Consumed
-from connectors.settings import Settings
 from ledger import balances, payments
 from ledger import posting_rules as rules
 from ledger.errors import InfrastructureError, ValidationError
@@ -217,35 +215,3 @@ def caught_up(processor: PostgresProcessor, ends: dict[tuple[str, int], int]) ->
         if done < ends.get((tp.topic, tp.partition), 0):
             return False
     return True
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m processors.ledger_projector``: run one instance (tests kill it with -9)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--database-url", default=None)
-    parser.add_argument("--group", default=GROUP)
-    parser.add_argument("--batch-size", type=int, default=5000)
-    parser.add_argument("--drain", action="store_true", help="stop when caught up")
-    parser.add_argument("--instance-id", default=None, help="static group membership id")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    app = bootstrap(Settings.from_env())
-    processor = build_ledger_processor(
-        app,
-        group=args.group,
-        database_url=args.database_url,
-        batch_size=args.batch_size,
-        instance_id=args.instance_id,
-    )
-    try:
-        if args.drain:
-            stats = drain(processor)
-            log.info("drained: %s", stats)
-        else:
-            processor.run_forever()
-    finally:
-        processor.close()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """kill -9 the ledger projector mid-stream, repeatedly: the book still equals the recomputation.
 
-The projector runs as a real subprocess (``python -m processors.ledger_projector``) over ~20k
+The projector runs as a real subprocess (``python -m entrypoints.cli ledger run``) over ~20k
 events; it is killed with SIGKILL five times at random points of its progress (between and
 inside batch transactions) and restarted. Offsets are stored with the effects, so each restart
 resumes exactly where the last commit left it: every event is applied exactly once.
@@ -49,7 +49,7 @@ def projector(
 ) -> subprocess.Popen[bytes]:
     """Start one projector process; its log goes to ``log`` (a pipe nobody reads would fill
     up with rejection warnings and block it)."""
-    command = [sys.executable, "-m", "processors.ledger_projector", "--database-url", url,
+    command = [sys.executable, "-m", "entrypoints.cli", "ledger", "run", "--database-url", url,
                "--group", group, "--batch-size", "700", "--instance-id", f"{group}-{instance}",
                *extra]  # fmt: skip
     with open(log, "ab") as out:
