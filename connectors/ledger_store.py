@@ -3,7 +3,7 @@
 Every function runs inside the caller's transaction (the processor base commits effects and
 offsets together) and touches each row at most once per batch:
 
-* ``load_states`` reads every payment a batch needs in one query and locks the rows
+* ``load_payment_states`` reads every payment a batch needs in one query and locks the rows
   (``FOR UPDATE``, in payment id order) so two instances of the group cannot lose an update
   when an ``ExternalRefundReported`` on ``provider.events`` hits a payment whose
   ``payments.events`` partition belongs to the other instance;
@@ -74,7 +74,7 @@ OWNERS_OF_REFERENCES = (
 )
 
 
-def load_states(
+def load_payment_states(
     conn: Conn, payment_ids: Iterable[str], references: Iterable[tuple[str, str]]
 ) -> dict[str, PaymentState]:
     """States of the named payments and of the payments owning ``(provider, reference)``,
@@ -194,7 +194,7 @@ def upsert_balances(conn: Conn, deltas: Sequence[BalanceDelta]) -> None:
 
 def write_payments(conn: Conn, rows: Sequence[PaymentRow], known: Collection[str]) -> None:
     """Store the payments' new states: COPY the ones this batch created, update the ``known``
-    ones (those ``load_states`` found and locked).
+    ones (those ``load_payment_states`` found and locked).
 
     A new payment cannot collide: only its authorization creates it, and that arrives on the
     payments.events partition whose offsets this transaction holds locked. If it does anyway (an

@@ -1,7 +1,7 @@
-"""SQL of the settlement connector: the provider-attempt journal and reconciliation results.
+"""SQL of the settlement connector: the provider-attempt log and reconciliation results.
 
 ``AttemptStore`` writes on its **own autocommit connection**: every method has committed when it
-returns, whatever the processor's batch transaction does later. That is what lets the journal
+returns, whatever the processor's batch transaction does later. That is what lets the attempt
 row exist *before* the provider call (docs/settlement.md) and the provider's answer
 survive a batch that rolls back. The few writes that must share the batch transaction (marking an
 outcome as emitted) take that transaction's connection explicitly.
@@ -50,7 +50,7 @@ class AttemptStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One instruction's journal row."""
+    """One instruction's attempt row."""
 
     idempotency_key: str
     command_event_id: str
@@ -99,11 +99,11 @@ _COLUMNS = (
 
 
 class AttemptStore:
-    """The provider-attempt journal (table ``provider_attempts``)."""
+    """The provider-attempt log (table ``provider_attempts``)."""
 
     def __init__(self, conn: Conn) -> None:
         if not conn.autocommit:
-            raise ValueError("the attempt journal needs an autocommit connection")
+            raise ValueError("the attempt log needs an autocommit connection")
         self.conn = conn
 
     @classmethod
@@ -187,7 +187,7 @@ class AttemptStore:
         conn: Conn | None = None,
         emitted: bool = False,
     ) -> None:
-        """Record the outcome. ``conn`` (default: the journal's own) lets the resolver write it in
+        """Record the outcome. ``conn`` (default: the attempt log's own) lets the resolver write it in
         the same transaction as the outbox rows; ``emitted`` marks them written there."""
         (conn or self.conn).execute(
             "UPDATE provider_attempts SET status = %s, result = %s, reason_code = %s, detail = %s,"
@@ -407,7 +407,7 @@ def open_exceptions(conn: Conn, provider: str | None = None) -> list[ExceptionRo
     return [ExceptionRow(**row) for row in rows]
 
 
-# ---------------------------------------------------------------------------- journal JSON forms
+# ---------------------------------------------------------------------------- attempt JSON forms
 Command = AuthorizeRequested | CaptureRequested | VoidRequested | RefundRequested
 COMMAND_TYPES: tuple[type, ...] = (
     AuthorizeRequested,
@@ -435,7 +435,7 @@ def _json(value: Any) -> Any:
 
 
 def snapshot_command(command: Command) -> dict[str, Any]:
-    """The instruction as JSON (the journal's ``request``): enough to repeat the call and build
+    """The instruction as JSON (the attempt row's ``request``): enough to repeat the call and build
     the outcome events after a restart, without the topic."""
     env = command.envelope
     data: dict[str, Any] = {
@@ -494,7 +494,7 @@ def restore_command(data: dict[str, Any]) -> Command:
 
 
 def result_json(result: Any) -> dict[str, Any]:
-    """A provider result dataclass as JSON (the journal's ``result``)."""
+    """A provider result dataclass as JSON (the attempt row's ``result``)."""
     data: dict[str, Any] = {}
     for f in dataclasses.fields(result):
         value = getattr(result, f.name)

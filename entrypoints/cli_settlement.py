@@ -83,7 +83,7 @@ def settlement_attempts(
     status: AttemptStatus | None = typer.Option(None, help="pending, succeeded, failed, in_doubt"),
     limit: int = typer.Option(50, help="newest first"),
 ) -> None:
-    """The provider-attempt journal (in_doubt rows are the ones a person may have to chase)."""
+    """The provider-attempt log (in_doubt rows are the ones a person may have to chase)."""
     store = AttemptStore.connect(_database_url())
     try:
         rows = store.list(status, limit)

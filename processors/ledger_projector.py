@@ -75,7 +75,7 @@ class LedgerHandler:
             for r in records
             if isinstance(r.event, ExternalRefundReported)
         }
-        states = store.load_states(tx.conn, ids, refs)
+        states = store.load_payment_states(tx.conn, ids, refs)
         known = set(states)
         batch = _Batch(
             states,

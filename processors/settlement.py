@@ -7,11 +7,11 @@ Per instruction (see docs/settlement.md for the crash analysis):
 2. the provider is called with that key, with bounded ``ledger.retry`` backoff for retriable
    errors; authorizations are routed by ``ledger.routing`` and fail over only when the provider
    answered definitely that it did nothing;
-3. the answer is committed to the journal (succeeded / failed / in_doubt);
+3. the answer is committed to the attempt log (succeeded / failed / in_doubt);
 4. outcome events with deterministic ids (uuid5 of the instruction's event id and the outcome
    kind) go to the outbox in the batch transaction, with the offsets.
 
-A redelivered instruction finds its journal row: final → the same events again; pending or in
+A redelivered instruction finds its attempt row: final → the same events again; pending or in
 doubt → the same key again (the provider replays its first answer) or a status query; never a
 guess. In-doubt rows are applied without an outcome and re-asked by ``resolve()`` until the
 provider gives a definite answer.
@@ -28,8 +28,8 @@ from connectors.settlement_store import Attempt, AttemptStore, mark_emitted, res
 from ledger.routing import BreakerState
 from ledger.settlement_outcomes import outcome_event_id
 from processors.base import BatchStats, PostgresProcessor, Tx, drain_steps
+from processors.settlement_attempts import outcome_events
 from processors.settlement_handler import CommandRefused, ConnectorConfig, SettlementHandler
-from processors.settlement_journal import outcome_events
 
 __all__ = [
     "GROUP",

@@ -1,6 +1,6 @@
 """One settlement instruction carried out at most once at its provider (``processors.settlement``).
 
-``SettlementHandler`` journals the attempt before any call, routes authorizations (failing over
+``SettlementHandler`` records the attempt before any call, routes authorizations (failing over
 only on a definite "not done"), retries with the same idempotency key, and resolves doubt with
 the provider's status.
 """
@@ -24,7 +24,7 @@ from connectors.providers.base import (
     AuthorizeCall,
     CaptureCall,
     PaymentProvider,
-    PaymentState,
+    ProviderPaymentState,
     RefundCall,
     VoidCall,
     idempotency_key,
@@ -54,7 +54,7 @@ from ledger.routing import (
 )
 from ledger.settlement_outcomes import instruction_amount
 from processors.base import Tx
-from processors.settlement_journal import outcome_events
+from processors.settlement_attempts import outcome_events
 
 log = logging.getLogger("evledger.settlement")
 T = TypeVar("T")
@@ -153,7 +153,7 @@ class SettlementHandler:
 
     # -- one instruction ---------------------------------------------------------------------
     def execute(self, command: Command) -> Attempt:
-        """Carry out ``command`` at most once at the provider; returns its journal row.
+        """Carry out ``command`` at most once at the provider; returns its attempt row.
         Raises CommandRefused for instructions that cannot be carried out."""
         action = ACTIONS[type(command)]
         key = idempotency_key(command.envelope.event_id, action)
@@ -220,7 +220,7 @@ class SettlementHandler:
         key = attempt.idempotency_key
         try:
             provider = self.providers.get(attempt.provider)
-        except UnknownProvider as exc:  # configuration changed under a journal row
+        except UnknownProvider as exc:  # configuration changed under a attempt row
             status = AttemptStatus.IN_DOUBT if resumed else AttemptStatus.FAILED
             self.store.finish(key, status, reason_code=exc.code, detail=str(exc))
             return
@@ -295,11 +295,14 @@ class SettlementHandler:
                 detail=f"{error.message}; status query failed: {exc.message}",
             )
             return
-        captured = status.state in (PaymentState.CAPTURED, PaymentState.PARTIALLY_CAPTURED)
+        captured = status.state in (
+            ProviderPaymentState.CAPTURED,
+            ProviderPaymentState.PARTIALLY_CAPTURED,
+        )
         done = {
             Action.CAPTURE: captured
             and status.captured.amount_minor >= instruction_amount(command).amount_minor,
-            Action.VOID: status.state is PaymentState.VOIDED,
+            Action.VOID: status.state is ProviderPaymentState.VOIDED,
             Action.REFUND: False,  # a status total cannot tell which refund it holds
         }[attempt.action]
         # A refusal in the last try (a stale key: Stripe keeps keys 24 h) or a captured payment
@@ -401,9 +404,9 @@ class SettlementHandler:
             )
             return
         if found is not None and found.state in (
-            PaymentState.AUTHORIZED,
-            PaymentState.CAPTURED,
-            PaymentState.PARTIALLY_CAPTURED,
+            ProviderPaymentState.AUTHORIZED,
+            ProviderPaymentState.CAPTURED,
+            ProviderPaymentState.PARTIALLY_CAPTURED,
         ):
             self.store.finish(
                 key,
@@ -422,7 +425,7 @@ class SettlementHandler:
 
     def _call(self, provider: PaymentProvider, key: str, action: Action, op: Callable[[], T]) -> T:
         """``op`` with retries for retriable errors (same key every time), breaker bookkeeping
-        and a journal note per try. Raises _Failed when the tries are over."""
+        and an attempt note per try. Raises _Failed when the tries are over."""
         breaker = self.breakers.breaker(provider.name)
         doubt = False
         attempt = 1

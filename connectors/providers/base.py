@@ -36,7 +36,7 @@ def idempotency_key(event_id: str, action: Action | str) -> str:
     return f"evl-{Action(action).value}-{event_id}"
 
 
-class PaymentState(StrEnum):
+class ProviderPaymentState(StrEnum):
     """Where a payment stands at the provider, in our words."""
 
     PENDING = "pending"  # processing, or waiting for customer action (3-D Secure)
@@ -89,7 +89,7 @@ class AuthorizationResult:
     provider: str
     provider_reference: str
     amount: Money
-    state: PaymentState
+    state: ProviderPaymentState
     expires_at: datetime | None = None
 
 
@@ -99,7 +99,7 @@ class CaptureResult:
     provider_reference: str  # the authorization's reference
     capture_reference: str  # the charge / settled transaction; what settlement reports name
     amount: Money
-    state: PaymentState
+    state: ProviderPaymentState
     fee: Money | None = None
 
 
@@ -107,7 +107,7 @@ class CaptureResult:
 class VoidResult:
     provider: str
     provider_reference: str
-    state: PaymentState
+    state: ProviderPaymentState
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +125,7 @@ class ProviderStatus:
 
     provider: str
     provider_reference: str
-    state: PaymentState
+    state: ProviderPaymentState
     authorized: Money
     captured: Money
     refunded: Money

@@ -36,7 +36,7 @@ from connectors.providers.base import (
     AuthorizeCall,
     CaptureCall,
     CaptureResult,
-    PaymentState,
+    ProviderPaymentState,
     ProviderStatus,
     RefundCall,
     RefundResult,
@@ -64,23 +64,23 @@ from ledger.reconciliation import LineType, SettlementLine
 
 T = TypeVar("T")
 
-STATES: dict[str, PaymentState] = {
-    "authorizing": PaymentState.PENDING,
-    "authorized": PaymentState.AUTHORIZED,
-    "submitted_for_settlement": PaymentState.CAPTURED,
-    "settling": PaymentState.CAPTURED,
-    "settlement_pending": PaymentState.CAPTURED,
-    "settled": PaymentState.CAPTURED,
-    "settlement_confirmed": PaymentState.CAPTURED,
-    "voided": PaymentState.VOIDED,
-    "authorization_expired": PaymentState.EXPIRED,
-    "processor_declined": PaymentState.DECLINED,
-    "gateway_rejected": PaymentState.DECLINED,
-    "failed": PaymentState.FAILED,
-    "settlement_declined": PaymentState.FAILED,
+STATES: dict[str, ProviderPaymentState] = {
+    "authorizing": ProviderPaymentState.PENDING,
+    "authorized": ProviderPaymentState.AUTHORIZED,
+    "submitted_for_settlement": ProviderPaymentState.CAPTURED,
+    "settling": ProviderPaymentState.CAPTURED,
+    "settlement_pending": ProviderPaymentState.CAPTURED,
+    "settled": ProviderPaymentState.CAPTURED,
+    "settlement_confirmed": ProviderPaymentState.CAPTURED,
+    "voided": ProviderPaymentState.VOIDED,
+    "authorization_expired": ProviderPaymentState.EXPIRED,
+    "processor_declined": ProviderPaymentState.DECLINED,
+    "gateway_rejected": ProviderPaymentState.DECLINED,
+    "failed": ProviderPaymentState.FAILED,
+    "settlement_declined": ProviderPaymentState.FAILED,
 }
 LIVE_SALE_STATES = {s for s, state in STATES.items() if state not in {
-    PaymentState.DECLINED, PaymentState.FAILED
+    ProviderPaymentState.DECLINED, ProviderPaymentState.FAILED
 }}  # fmt: skip
 
 # Validation error codes (braintree.ErrorCodes.Transaction) with a meaning of their own.
@@ -182,7 +182,7 @@ class BraintreeProvider:
         )
         if not result.is_success and self._has_code(result, WRONG_STATE):
             current = self._find(call.provider_reference)
-            already = STATES.get(current.status) is PaymentState.CAPTURED
+            already = STATES.get(current.status) is ProviderPaymentState.CAPTURED
             if already and _money(current.amount, call.amount.currency) == call.amount:
                 return self._capture_result(current, call.amount.currency)
         transaction = self._unwrap(result, "capture", call.payment_id)
@@ -198,10 +198,10 @@ class BraintreeProvider:
         if not result.is_success and self._has_code(result, WRONG_STATE):
             current = self._find(call.provider_reference)
             if current.status == "voided":
-                return VoidResult(self._name, current.id, PaymentState.VOIDED)
+                return VoidResult(self._name, current.id, ProviderPaymentState.VOIDED)
         transaction = self._unwrap(result, "void", call.payment_id)
         return VoidResult(
-            self._name, transaction.id, STATES.get(transaction.status, PaymentState.PENDING)
+            self._name, transaction.id, STATES.get(transaction.status, ProviderPaymentState.PENDING)
         )
 
     def refund(self, call: RefundCall) -> RefundResult:
@@ -219,18 +219,18 @@ class BraintreeProvider:
             provider_reference=call.provider_reference,
             refund_reference=existing.id,
             amount=_money(existing.amount, call.amount.currency),
-            succeeded=STATES.get(existing.status) is PaymentState.CAPTURED,
+            succeeded=STATES.get(existing.status) is ProviderPaymentState.CAPTURED,
         )
 
     def fetch_status(self, provider_reference: str) -> ProviderStatus:
         transaction = self._find(provider_reference)
         currency = transaction.currency_iso_code
-        state = STATES.get(transaction.status, PaymentState.PENDING)
+        state = STATES.get(transaction.status, ProviderPaymentState.PENDING)
         amount = _money(transaction.amount, currency)
         refunded = Money.zero(currency)
         for refund_id in getattr(transaction, "refund_ids", None) or []:
             refund = self._find(refund_id)
-            if STATES.get(refund.status) is PaymentState.CAPTURED:
+            if STATES.get(refund.status) is ProviderPaymentState.CAPTURED:
                 refunded = refunded + _money(refund.amount, currency)
         # Braintree reports the settlement amount as ``amount`` once submitted; the authorized
         # amount is then no longer visible on the transaction.
@@ -239,7 +239,7 @@ class BraintreeProvider:
             provider_reference=transaction.id,
             state=state,
             authorized=amount,
-            captured=amount if state is PaymentState.CAPTURED else Money.zero(currency),
+            captured=amount if state is ProviderPaymentState.CAPTURED else Money.zero(currency),
             refunded=refunded,
         )
 
@@ -297,7 +297,7 @@ class BraintreeProvider:
             provider=self._name,
             provider_reference=transaction.id,
             amount=_money(transaction.amount, currency),
-            state=STATES.get(transaction.status, PaymentState.PENDING),
+            state=STATES.get(transaction.status, ProviderPaymentState.PENDING),
             expires_at=_aware(expires) if expires else None,
         )
 
@@ -307,7 +307,7 @@ class BraintreeProvider:
             provider_reference=transaction.id,
             capture_reference=transaction.id,  # settlement reports name the same transaction
             amount=_money(transaction.amount, currency),
-            state=STATES.get(transaction.status, PaymentState.PENDING),
+            state=STATES.get(transaction.status, ProviderPaymentState.PENDING),
         )
 
     @staticmethod

@@ -35,7 +35,7 @@ from connectors.providers.base import (
     AuthorizeCall,
     CaptureCall,
     CaptureResult,
-    PaymentState,
+    ProviderPaymentState,
     ProviderStatus,
     RefundCall,
     RefundResult,
@@ -64,7 +64,7 @@ DECLINING_TOKENS = {
     "tok_insufficient_funds": "insufficient_funds",
     "tok_expired_card": "expired_card",
 }
-OPEN_STATES = (PaymentState.AUTHORIZED, PaymentState.PARTIALLY_CAPTURED)
+OPEN_STATES = (ProviderPaymentState.AUTHORIZED, ProviderPaymentState.PARTIALLY_CAPTURED)
 
 
 class Fault(StrEnum):
@@ -94,7 +94,7 @@ class _Payment:
     reference: str
     authorized: Money
     expires_at: datetime
-    state: PaymentState = PaymentState.AUTHORIZED
+    state: ProviderPaymentState = ProviderPaymentState.AUTHORIZED
     captured: int = 0
     refunded: int = 0
 
@@ -277,7 +277,9 @@ class SandboxProvider:
             or call.final
             or payment.captured == payment.authorized.amount_minor
         )
-        payment.state = PaymentState.CAPTURED if done else PaymentState.PARTIALLY_CAPTURED
+        payment.state = (
+            ProviderPaymentState.CAPTURED if done else ProviderPaymentState.PARTIALLY_CAPTURED
+        )
         fee = self.fees.fee(call.amount)
         capture_reference = f"sbx_ch_{uuid.uuid4().hex[:20]}"
         self._lines.append(
@@ -306,14 +308,14 @@ class SandboxProvider:
 
     def _void(self, call: VoidCall) -> VoidResult:
         payment = self._open_payment(call.provider_reference, "void")
-        if payment.state is not PaymentState.AUTHORIZED:
+        if payment.state is not ProviderPaymentState.AUTHORIZED:
             raise InvalidPaymentState(
                 "only an uncaptured authorization can be voided",
                 provider=self._name,
                 provider_reference=payment.reference,
                 state=payment.state.value,
             )
-        payment.state = PaymentState.VOIDED
+        payment.state = ProviderPaymentState.VOIDED
         return VoidResult(self._name, payment.reference, payment.state)
 
     def refund(self, call: RefundCall) -> RefundResult:
@@ -431,7 +433,7 @@ class SandboxProvider:
                 "no such authorization", provider=self._name, provider_reference=reference
             )
         if payment.state in OPEN_STATES and self._clock() >= payment.expires_at:
-            payment.state = PaymentState.EXPIRED
+            payment.state = ProviderPaymentState.EXPIRED
         return payment
 
     def _open_payment(self, reference: str, operation: str) -> _Payment:

@@ -28,7 +28,7 @@ from connectors.providers.base import (
     AuthorizeCall,
     CaptureCall,
     CaptureResult,
-    PaymentState,
+    ProviderPaymentState,
     ProviderStatus,
     RefundCall,
     RefundResult,
@@ -56,16 +56,16 @@ from ledger.reconciliation import LineType, SettlementLine
 
 T = TypeVar("T")
 
-PAYMENT_INTENT_STATES: dict[str, PaymentState] = {
-    "requires_capture": PaymentState.AUTHORIZED,
-    "succeeded": PaymentState.CAPTURED,
-    "canceled": PaymentState.VOIDED,
-    "processing": PaymentState.PENDING,
-    "requires_action": PaymentState.PENDING,
-    "requires_confirmation": PaymentState.PENDING,
+PAYMENT_INTENT_STATES: dict[str, ProviderPaymentState] = {
+    "requires_capture": ProviderPaymentState.AUTHORIZED,
+    "succeeded": ProviderPaymentState.CAPTURED,
+    "canceled": ProviderPaymentState.VOIDED,
+    "processing": ProviderPaymentState.PENDING,
+    "requires_action": ProviderPaymentState.PENDING,
+    "requires_confirmation": ProviderPaymentState.PENDING,
     # After confirm=true this means the payment method failed; Stripe normally raises a
     # CardError first, so this is reached only when the failure came asynchronously.
-    "requires_payment_method": PaymentState.FAILED,
+    "requires_payment_method": ProviderPaymentState.FAILED,
 }
 
 # Balance transaction ``type`` / ``reporting_category`` → reconciliation line type.
@@ -257,10 +257,10 @@ class StripeProvider:
         return lines
 
     # -- mapping ----------------------------------------------------------------------------
-    def _state(self, intent: stripe.PaymentIntent) -> PaymentState:
+    def _state(self, intent: stripe.PaymentIntent) -> ProviderPaymentState:
         if intent.status == "canceled" and intent.cancellation_reason == "automatic":
-            return PaymentState.EXPIRED  # Stripe cancels uncaptured holds when they lapse
-        return PAYMENT_INTENT_STATES.get(intent.status, PaymentState.PENDING)
+            return ProviderPaymentState.EXPIRED  # Stripe cancels uncaptured holds when they lapse
+        return PAYMENT_INTENT_STATES.get(intent.status, ProviderPaymentState.PENDING)
 
     def _authorization(self, intent: stripe.PaymentIntent) -> AuthorizationResult:
         return AuthorizationResult(

@@ -31,7 +31,7 @@ from connectors.providers.base import (
     AuthorizeCall,
     CaptureCall,
     CaptureResult,
-    PaymentState,
+    ProviderPaymentState,
     ProviderStatus,
     RefundCall,
     RefundResult,
@@ -109,7 +109,7 @@ class TestEveryAdapter:
         assert result.provider == harness.provider.name == harness.name
         assert result.provider_reference
         assert result.amount == Money(4_321, harness.currency)
-        assert isinstance(result.state, PaymentState)
+        assert isinstance(result.state, ProviderPaymentState)
 
     def test_capture_maps_the_response(self, harness: Harness) -> None:
         auth = authorize(harness)
@@ -117,7 +117,7 @@ class TestEveryAdapter:
         assert isinstance(result, CaptureResult)
         assert result.provider_reference == auth.provider_reference
         assert result.capture_reference
-        assert isinstance(result.state, PaymentState)
+        assert isinstance(result.state, ProviderPaymentState)
 
     def test_void_maps_the_response(self, harness: Harness) -> None:
         auth = authorize(harness)
@@ -140,7 +140,7 @@ class TestEveryAdapter:
         status = harness.provider.fetch_status(auth.provider_reference)
         assert isinstance(status, ProviderStatus)
         assert status.provider_reference == auth.provider_reference
-        assert isinstance(status.state, PaymentState)
+        assert isinstance(status.state, ProviderPaymentState)
 
     def test_settlement_report_returns_lines(self, harness: Harness) -> None:
         now = datetime.now(UTC)
@@ -155,16 +155,16 @@ class TestStatefulAdapters:
 
     def test_authorize_places_a_hold(self, stateful_harness: Harness) -> None:
         auth = authorize(stateful_harness, 5_000)
-        assert auth.state is PaymentState.AUTHORIZED
+        assert auth.state is ProviderPaymentState.AUTHORIZED
         status = stateful_harness.provider.fetch_status(auth.provider_reference)
-        assert status.state is PaymentState.AUTHORIZED
+        assert status.state is ProviderPaymentState.AUTHORIZED
         assert status.authorized == Money(5_000, stateful_harness.currency)
         assert status.captured.is_zero
 
     def test_partial_capture_takes_less_than_the_hold(self, stateful_harness: Harness) -> None:
         auth = authorize(stateful_harness, 5_000)
         result = stateful_harness.provider.capture(capture_call(auth, 3_210))
-        assert result.state is PaymentState.CAPTURED
+        assert result.state is ProviderPaymentState.CAPTURED
         assert result.amount == Money(3_210, stateful_harness.currency)
         status = stateful_harness.provider.fetch_status(auth.provider_reference)
         assert status.captured == Money(3_210, stateful_harness.currency)
@@ -175,11 +175,11 @@ class TestStatefulAdapters:
             stateful_harness.provider.capture(capture_call(auth, 5_001))
         assert caught.value.retriable is False
         status = stateful_harness.provider.fetch_status(auth.provider_reference)
-        assert status.state is PaymentState.AUTHORIZED
+        assert status.state is ProviderPaymentState.AUTHORIZED
 
     def test_void_releases_the_hold_and_blocks_capture(self, stateful_harness: Harness) -> None:
         auth = authorize(stateful_harness)
-        assert stateful_harness.provider.void(void_call(auth)).state is PaymentState.VOIDED
+        assert stateful_harness.provider.void(void_call(auth)).state is ProviderPaymentState.VOIDED
         with pytest.raises(InvalidPaymentState):
             stateful_harness.provider.capture(capture_call(auth, 100))
 
@@ -245,7 +245,7 @@ class TestStatefulAdapters:
             h.provider.authorize(call)
         assert caught.value.retriable and caught.value.in_doubt
         found = h.provider.find_authorization(call.payment_id)
-        assert found is not None and found.state is PaymentState.AUTHORIZED
+        assert found is not None and found.state is ProviderPaymentState.AUTHORIZED
         retried = h.provider.authorize(call)
         assert retried.provider_reference == found.provider_reference
 
@@ -258,7 +258,7 @@ class TestStatefulAdapters:
             h.provider.capture(call)
         assert caught.value.in_doubt
         retried = h.provider.capture(call)
-        assert retried.state is PaymentState.CAPTURED
+        assert retried.state is ProviderPaymentState.CAPTURED
         assert retried.amount == Money(2_600, h.currency)
         assert h.provider.fetch_status(auth.provider_reference).captured == retried.amount
 
@@ -370,7 +370,9 @@ class TestStripeErrorTranslation:
         provider = stripe_answering(
             400, {"type": "invalid_request_error", "code": "amount_too_large", "message": "No"}
         )
-        auth = AuthorizationResult("stripe", "pi_1", Money(1_000, "EUR"), PaymentState.AUTHORIZED)
+        auth = AuthorizationResult(
+            "stripe", "pi_1", Money(1_000, "EUR"), ProviderPaymentState.AUTHORIZED
+        )
         with pytest.raises(CaptureExceedsAuthorization):
             provider.capture(capture_call(auth, 2_000))
 
@@ -423,7 +425,7 @@ class TestSandboxSpecifics:
         auth = sandbox.authorize(self.call())
         assert auth.expires_at == now[0] + timedelta(hours=1)
         now[0] += timedelta(hours=1)
-        assert sandbox.fetch_status(auth.provider_reference).state is PaymentState.EXPIRED
+        assert sandbox.fetch_status(auth.provider_reference).state is ProviderPaymentState.EXPIRED
         with pytest.raises(InvalidPaymentState):
             sandbox.capture(capture_call(auth, 100))
 
@@ -433,10 +435,10 @@ class TestSandboxSpecifics:
         first = CaptureCall(
             "pay_s", auth.provider_reference, Money(1_000, "EUR"), "k1", final=False
         )
-        assert sandbox.capture(first).state is PaymentState.PARTIALLY_CAPTURED
+        assert sandbox.capture(first).state is ProviderPaymentState.PARTIALLY_CAPTURED
         with pytest.raises(CaptureExceedsAuthorization):
             sandbox.capture(capture_call(auth, 4_001))
-        assert sandbox.capture(capture_call(auth, 500)).state is PaymentState.CAPTURED
+        assert sandbox.capture(capture_call(auth, 500)).state is ProviderPaymentState.CAPTURED
         assert sandbox.fetch_status(auth.provider_reference).captured == Money(1_500, "EUR")
 
     def test_single_capture_releases_the_rest(self) -> None:

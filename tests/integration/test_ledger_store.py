@@ -182,7 +182,7 @@ def test_states_load_by_index_probes_whatever_the_plan(scratch: str) -> None:
         conn.commit()
         conn.execute("SET plan_cache_mode = force_generic_plan")
         wanted = [f"pay-{i:06d}" for i in range(0, 20_000, 7)] + ["pay-missing"]
-        states = store.load_states(
+        states = store.load_payment_states(
             conn, wanted, [("sandbox", "ref-000003"), ("sandbox", "ref-nobody")]
         )
         assert set(states) == {*wanted[:-1], "pay-000003"}
@@ -205,12 +205,12 @@ def test_states_with_awkward_text_round_trip(scratch: str) -> None:
         rows.append(store.PaymentRow(state, text, row.created_at, row.last_event_at))
     with psycopg.connect(scratch) as conn:
         store.write_payments(conn, rows, known=())
-        loaded = store.load_states(conn, [r.state.payment_id for r in rows], [])
+        loaded = store.load_payment_states(conn, [r.state.payment_id for r in rows], [])
         assert loaded == {r.state.payment_id: r.state for r in rows}
         updated = [store.PaymentRow(r.state.updated({"hold": 1}), r.station_id, r.created_at,
                                     r.last_event_at) for r in rows]  # fmt: skip
         store.write_payments(conn, updated, known=set(loaded))
-        assert store.load_states(conn, list(loaded), []) == {
+        assert store.load_payment_states(conn, list(loaded), []) == {
             r.state.payment_id: r.state for r in updated
         }
         stations = dict(conn.execute("SELECT payment_id, station_id FROM payments").fetchall())

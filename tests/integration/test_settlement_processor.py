@@ -26,7 +26,7 @@ from connectors.provider_registry import (
     load_providers,
     shared_sandbox,
 )
-from connectors.providers.base import PaymentState
+from connectors.providers.base import ProviderPaymentState
 from connectors.providers.sandbox import SandboxProvider
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
@@ -236,7 +236,7 @@ def test_authorize_capture_refund_void_and_decline(app: App, database: str) -> N
     status = sandbox.fetch_status(authorized.provider_reference)
     assert (status.captured.amount_minor, status.refunded.amount_minor) == (3000, 1000)
     voided = sandbox.fetch_status(by_type[(p2, PaymentAuthorized)].provider_reference)
-    assert voided.state is PaymentState.VOIDED
+    assert voided.state is ProviderPaymentState.VOIDED
 
     journal = attempts(database)
     assert journal[f"{p1}:capture"] == ("succeeded", "sandbox", True)

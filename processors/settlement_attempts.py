@@ -1,4 +1,4 @@
-"""A settlement journal row read as the domain's ``SettledAttempt``, and the events it means."""
+"""A settlement attempt row read as the domain's ``SettledAttempt``, and the events it means."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def outcome_events(command: Command, attempt: Attempt) -> tuple[list[Any], tuple
 
 
 def settled_attempt(attempt: Attempt) -> settlement_outcomes.SettledAttempt:
-    """A final journal row as the domain reads it (the ``result`` JSON decoded)."""
+    """A final attempt row as the domain reads it (the ``result`` JSON decoded)."""
     result = attempt.result or {}
     expires = result.get("expires_at")
     return settlement_outcomes.SettledAttempt(
