@@ -24,16 +24,16 @@ import hmac
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from braintree.util.xml_util import XmlUtil
 
+from connectors.webhook_ids import WebhookIdStore
 from ledger import ids, validation
 from ledger.envelope import Envelope, Source
 from ledger.errors import LedgerError, ValidationError
@@ -387,36 +387,6 @@ def braintree_challenge_response(challenge: str, key: BraintreeWebhookKey) -> st
     hmac_key = hashlib.sha1(key.private_key.encode()).digest()
     digest = hmac.new(hmac_key, challenge.encode(), hashlib.sha1).hexdigest()
     return f"{key.public_key}|{digest}"
-
-
-# ---------------------------------------------------------------------------- replay protection
-class WebhookIdStore(Protocol):
-    """Remembers which webhook deliveries were processed (PostgreSQL in production)."""
-
-    def claim(self, provider: str, webhook_id: str) -> bool:
-        """Atomically mark as processed; False when it already was (a replay)."""
-        ...
-
-    def release(self, provider: str, webhook_id: str) -> None:
-        """Undo a claim whose processing failed, so the provider's retry is processed."""
-        ...
-
-
-class InMemoryWebhookIdStore:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: set[tuple[str, str]] = set()
-
-    def claim(self, provider: str, webhook_id: str) -> bool:
-        with self._lock:
-            if (provider, webhook_id) in self._seen:
-                return False
-            self._seen.add((provider, webhook_id))
-            return True
-
-    def release(self, provider: str, webhook_id: str) -> None:
-        with self._lock:
-            self._seen.discard((provider, webhook_id))
 
 
 # ---------------------------------------------------------------------------- handling

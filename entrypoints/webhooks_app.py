@@ -12,19 +12,18 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 from connectors.bootstrap import App, bootstrap
 from connectors.kafka import EventPublisher
 from connectors.provider_registry import ProviderRegistry, load_providers
 from connectors.settings import Settings
+from connectors.webhook_ids import BRAINTREE_MAX_AGE, PostgresWebhookIdStore
 from connectors.webhooks import (
     MAX_BODY_BYTES,
     ProviderEvent,
@@ -40,53 +39,11 @@ from ledger.errors import LedgerError, ValidationError
 
 log = logging.getLogger("evledger.webhooks")
 
-BRAINTREE_MAX_AGE = 3 * 24 * 3600.0
-RETENTION = timedelta(days=7)  # comfortably above BRAINTREE_MAX_AGE
-
 
 def webhook_limits(settings: Settings) -> tuple[int, int]:
     """``(max_body_bytes, max_json_depth)`` of the receiver: ``EVLEDGER_WEBHOOK_MAX_BODY_BYTES``
     and ``EVLEDGER_WEBHOOK_MAX_JSON_DEPTH`` (validated positive when the settings are read)."""
     return settings.webhook_max_body_bytes, settings.webhook_max_json_depth
-
-
-class PostgresWebhookIdStore:
-    """``WebhookIdStore`` on the ``webhook_events`` table; safe across threads and processes."""
-
-    def __init__(self, database_url: str, retention: timedelta = RETENTION) -> None:
-        if retention.total_seconds() < BRAINTREE_MAX_AGE:
-            raise ValueError("webhook ids must be kept at least as long as braintree_max_age")
-        self.retention = retention
-        self._pool = ConnectionPool(
-            database_url, min_size=1, max_size=4, kwargs={"autocommit": True}, open=True
-        )
-
-    def claim(self, provider: str, webhook_id: str) -> bool:
-        with self._pool.connection() as conn:
-            row = conn.execute(
-                "INSERT INTO webhook_events (provider, webhook_id) VALUES (%s, %s)"
-                " ON CONFLICT DO NOTHING RETURNING 1",
-                (provider, webhook_id),
-            ).fetchone()
-        return row is not None
-
-    def release(self, provider: str, webhook_id: str) -> None:
-        with self._pool.connection() as conn:
-            conn.execute(
-                "DELETE FROM webhook_events WHERE provider = %s AND webhook_id = %s",
-                (provider, webhook_id),
-            )
-
-    def prune(self) -> int:
-        """Forget ids older than the retention; returns how many."""
-        with self._pool.connection() as conn:
-            cur = conn.execute(
-                "DELETE FROM webhook_events WHERE received_at < now() - %s", (self.retention,)
-            )
-            return cur.rowcount
-
-    def close(self) -> None:
-        self._pool.close()
 
 
 def publish_and_flush(publisher: EventPublisher) -> Callable[[ProviderEvent], None]:

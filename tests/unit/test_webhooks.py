@@ -14,9 +14,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from connectors.kafka import PublishError
+from connectors.webhook_ids import InMemoryWebhookIdStore
 from connectors.webhooks import (
     BraintreeWebhookKey,
-    InMemoryWebhookIdStore,
     ProviderEvent,
     WebhookHandler,
     WebhookSignatureError,
