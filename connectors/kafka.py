@@ -20,7 +20,7 @@ from ledger import validation
 from ledger.envelope import Envelope, Source, utcnow
 from ledger.errors import InfrastructureError, LedgerError
 from ledger.events import EventRejected
-from ledger.frozen import slot_setters
+from ledger.fastpaths import slot_setters
 from schemas.encoder import encode_each
 from schemas.errors import DecodeError
 from schemas.serde import EventSerde
@@ -222,7 +222,7 @@ class Consumed:
         error: DecodeError | None = None,
         timestamp_ms: int = -1,
     ) -> None:
-        # Hand-written (see ledger.frozen.slot_setters): one is built per consumed record.
+        # Hand-written (see ledger.fastpaths.slot_setters): one is built per consumed record.
         _set_topic(self, topic)
         _set_partition(self, partition)
         _set_offset(self, offset)

@@ -187,8 +187,8 @@ class AttemptStore:
         conn: Conn | None = None,
         emitted: bool = False,
     ) -> None:
-        """Record the outcome. ``conn`` (default: the attempt log's own) lets the resolver write it in
-        the same transaction as the outbox rows; ``emitted`` marks them written there."""
+        """Record the outcome. ``conn`` (default: the attempt log's own) lets the resolver write
+        it in the same transaction as the outbox rows; ``emitted`` marks them written there."""
         (conn or self.conn).execute(
             "UPDATE provider_attempts SET status = %s, result = %s, reason_code = %s, detail = %s,"
             " provider_reference = COALESCE(%s, provider_reference),"

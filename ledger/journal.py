@@ -21,7 +21,7 @@ from typing import NoReturn
 from ledger import ids
 from ledger.accounts import Account, is_memo_code
 from ledger.errors import ValidationError
-from ledger.frozen import slot_setters
+from ledger.fastpaths import slot_setters
 from ledger.money import Money
 
 ENTRY_NAMESPACE = ids.JOURNAL_ENTRIES.namespace
@@ -68,7 +68,7 @@ class Posting:
     amount: Money
 
     def __init__(self, account: Account, amount: Money) -> None:
-        # Hand-written (see ledger.frozen.slot_setters); several postings are built per event.
+        # Hand-written (see ledger.fastpaths.slot_setters); several postings are built per event.
         _set_account(self, account)
         _set_amount(self, amount)
 
@@ -122,7 +122,7 @@ class JournalEntry:
         kind: EntryKind,
         postings: tuple[Posting, ...],
     ) -> None:
-        # Hand-written (see ledger.frozen.slot_setters); one to three entries are built per event.
+        # Hand-written (ledger.fastpaths.slot_setters); one to three entries are built per event.
         _set_entry_id(self, entry_id)
         _set_event_id(self, event_id)
         _set_payment_id(self, payment_id)

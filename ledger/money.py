@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import NoReturn
 
 from ledger.errors import CurrencyMismatch, UnknownCurrency, ValidationError
-from ledger.frozen import slot_setters
+from ledger.fastpaths import slot_setters
 
 # ISO 4217 minor-unit exponents for the currencies a charging network is likely to meet.
 # Source: ISO 4217 amendment list (JPY/KRW/CLP/ISK 0, the Gulf dinars 3).
@@ -42,7 +42,7 @@ class Money:
     currency: str
 
     def __init__(self, amount_minor: int, currency: str) -> None:
-        # Hand-written (see ledger.frozen.slot_setters): one check and two slot writes instead of
+        # Hand-written (see ledger.fastpaths.slot_setters): one check and two slot writes instead of
         # the generated __init__ plus __post_init__; Money is built ~9 times an event.
         if type(amount_minor) is not int or currency not in EXPONENTS:
             _invalid(amount_minor, currency)

@@ -14,7 +14,7 @@ from typing import Any, TypedDict, TypeVar
 
 from ledger.dimensions import Dimension
 from ledger.events import DisputeOutcome
-from ledger.frozen import slot_setters
+from ledger.fastpaths import slot_setters
 from ledger.posting_rules import RevenueShare
 
 

@@ -22,7 +22,7 @@ from ledger.events import (
     ProviderDisputeUpdated,
     RevenueLine,
 )
-from ledger.frozen import slot_setters
+from ledger.fastpaths import slot_setters
 from ledger.journal import EntryKind, JournalEntry, Posting
 from ledger.money import Money
 
@@ -44,7 +44,7 @@ class EntryContext:
     def __init__(
         self, event_id: str, payment_id: str | None, network_id: str, occurred_at: datetime
     ) -> None:
-        # Hand-written (see ledger.frozen.slot_setters); one context is built per event.
+        # Hand-written (see ledger.fastpaths.slot_setters); one context is built per event.
         _set_event_id(self, event_id)
         _set_payment_id(self, payment_id)
         _set_network_id(self, network_id)
@@ -78,7 +78,7 @@ class RevenueShare:
     def __init__(
         self, dimension: Dimension, station: str | None, country: str | None, net: int, vat: int
     ) -> None:
-        # Hand-written (see ledger.frozen.slot_setters); captures and refunds build several shares.
+        # Hand-written (ledger.fastpaths.slot_setters); captures and refunds build several shares.
         _set_dimension(self, dimension)
         _set_station(self, station)
         _set_country(self, country)
