@@ -1,5 +1,6 @@
-"""PostgreSQL state of the sessions processor (migration 020): tariff versions, session rows,
-meter readings deduplicated by (station, transaction, seq_no), charging states, holds and CDRs.
+"""PostgreSQL state of the sessions processor (migrations 020, 021): tariff versions, session
+rows with the history of why they are held, meter readings deduplicated by (station, transaction,
+seq_no), charging states, payment holds and CDRs.
 
 Loads take every id of a batch at once (one query per table); writes are pipelined
 ``executemany`` calls inside the caller's transaction.
@@ -65,9 +66,59 @@ class SessionState:
     refunded_minor: int = 0
     shortfall_minor: int = 0
     shortfall_status: str | None = None
+    #: With ``reason_code`` when the session is held / awaiting_tariff / rejected: what happened
+    #: and what releases it. Saving a session keeps ``session_held_reasons`` in step.
+    reason_detail: str | None = None
+    reason_action: str | None = None
 
 
 _SESSION_COLUMNS = [f.name for f in dataclasses.fields(SessionState)]
+#: Statuses that wait for a person or an event; each has a current reason.
+HELD_STATUSES = ("held", "awaiting_tariff", "rejected")
+
+
+@dataclass
+class PaymentHold:
+    """One row of ``session_payment_holds``: what payments.events told us the payment holds.
+
+    ``status`` is ``authorized`` (billable: ``held_minor`` = authorization + increments) or
+    ``rejected`` (its PaymentAuthorized broke a ledger rule; ``reason_code``/``detail`` say
+    which): a session of that payment is never billed against it."""
+
+    payment_id: str
+    currency: str
+    held_minor: int
+    status: str = "authorized"
+    reason_code: str | None = None
+    detail: str | None = None
+    network_id: str | None = None
+    authorized_at: datetime | None = None
+    event_id: str | None = None
+
+
+_HOLD_COLUMNS = [f.name for f in dataclasses.fields(PaymentHold)]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldReason:
+    """One reason a session was (or is, when ``cleared_at`` is None) held."""
+
+    session_id: str
+    status: str
+    reason_code: str
+    detail: str
+    action: str
+    since: datetime
+    cleared_at: datetime | None = None
+    cleared_by: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (timestamps in ISO 8601)."""
+        values = dataclasses.asdict(self)
+        for name in ("since", "cleared_at"):
+            at = values[name]
+            values[name] = None if at is None else at.isoformat()
+        return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +188,19 @@ def load_sessions(conn: Conn, session_ids: Collection[str]) -> dict[str, Session
     return {row[0]: SessionState(*row) for row in rows}
 
 
-def sessions_awaiting(conn: Conn, tariff_ids: Collection[str]) -> list[SessionState]:
-    """Stopped sessions waiting for a version of one of ``tariff_ids`` (locked)."""
-    if not tariff_ids:
+def sessions_awaiting(
+    conn: Conn, tariff_ids: Collection[str], payment_ids: Collection[str] = ()
+) -> list[SessionState]:
+    """Stopped sessions waiting for a version of one of ``tariff_ids``, or held INVALID_HOLD
+    for one of ``payment_ids`` (locked)."""
+    if not tariff_ids and not payment_ids:
         return []
     rows = conn.execute(
         f"SELECT {', '.join(_SESSION_COLUMNS)} FROM charging_sessions"
-        " WHERE status = 'awaiting_tariff' AND tariff_id = ANY(%s) ORDER BY session_id FOR UPDATE",
-        (list(tariff_ids),),
+        " WHERE (status = 'awaiting_tariff' AND tariff_id = ANY(%s))"
+        " OR (status = 'held' AND reason_code = 'INVALID_HOLD' AND payment_id = ANY(%s))"
+        " ORDER BY session_id FOR UPDATE",
+        (list(tariff_ids), list(payment_ids)),
     ).fetchall()
     return [SessionState(*row) for row in rows]
 
@@ -160,8 +216,11 @@ def lock_session(conn: Conn, session_id: str) -> SessionState | None:
 
 
 def save_sessions(conn: Conn, sessions: Iterable[SessionState]) -> None:
+    """Upsert the sessions, and close or open their held reasons so that the open one is
+    always the session's current reason (none once it is billed, voided or open)."""
+    saved = list(sessions)
     params = []
-    for s in sessions:
+    for s in saved:
         values = dataclasses.asdict(s)
         values["flags"] = json.dumps(s.flags)
         params.append([values[c] for c in _SESSION_COLUMNS])
@@ -175,6 +234,54 @@ def save_sessions(conn: Conn, sessions: Iterable[SessionState]) -> None:
             f" ON CONFLICT (session_id) DO UPDATE SET {updates}, updated_at = now()",
             params,
         )
+    _keep_reasons(conn, saved)
+
+
+def _keep_reasons(conn: Conn, sessions: Sequence[SessionState]) -> None:
+    current = [
+        (s.session_id, s.status, s.reason_code, s.reason_detail or "", s.reason_action or "")
+        if s.status in HELD_STATUSES and s.reason_code
+        else (s.session_id, s.status, None, None, None)
+        for s in sessions
+    ]
+    columns = tuple(list(column) for column in zip(*current, strict=True))
+    conn.execute(
+        "UPDATE session_held_reasons r SET cleared_at = now(), cleared_by = q.status"
+        " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+        "  AS q(session_id, status, code, detail, action)"
+        " WHERE r.session_id = q.session_id AND r.cleared_at IS NULL AND (q.code IS NULL"
+        "  OR (r.status, r.reason_code, r.detail) IS DISTINCT FROM (q.status, q.code, q.detail))",
+        columns,
+    )
+    conn.execute(
+        "INSERT INTO session_held_reasons (session_id, status, reason_code, detail, action)"
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+        "  AS q(session_id, status, code, detail, action) WHERE q.code IS NOT NULL"
+        " ON CONFLICT DO NOTHING",
+        columns,
+    )
+
+
+def held_sessions(conn: Conn, limit: int = 100, offset: int = 0) -> list[HeldReason]:
+    """Sessions that wait for a person or an event, with their current reason, longest-held
+    first."""
+    rows = conn.execute(
+        "SELECT session_id, status, reason_code, detail, action, since, cleared_at, cleared_by"
+        " FROM session_held_reasons WHERE cleared_at IS NULL"
+        " ORDER BY since, session_id LIMIT %s OFFSET %s",
+        (limit, offset),
+    ).fetchall()
+    return [HeldReason(*row) for row in rows]
+
+
+def reason_history(conn: Conn, session_id: str) -> list[HeldReason]:
+    """Every reason the session was held for, oldest first (the last may be current)."""
+    rows = conn.execute(
+        "SELECT session_id, status, reason_code, detail, action, since, cleared_at, cleared_by"
+        " FROM session_held_reasons WHERE session_id = %s ORDER BY id",
+        (session_id,),
+    ).fetchall()
+    return [HeldReason(*row) for row in rows]
 
 
 # ------------------------------------------------------------------------------------ meter
@@ -195,14 +302,20 @@ def load_meter_rows(
         for row in conn.execute(METER_ROWS_BY_KEY, tuple([k[i] for k in keys] for i in range(4))):
             rows[row[:4]] = row
     return [
-        MeterRow(station, tx, sid, MeterReading(int(seq), at, reg, kw, amps), event_id)
-        for station, tx, sid, seq, at, reg, kw, amps, event_id in rows.values()
+        MeterRow(
+            station,
+            tx,
+            sid,
+            MeterReading(int(seq), at, reg, kw, amps, tuple(phases)),
+            event_id,
+        )
+        for station, tx, sid, seq, at, reg, kw, amps, phases, event_id in rows.values()
     ]
 
 
 _METER_COLUMNS = (
     "m.station_id, m.transaction_id, m.session_id, m.seq_no, m.sampled_at, m.register_wh,"
-    " m.power_kw, m.current_a, m.event_id"
+    " m.power_kw, m.current_a, m.energy_phases, m.event_id"
 )
 # OFFSET 0 keeps the planner from flattening the LATERAL subquery into a join it may hash.
 METER_ROWS_OF_SESSIONS = (
@@ -222,8 +335,8 @@ def insert_meter_rows(conn: Conn, rows: Sequence[MeterRow]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO session_meter_values (station_id, transaction_id, seq_no, session_id,"
-            " sampled_at, register_wh, power_kw, current_a, event_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            " sampled_at, register_wh, power_kw, current_a, energy_phases, event_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             [
                 (
                     r.station_id,
@@ -234,6 +347,7 @@ def insert_meter_rows(conn: Conn, rows: Sequence[MeterRow]) -> None:
                     r.reading.register_wh,
                     r.reading.power_kw,
                     r.reading.current_a,
+                    list(r.reading.energy_phases),
                     r.event_id,
                 )
                 for r in rows
@@ -271,29 +385,27 @@ def insert_states(conn: Conn, rows: Sequence[tuple[str, datetime, ChargingState]
 
 
 # ------------------------------------------------------------------------------------ holds
-def add_holds(conn: Conn, holds: Sequence[tuple[str, str, int]]) -> None:
-    """Add (payment_id, currency, amount) to the hold of each payment (authorization or
-    increment; the processor base has already dropped duplicate events)."""
+def save_holds(conn: Conn, holds: Iterable[PaymentHold]) -> None:
+    """Upsert each payment's hold as the processor worked it out (whole rows, not deltas)."""
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _HOLD_COLUMNS[1:])
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO session_payment_holds (payment_id, currency, held_minor)"
-            " VALUES (%s, %s, %s) ON CONFLICT (payment_id) DO UPDATE SET"
-            " held_minor = session_payment_holds.held_minor + EXCLUDED.held_minor,"
-            " updated_at = now()",
-            holds,
+            f"INSERT INTO session_payment_holds ({', '.join(_HOLD_COLUMNS)})"
+            f" VALUES ({', '.join(['%s'] * len(_HOLD_COLUMNS))})"
+            f" ON CONFLICT (payment_id) DO UPDATE SET {updates}, updated_at = now()",
+            [dataclasses.astuple(h) for h in holds],
         )
 
 
-def load_holds(conn: Conn, payment_ids: Collection[str]) -> dict[str, tuple[str, int]]:
-    """(currency, amount held) per payment id that payments.events told us about."""
+def load_holds(conn: Conn, payment_ids: Collection[str]) -> dict[str, PaymentHold]:
+    """The hold of each payment id that payments.events told us about."""
     if not payment_ids:
         return {}
     rows = conn.execute(
-        "SELECT payment_id, currency, held_minor FROM session_payment_holds"
-        " WHERE payment_id = ANY(%s)",
+        f"SELECT {', '.join(_HOLD_COLUMNS)} FROM session_payment_holds WHERE payment_id = ANY(%s)",
         (list(payment_ids),),
     ).fetchall()
-    return {pid: (currency, int(held)) for pid, currency, held in rows}
+    return {row[0]: PaymentHold(*row) for row in rows}
 
 
 # ------------------------------------------------------------------------------------ CDRs

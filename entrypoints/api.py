@@ -162,6 +162,22 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
             "items": [{**r.as_dict(), "consumed": r.consumed} for r in finance.counts(db, group)]
         }
 
+    @app.get("/sessions/held", tags=["operations"])
+    def held_sessions(
+        limit: int = Limit, offset: int = Offset, db: finance.Conn = Db
+    ) -> dict[str, Any]:
+        """Charging sessions held, waiting for their tariff or with a refused stop: reason code,
+        detail, the action that releases them and since when, longest-held first."""
+        from connectors import sessions_store
+
+        rows = sessions_store.held_sessions(db, limit, offset)
+        return {
+            "items": [r.as_dict() for r in rows],
+            "limit": limit,
+            "offset": offset,
+            "next_offset": offset + limit if len(rows) == limit else None,
+        }
+
     return app
 
 

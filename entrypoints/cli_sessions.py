@@ -1,5 +1,6 @@
 """``evledger sessions …`` and ``evledger tariffs publish``: run the sessions processor, inspect a
-session, correct a CDR, size a pre-authorization, publish a tariff version."""
+session, list the held ones, correct a CDR, size a pre-authorization, publish a tariff
+version."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tariffs_app, name="tariffs")
 
 
+SINGLE_PHASE_HELP = "a connector wired to one phase, STATION/CONNECTOR (repeat)"
+
+
 def _app() -> App:
     from connectors.postgres import migrate
 
@@ -40,11 +44,15 @@ def run(
     drain: bool = typer.Option(False, "--drain", help="stop once nothing arrives for 3 s"),
     shortfall_policy: str = typer.Option("write_off", help="write_off or charge"),
     group: str = typer.Option("evledger-sessions", help="consumer group"),
+    single_phase: list[str] = typer.Option([], "--single-phase", help=SINGLE_PHASE_HELP),
 ) -> None:
     """Run the sessions processor (exactly-once into PostgreSQL, events via the outbox)."""
     from processors.sessions import SessionsConfig, ShortfallPolicy, build_sessions_processor
 
-    config = SessionsConfig(shortfall_policy=ShortfallPolicy(shortfall_policy))
+    config = SessionsConfig(
+        shortfall_policy=ShortfallPolicy(shortfall_policy),
+        single_phase_connectors=frozenset(single_phase),
+    )
     processor = build_sessions_processor(_app(), group=group, config=config)
     try:
         if drain:
@@ -65,7 +73,7 @@ def run(
 
 @sessions_app.command("show")
 def show(session_id: str) -> None:
-    """A session's state, meter readings, flags and CDRs."""
+    """A session's state, meter readings, flags, CDRs and the history of its held reasons."""
     from connectors import postgres
     from connectors import sessions_store as store
 
@@ -76,6 +84,7 @@ def show(session_id: str) -> None:
             raise typer.Exit(1)
         readings = store.meter_rows_of(conn, session_id)
         cdrs = store.cdrs_of(conn, session_id)
+        reasons = store.reason_history(conn, session_id)
     table = Table("field", "value", title=f"session {session_id}")
     for name, value in vars(found).items():
         if name != "flags" and value is not None:
@@ -96,6 +105,34 @@ def show(session_id: str) -> None:
         )
     if cdrs:
         console.print(cdr_table)
+    for r in reasons:
+        until = "current" if r.cleared_at is None else f"until {r.cleared_at:%Y-%m-%d %H:%M:%S}"
+        console.print(
+            f"[yellow]{r.status}[/] {r.reason_code} since {r.since:%Y-%m-%d %H:%M:%S} ({until}"
+            f"{', then ' + r.cleared_by if r.cleared_by else ''}): {r.detail}\n  action: {r.action}"
+        )
+
+
+@sessions_app.command("held")
+def held(
+    limit: int = typer.Option(100, min=1, max=10_000, help="rows to show"),
+    offset: int = typer.Option(0, min=0, help="rows to skip"),
+) -> None:
+    """Sessions held, waiting for their tariff or with a refused stop: reason code, detail, the
+    action that releases them, and since when (longest-held first)."""
+    from connectors import postgres
+    from connectors import sessions_store as store
+
+    with postgres.connect(_app().database_url) as conn:
+        rows = store.held_sessions(conn, limit, offset)
+    if not rows:
+        console.print("no held sessions")
+        return
+    table = Table("session", "status", "reason", "detail", "action", "since", title="held sessions")
+    for r in rows:
+        since = f"{r.since:%Y-%m-%d %H:%M:%S %Z}"
+        table.add_row(r.session_id, r.status, r.reason_code, r.detail, r.action, since)
+    console.print(table)
 
 
 @sessions_app.command("reprice")
@@ -117,12 +154,15 @@ def reprice_command(
 
 @sessions_app.command("release")
 def release_command(
-    session_id: str, reason: str = typer.Option(..., help="the reviewer's decision")
+    session_id: str,
+    reason: str = typer.Option(..., help="the reviewer's decision"),
+    single_phase: list[str] = typer.Option([], "--single-phase", help=SINGLE_PHASE_HELP),
 ) -> None:
     """Bill a session held for a meter flag, without the flagged readings (after review)."""
-    from processors.sessions import release
+    from processors.sessions import SessionsConfig, release
 
-    console.print(f"session {session_id}: {release(_app(), session_id, reason)}")
+    config = SessionsConfig(single_phase_connectors=frozenset(single_phase))
+    console.print(f"session {session_id}: {release(_app(), session_id, reason, config=config)}")
 
 
 @sessions_app.command("preauth")

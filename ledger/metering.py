@@ -34,9 +34,21 @@ class InvalidMeterValue(ValidationError):
 
 
 class MeterRegisterDecreased(ValidationError):
-    """The energy register went down within a session (DESIGN.md invariant)."""
+    """The energy register went down within a session (docs/sessions.md)."""
 
     code = "METER_REGISTER_DECREASED"
+
+
+class StopBeforeStart(ValidationError):
+    """A SessionStopped whose stopped_at is before its SessionStarted's start."""
+
+    code = "STOP_BEFORE_START"
+
+
+class ReadingOutsideSession(ValidationError):
+    """A meter value sampled before its session started (or after it stopped)."""
+
+    code = "METER_READING_OUTSIDE_SESSION"
 
 
 class MeterFlagCode(StrEnum):
@@ -47,14 +59,19 @@ class MeterFlagCode(StrEnum):
     METER_IMPLAUSIBLE_ENERGY = "METER_IMPLAUSIBLE_ENERGY"
     METER_READING_OUTSIDE_SESSION = "METER_READING_OUTSIDE_SESSION"
     METER_CONFLICTING_DUPLICATE = "METER_CONFLICTING_DUPLICATE"
+    PARTIAL_PHASES = "PARTIAL_PHASES"
 
 
 #: Flags after which the energy total is not the register's word: hold the CDR for review.
+#: A reading outside the session or of only some phases says nothing sure about the session's
+#: energy, so it is never clamped or summed into a bill without a person's review.
 BLOCKING_FLAGS = frozenset(
     {
         MeterFlagCode.METER_REGISTER_DECREASED,
         MeterFlagCode.METER_REGISTER_RESET,
         MeterFlagCode.METER_IMPLAUSIBLE_ENERGY,
+        MeterFlagCode.METER_READING_OUTSIDE_SESSION,
+        MeterFlagCode.PARTIAL_PHASES,
     }
 )
 
@@ -159,6 +176,34 @@ def energy_register_wh(samples: Iterable[SampledValue]) -> Decimal | None:
     return _measure(samples, ENERGY_REGISTER, _ENERGY_UNITS, "Wh")
 
 
+def energy_phases(samples: Iterable[SampledValue]) -> tuple[str, ...]:
+    """The phases whose registers ``energy_register_wh`` summed, sorted; () when the station
+    sent a phase-less total (or no energy register), so the reading is the whole meter."""
+    phases: set[str] = set()
+    for s in samples:
+        if (s.measurand or ENERGY_REGISTER) != ENERGY_REGISTER:
+            continue
+        if s.phase is None:
+            return ()
+        if s.phase != _NEUTRAL:
+            phases.add(s.phase)
+    return tuple(sorted(phases))
+
+
+# A three-phase meter reports each line to neutral (L1 or L1-N, ...) or each line to line.
+_ALL_THREE = (frozenset({"L1", "L2", "L3"}), frozenset({"L1-L2", "L2-L3", "L3-L1"}))
+
+
+def phases_complete(phases: Iterable[str], single_phase: bool) -> bool:
+    """Whether per-phase energy values add up to the connector's total: always for a phase-less
+    total (no phases) or a connector declared single-phase; else every line of a three-phase
+    connector must be there (L1, L2 and L3, "-N" suffixes alike)."""
+    lines = {p.removesuffix("-N") for p in phases}
+    if not lines or single_phase:
+        return True
+    return any(needed <= lines for needed in _ALL_THREE)
+
+
 def power_kw(samples: Iterable[SampledValue]) -> Decimal | None:
     """Power.Active.Import in kW (W by default), summed over phases when no total is sent."""
     return _measure(samples, POWER, _POWER_UNITS, "W")
@@ -184,6 +229,8 @@ class MeterReading:
     register_wh: Decimal | None
     power_kw: Decimal | None = None
     current_a: Decimal | None = None
+    #: The phases summed into ``register_wh`` (``energy_phases``); () for a phase-less total.
+    energy_phases: tuple[str, ...] = ()
 
 
 @dataclass
@@ -200,7 +247,9 @@ class SessionMeter:
 
     ``max_power_kw`` bounds plausible energy (an interval implying more is flagged);
     a register drop to at most ``reset_threshold_wh`` is read as a meter reset, any other drop as
-    a decrease. Neither is ever billed: the dropped reading contributes no energy.
+    a decrease. Neither is ever billed: the dropped reading contributes no energy. Nor is a
+    reading sampled outside [start, stop] (flagged, not clamped) or one of only some phases of a
+    connector not declared ``single_phase`` (flagged; its register is not the total).
     """
 
     session_id: str
@@ -208,6 +257,7 @@ class SessionMeter:
     meter_start_wh: Decimal | int | None = None
     max_power_kw: Decimal = Decimal(400)
     reset_threshold_wh: Decimal = Decimal(1000)
+    single_phase: bool = False
     _readings: dict[tuple[str, str, int], MeterReading] = field(default_factory=dict, repr=False)
     _states: set[tuple[datetime, ChargingState]] = field(default_factory=set, repr=False)
     _conflicts: list[MeterFlag] = field(default_factory=list, repr=False)
@@ -220,6 +270,7 @@ class SessionMeter:
             register_wh=energy_register_wh(event.samples),
             power_kw=power_kw(event.samples),
             current_a=current_a(event.samples),
+            energy_phases=energy_phases(event.samples),
         )
         return self.record_reading(event.station_id, event.transaction_id, reading)
 
@@ -256,13 +307,7 @@ class SessionMeter:
         self, stopped_at: datetime, time_zone: str, meter_stop_wh: Decimal | int | None = None
     ) -> MeteredSession:
         """The session as contiguous intervals from start to stop, with every flag raised."""
-        if stopped_at < self.started_at:
-            raise ValidationError(
-                "session stops before it starts",
-                session_id=self.session_id,
-                started_at=self.started_at.isoformat(),
-                stopped_at=stopped_at.isoformat(),
-            )
+        check_stop(self.session_id, self.started_at, stopped_at)
         flags: list[MeterFlag] = list(self._conflicts)
         points = self._energy_points(stopped_at, meter_stop_wh, flags)
         intervals = _split_by_state(
@@ -286,16 +331,33 @@ class SessionMeter:
         points: list[_Point] = []
         for seq_no, sampled_at, register, reading in readings:
             seq = None if seq_no < 0 else seq_no
-            at = min(max(sampled_at, self.started_at), stopped_at)
-            if at != sampled_at:
+            at = sampled_at
+            if not self.started_at <= sampled_at <= stopped_at:
                 flags.append(
                     self._flag(
                         MeterFlagCode.METER_READING_OUTSIDE_SESSION,
                         seq,
                         sampled_at,
-                        "reading outside the session; its time was clamped",
+                        f"sampled at {sampled_at.isoformat()}, outside the session "
+                        f"({self.started_at.isoformat()} to {stopped_at.isoformat()}); "
+                        "not billed",
                     )
                 )
+                continue
+            if reading is not None and not phases_complete(
+                reading.energy_phases, self.single_phase
+            ):
+                flags.append(
+                    self._flag(
+                        MeterFlagCode.PARTIAL_PHASES,
+                        seq,
+                        sampled_at,
+                        f"energy of phases {','.join(reading.energy_phases)} only "
+                        f"({register} Wh) on a connector not declared single-phase; "
+                        "not billed as the total",
+                    )
+                )
+                register = None
             delta = Decimal(0)
             if register is not None:
                 if baseline is None:
@@ -353,10 +415,26 @@ class SessionMeter:
     def require_clean(self, session: MeteredSession) -> None:
         """Raise MeterRegisterDecreased when the register went down (reset or decrease)."""
         for flag in session.blocking_flags:
-            if flag.code is not MeterFlagCode.METER_IMPLAUSIBLE_ENERGY:
+            if flag.code in (
+                MeterFlagCode.METER_REGISTER_DECREASED,
+                MeterFlagCode.METER_REGISTER_RESET,
+            ):
                 raise MeterRegisterDecreased(
                     flag.detail, session_id=self.session_id, seq_no=flag.seq_no, reason=flag.code
                 )
+
+
+def check_stop(session_id: str, started_at: datetime, stopped_at: datetime) -> None:
+    """Raise StopBeforeStart when ``stopped_at`` is before ``started_at``."""
+    if stopped_at < started_at:
+        raise StopBeforeStart(
+            f"SessionStopped.stopped_at {stopped_at.isoformat()} is before "
+            f"SessionStarted.started_at {started_at.isoformat()}; check the station clock and "
+            "send a corrected SessionStopped",
+            session_id=session_id,
+            started_at=started_at.isoformat(),
+            stopped_at=stopped_at.isoformat(),
+        )
 
 
 def _charging_changes(

@@ -1,9 +1,10 @@
 """The sessions processor: meter values under a frozen tariff become a CDR and a capture.
 
 Consumer group ``evledger-sessions`` reads ``tariffs.events`` (tariff versions),
-``payments.events`` (only the holds: PaymentAuthorized, AuthorizationIncremented) and
-``sessions.events``. On SessionStopped it prices the session (``ledger.pricing``) and emits,
-through the outbox of ``processors.base``, CdrIssued and CaptureRequested (or VoidRequested).
+``payments.events`` (only the holds: PaymentAuthorized, AuthorizationIncremented, by the
+ledger's rules) and ``sessions.events``. On SessionStopped it prices the session
+(``ledger.pricing``) and emits, through the outbox of ``processors.base``, CdrIssued and
+CaptureRequested (or VoidRequested), or holds the session with a reason.
 Emitted event ids are uuid5 of the causing event id, so a replay re-emits the same ids.
 
 This module holds the handler and its wiring; pricing and billing live in
@@ -32,7 +33,15 @@ from ledger.events import (
     SessionStopped,
     TariffPublished,
 )
-from ledger.metering import MeterReading, current_a, energy_register_wh, power_kw
+from ledger.metering import (
+    MeterReading,
+    ReadingOutsideSession,
+    check_stop,
+    current_a,
+    energy_phases,
+    energy_register_wh,
+    power_kw,
+)
 from ledger.tariffs import InvalidTariff, UnknownTariff, parse_tariff_json
 from processors.base import PostgresProcessor, Tx
 from processors.sessions_base import (
@@ -41,7 +50,10 @@ from processors.sessions_base import (
     SessionsConfig,
     ShortfallPolicy,
     UnknownSession,
+    apply_hold,
     derived_id,
+    hold_rejection_detail,
+    rejected_hold,
 )
 from processors.sessions_billing import TariffCache, resolve_tariff, scale_lines, settle
 from processors.sessions_corrections import release, reprice, waivable
@@ -93,7 +105,7 @@ class SessionsHandler:
 
     def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
         self._tariffs(tx, [r for r in records if isinstance(r.event, TariffPublished)])
-        self._holds(tx, [r for r in records if r.topic == "payments.events"])
+        authorized = self._holds(tx, [r for r in records if r.topic == "payments.events"])
         self._bill_waiting(
             tx,
             {
@@ -101,6 +113,7 @@ class SessionsHandler:
                 for r in records
                 if r.topic == "tariffs.events" and isinstance(r.event, TariffPublished)
             },
+            authorized,
         )
         session_records = [r for r in records if r.topic == "sessions.events"]
         if session_records:
@@ -146,14 +159,15 @@ class SessionsHandler:
                 new.append(row)
         store.insert_tariffs(tx.conn, new)
 
-    def _bill_waiting(self, tx: Tx, tariff_ids: set[str]) -> None:
-        """Bill sessions whose stop waited for one of ``tariff_ids`` (ids derive from the stop,
-        so the result equals billing it on time)."""
-        waiting = store.sessions_awaiting(tx.conn, tariff_ids)
+    def _bill_waiting(self, tx: Tx, tariff_ids: set[str], payment_ids: set[str]) -> None:
+        """Bill sessions whose stop waited for one of ``tariff_ids``, or for an accepted hold of
+        one of ``payment_ids`` (ids derive from the stop, so the result equals billing it on
+        time)."""
+        waiting = store.sessions_awaiting(tx.conn, tariff_ids, payment_ids)
         if not waiting:
             return
         ids = [s.session_id for s in waiting]
-        versions = store.tariff_versions(tx.conn, tariff_ids)
+        versions = store.tariff_versions(tx.conn, {s.tariff_id for s in waiting})
         readings: dict[str, list[store.MeterRow]] = {}
         for row in store.load_meter_rows(tx.conn, (), ids):
             readings.setdefault(row.session_id, []).append(row)
@@ -162,7 +176,7 @@ class SessionsHandler:
         cdrs: list[store.CdrRow] = []
         for s in waiting:
             try:
-                billed, _held = settle(
+                billed, held = settle(
                     tx,
                     s,
                     versions.get(s.tariff_id, []),
@@ -176,17 +190,42 @@ class SessionsHandler:
                 log.warning("session %s still not billable: %s", s.session_id, exc)
                 continue
             cdrs += billed
-            log.info("session %s billed after its tariff arrived: %s", s.session_id, s.status)
+            if held is not None:
+                log.warning("session %s held: %s %s", s.session_id, held.code, held.detail)
+            else:
+                log.info("session %s settled after the wait: %s", s.session_id, s.status)
         store.save_sessions(tx.conn, waiting)
         store.insert_cdrs(tx.conn, cdrs)
 
-    def _holds(self, tx: Tx, records: list[Consumed]) -> None:
-        holds = [
-            (r.event.payment_id, r.event.amount.currency, r.event.amount.amount_minor)
-            for r in records
-            if isinstance(r.event, PaymentAuthorized | AuthorizationIncremented)
+    def _holds(self, tx: Tx, records: list[Consumed]) -> set[str]:
+        """Apply authorizations and increments by the ledger's rules; reject what it would.
+        Returns the payment ids that now have an accepted hold they lacked before."""
+        records = [
+            r for r in records if isinstance(r.event, PaymentAuthorized | AuthorizationIncremented)
         ]
-        store.add_holds(tx.conn, holds)
+        if not records:
+            return set()
+        holds = store.load_holds(tx.conn, {r.event.payment_id for r in records})
+        before = {pid for pid, h in holds.items() if h.status == "authorized"}
+        changed: set[str] = set()
+        for record in records:
+            e: PaymentAuthorized | AuthorizationIncremented = record.event
+            current = holds.get(e.payment_id)
+            try:
+                holds[e.payment_id] = apply_hold(current, e)
+            except LedgerError as exc:
+                detail = hold_rejection_detail(e, exc)
+                tx.reject(record, exc.code, detail)
+                log.warning("hold rejected: %s", detail)
+                if isinstance(e, PaymentAuthorized) and (
+                    current is None or current.status != "authorized"
+                ):
+                    holds[e.payment_id] = rejected_hold(e, exc)
+                else:
+                    continue
+            changed.add(e.payment_id)
+        store.save_holds(tx.conn, [holds[pid] for pid in sorted(changed)])
+        return {pid for pid in changed if holds[pid].status == "authorized" and pid not in before}
 
 
 class _SessionBatch:
@@ -288,13 +327,16 @@ class _SessionBatch:
         self.changed.add(e.session_id)
 
     def _meter_value(self, e: MeterValueRecorded) -> None:
-        self._open(e.session_id, "meter value")
+        s = self._open(e.session_id, "meter value")
+        if s is not None:
+            _within(s, e)
         reading = MeterReading(
             e.seq_no,
             e.sampled_at,
             energy_register_wh(e.samples),
             power_kw(e.samples),
             current_a(e.samples),
+            energy_phases(e.samples),
         )
         row = store.MeterRow(
             e.station_id, e.transaction_id, e.session_id, reading, e.envelope.event_id
@@ -322,13 +364,14 @@ class _SessionBatch:
         s = self._open(e.session_id, "SessionStopped")
         if s is None:
             raise UnknownSession("SessionStopped without SessionStarted", session_id=e.session_id)
+        check_stop(s.session_id, s.started_at, e.stopped_at)  # the session stays as it was
         s.stopped_event_id, s.stopped_at, s.meter_stop_wh = (
             e.envelope.event_id,
             e.stopped_at,
             e.meter_stop_wh,
         )
         self.changed.add(s.session_id)
-        cdrs, blocking = settle(
+        cdrs, held = settle(
             self.tx,
             s,
             self.tariff_versions.get(s.tariff_id, []),
@@ -339,9 +382,25 @@ class _SessionBatch:
             self.config,
         )
         self.new_cdrs += cdrs
-        if blocking:
-            detail = "; ".join(f"{f.code.value} seq_no={f.seq_no}: {f.detail}" for f in blocking)
-            self.tx.reject(record, blocking[0].code.value, f"CDR held for review: {detail}")
+        if held is not None:
+            self.tx.reject(record, held.code, held.detail)
+
+
+def _within(s: store.SessionState, e: MeterValueRecorded) -> None:
+    """Reject a reading sampled before its known session started, or after the stop of a
+    session waiting for its tariff: it would bill energy from outside the session. (Readings
+    that arrive before their SessionStarted are checked when the session stops.)"""
+    stop = s.stopped_at if s.status == "awaiting_tariff" else None
+    if e.sampled_at < s.started_at or (stop is not None and e.sampled_at > stop):
+        raise ReadingOutsideSession(
+            f"sampled_at {e.sampled_at.isoformat()} is outside the session "
+            f"({s.started_at.isoformat()} to {stop.isoformat() if stop else 'its stop'}); "
+            "not billed",
+            session_id=s.session_id,
+            seq_no=e.seq_no,
+            station_id=e.station_id,
+            transaction_id=e.transaction_id,
+        )
 
 
 # ------------------------------------------------------------------------------------ wiring
@@ -371,11 +430,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         choices=[p.value for p in ShortfallPolicy],
         default=ShortfallPolicy.WRITE_OFF.value,
     )
+    parser.add_argument(
+        "--single-phase",
+        action="append",
+        default=[],
+        metavar="STATION/CONNECTOR",
+        help="a connector wired to one phase (repeat)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     app = bootstrap()
     migrate(app.database_url)
-    config = SessionsConfig(shortfall_policy=ShortfallPolicy(args.shortfall_policy))
+    config = SessionsConfig(
+        shortfall_policy=ShortfallPolicy(args.shortfall_policy),
+        single_phase_connectors=frozenset(args.single_phase),
+    )
     processor = build_sessions_processor(app, config=config)
     try:
         if args.drain:

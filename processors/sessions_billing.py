@@ -1,12 +1,14 @@
 """Pricing and billing a stopped session: the tariff frozen at start, the meter rebuilt from its
-readings, then CdrIssued and CaptureRequested (capped at the hold; the shortfall written off or
-kept) or VoidRequested, through the outbox. Used on stop, when a late tariff arrives, and by the
+readings, the payment's hold as the ledger's rules allow it, then CdrIssued and CaptureRequested
+(capped at the hold; the shortfall written off or kept) or VoidRequested, through the outbox; or
+the reason the session is held. Used on stop, when a late tariff or hold arrives, and by the
 corrections (``processors.sessions_corrections``)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -15,13 +17,19 @@ from connectors import sessions_store as store
 from ledger.envelope import Envelope, Source
 from ledger.errors import CurrencyMismatch, LedgerError
 from ledger.events import CaptureRequested, CdrIssued, ChargingState, RevenueLine, VoidRequested
-from ledger.metering import MeteredSession, MeterFlag, SessionMeter
+from ledger.metering import MeteredSession, SessionMeter
 from ledger.money import Money
 from ledger.preauth import preauthorization_amount
 from ledger.pricing import PricedSession, price_session
 from ledger.tariffs import Tariff, UnknownTariff, parse_tariff_json
 from processors.base import Tx
-from processors.sessions_base import SessionsConfig, ShortfallPolicy, derived_id
+from processors.sessions_base import (
+    InvalidHold,
+    SessionsConfig,
+    ShortfallPolicy,
+    derived_id,
+    release_action,
+)
 
 log = logging.getLogger("evledger.sessions")
 
@@ -80,7 +88,12 @@ def metered_session(
     """Rebuild the session's meter from its stored readings and states (any order)."""
     assert s.stopped_at is not None
     meter = SessionMeter(
-        s.session_id, s.started_at, s.meter_start_wh, config.max_power_kw, config.reset_threshold_wh
+        s.session_id,
+        s.started_at,
+        s.meter_start_wh,
+        config.max_power_kw,
+        config.reset_threshold_wh,
+        config.single_phase(s.station_id, s.connector_id),
     )
     for row in readings:
         meter.record_reading(row.station_id, row.transaction_id, row.reading)
@@ -107,17 +120,25 @@ class TariffCache:
 def hold_for(
     s: store.SessionState,
     tariff: Tariff,
-    holds: dict[str, tuple[str, int]],
+    holds: dict[str, store.PaymentHold],
     config: SessionsConfig,
 ) -> tuple[Money, str] | None:
     """The session's hold and where it came from: ``authorized`` when payments.events told us
     (authorization + increments), else ``assumed``: the pre-authorization sizing of the tariff.
-    None without a payment."""
+    None without a payment. Raises InvalidHold when the authorization was rejected or the
+    hold is not positive."""
     if s.payment_id is None:
         return None
     known = holds.get(s.payment_id)
     if known is not None:
-        return Money(known[1], known[0]), "authorized"
+        if known.status != "authorized":
+            raise InvalidHold(
+                f"the authorization of the session's payment was rejected {known.reason_code} "
+                f"({known.detail}); no CDR or capture against it",
+                session_id=s.session_id,
+                payment_id=s.payment_id,
+            )
+        return _positive(s, Money(known.held_minor, known.currency)), "authorized"
     assumed = preauthorization_amount(
         tariff,
         starts_at=s.started_at,
@@ -134,6 +155,28 @@ def hold_for(
     return assumed, "assumed"
 
 
+def _positive(s: store.SessionState, hold: Money) -> Money:
+    if hold.amount_minor <= 0:
+        raise InvalidHold(
+            f"hold_minor={hold.amount_minor} {hold.currency}: a hold must be positive; no "
+            "capture against it",
+            session_id=s.session_id,
+            payment_id=s.payment_id,
+        )
+    return hold
+
+
+def mark(s: store.SessionState, status: str, code: str, detail: str) -> None:
+    """Put ``s`` in a waiting ``status`` (held, awaiting_tariff, rejected) for ``code``, with
+    what happened and what releases it (saved with the session's reason history)."""
+    s.status, s.reason_code, s.reason_detail = status, code, detail
+    s.reason_action = release_action(code)
+
+
+def _clear(s: store.SessionState, status: str) -> None:
+    s.status, s.reason_code, s.reason_detail, s.reason_action = status, None, None, None
+
+
 def bill(
     tx: Tx,
     s: store.SessionState,
@@ -147,7 +190,8 @@ def bill(
     VoidRequested when no energy was delivered. Updates ``s``; returns the CDR rows to store.
     Event ids derive from ``cause_id`` (the SessionStopped event id).
 
-    Raises CurrencyMismatch when the hold is in another currency than the tariff."""
+    Raises CurrencyMismatch when the hold is in another currency than the tariff, InvalidHold
+    when it is not positive (before anything is emitted)."""
 
     def envelope(kind: str) -> Envelope:
         return Envelope.new(
@@ -167,16 +211,18 @@ def bill(
             hold=hold[0].currency,
             tariff=priced.currency,
         )
+    if hold is not None and priced.energy_wh and not priced.total_incl_vat.is_zero:
+        _positive(s, hold[0])  # a capture follows: never one of zero or less
     s.tariff_version, s.currency = version, priced.currency
     if priced.energy_wh == 0:
         if s.payment_id is not None:
             tx.emit(VoidRequested(envelope("void"), s.payment_id, "NO_ENERGY_DELIVERED"))
-        s.status = "voided"
+        _clear(s, "voided")
         return []
     cdr_id = derived_id(cause_id, "cdr")
     lines = priced.revenue_lines()
     tx.emit(cdr_issued(envelope("cdr-issued"), s, cdr_id, version, priced, None))
-    s.status = "billed"
+    _clear(s, "billed")
     cdr = cdr_row(cdr_id, s, "issued", derived_id(cause_id, "cdr-issued"), version, priced)
     if s.payment_id is None or hold is None:
         return [cdr]
@@ -276,25 +322,34 @@ def _line_json(line: RevenueLine) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- settling a stop
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Why a stopped session is held instead of billed (its SessionStopped is rejected so)."""
+
+    code: str
+    detail: str
+
+
 def settle(
     tx: Tx,
     s: store.SessionState,
     versions: Sequence[store.TariffVersion],
     readings: Iterable[store.MeterRow],
     states: Iterable[tuple[datetime, ChargingState]],
-    holds: dict[str, tuple[str, int]],
+    holds: dict[str, store.PaymentHold],
     tariffs: TariffCache,
     config: SessionsConfig,
-) -> tuple[list[store.CdrRow], tuple[MeterFlag, ...]]:
-    """Price and bill a stopped session: the CDR rows, or the blocking flags that hold it.
+) -> tuple[list[store.CdrRow], Held | None]:
+    """Price and bill a stopped session: the CDR rows, or why it is held (blocking meter
+    flags, INVALID_HOLD).
 
-    Sets ``s.status``: billed / voided, held (blocking flags), awaiting_tariff (UnknownTariff,
+    Sets ``s.status`` with its reason: billed / voided, held, awaiting_tariff (UnknownTariff,
     re-raised: billed when the tariff arrives) or rejected (any other LedgerError, re-raised)."""
     assert s.stopped_event_id is not None
     try:
         found = resolve_tariff(versions, s.tariff_id, s.tariff_version, s.started_at)
     except UnknownTariff as exc:
-        s.status, s.reason_code = "awaiting_tariff", exc.code
+        mark(s, "awaiting_tariff", exc.code, str(exc))
         raise
     try:
         tariff = tariffs.get(found)
@@ -302,16 +357,20 @@ def settle(
         s.flags = [_flag_json(f) for f in metered.flags]
         blocking = metered.blocking_flags
         if blocking:
-            s.status, s.reason_code = "held", blocking[0].code.value
-            return [], blocking
+            flags = "; ".join(f"{f.code.value} seq_no={f.seq_no}: {f.detail}" for f in blocking)
+            held = Held(blocking[0].code.value, f"CDR held for review: {flags}")
+            mark(s, "held", held.code, held.detail)
+            return [], held
         priced = price_session(tariff, metered)
         hold = hold_for(s, tariff, holds, config)
         cdrs = bill(tx, s, found.version, priced, hold, config, s.stopped_event_id)
+    except InvalidHold as exc:
+        mark(s, "held", exc.code, str(exc))
+        return [], Held(exc.code, str(exc))
     except LedgerError as exc:
-        s.status, s.reason_code = "rejected", exc.code
+        mark(s, "rejected", exc.code, str(exc))
         raise
-    s.reason_code = None
-    return cdrs, ()
+    return cdrs, None
 
 
 def _flag_json(flag: Any) -> dict[str, Any]:

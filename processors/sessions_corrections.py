@@ -17,13 +17,14 @@ from ledger.events import CdrCredited, RefundRequested
 from ledger.money import Money
 from ledger.pricing import price_session
 from processors.base import Tx, relay_outbox
-from processors.sessions_base import GROUP, SessionsConfig, UnknownSession, derived_id
+from processors.sessions_base import GROUP, InvalidHold, SessionsConfig, UnknownSession, derived_id
 from processors.sessions_billing import (
     TariffCache,
     bill,
     cdr_issued,
     cdr_row,
     hold_for,
+    mark,
     metered_session,
     resolve_tariff,
 )
@@ -190,12 +191,16 @@ def release(
     config: SessionsConfig | None = None,
 ) -> str:
     """Bill a session held for a blocking meter flag, after review, as the meter reads without
-    the flagged readings (a decrease or reset delivers no energy; implausible energy is billed as
-    measured). Emits like a stop would, with ids derived from the stop; returns the new status.
-    Raises UnknownSession, SessionNotHeld, UnknownTariff."""
+    the flagged readings (a decrease or reset, a reading outside the session or of only some
+    phases delivers no energy; implausible energy is billed as measured). Emits like a stop
+    would, with ids derived from the stop; returns the new status.
+
+    Raises UnknownSession, SessionNotHeld, UnknownTariff, InvalidHold (the payment has no hold
+    the ledger accepts: the session stays held with that reason, which is saved)."""
     from connectors.postgres import connect
 
     config = config or SessionsConfig()
+    invalid: InvalidHold | None = None
     with connect(database_url or app.database_url) as conn:
         with conn.transaction():
             s = store.lock_session(conn, session_id)
@@ -215,12 +220,18 @@ def release(
             holds = store.load_holds(conn, [s.payment_id] if s.payment_id else [])
             tx = Tx(conn, app.serde.encode, GROUP, s.network_id)
             priced = price_session(tariff, metered)
-            hold = hold_for(s, tariff, holds, config)
             cause_id = derived_id(s.stopped_event_id, "release")
-            rows = bill(tx, s, found.version, priced, hold, config, cause_id)
+            try:
+                hold = hold_for(s, tariff, holds, config)
+                rows = bill(tx, s, found.version, priced, hold, config, cause_id)
+            except InvalidHold as exc:
+                mark(s, "held", exc.code, str(exc))
+                invalid, rows = exc, []
             store.insert_cdrs(conn, [dataclasses.replace(r, reason=reason) for r in rows])
             store.save_sessions(conn, [s])
         relay_outbox(conn, app.publisher())
+    if invalid is not None:
+        raise invalid
     return s.status
 
 

@@ -161,12 +161,12 @@ def test_implausible_energy_is_flagged() -> None:
     assert [f.code for f in session.blocking_flags] == [MeterFlagCode.METER_IMPLAUSIBLE_ENERGY]
 
 
-def test_reading_outside_the_session_is_clamped_and_flagged() -> None:
+def test_a_reading_after_the_stop_is_left_out_and_holds_the_session() -> None:
     m = meter(meter_start_wh=0)
     m.record(meter_event(1, 40, wh("1000")))
     session = m.metered_session(at(30), "UTC", meter_stop_wh=1000)
     assert session.intervals[-1].end == at(30)
-    assert MeterFlagCode.METER_READING_OUTSIDE_SESSION in [f.code for f in session.flags]
+    assert MeterFlagCode.METER_READING_OUTSIDE_SESSION in [f.code for f in session.blocking_flags]
 
 
 def test_charging_states_split_charging_from_parking() -> None:
