@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from bench.harness import BenchContext, Metric, rate
-from ledger.metering import MeteredInterval, MeteredSession
-from ledger.pricing import price_session
-from ledger.tariffs import Tariff, parse_tariff
+from ledger.pricing.price import price_session
+from ledger.pricing.tariffs import Tariff, parse_tariff
+from ledger.sessions.metering import MeteredInterval, MeteredSession
 
 TARGET_PER_S = 20_000
 ZONE = "Europe/Amsterdam"

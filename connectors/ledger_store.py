@@ -30,9 +30,9 @@ import psycopg
 from psycopg.types.json import set_json_loads
 
 from connectors.postgres import array_element, array_literal
-from ledger.balances import BalanceDelta
-from ledger.journal import JournalEntry
-from ledger.payment_state import PaymentState
+from ledger.accounting.balances import BalanceDelta
+from ledger.accounting.journal import JournalEntry
+from ledger.payments.state import PaymentState
 
 try:
     from connectors import _copytext  # type: ignore[attr-defined]
@@ -173,7 +173,7 @@ def _element(code: str) -> str:
 
 def upsert_balances(conn: Conn, deltas: Sequence[BalanceDelta]) -> None:
     """Add each delta to its balance row: one row write per account per batch, in the order
-    given (``ledger.balances.aggregate`` sorts by account then currency)."""
+    given (``ledger.accounting.balances.aggregate`` sorts by account then currency)."""
     if not deltas:
         return
     conn.execute(

@@ -40,7 +40,7 @@ from connectors.providers.base import PaymentProvider
 from connectors.providers.sandbox import SandboxProvider
 from connectors.webhooks import BraintreeWebhookKey
 from ledger.errors import ValidationError
-from ledger.routing import RoutingRule
+from ledger.settlement.routing import RoutingRule
 
 
 class ProviderConfigError(ValidationError):

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from ledger.events import ChargingState
-from ledger.metering import MeterReading
+from ledger.sessions.metering import MeterReading
 
 Conn = psycopg.Connection[Any]
 MeterKey = tuple[str, str, str, int]  # session, station, transaction, seq_no

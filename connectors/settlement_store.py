@@ -32,7 +32,7 @@ from ledger.events import (
     VoidRequested,
 )
 from ledger.money import Money
-from ledger.reconciliation import LedgerRecord, LineType, ReconciliationReport
+from ledger.settlement.reconciliation import LedgerRecord, LineType, ReconciliationReport
 
 Conn = psycopg.Connection[Any]
 

@@ -174,10 +174,10 @@ def preauth(
     max_power_kw: float = typer.Option(22.0, help="power assumed for the estimate"),
     max_hours: float = typer.Option(4.0, help="duration assumed for the estimate"),
 ) -> None:
-    """Print the hold to place at session start for a tariff (ledger.preauth)."""
+    """Print the hold to place at session start for a tariff (ledger.pricing.preauth)."""
     from connectors import postgres
     from connectors import sessions_store as store
-    from ledger.preauth import preauthorization_amount
+    from ledger.pricing.preauth import preauthorization_amount
     from processors.sessions import TariffCache, resolve_tariff
 
     starts_at = datetime.fromisoformat(at) if at else datetime.now(UTC)
@@ -206,7 +206,7 @@ def publish(
     from connectors import sessions_store as store
     from ledger.envelope import Envelope, Source
     from ledger.events import TariffPublished
-    from ledger.tariffs import parse_tariff_json
+    from ledger.pricing.tariffs import parse_tariff_json
 
     text = file.read_text()
     tariff = parse_tariff_json(text)  # raises InvalidTariff with the path of the problem

@@ -24,7 +24,12 @@ from connectors.settlement_store import (
     open_exceptions,
     record_run,
 )
-from ledger.reconciliation import LineType, ReconciliationReport, SettlementLine, reconcile
+from ledger.settlement.reconciliation import (
+    LineType,
+    ReconciliationReport,
+    SettlementLine,
+    reconcile,
+)
 
 console = Console()
 settlement_app = typer.Typer(

@@ -31,8 +31,8 @@ from ledger.events import (
     TariffPublished,
 )
 from ledger.money import Money
-from ledger.preauth import preauthorization_amount
-from ledger.tariffs import parse_tariff
+from ledger.pricing.preauth import preauthorization_amount
+from ledger.pricing.tariffs import parse_tariff
 
 STATIONS = [("DE", "Europe/Berlin"), ("NL", "Europe/Amsterdam"), ("FR", "Europe/Paris")]
 VAT = {"DE": 19, "NL": 21, "FR": 20}

@@ -25,8 +25,8 @@ class IdScheme:
 
 
 JOURNAL_ENTRIES = IdScheme(uuid.UUID("5b0f6a52-3d0e-4c1e-9d53-6c0e2f3e7a10"), ":")
-"""Journal entries: (event_id, entry kind). ``ledger.journal.entry_id_for`` computes the same
-from the SHA-1 digest directly, for speed (a property test holds the two equal)."""
+"""Journal entries: (event_id, entry kind). ``ledger.accounting.journal.entry_id_for`` computes
+the same from the SHA-1 digest directly, for speed (a property test holds the two equal)."""
 SETTLEMENT_OUTCOMES = IdScheme(uuid.UUID("0c6f2f0e-7d38-4a53-9a43-5be0c0d1f1a7"), ":")
 """Events the settlement connector emits for an instruction: (instruction event_id, kind)."""
 PROVIDER_FACTS = IdScheme(uuid.UUID("5b0f9a52-6a43-4f0e-9d1c-6a8f0b8e2c11"), ":")

@@ -20,8 +20,9 @@ from connectors import ledger_store as store
 from connectors import postgres
 from connectors.bootstrap import App
 from connectors.kafka import Consumed
-from ledger import balances, payments
-from ledger import posting_rules as rules
+from ledger import payments
+from ledger.accounting import balances
+from ledger.accounting import posting_rules as rules
 from ledger.errors import InfrastructureError, ValidationError
 from ledger.events import (
     AuthorizationFailed,

@@ -33,7 +33,8 @@ from ledger.events import (
     SessionStopped,
     TariffPublished,
 )
-from ledger.metering import (
+from ledger.pricing.tariffs import InvalidTariff, UnknownTariff, parse_tariff_json
+from ledger.sessions.metering import (
     MeterReading,
     ReadingOutsideSession,
     check_stop,
@@ -42,7 +43,6 @@ from ledger.metering import (
     energy_register_wh,
     power_kw,
 )
-from ledger.tariffs import InvalidTariff, UnknownTariff, parse_tariff_json
 from processors.base import PostgresProcessor, Tx
 from processors.sessions_base import (
     GROUP,

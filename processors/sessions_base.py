@@ -12,12 +12,12 @@ from decimal import Decimal
 from enum import StrEnum
 
 from connectors import sessions_store as store
-from ledger import payment_errors as err
 from ledger.errors import LedgerError, ValidationError
 from ledger.events import AuthorizationIncremented, PaymentAuthorized
 from ledger.money import Money
-from ledger.payments import check_hold
-from ledger.preauth import DEFAULT_MAX_DURATION, DEFAULT_MAX_POWER_KW
+from ledger.payments import errors as err
+from ledger.payments.rules import check_hold
+from ledger.pricing.preauth import DEFAULT_MAX_DURATION, DEFAULT_MAX_POWER_KW
 
 GROUP = "evledger-sessions"
 TOPICS = ("tariffs.events", "payments.events", "sessions.events")
@@ -43,7 +43,7 @@ class SessionsConfig:
     max_power_kw: Decimal = Decimal(400)
     #: A register drop to at most this is a meter reset, any other drop a decrease.
     reset_threshold_wh: Decimal = Decimal(1000)
-    #: Assumed hold when payments.events never told us one (ledger.preauth sizing).
+    #: Assumed hold when payments.events never told us one (ledger.pricing.preauth sizing).
     preauth_max_power_kw: Decimal = DEFAULT_MAX_POWER_KW
     preauth_max_duration: timedelta = DEFAULT_MAX_DURATION
     #: Connectors wired to one phase, as ``connector_key(station_id, connector_id)``: their

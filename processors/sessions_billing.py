@@ -17,11 +17,11 @@ from connectors import sessions_store as store
 from ledger.envelope import Envelope, Source
 from ledger.errors import CurrencyMismatch, LedgerError
 from ledger.events import CaptureRequested, CdrIssued, ChargingState, RevenueLine, VoidRequested
-from ledger.metering import MeteredSession, SessionMeter
 from ledger.money import Money
-from ledger.preauth import preauthorization_amount
-from ledger.pricing import PricedSession, price_session
-from ledger.tariffs import Tariff, UnknownTariff, parse_tariff_json
+from ledger.pricing.preauth import preauthorization_amount
+from ledger.pricing.price import PricedSession, price_session
+from ledger.pricing.tariffs import Tariff, UnknownTariff, parse_tariff_json
+from ledger.sessions.metering import MeteredSession, SessionMeter
 from processors.base import Tx
 from processors.sessions_base import (
     InvalidHold,

@@ -9,13 +9,13 @@ from collections.abc import Collection
 
 from connectors import sessions_store as store
 from connectors.bootstrap import App
-from ledger.corrections import Correction, SettlementKind, correct_cdr
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
 from ledger.errors import ValidationError
 from ledger.events import CdrCredited, RefundRequested
 from ledger.money import Money
-from ledger.pricing import price_session
+from ledger.pricing.price import price_session
+from ledger.sessions.corrections import Correction, SettlementKind, correct_cdr
 from processors.base import Tx, relay_outbox
 from processors.sessions_base import GROUP, InvalidHold, SessionsConfig, UnknownSession, derived_id
 from processors.sessions_billing import (

@@ -4,9 +4,9 @@ Per instruction (see docs/settlement.md for the crash analysis):
 
 1. the idempotency key is derived from the instruction's event id and the attempt is written to
    ``provider_attempts`` and committed (own connection) **before** any provider call;
-2. the provider is called with that key, with bounded ``ledger.retry`` backoff for retriable
-   errors; authorizations are routed by ``ledger.routing`` and fail over only when the provider
-   answered definitely that it did nothing;
+2. the provider is called with that key, with bounded ``ledger.settlement.retry`` backoff for
+   retriable errors; authorizations are routed by ``ledger.settlement.routing`` and fail over
+   only when the provider answered definitely that it did nothing;
 3. the answer is committed to the attempt log (succeeded / failed / in_doubt);
 4. outcome events with deterministic ids (uuid5 of the instruction's event id and the outcome
    kind) go to the outbox in the batch transaction, with the offsets.
@@ -25,8 +25,8 @@ import time
 from connectors.bootstrap import App
 from connectors.provider_registry import ProviderRegistry
 from connectors.settlement_store import Attempt, AttemptStore, mark_emitted, restore_command
-from ledger.routing import BreakerState
-from ledger.settlement_outcomes import outcome_event_id
+from ledger.settlement.outcomes import outcome_event_id
+from ledger.settlement.routing import BreakerState
 from processors.base import BatchStats, PostgresProcessor, Tx, drain_steps
 from processors.settlement_attempts import outcome_events
 from processors.settlement_handler import CommandRefused, ConnectorConfig, SettlementHandler

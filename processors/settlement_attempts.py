@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.settlement_store import Attempt, AttemptStatus, Command, result_money
-from ledger import settlement_outcomes
+from ledger.settlement import outcomes as settlement_outcomes
 
 
 def outcome_events(command: Command, attempt: Attempt) -> tuple[list[Any], tuple[str, str] | None]:

@@ -42,8 +42,9 @@ from connectors.settlement_store import (
 )
 from ledger.errors import LedgerError
 from ledger.events import AuthorizeRequested
-from ledger.retry import RetryPolicy
-from ledger.routing import (
+from ledger.settlement.outcomes import instruction_amount
+from ledger.settlement.retry import RetryPolicy
+from ledger.settlement.routing import (
     BreakerConfig,
     BreakerState,
     CircuitBreakers,
@@ -52,7 +53,6 @@ from ledger.routing import (
     route,
     route_follow_up,
 )
-from ledger.settlement_outcomes import instruction_amount
 from processors.base import Tx
 from processors.settlement_attempts import outcome_events
 

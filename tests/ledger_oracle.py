@@ -27,7 +27,7 @@ from confluent_kafka import TopicPartition
 from connectors.bootstrap import App
 from connectors.kafka import Consumed
 from ledger import payments
-from ledger import posting_rules as rules
+from ledger.accounting import posting_rules as rules
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
 from ledger.errors import ValidationError
@@ -51,7 +51,7 @@ from ledger.events import (
     RevenueLine,
 )
 from ledger.money import Money
-from ledger.payment_state import PaymentState
+from ledger.payments.state import PaymentState
 
 PAYMENT_EVENTS: tuple[type, ...] = payments.PaymentEvent.__args__
 

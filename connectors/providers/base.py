@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from ledger.money import Money
-from ledger.reconciliation import SettlementLine
+from ledger.settlement.reconciliation import SettlementLine
 
 
 class Action(StrEnum):

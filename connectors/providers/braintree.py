@@ -60,7 +60,7 @@ from connectors.providers.errors import (
 )
 from ledger.errors import LedgerError
 from ledger.money import Money
-from ledger.reconciliation import LineType, SettlementLine
+from ledger.settlement.reconciliation import LineType, SettlementLine
 
 T = TypeVar("T")
 

@@ -55,7 +55,7 @@ from connectors.providers.errors import (
 )
 from ledger.envelope import utcnow
 from ledger.money import Money
-from ledger.reconciliation import LineType, SettlementLine
+from ledger.settlement.reconciliation import LineType, SettlementLine
 
 R = TypeVar("R")
 

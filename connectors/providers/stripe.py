@@ -6,7 +6,8 @@ of the hold is released, unless multicapture is enabled on the account and ``fin
 void = ``cancel``; refund = ``refunds.create(payment_intent=...)``. Every mutating request sends
 the caller's key as ``Idempotency-Key``; Stripe keeps keys at least 24 hours and refuses a key
 reused with other parameters (IdempotencyConflict). stripe-python's own retries are off by
-default (``max_network_retries=0``) so that retries go through ``ledger.retry`` and the breaker.
+default (``max_network_retries=0``) so that retries go through ``ledger.settlement.retry`` and
+the breaker.
 
 Stripe's decline arrives as HTTP 402 (CardError → PaymentDeclined). A connection failure or 5xx
 is in doubt: retry with the same key, or read the PaymentIntent with ``fetch_status``.
@@ -52,7 +53,7 @@ from connectors.providers.errors import (
 )
 from ledger.errors import LedgerError
 from ledger.money import Money
-from ledger.reconciliation import LineType, SettlementLine
+from ledger.settlement.reconciliation import LineType, SettlementLine
 
 T = TypeVar("T")
 

@@ -53,7 +53,7 @@ from connectors.providers.errors import (
 from connectors.providers.sandbox import Fault, FeeSchedule, SandboxProvider
 from connectors.providers.stripe import StripeProvider
 from ledger.money import Money
-from ledger.reconciliation import LineType, SettlementLine
+from ledger.settlement.reconciliation import LineType, SettlementLine
 from tests.contract.conftest import Harness
 
 

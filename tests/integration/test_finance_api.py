@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from connectors.bootstrap import App
 from entrypoints.api import create_app
-from ledger.payment_state import PaymentStatus
+from ledger.payments.state import PaymentStatus
 from processors.ledger_projector import TOPICS, build_ledger_processor
 from tests.integration.conftest import end_offsets
 from tests.integration.test_ledger_projector import (

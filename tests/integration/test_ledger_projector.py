@@ -20,7 +20,7 @@ from connectors import finance, postgres
 from connectors.bootstrap import App
 from ledger.events import PaymentAuthorized
 from ledger.money import Money
-from ledger.payment_state import PaymentState
+from ledger.payments.state import PaymentState
 from processors.base import PostgresProcessor
 from processors.ledger_projector import TOPICS, build_ledger_processor, caught_up
 from tests.integration.conftest import end_offsets

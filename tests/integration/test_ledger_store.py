@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 from connectors import ledger_store as store
 from connectors import postgres
 from connectors.bootstrap import App
-from ledger import accounts
+from ledger.accounting import accounts
+from ledger.accounting.journal import EntryKind, JournalEntry, Posting
 from ledger.dimensions import Dimension
-from ledger.journal import EntryKind, JournalEntry, Posting
 from ledger.money import Money
-from ledger.payment_state import PaymentState
+from ledger.payments.state import PaymentState
 
 AWKWARD_STATIONS = ['st"1', "{x,y}", "back\\slash", "NULL", "tab\tand\nnewline", "ünï", "a,b"]
 

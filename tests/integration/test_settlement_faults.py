@@ -22,7 +22,7 @@ from connectors.provider_registry import ProviderRegistry
 from connectors.providers.base import CaptureCall, CaptureResult, PaymentProvider
 from connectors.providers.sandbox import Fault, SandboxProvider
 from ledger.events import PaymentAuthorized, PaymentCaptured, ProviderRouted
-from ledger.routing import BreakerConfig, RoutingRule
+from ledger.settlement.routing import BreakerConfig, RoutingRule
 from processors.settlement import outcome_event_id
 from tests.integration.conftest import end_offsets
 from tests.integration.test_settlement_processor import (

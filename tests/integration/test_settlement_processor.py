@@ -44,8 +44,8 @@ from ledger.events import (
     VoidRequested,
 )
 from ledger.money import Money
-from ledger.retry import RetryPolicy
-from ledger.routing import RoutingRule
+from ledger.settlement.retry import RetryPolicy
+from ledger.settlement.routing import RoutingRule
 from processors.settlement import (
     TOPIC,
     ConnectorConfig,

@@ -6,10 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ledger import accounts
-from ledger.accounts import Account, AccountType, InvalidAccount, Side, segment
-from ledger.dimensions import Dimension
-from ledger.journal import (
+from ledger.accounting import accounts
+from ledger.accounting.accounts import Account, AccountType, InvalidAccount, Side, segment
+from ledger.accounting.journal import (
     EntryKind,
     JournalEntry,
     MalformedEntry,
@@ -19,6 +18,7 @@ from ledger.journal import (
     merge,
     reversal,
 )
+from ledger.dimensions import Dimension
 from ledger.money import Money
 
 AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

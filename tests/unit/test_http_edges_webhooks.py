@@ -31,7 +31,7 @@ from connectors.webhooks import (
 )
 from entrypoints import http_errors
 from entrypoints.webhooks_app import build_webhook_router, webhook_limits
-from ledger import posting_rules
+from ledger.accounting import posting_rules
 from ledger.events import PayoutPaid
 from ledger.money import Money
 from tests.unit.test_webhooks import SECRET, Published, handler, stripe_event, stripe_header

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from connectors.webhooks import _event_id
 from ledger import ids
-from ledger.journal import EntryKind, entry_id_for
-from ledger.settlement_outcomes import outcome_event_id
+from ledger.accounting.journal import EntryKind, entry_id_for
+from ledger.settlement.outcomes import outcome_event_id
 
 EVENT = "01a23a94-9f49-7c60-80ea-2bcb1402ded4"
 

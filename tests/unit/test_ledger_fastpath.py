@@ -19,11 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import accounts
-from ledger.dimensions import Dimension
-from ledger.errors import UnknownCurrency, ValidationError
-from ledger.events import DisputeOutcome
-from ledger.journal import (
+from ledger.accounting import accounts
+from ledger.accounting.journal import (
     ENTRY_NAMESPACE,
     EntryKind,
     JournalEntry,
@@ -33,9 +30,12 @@ from ledger.journal import (
     entry_id_for,
     merge,
 )
+from ledger.accounting.posting_rules import EntryContext, RevenueShare
+from ledger.dimensions import Dimension
+from ledger.errors import UnknownCurrency, ValidationError
+from ledger.events import DisputeOutcome
 from ledger.money import Money
-from ledger.payment_state import DisputeRecord, PaymentState, PaymentStatus, RefundRecord
-from ledger.posting_rules import EntryContext, RevenueShare
+from ledger.payments.state import DisputeRecord, PaymentState, PaymentStatus, RefundRecord
 
 AT = datetime(2025, 3, 1, tzinfo=UTC)
 

@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import accounts
-from ledger.accounts import AccountType
-from ledger.balances import Balances, View, aggregate
+from ledger.accounting import accounts
+from ledger.accounting.accounts import AccountType
+from ledger.accounting.balances import Balances, View, aggregate
+from ledger.accounting.journal import JournalEntry
+from ledger.accounting.posting_rules import split_pro_rata
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
 from ledger.events import (
@@ -31,12 +33,10 @@ from ledger.events import (
     RefundFailed,
     RevenueLine,
 )
-from ledger.journal import JournalEntry
 from ledger.money import Money
-from ledger.payment_errors import PaymentRejected
-from ledger.payment_state import PaymentState, PaymentStatus
-from ledger.payments import PaymentEvent, apply
-from ledger.posting_rules import split_pro_rata
+from ledger.payments.errors import PaymentRejected
+from ledger.payments.rules import PaymentEvent, apply
+from ledger.payments.state import PaymentState, PaymentStatus
 
 AT = datetime(2025, 3, 1, tzinfo=UTC)
 PROVIDERS = {"p1": "stripe", "p2": "braintree"}

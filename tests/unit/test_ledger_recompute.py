@@ -6,7 +6,7 @@ from typing import Any
 
 from connectors.kafka import TOPIC_OF, Consumed
 from connectors.ledger_store import _text
-from ledger.payment_state import PaymentStatus
+from ledger.payments.state import PaymentStatus
 from tests.ledger_oracle import mixed_stream, recompute
 
 

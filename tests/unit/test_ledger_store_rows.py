@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from connectors import ledger_store as store
 from connectors.kafka import Consumed
 from connectors.ledger_store import state_json
-from ledger import accounts
+from ledger.accounting import accounts
+from ledger.accounting.journal import EntryKind, JournalEntry, Posting
+from ledger.accounting.posting_rules import RevenueShare
 from ledger.dimensions import Dimension
 from ledger.events import DisputeOutcome
-from ledger.journal import EntryKind, JournalEntry, Posting
 from ledger.money import Money
-from ledger.payment_state import DisputeRecord, PaymentState, PaymentStatus, RefundRecord
-from ledger.posting_rules import RevenueShare
+from ledger.payments.state import DisputeRecord, PaymentState, PaymentStatus, RefundRecord
 from tests.unit.test_ledger_fastpath import STATE, STORED
 
 TEXT = st.text(st.characters(codec="utf-8"), max_size=12)

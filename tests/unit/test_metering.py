@@ -10,7 +10,7 @@ import pytest
 
 from ledger.envelope import Envelope
 from ledger.events import ChargingState, MeterValueRecorded, SampledValue
-from ledger.metering import (
+from ledger.sessions.metering import (
     InvalidMeterValue,
     MeterFlagCode,
     MeterReading,

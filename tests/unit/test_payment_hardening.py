@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ledger import payment_errors as err
 from ledger import payments
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
@@ -19,6 +18,7 @@ from ledger.events import (
     RevenueLine,
 )
 from ledger.money import Money
+from ledger.payments import errors as err
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 

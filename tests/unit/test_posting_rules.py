@@ -9,8 +9,17 @@ from typing import Any
 
 import pytest
 
-from ledger import accounts, payment_errors
-from ledger.balances import Balances, View, aggregate
+from ledger.accounting import accounts
+from ledger.accounting.balances import Balances, View, aggregate
+from ledger.accounting.journal import EntryKind, JournalEntry
+from ledger.accounting.posting_rules import (
+    EntryContext,
+    RevenueShare,
+    allocate_refund,
+    payout,
+    split_pro_rata,
+    write_off,
+)
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
 from ledger.errors import CurrencyMismatch
@@ -30,19 +39,11 @@ from ledger.events import (
     RefundFailed,
     RevenueLine,
 )
-from ledger.journal import EntryKind, JournalEntry
 from ledger.money import Money
-from ledger.payment_errors import PaymentRejected
-from ledger.payment_state import PaymentState, PaymentStatus
-from ledger.payments import PaymentEvent, apply
-from ledger.posting_rules import (
-    EntryContext,
-    RevenueShare,
-    allocate_refund,
-    payout,
-    split_pro_rata,
-    write_off,
-)
+from ledger.payments import errors as payment_errors
+from ledger.payments.errors import PaymentRejected
+from ledger.payments.rules import PaymentEvent, apply
+from ledger.payments.state import PaymentState, PaymentStatus
 
 AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ST = "DE*ACM*E1"

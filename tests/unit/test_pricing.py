@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from ledger.corrections import SettlementKind, correct_cdr
 from ledger.dimensions import Dimension
 from ledger.errors import ValidationError
-from ledger.metering import MeteredInterval, MeteredSession
 from ledger.money import Money
-from ledger.preauth import preauthorization_amount
-from ledger.pricing import InvalidMeteredSession, PricedSession, price_session
-from ledger.pricing_plan import UnknownTimeZone
-from ledger.tariffs import Tariff, parse_tariff
+from ledger.pricing._plan import UnknownTimeZone
+from ledger.pricing.preauth import preauthorization_amount
+from ledger.pricing.price import InvalidMeteredSession, PricedSession, price_session
+from ledger.pricing.tariffs import Tariff, parse_tariff
+from ledger.sessions.corrections import SettlementKind, correct_cdr
+from ledger.sessions.metering import MeteredInterval, MeteredSession
 
 AMS = "Europe/Amsterdam"
 

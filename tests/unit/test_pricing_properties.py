@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.dimensions import Dimension
-from ledger.metering import MeteredInterval, MeteredSession
 from ledger.money import Money
-from ledger.pricing import PricedSession, price_session
-from ledger.tariffs import Tariff, parse_tariff
+from ledger.pricing.price import PricedSession, price_session
+from ledger.pricing.tariffs import Tariff, parse_tariff
+from ledger.sessions.metering import MeteredInterval, MeteredSession
 
 ZONES = ["UTC", "Europe/Amsterdam", "America/New_York", "Australia/Sydney"]
 VATS = st.sampled_from([None, Decimal(0), Decimal(9), Decimal("20"), Decimal("21")])

@@ -12,7 +12,7 @@ from connectors.providers.sandbox import FeeSchedule
 from connectors.providers.stripe import parse_balance_transactions_csv
 from ledger.errors import ValidationError
 from ledger.money import Money
-from ledger.reconciliation import LedgerRecord, LineType, SettlementLine, reconcile
+from ledger.settlement.reconciliation import LedgerRecord, LineType, SettlementLine, reconcile
 
 
 def eur(minor: int) -> Money:

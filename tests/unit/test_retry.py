@@ -8,7 +8,7 @@ import pytest
 
 from connectors.providers.errors import PaymentDeclined, ProviderRateLimited, ProviderTimeout
 from ledger.errors import ValidationError
-from ledger.retry import RetryPolicy, call_with_retries
+from ledger.settlement.retry import RetryPolicy, call_with_retries
 
 
 def timeout() -> ProviderTimeout:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.routing import (
+from ledger.settlement.routing import (
     BreakerConfig,
     BreakerState,
     CircuitBreaker,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from connectors.sessions_store import TariffVersion
 from ledger.dimensions import Dimension
 from ledger.events import RevenueLine
-from ledger.tariffs import UnknownTariff
+from ledger.pricing.tariffs import UnknownTariff
 from processors.sessions import derived_id, resolve_tariff, scale_lines
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)

@@ -9,7 +9,6 @@ from decimal import Decimal
 import pytest
 
 from connectors.sessions_store import PaymentHold, SessionState
-from ledger import payment_errors as err
 from ledger.envelope import Envelope, Source
 from ledger.events import (
     AuthorizationIncremented,
@@ -17,7 +16,10 @@ from ledger.events import (
     PaymentAuthorized,
     SampledValue,
 )
-from ledger.metering import (
+from ledger.money import Money
+from ledger.payments import errors as err
+from ledger.pricing.tariffs import parse_tariff_json
+from ledger.sessions.metering import (
     BLOCKING_FLAGS,
     MeterFlagCode,
     SessionMeter,
@@ -26,8 +28,6 @@ from ledger.metering import (
     energy_register_wh,
     phases_complete,
 )
-from ledger.money import Money
-from ledger.tariffs import parse_tariff_json
 from processors.sessions_base import (
     RELEASE_ACTIONS,
     InvalidHold,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ledger.dimensions import Dimension
-from ledger.tariffs import (
+from ledger.pricing.tariffs import (
     PREAUTHORIZE_EXTENSION,
     DayOfWeek,
     InvalidTariff,

@@ -2,7 +2,7 @@
 
 ``apply(state, event)`` is the one entry point. It returns the new state and the journal entries
 the event causes, reports a repeated ``event_id`` as a duplicate that changes nothing, and raises a
-``PaymentRejected`` subclass (``ledger.payment_errors``) with a stable reason code when the event
+``PaymentRejected`` subclass (``ledger.payments.errors``) with a stable reason code when the event
 breaks a rule. It is deterministic: the same state and event always give the same result.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ledger import payment_errors as err
-from ledger import posting_rules as rules
+from ledger.accounting import posting_rules as rules
+from ledger.accounting.journal import EntryKind, JournalEntry
 from ledger.events import (
     AuthorizationExpired,
     AuthorizationIncremented,
@@ -28,9 +28,9 @@ from ledger.events import (
     RefundFailed,
     RevenueLine,
 )
-from ledger.journal import EntryKind, JournalEntry
 from ledger.money import Money
-from ledger.payment_state import (
+from ledger.payments import errors as err
+from ledger.payments.state import (
     DisputeRecord,
     PaymentState,
     PaymentStatus,

@@ -12,10 +12,10 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any, TypedDict, TypeVar
 
+from ledger.accounting.posting_rules import RevenueShare
 from ledger.dimensions import Dimension
 from ledger.events import DisputeOutcome
 from ledger.fastpaths import slot_setters
-from ledger.posting_rules import RevenueShare
 
 
 class PaymentStatus(StrEnum):

@@ -1,4 +1,4 @@
-"""Parsing and validating the OCPI 2.2.1 Tariff JSON object into ``ledger.tariffs`` values.
+"""Parsing and validating the OCPI 2.2.1 Tariff JSON object into ``ledger.pricing.tariffs`` values.
 
 Every error is an ``InvalidTariff`` naming the ``tariff_id`` and the JSON ``path`` at fault.
 """
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from ledger.dimensions import Dimension
 from ledger.errors import UnknownCurrency
 from ledger.money import exponent
-from ledger.tariffs import (
+from ledger.pricing.tariffs import (
     PREAUTHORIZE_EXTENSION,
     PRICE_COMPONENT_DIMENSIONS,
     DayOfWeek,

@@ -9,7 +9,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from decimal import Decimal
 
-from ledger.pricing_plan import US_PER_S, PricingPlan, _Thresholds
+from ledger.pricing._plan import US_PER_S, PricingPlan, _Thresholds
 
 #: (start µs, end µs, charging, (energy, time, parking) element, energy Wh, duration µs)
 PeriodData = tuple[int, int, bool, tuple[int, int, int], Decimal | int, int]

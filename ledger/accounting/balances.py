@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ledger.accounts import Account, Side
-from ledger.journal import JournalEntry
+from ledger.accounting.accounts import Account, Side
+from ledger.accounting.journal import JournalEntry
 from ledger.money import Money
 
 

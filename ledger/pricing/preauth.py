@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from ledger.errors import ValidationError
-from ledger.metering import MeteredInterval, MeteredSession
 from ledger.money import Money
-from ledger.pricing import price_session
-from ledger.tariffs import Tariff
+from ledger.pricing.price import price_session
+from ledger.pricing.tariffs import Tariff
+from ledger.sessions.metering import MeteredInterval, MeteredSession
 
 DEFAULT_MAX_POWER_KW = Decimal(22)
 DEFAULT_MAX_DURATION = timedelta(hours=4)

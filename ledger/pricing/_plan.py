@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger.dimensions import Dimension
 from ledger.errors import ValidationError
-from ledger.pricing_limits import PriceLimits
-from ledger.tariffs import PriceComponent, Tariff, TariffRestrictions
+from ledger.pricing._limits import PriceLimits
+from ledger.pricing.tariffs import PriceComponent, Tariff, TariffRestrictions
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = timedelta(microseconds=1)

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import NoReturn
 
 from ledger import ids
-from ledger.accounts import Account, is_memo_code
+from ledger.accounting.accounts import Account, is_memo_code
 from ledger.errors import ValidationError
 from ledger.fastpaths import slot_setters
 from ledger.money import Money

@@ -21,12 +21,12 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from ledger.dimensions import Dimension
 from ledger.errors import ValidationError
 from ledger.events import RevenueLine
-from ledger.metering import MeteredSession
 from ledger.money import Money, exponent
-from ledger.pricing_limits import LineDraft, apply_price_limits
-from ledger.pricing_plan import METERED, US_PER_S, PricingPlan, from_us, plan_for, to_us
-from ledger.pricing_sweep import PeriodData, Sweep, power_mask
-from ledger.tariffs import Tariff, components_of
+from ledger.pricing._limits import LineDraft, apply_price_limits
+from ledger.pricing._plan import METERED, US_PER_S, PricingPlan, from_us, plan_for, to_us
+from ledger.pricing._sweep import PeriodData, Sweep, power_mask
+from ledger.pricing.tariffs import Tariff, components_of
+from ledger.sessions.metering import MeteredSession
 
 _ZERO = Decimal(0)
 #: Quantities are shown to 6 decimals (1 mWh, 3.6 ms); money uses the exact values.

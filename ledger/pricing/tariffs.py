@@ -206,15 +206,15 @@ def components_of(tariff: Tariff) -> Sequence[PriceComponent]:
 def parse_tariff(data: Mapping[str, Any]) -> Tariff:
     """Build a Tariff from an OCPI 2.2.1 Tariff object (a JSON dict). Raises InvalidTariff.
 
-    The rules live in ``ledger.tariff_json``; this is the entry point callers use.
+    The rules live in ``ledger.pricing.tariff_json``; this is the entry point callers use.
     """
-    from ledger.tariff_json import parse_tariff_object
+    from ledger.pricing.tariff_json import parse_tariff_object
 
     return parse_tariff_object(data)
 
 
 def parse_tariff_json(text: str | bytes) -> Tariff:
     """Parse OCPI Tariff JSON text (numbers read as Decimal, never float). Raises InvalidTariff."""
-    from ledger.tariff_json import parse_tariff_text
+    from ledger.pricing.tariff_json import parse_tariff_text
 
     return parse_tariff_text(text)

@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from ledger.dimensions import Dimension
 from ledger.money import Money
-from ledger.tariffs import Tariff
+from ledger.pricing.tariffs import Tariff
 
 _HUNDRED = Decimal(100)
 

@@ -16,7 +16,7 @@ from ledger.dimensions import Dimension
 from ledger.errors import CurrencyMismatch, ValidationError
 from ledger.events import RevenueLine
 from ledger.money import Money
-from ledger.pricing import PricedSession
+from ledger.pricing.price import PricedSession
 
 
 class SettlementKind(StrEnum):

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ledger import accounts
+from ledger.accounting import accounts
+from ledger.accounting.journal import EntryKind, JournalEntry, Posting
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope
 from ledger.events import (
@@ -23,7 +24,6 @@ from ledger.events import (
     RevenueLine,
 )
 from ledger.fastpaths import slot_setters
-from ledger.journal import EntryKind, JournalEntry, Posting
 from ledger.money import Money
 
 NOT_POSTED: tuple[type, ...] = (CdrIssued, CdrCredited, ProviderDisputeUpdated)

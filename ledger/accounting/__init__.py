@@ -1,0 +1,1 @@
+"""Accounting: the chart of accounts, journal entries and their posting rules, balances."""

@@ -1,0 +1,1 @@
+"""Charging sessions: metering and re-pricing corrections."""

@@ -1,0 +1,1 @@
+"""Settlement: provider routing, retries, outcomes of instructions, reconciliation."""
