@@ -29,7 +29,7 @@ import json, os, sys
 checkout, range_file = sys.argv[1], sys.argv[2]
 sys.path.insert(0, checkout)
 os.chdir(checkout)
-from connectors.bootstrap import bootstrap
+from entrypoints.bootstrap import bootstrap
 import bench.suite_ledger as suite
 spans = json.load(open(range_file))
 starts = {(t, p): o for t, p, o in spans["starts"]}
@@ -42,7 +42,7 @@ print(json.dumps({"events_per_s": result[0], "events": result[1]}))
 def publish(events: int, range_file: Path) -> int:
     """Publish about ``events`` payment events; write the offset range they occupy."""
     from bench import suite_ledger as suite
-    from connectors.bootstrap import bootstrap
+    from entrypoints.bootstrap import bootstrap
 
     app = bootstrap()
     batch = suite.payment_events(events, f"ab-{uuid.uuid4().hex[:6]}")

@@ -14,8 +14,8 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bench.harness import BenchContext, Metric
-from connectors.bootstrap import bootstrap
 from connectors.kafka import EventPublisher
+from entrypoints.bootstrap import bootstrap
 from ledger.envelope import Envelope, Source
 from ledger.events import PaymentAuthorized
 from ledger.money import Money

@@ -31,9 +31,9 @@ from confluent_kafka.admin import AdminClient
 
 from bench.harness import BenchContext, Metric, percentile
 from connectors import postgres
-from connectors.bootstrap import App, bootstrap
 from connectors.kafka import TOPIC_OF, Consumed
 from connectors.settings import Settings
+from entrypoints.bootstrap import App, bootstrap
 from entrypoints.simulate import NetworkSimulator
 from processors.base import Tx
 from processors.ledger_projector import TOPICS, LedgerHandler, build_ledger_processor, caught_up

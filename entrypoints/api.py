@@ -22,9 +22,9 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from psycopg_pool import ConnectionPool
 
 from connectors import finance
-from connectors.bootstrap import database_url as default_database_url
 from connectors.settings import Settings
 from entrypoints import http_errors
+from entrypoints.bootstrap import database_url as default_database_url
 from ledger import validation
 from ledger.errors import InfrastructureError
 

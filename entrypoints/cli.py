@@ -126,7 +126,7 @@ def schemas_register() -> None:
 @app.command()
 def demo(sessions: int = typer.Option(2000, help="simulated charging sessions")) -> None:
     """Start the stack and run a simulated charging network through it."""
-    from connectors.bootstrap import bootstrap
+    from entrypoints.bootstrap import bootstrap
     from entrypoints.demo import run_demo
 
     settings = _settings()

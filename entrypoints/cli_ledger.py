@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors import finance
-from connectors.bootstrap import database_url
 from connectors.settings import Settings
+from entrypoints.bootstrap import database_url
 from ledger.errors import LedgerError
 
 console = Console()
@@ -290,7 +290,7 @@ def run_projector(
 ) -> None:
     """One projector instance in this process, until stopped or (``drain``) caught up with
     the ends of its partitions as they were at the start."""
-    from connectors.bootstrap import bootstrap
+    from entrypoints.bootstrap import bootstrap
     from processors.ledger_projector import build_ledger_processor
     from processors.ledger_projector import drain as drain_to_end
 

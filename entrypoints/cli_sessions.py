@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from connectors.bootstrap import App, bootstrap
+from entrypoints.bootstrap import App, bootstrap
 from ledger.money import Money
 
 console = Console()

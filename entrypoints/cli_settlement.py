@@ -60,7 +60,7 @@ def settlement_run(
     providers: Path | None = PROVIDERS_OPTION,
 ) -> None:
     """Run the connector (consumer group evledger-settlement) until stopped, or drain once."""
-    from connectors.bootstrap import bootstrap
+    from entrypoints.bootstrap import bootstrap
     from processors.settlement import build_settlement_processor
 
     connector = build_settlement_processor(
@@ -261,7 +261,7 @@ def webhooks_serve(
 
 
 def _database_url() -> str:
-    from connectors.bootstrap import bootstrap
+    from entrypoints.bootstrap import bootstrap
 
     return bootstrap(Settings.from_env()).database_url
 

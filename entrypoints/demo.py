@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors import postgres
-from connectors.bootstrap import App
 from connectors.provider_registry import ProviderRegistry, shared_sandbox
+from entrypoints.bootstrap import App
 from entrypoints.simulate import ChargingNetworkFlow
 from processors.base import BatchStats
 from processors.ledger_projector import build_ledger_processor

@@ -19,7 +19,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from connectors.bootstrap import App, bootstrap
 from connectors.kafka import EventPublisher
 from connectors.provider_registry import ProviderRegistry, load_providers
 from connectors.settings import Settings
@@ -34,6 +33,7 @@ from connectors.webhooks import (
     braintree_challenge_response,
 )
 from entrypoints import http_errors
+from entrypoints.bootstrap import App, bootstrap
 from entrypoints.http_errors import HttpErrorCode, error_response
 from ledger.errors import LedgerError, ValidationError
 

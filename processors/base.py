@@ -13,11 +13,13 @@ counts are kept in ``processing_counts``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -27,7 +29,6 @@ import psycopg
 from confluent_kafka import TopicPartition
 
 from connectors import postgres
-from connectors.bootstrap import App, collector_paused
 from connectors.checkpoint import (
     Checkpoint,
     CheckpointBatch,
@@ -43,6 +44,7 @@ from connectors.kafka import (
     key_of,
     rejection_of,
 )
+from connectors.settings import Settings
 from ledger import validation
 from ledger.errors import LedgerError
 from schemas.topics import TOPIC_OF, rejected_topic
@@ -222,6 +224,38 @@ def _printable(text: str) -> str:
     return text.replace("\x00", "\\x00")
 
 
+class Wiring(Protocol):
+    """What a processor needs from the composition root (``entrypoints.bootstrap.App``)."""
+
+    settings: Settings
+
+    @property
+    def database_url(self) -> str: ...
+
+    def publisher(self, **config: Any) -> EventPublisher: ...
+
+    def consumer(self, group_id: str, **config: Any) -> EventConsumer: ...
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Keep the cyclic collector out of one batch; it runs between batches instead.
+
+    A batch's objects stay alive until the batch ends, so every collection inside it walks
+    them all again, for nothing: processing creates no reference cycles (the few that exception
+    tracebacks make are collected after the batch). Measured on the ledger projector: 5 us of
+    its ~40 us per event with the threshold of ``tune_gc``. Memory stays bounded by the batch
+    size, since whatever the batch does not keep is freed by reference counting as it goes."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class Handler(Protocol):
     """Applies a batch of decoded, not-yet-seen records inside ``tx``.
 
@@ -277,7 +311,7 @@ class PostgresProcessor:
 
     def __init__(
         self,
-        app: App,
+        app: Wiring,
         handler: Handler,
         group: str,
         topics: Sequence[str],
@@ -309,7 +343,7 @@ class PostgresProcessor:
 
     def step(self, timeout: float = 0.5) -> BatchStats:
         """Poll one batch, apply it in one transaction, then relay the outbox (with the cyclic
-        garbage collector paused: ``connectors.bootstrap.collector_paused``)."""
+        garbage collector paused: ``collector_paused``)."""
         with collector_paused():
             batch = self.consumer.poll(self.batch_size, timeout)
             stats = self._apply(batch) if batch else BatchStats()

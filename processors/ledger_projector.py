@@ -18,7 +18,6 @@ from typing import Any
 
 from connectors import ledger_store as store
 from connectors import postgres
-from connectors.bootstrap import App
 from connectors.kafka import Consumed
 from ledger import payments
 from ledger.accounting import balances
@@ -32,7 +31,7 @@ from ledger.events import (
     PayoutPaid,
     ProviderRouted,
 )
-from processors.base import BatchStats, PostgresProcessor, Tx
+from processors.base import BatchStats, PostgresProcessor, Tx, Wiring
 
 GROUP = "evledger-ledger"
 TOPICS = ("payments.events", "billing.events", "provider.events")
@@ -158,7 +157,7 @@ def _carries_station(event: Any) -> bool:
 
 
 def build_ledger_processor(
-    app: App,
+    app: Wiring,
     *,
     group: str = GROUP,
     database_url: str | None = None,

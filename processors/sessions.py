@@ -14,13 +14,11 @@ the shared settings, ids and topics in ``processors.sessions_base``. See docs/se
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from datetime import datetime
 
 from connectors import sessions_store as store
-from connectors.bootstrap import App
 from connectors.kafka import Consumed
 from ledger.errors import LedgerError, ValidationError
 from ledger.events import (
@@ -43,7 +41,7 @@ from ledger.sessions.metering import (
     energy_register_wh,
     power_kw,
 )
-from processors.base import PostgresProcessor, Tx
+from processors.base import PostgresProcessor, Tx, Wiring
 from processors.sessions_base import (
     GROUP,
     TOPICS,
@@ -68,7 +66,6 @@ __all__ = [
     "TariffCache",
     "build_sessions_processor",
     "derived_id",
-    "main",
     "release",
     "reprice",
     "resolve_tariff",
@@ -405,7 +402,7 @@ def _within(s: store.SessionState, e: MeterValueRecorded) -> None:
 
 # ------------------------------------------------------------------------------------ wiring
 def build_sessions_processor(
-    app: App,
+    app: Wiring,
     *,
     group: str = GROUP,
     database_url: str | None = None,
@@ -416,45 +413,3 @@ def build_sessions_processor(
     return PostgresProcessor(
         app, SessionsHandler(config), group, TOPICS, batch_size, database_url=database_url
     )
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m processors.sessions [--drain]``."""
-    from connectors.bootstrap import bootstrap
-    from connectors.postgres import migrate
-
-    parser = argparse.ArgumentParser(prog="python -m processors.sessions")
-    parser.add_argument("--drain", action="store_true", help="stop when idle (demo, replays)")
-    parser.add_argument(
-        "--shortfall-policy",
-        choices=[p.value for p in ShortfallPolicy],
-        default=ShortfallPolicy.WRITE_OFF.value,
-    )
-    parser.add_argument(
-        "--single-phase",
-        action="append",
-        default=[],
-        metavar="STATION/CONNECTOR",
-        help="a connector wired to one phase (repeat)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    app = bootstrap()
-    migrate(app.database_url)
-    config = SessionsConfig(
-        shortfall_policy=ShortfallPolicy(args.shortfall_policy),
-        single_phase_connectors=frozenset(args.single_phase),
-    )
-    processor = build_sessions_processor(app, config=config)
-    try:
-        if args.drain:
-            stats = processor.drain()
-            log.info("drained: %s", stats)
-        else:
-            processor.run_forever()
-    finally:
-        processor.close()
-
-
-if __name__ == "__main__":
-    main()

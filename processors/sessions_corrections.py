@@ -8,7 +8,6 @@ import dataclasses
 from collections.abc import Collection
 
 from connectors import sessions_store as store
-from connectors.bootstrap import App
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
 from ledger.errors import ValidationError
@@ -16,7 +15,7 @@ from ledger.events import CdrCredited, RefundRequested
 from ledger.money import Money
 from ledger.pricing.price import price_session
 from ledger.sessions.corrections import Correction, SettlementKind, correct_cdr
-from processors.base import Tx, relay_outbox
+from processors.base import Tx, Wiring, relay_outbox
 from processors.sessions_base import GROUP, InvalidHold, SessionsConfig, UnknownSession, derived_id
 from processors.sessions_billing import (
     TariffCache,
@@ -39,7 +38,7 @@ class SessionNotBilled(ValidationError):
 
 
 def reprice(
-    app: App,
+    app: Wiring,
     session_id: str,
     waive: Collection[Dimension],
     reason: str,
@@ -63,7 +62,7 @@ def reprice(
 
 def _reprice(
     conn: store.Conn,
-    app: App,
+    app: Wiring,
     session_id: str,
     waive: frozenset[Dimension],
     reason: str,
@@ -103,7 +102,7 @@ def _reprice(
     repriced = price_session(tariff, metered, waive=after)
     captured = Money(s.captured_minor - s.refunded_minor, repriced.currency)
     correction = correct_cdr(original, repriced, captured, reason)
-    tx = Tx(conn, app.serde.encode, GROUP, s.network_id)
+    tx = Tx(conn, app.publisher().serde.encode, GROUP, s.network_id)
     cause = current.event_id
 
     def envelope(kind: str) -> Envelope:
@@ -183,7 +182,7 @@ class SessionNotHeld(ValidationError):
 
 
 def release(
-    app: App,
+    app: Wiring,
     session_id: str,
     reason: str,
     *,
@@ -218,7 +217,7 @@ def release(
                 config,
             )
             holds = store.load_holds(conn, [s.payment_id] if s.payment_id else [])
-            tx = Tx(conn, app.serde.encode, GROUP, s.network_id)
+            tx = Tx(conn, app.publisher().serde.encode, GROUP, s.network_id)
             priced = price_session(tariff, metered)
             cause_id = derived_id(s.stopped_event_id, "release")
             try:

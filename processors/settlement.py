@@ -22,12 +22,11 @@ from __future__ import annotations
 import logging
 import time
 
-from connectors.bootstrap import App
 from connectors.provider_registry import ProviderRegistry
 from connectors.settlement_store import Attempt, AttemptStore, mark_emitted, restore_command
 from ledger.settlement.outcomes import outcome_event_id
 from ledger.settlement.routing import BreakerState
-from processors.base import BatchStats, PostgresProcessor, Tx, drain_steps
+from processors.base import BatchStats, PostgresProcessor, Tx, Wiring, drain_steps
 from processors.settlement_attempts import outcome_events
 from processors.settlement_handler import CommandRefused, ConnectorConfig, SettlementHandler
 
@@ -53,7 +52,7 @@ class SettlementConnector:
 
     def __init__(
         self,
-        app: App,
+        app: Wiring,
         providers: ProviderRegistry,
         *,
         group: str = GROUP,
@@ -137,7 +136,7 @@ class SettlementConnector:
 
 
 def build_settlement_processor(
-    app: App,
+    app: Wiring,
     providers: ProviderRegistry | None = None,
     *,
     group: str = GROUP,

@@ -25,6 +25,6 @@ def stack(settings: Settings) -> Settings:
 
 @pytest.fixture(scope="session")
 def app(stack: Settings):  # type: ignore[no-untyped-def]
-    from connectors.bootstrap import bootstrap
+    from entrypoints.bootstrap import bootstrap
 
     return bootstrap(stack)

@@ -24,8 +24,8 @@ from typing import Any, cast
 
 from confluent_kafka import TopicPartition
 
-from connectors.bootstrap import App
 from connectors.kafka import Consumed
+from entrypoints.bootstrap import App
 from ledger import payments
 from ledger.accounting import posting_rules as rules
 from ledger.dimensions import Dimension

@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors import postgres
-from connectors.bootstrap import App
 from connectors.kafka import TOPIC_OF, key_of
 from connectors.provider_registry import ProviderRegistry, shared_sandbox
+from entrypoints.bootstrap import App
 from entrypoints.simulate import ChargingNetworkFlow
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source

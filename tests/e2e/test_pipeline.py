@@ -9,7 +9,7 @@ import uuid
 from rich.console import Console
 
 from connectors import postgres
-from connectors.bootstrap import App
+from entrypoints.bootstrap import App
 from entrypoints.demo import run_demo
 
 

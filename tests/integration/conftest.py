@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from connectors.bootstrap import App
 from connectors.kafka import Consumed, EventConsumer
+from entrypoints.bootstrap import App
 
 
 @pytest.fixture(autouse=True)

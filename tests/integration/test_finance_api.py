@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from connectors.bootstrap import App
 from entrypoints.api import create_app
+from entrypoints.bootstrap import App
 from ledger.payments.state import PaymentStatus
 from processors.ledger_projector import TOPICS, build_ledger_processor
 from tests.integration.conftest import end_offsets

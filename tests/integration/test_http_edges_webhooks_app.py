@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from connectors.bootstrap import App
 from connectors.settings import SettingsError
+from entrypoints.bootstrap import App
 from entrypoints.webhooks_app import create_webhooks_app
 from ledger.money import Money
 from tests.integration.conftest import create_database, drop_database, end_offsets

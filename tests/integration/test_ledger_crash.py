@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from connectors import finance
-from connectors.bootstrap import App
+from entrypoints.bootstrap import App
 from processors.ledger_projector import TOPICS
 from tests.integration.conftest import end_offsets
 from tests.integration.test_ledger_projector import (

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from connectors import finance, postgres
-from connectors.bootstrap import App
+from entrypoints.bootstrap import App
 from ledger.events import PaymentAuthorized
 from ledger.money import Money
 from ledger.payments.state import PaymentState

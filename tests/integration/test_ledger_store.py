@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from connectors import ledger_store as store
 from connectors import postgres
-from connectors.bootstrap import App
+from entrypoints.bootstrap import App
 from ledger.accounting import accounts
 from ledger.accounting.journal import EntryKind, JournalEntry, Posting
 from ledger.dimensions import Dimension

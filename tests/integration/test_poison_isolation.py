@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from connectors import postgres
-from connectors.bootstrap import App
 from connectors.kafka import Consumed
+from entrypoints.bootstrap import App
 from ledger.envelope import Envelope, Source
 from ledger.events import PaymentAuthorized
 from ledger.money import Money

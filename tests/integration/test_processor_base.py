@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Sequence
 
 from connectors import postgres
-from connectors.bootstrap import App
 from connectors.checkpoint import InMemoryCheckpoint
 from connectors.kafka import Consumed
+from entrypoints.bootstrap import App
 from entrypoints.simulate import NetworkSimulator
 from ledger.events import PaymentVoided
 from processors.base import PostgresProcessor, Tx

@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from connectors import postgres
-from connectors.bootstrap import App
 from connectors.provider_registry import shared_sandbox
+from entrypoints.bootstrap import App
 from entrypoints.cli import app as cli
 from tests.integration.test_settlement_processor import (
     authorize,

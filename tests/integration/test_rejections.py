@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from connectors.bootstrap import App
 from connectors.kafka import Rejecter
+from entrypoints.bootstrap import App
 from entrypoints.simulate import NetworkSimulator
 from ledger.envelope import Envelope, Source
 from ledger.events import EventRejected, PaymentAuthorized

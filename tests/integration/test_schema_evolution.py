@@ -11,7 +11,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from connectors.bootstrap import App
+from entrypoints.bootstrap import App
 from ledger.envelope import Envelope
 from ledger.events import PaymentVoided
 from schemas.avro import avro_schema, codec

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.bootstrap import App
 from connectors.kafka import TOPIC_OF, key_of
+from entrypoints.bootstrap import App
 from entrypoints.simulate import NetworkSimulator
 from ledger import validation
 from schemas.topics import TOPIC_EVENTS

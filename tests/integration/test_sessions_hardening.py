@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from connectors import sessions_store as store
-from connectors.bootstrap import App
 from connectors.kafka import TOPIC_OF, Consumed, key_of
 from entrypoints.api import create_app
+from entrypoints.bootstrap import App
 from entrypoints.cli import app as cli
 from ledger.envelope import Envelope, Source
 from ledger.events import (

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from connectors import postgres
-from connectors.bootstrap import App
+from entrypoints.bootstrap import App
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
 from ledger.events import (

@@ -15,7 +15,7 @@ import pytest
 
 from connectors import postgres
 from connectors import sessions_store as store
-from connectors.bootstrap import App
+from entrypoints.bootstrap import App
 
 SESSIONS = 20_000
 READINGS_PER_SESSION = 20

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from connectors import postgres
-from connectors.bootstrap import App
 from connectors.provider_registry import ProviderRegistry
 from connectors.providers.base import CaptureCall, CaptureResult, PaymentProvider
 from connectors.providers.sandbox import Fault, SandboxProvider
+from entrypoints.bootstrap import App
 from ledger.events import PaymentAuthorized, PaymentCaptured, ProviderRouted
 from ledger.settlement.routing import BreakerConfig, RoutingRule
 from processors.settlement import outcome_event_id

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from connectors import postgres
-from connectors.bootstrap import App
 from connectors.kafka import Consumed
 from connectors.provider_registry import (
     ProviderConfigError,
@@ -28,6 +27,7 @@ from connectors.provider_registry import (
 )
 from connectors.providers.base import ProviderPaymentState
 from connectors.providers.sandbox import SandboxProvider
+from entrypoints.bootstrap import App
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
 from ledger.events import (

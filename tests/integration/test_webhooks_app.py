@@ -18,11 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from connectors import postgres
-from connectors.bootstrap import App
 from connectors.kafka import PublishError
 from connectors.provider_registry import ProviderRegistry
 from connectors.providers.sandbox import SandboxProvider
 from connectors.webhooks import BraintreeWebhookKey
+from entrypoints.bootstrap import App
 from entrypoints.webhooks_app import create_webhooks_app, publish_and_flush
 from ledger.events import PayoutPaid
 from tests.integration.conftest import end_offsets
