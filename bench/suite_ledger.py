@@ -47,7 +47,7 @@ def payment_events(n: int, network: str, seed: int = 1) -> list[Any]:
     sessions; meter values and session events are dropped."""
     sim = NetworkSimulator(network_id=network, seed=seed, stations=200)
     out: list[Any] = []
-    start = datetime(2026, 11, 20, tzinfo=UTC)
+    start = datetime.now(UTC) - timedelta(seconds=30 * n, days=1)  # all over before now
     i = 0
     while len(out) < n:
         for event in sim.session(start + timedelta(seconds=30 * i)):

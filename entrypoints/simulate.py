@@ -209,11 +209,19 @@ class NetworkSimulator:
             )
 
     def burst(self, sessions: int, start: datetime | None = None) -> Iterator[Any]:
-        """Tariffs, then ``sessions`` sessions starting a minute apart."""
-        start = start or datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
+        """Tariffs, then ``sessions`` sessions starting a minute apart (by default all over
+        before now: events from the future are refused, docs/input-rules.md)."""
+        start = start or past_start(sessions, timedelta(minutes=1))
         yield from self.tariffs()
         for i in range(sessions):
             yield from self.session(start + timedelta(minutes=i))
+
+
+def past_start(sessions: int, apart: timedelta) -> datetime:
+    """A start for ``sessions`` sessions ``apart`` from each other that all end before now: a
+    day before the last one starts, on a whole minute."""
+    start = datetime.now(UTC) - apart * sessions - timedelta(days=1)
+    return start.replace(second=0, microsecond=0)
 
 
 @dataclass
@@ -305,7 +313,7 @@ class ChargingNetworkFlow:
 
     def sessions(self, count: int, start: datetime | None = None) -> Iterator[Any]:
         """``count`` sessions starting three minutes apart."""
-        start = start or datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
+        start = start or past_start(count, timedelta(minutes=3))
         for i in range(count):
             yield from self.session(start + timedelta(minutes=3 * i))
 
