@@ -29,10 +29,10 @@ import json, os, sys
 checkout, range_file = sys.argv[1], sys.argv[2]
 sys.path.insert(0, checkout)
 os.chdir(checkout)
-try:
-    from entrypoints.bootstrap import bootstrap
-except ImportError:  # a revision from before the composition root moved
+try:  # a revision from before the composition root moved (this checkout has no such module)
     from connectors.bootstrap import bootstrap
+except ImportError:
+    from entrypoints.bootstrap import bootstrap
 import bench.suite_ledger as suite
 spans = json.load(open(range_file))
 starts = {(t, p): o for t, p, o in spans["starts"]}
