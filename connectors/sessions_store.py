@@ -19,6 +19,7 @@ import psycopg
 
 from ledger.events import ChargingState
 from ledger.sessions.metering import MeterReading
+from ledger.sessions.rules import SessionStatus
 
 Conn = psycopg.Connection[Any]
 MeterKey = tuple[str, str, str, int]  # session, station, transaction, seq_no
@@ -53,7 +54,7 @@ class SessionState:
     payment_id: str | None
     meter_start_wh: int | None
     started_at: datetime
-    status: str = "open"
+    status: str = SessionStatus.OPEN
     reason_code: str | None = None
     stopped_event_id: str | None = None
     stopped_at: datetime | None = None
@@ -74,7 +75,7 @@ class SessionState:
 
 _SESSION_COLUMNS = [f.name for f in dataclasses.fields(SessionState)]
 #: Statuses that wait for a person or an event; each has a current reason.
-HELD_STATUSES = ("held", "awaiting_tariff", "rejected")
+HELD_STATUSES = tuple(s for s in SessionStatus if s.stopped_unbilled)
 
 
 @dataclass

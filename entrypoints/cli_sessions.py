@@ -47,7 +47,8 @@ def run(
     single_phase: list[str] = typer.Option([], "--single-phase", help=SINGLE_PHASE_HELP),
 ) -> None:
     """Run the sessions processor (exactly-once into PostgreSQL, events via the outbox)."""
-    from processors.sessions import SessionsConfig, ShortfallPolicy, build_sessions_processor
+    from ledger.sessions.rules import ShortfallPolicy
+    from processors.sessions import SessionsConfig, build_sessions_processor
 
     config = SessionsConfig(
         shortfall_policy=ShortfallPolicy(shortfall_policy),

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from connectors import sessions_store as store
 from connectors.kafka import Consumed
-from ledger.errors import LedgerError, ValidationError
+from ledger.errors import LedgerError
 from ledger.events import (
     AuthorizationIncremented,
     ChargingState,
@@ -41,19 +41,26 @@ from ledger.sessions.metering import (
     energy_register_wh,
     power_kw,
 )
+from ledger.sessions.rules import (
+    ConflictingMeterValue,
+    SessionAlreadyStarted,
+    SessionAlreadyStopped,
+    SessionStatus,
+    ShortfallPolicy,
+    TariffVersionConflict,
+    UnknownSession,
+)
 from processors.base import PostgresProcessor, Tx, Wiring
 from processors.sessions_base import (
     GROUP,
     TOPICS,
     SessionsConfig,
-    ShortfallPolicy,
-    UnknownSession,
     apply_hold,
     derived_id,
     hold_rejection_detail,
     rejected_hold,
 )
-from processors.sessions_billing import TariffCache, resolve_tariff, scale_lines, settle
+from processors.sessions_billing import TariffCache, price_and_bill, resolve_tariff, scale_lines
 from processors.sessions_corrections import release, reprice, waivable
 
 # Re-exported: the CLI, the demo and the tests import these from here.
@@ -74,22 +81,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("evledger.sessions")
-
-
-class SessionAlreadyStarted(ValidationError):
-    code = "SESSION_ALREADY_STARTED"
-
-
-class SessionAlreadyStopped(ValidationError):
-    code = "SESSION_ALREADY_STOPPED"
-
-
-class ConflictingMeterValue(ValidationError):
-    code = "METER_CONFLICTING_DUPLICATE"
-
-
-class TariffVersionConflict(ValidationError):
-    code = "TARIFF_VERSION_CONFLICT"
 
 
 # ------------------------------------------------------------------------------------ handler
@@ -173,7 +164,7 @@ class SessionsHandler:
         cdrs: list[store.CdrRow] = []
         for s in waiting:
             try:
-                billed, held = settle(
+                billed, held = price_and_bill(
                     tx,
                     s,
                     versions.get(s.tariff_id, []),
@@ -283,7 +274,7 @@ class _SessionBatch:
 
     def _open(self, session_id: str, what: str) -> store.SessionState | None:
         s = self.sessions.get(session_id)
-        if s is not None and s.status not in ("open", "rejected", "awaiting_tariff"):
+        if s is not None and not SessionStatus(s.status).accepts_session_events:
             raise SessionAlreadyStopped(
                 f"{what} after the session was {s.status}; re-price it with a correction",
                 session_id=session_id,
@@ -368,7 +359,7 @@ class _SessionBatch:
             e.meter_stop_wh,
         )
         self.changed.add(s.session_id)
-        cdrs, held = settle(
+        cdrs, held = price_and_bill(
             self.tx,
             s,
             self.tariff_versions.get(s.tariff_id, []),
@@ -387,7 +378,7 @@ def _within(s: store.SessionState, e: MeterValueRecorded) -> None:
     """Reject a reading sampled before its known session started, or after the stop of a
     session waiting for its tariff: it would bill energy from outside the session. (Readings
     that arrive before their SessionStarted are checked when the session stops.)"""
-    stop = s.stopped_at if s.status == "awaiting_tariff" else None
+    stop = s.stopped_at if s.status == SessionStatus.AWAITING_TARIFF else None
     if e.sampled_at < s.started_at or (stop is not None and e.sampled_at > stop):
         raise ReadingOutsideSession(
             f"sampled_at {e.sampled_at.isoformat()} is outside the session "

@@ -9,15 +9,15 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from enum import StrEnum
 
 from connectors import sessions_store as store
-from ledger.errors import LedgerError, ValidationError
+from ledger.errors import LedgerError
 from ledger.events import AuthorizationIncremented, PaymentAuthorized
 from ledger.money import Money
 from ledger.payments import errors as err
 from ledger.payments.rules import check_hold
 from ledger.pricing.preauth import DEFAULT_MAX_DURATION, DEFAULT_MAX_POWER_KW
+from ledger.sessions.rules import ShortfallPolicy
 
 GROUP = "evledger-sessions"
 TOPICS = ("tariffs.events", "payments.events", "sessions.events")
@@ -27,11 +27,6 @@ _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://evledger.io/processors/s
 def derived_id(cause_event_id: str, kind: str) -> str:
     """Deterministic id of what ``cause_event_id`` caused (uuid5), so retries re-emit it."""
     return str(uuid.uuid5(_ID_NAMESPACE, f"{cause_event_id}/{kind}"))
-
-
-class ShortfallPolicy(StrEnum):
-    WRITE_OFF = "write_off"  # the part above the hold is written off
-    CHARGE = "charge"  # the part above the hold is kept as owed (shortfall_status to_collect)
 
 
 @dataclass(frozen=True)
@@ -58,17 +53,6 @@ class SessionsConfig:
 def connector_key(station_id: str, connector_id: str) -> str:
     """How a connector is named in ``single_phase_connectors`` and on the command line."""
     return f"{station_id}/{connector_id}"
-
-
-class UnknownSession(ValidationError):
-    code = "UNKNOWN_SESSION"
-
-
-class InvalidHold(ValidationError):
-    """The session's payment has no hold the ledger accepts (its authorization was rejected, or
-    holds nothing): the session is held, never billed or captured against it."""
-
-    code = "INVALID_HOLD"
 
 
 _RELEASE_BY_REVIEW = (

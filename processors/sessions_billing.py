@@ -22,14 +22,9 @@ from ledger.pricing.preauth import preauthorization_amount
 from ledger.pricing.price import PricedSession, price_session
 from ledger.pricing.tariffs import Tariff, UnknownTariff, parse_tariff_json
 from ledger.sessions.metering import MeteredSession, SessionMeter
+from ledger.sessions.rules import InvalidHold, SessionStatus, ShortfallPolicy
 from processors.base import Tx
-from processors.sessions_base import (
-    InvalidHold,
-    SessionsConfig,
-    ShortfallPolicy,
-    derived_id,
-    release_action,
-)
+from processors.sessions_base import SessionsConfig, derived_id, release_action
 
 log = logging.getLogger("evledger.sessions")
 
@@ -217,12 +212,12 @@ def bill(
     if priced.energy_wh == 0:
         if s.payment_id is not None:
             tx.emit(VoidRequested(envelope("void"), s.payment_id, "NO_ENERGY_DELIVERED"))
-        _clear(s, "voided")
+        _clear(s, SessionStatus.VOIDED)
         return []
     cdr_id = derived_id(cause_id, "cdr")
     lines = priced.revenue_lines()
     tx.emit(cdr_issued(envelope("cdr-issued"), s, cdr_id, version, priced, None))
-    _clear(s, "billed")
+    _clear(s, SessionStatus.BILLED)
     cdr = cdr_row(cdr_id, s, "issued", derived_id(cause_id, "cdr-issued"), version, priced)
     if s.payment_id is None or hold is None:
         return [cdr]
@@ -330,7 +325,7 @@ class Held:
     detail: str
 
 
-def settle(
+def price_and_bill(
     tx: Tx,
     s: store.SessionState,
     versions: Sequence[store.TariffVersion],
@@ -349,7 +344,7 @@ def settle(
     try:
         found = resolve_tariff(versions, s.tariff_id, s.tariff_version, s.started_at)
     except UnknownTariff as exc:
-        mark(s, "awaiting_tariff", exc.code, str(exc))
+        mark(s, SessionStatus.AWAITING_TARIFF, exc.code, str(exc))
         raise
     try:
         tariff = tariffs.get(found)
@@ -359,16 +354,16 @@ def settle(
         if blocking:
             flags = "; ".join(f"{f.code.value} seq_no={f.seq_no}: {f.detail}" for f in blocking)
             held = Held(blocking[0].code.value, f"CDR held for review: {flags}")
-            mark(s, "held", held.code, held.detail)
+            mark(s, SessionStatus.HELD, held.code, held.detail)
             return [], held
         priced = price_session(tariff, metered)
         hold = hold_for(s, tariff, holds, config)
         cdrs = bill(tx, s, found.version, priced, hold, config, s.stopped_event_id)
     except InvalidHold as exc:
-        mark(s, "held", exc.code, str(exc))
+        mark(s, SessionStatus.HELD, exc.code, str(exc))
         return [], Held(exc.code, str(exc))
     except LedgerError as exc:
-        mark(s, "rejected", exc.code, str(exc))
+        mark(s, SessionStatus.REJECTED, exc.code, str(exc))
         raise
     return cdrs, None
 

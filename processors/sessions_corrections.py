@@ -15,8 +15,16 @@ from ledger.events import CdrCredited, RefundRequested
 from ledger.money import Money
 from ledger.pricing.price import price_session
 from ledger.sessions.corrections import Correction, SettlementKind, correct_cdr
+from ledger.sessions.rules import (
+    InvalidHold,
+    NothingToReprice,
+    SessionNotBilled,
+    SessionNotHeld,
+    SessionStatus,
+    UnknownSession,
+)
 from processors.base import Tx, Wiring, relay_outbox
-from processors.sessions_base import GROUP, InvalidHold, SessionsConfig, UnknownSession, derived_id
+from processors.sessions_base import GROUP, SessionsConfig, derived_id
 from processors.sessions_billing import (
     TariffCache,
     bill,
@@ -27,14 +35,6 @@ from processors.sessions_billing import (
     metered_session,
     resolve_tariff,
 )
-
-
-class NothingToReprice(ValidationError):
-    code = "NOTHING_TO_REPRICE"
-
-
-class SessionNotBilled(ValidationError):
-    code = "SESSION_NOT_BILLED"
 
 
 def reprice(
@@ -71,7 +71,7 @@ def _reprice(
     s = store.lock_session(conn, session_id)
     if s is None:
         raise UnknownSession("no such session", session_id=session_id)
-    if s.status != "billed" or s.tariff_version is None:
+    if s.status != SessionStatus.BILLED or s.tariff_version is None:
         raise SessionNotBilled(f"the session is {s.status}", session_id=session_id)
     cdrs = store.cdrs_of(conn, session_id)
     credited = {c.credited_cdr_id for c in cdrs if c.kind == "credited"}
@@ -177,10 +177,6 @@ def _reprice(
     return correction
 
 
-class SessionNotHeld(ValidationError):
-    code = "SESSION_NOT_HELD"
-
-
 def release(
     app: Wiring,
     session_id: str,
@@ -205,7 +201,7 @@ def release(
             s = store.lock_session(conn, session_id)
             if s is None:
                 raise UnknownSession("no such session", session_id=session_id)
-            if s.status != "held" or s.stopped_event_id is None or s.stopped_at is None:
+            if s.status != SessionStatus.HELD or s.stopped_event_id is None or s.stopped_at is None:
                 raise SessionNotHeld(f"the session is {s.status}", session_id=session_id)
             versions = store.tariff_versions(conn, (s.tariff_id,)).get(s.tariff_id, [])
             found = resolve_tariff(versions, s.tariff_id, s.tariff_version, s.started_at)
@@ -224,7 +220,7 @@ def release(
                 hold = hold_for(s, tariff, holds, config)
                 rows = bill(tx, s, found.version, priced, hold, config, cause_id)
             except InvalidHold as exc:
-                mark(s, "held", exc.code, str(exc))
+                mark(s, SessionStatus.HELD, exc.code, str(exc))
                 invalid, rows = exc, []
             store.insert_cdrs(conn, [dataclasses.replace(r, reason=reason) for r in rows])
             store.save_sessions(conn, [s])

@@ -28,9 +28,9 @@ from ledger.sessions.metering import (
     energy_register_wh,
     phases_complete,
 )
+from ledger.sessions.rules import InvalidHold
 from processors.sessions_base import (
     RELEASE_ACTIONS,
-    InvalidHold,
     SessionsConfig,
     apply_hold,
     connector_key,
