@@ -35,7 +35,7 @@ from connectors.kafka import TOPIC_OF, Consumed
 from connectors.settings import Settings
 from entrypoints.bootstrap import App, bootstrap
 from entrypoints.simulate import NetworkSimulator
-from processors.base import Tx
+from processors.base import Effects
 from processors.ledger_projector import TOPICS, LedgerHandler, build_ledger_processor, caught_up
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,7 +272,7 @@ class _TimedHandler(LedgerHandler):
         self.network = network
         self.batch: list[tuple[datetime, float]] = []
 
-    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
+    def handle(self, tx: Effects, records: Sequence[Consumed]) -> None:
         now = time.time()
         self.batch += [
             (r.event.envelope.recorded_at, now)

@@ -29,6 +29,7 @@ import orjson
 import psycopg
 from psycopg.types.json import set_json_loads
 
+from connectors.payment_state_form import state_from_dict
 from connectors.postgres import array_element, array_literal
 from ledger.accounting.balances import BalanceDelta
 from ledger.accounting.journal import JournalEntry
@@ -94,7 +95,7 @@ def load_payment_states(
     with conn.cursor() as cur:
         set_json_loads(orjson.loads, cur)
         rows = cur.execute(LOCK_STATES, (array_literal(sorted(ids)),)).fetchall()
-    return {str(pid): PaymentState.from_dict(state) for pid, state in rows}
+    return {str(pid): state_from_dict(state) for pid, state in rows}
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -217,11 +218,12 @@ def write_payments(conn: Conn, rows: Sequence[PaymentRow], known: Collection[str
 
 
 def state_json(state: PaymentState) -> str:
-    """``state.to_dict()`` as compact JSON: what ``json.dumps(..., ensure_ascii=False)`` gives.
+    """``state_to_dict(state)`` as compact JSON: what ``json.dumps(..., ensure_ascii=False)``
+    gives.
 
     orjson serializes the frozen dataclasses directly (fields in declaration order, enums as
     their values, tuples as arrays), several times faster than building the dict and encoding
-    it; the one set, ``applied_event_ids``, is written sorted, as ``to_dict`` does."""
+    it; the one set, ``applied_event_ids``, is written sorted, as ``state_to_dict`` does."""
     return orjson.dumps(state, default=_sorted_set).decode()
 
 

@@ -54,8 +54,10 @@ Conn = psycopg.Connection[Any]
 
 
 @dataclass
-class Tx:
-    """What a handler may do inside the batch transaction (``connectors.checkpoint``)."""
+class Effects:
+    """What a handler may do inside the batch transaction: emit events (through the outbox),
+    reject or count a record as a duplicate, and write its own tables through ``conn``; all of
+    it committed with the batch's offsets (``connectors.checkpoint``)."""
 
     checkpoint: CheckpointBatch | Conn
     """The batch's checkpoint transaction; a writer outside the loop (a correction) may give
@@ -262,7 +264,7 @@ class Handler(Protocol):
     Raise nothing for bad input: call ``tx.reject``. An exception aborts the whole batch (it is
     retried), so raise only for infrastructure failures."""
 
-    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None: ...
+    def handle(self, tx: Effects, records: Sequence[Consumed]) -> None: ...
 
 
 class SelfDeduplicating(Handler, Protocol):
@@ -354,7 +356,7 @@ class PostgresProcessor:
         """Steps 1-5 of the checkpoint's commit order (``connectors.checkpoint``)."""
         stats = BatchStats(consumed=0)
         with self.checkpoint.batch() as checkpoint:
-            tx = Tx(
+            tx = Effects(
                 checkpoint, self.publisher.serde.encode, self.group, self.app.settings.network_id
             )
             fresh = self._unclaimed(checkpoint, batch)
@@ -387,7 +389,7 @@ class PostgresProcessor:
             log.warning("rejected %s[%d]@%d %s: %s", topic, partition, offset, code, detail)
         return stats
 
-    def _handle_isolating_poison(self, tx: Tx, records: list[Consumed]) -> None:
+    def _handle_isolating_poison(self, tx: Effects, records: list[Consumed]) -> None:
         """Apply ``records``; if that fails because of a record's content, apply each half
         again (in order, each in its own savepoint) down to the single record at fault, and
         reject only that one: a poison record never stops a partition, the good records around
@@ -421,7 +423,7 @@ class PostgresProcessor:
         self._handle_isolating_poison(tx, records[:middle])
         self._handle_isolating_poison(tx, records[middle:])
 
-    def _check_input(self, tx: Tx, records: list[Consumed]) -> list[Consumed]:
+    def _check_input(self, tx: Effects, records: list[Consumed]) -> list[Consumed]:
         """The records that obey the input rules (``ledger.validation``); the others are
         rejected with the rule's code. "Future" is judged against each record's log time."""
         if not records:

@@ -31,7 +31,7 @@ from ledger.events import (
     PayoutPaid,
     ProviderRouted,
 )
-from processors.base import BatchStats, PostgresProcessor, Tx, Wiring
+from processors.base import BatchStats, Effects, PostgresProcessor, Wiring
 
 GROUP = "evledger-ledger"
 TOPICS = ("payments.events", "billing.events", "provider.events")
@@ -64,7 +64,7 @@ class _Batch:
 class LedgerHandler:
     """Applies a batch of money events with ``ledger.payments.apply`` and books the result."""
 
-    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
+    def handle(self, tx: Effects, records: Sequence[Consumed]) -> None:
         """Book ``records`` inside ``tx``; a refused event is rejected with its reason code.
         Raises only infrastructure errors (the batch is then retried)."""
         if not records:

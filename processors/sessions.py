@@ -50,7 +50,7 @@ from ledger.sessions.rules import (
     TariffVersionConflict,
     UnknownSession,
 )
-from processors.base import PostgresProcessor, Tx, Wiring
+from processors.base import Effects, PostgresProcessor, Wiring
 from processors.sessions_base import (
     GROUP,
     TOPICS,
@@ -91,7 +91,7 @@ class SessionsHandler:
         self.config = config or SessionsConfig()
         self.tariffs = TariffCache()
 
-    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
+    def handle(self, tx: Effects, records: Sequence[Consumed]) -> None:
         self._tariffs(tx, [r for r in records if isinstance(r.event, TariffPublished)])
         authorized = self._holds(tx, [r for r in records if r.topic == "payments.events"])
         self._bill_waiting(
@@ -107,7 +107,7 @@ class SessionsHandler:
         if session_records:
             _SessionBatch(self, tx, session_records).apply()
 
-    def _tariffs(self, tx: Tx, records: list[Consumed]) -> None:
+    def _tariffs(self, tx: Effects, records: list[Consumed]) -> None:
         if not records:
             return
         known = store.tariff_versions(tx.conn, {r.event.tariff_id for r in records})
@@ -147,7 +147,7 @@ class SessionsHandler:
                 new.append(row)
         store.insert_tariffs(tx.conn, new)
 
-    def _bill_waiting(self, tx: Tx, tariff_ids: set[str], payment_ids: set[str]) -> None:
+    def _bill_waiting(self, tx: Effects, tariff_ids: set[str], payment_ids: set[str]) -> None:
         """Bill sessions whose stop waited for one of ``tariff_ids``, or for an accepted hold of
         one of ``payment_ids`` (ids derive from the stop, so the result equals billing it on
         time)."""
@@ -185,7 +185,7 @@ class SessionsHandler:
         store.save_sessions(tx.conn, waiting)
         store.insert_cdrs(tx.conn, cdrs)
 
-    def _holds(self, tx: Tx, records: list[Consumed]) -> set[str]:
+    def _holds(self, tx: Effects, records: list[Consumed]) -> set[str]:
         """Apply authorizations and increments by the ledger's rules; reject what it would.
         Returns the payment ids that now have an accepted hold they lacked before."""
         records = [
@@ -219,7 +219,7 @@ class SessionsHandler:
 class _SessionBatch:
     """One batch of sessions.events: state loaded once per table, saved once at the end."""
 
-    def __init__(self, handler: SessionsHandler, tx: Tx, records: list[Consumed]) -> None:
+    def __init__(self, handler: SessionsHandler, tx: Effects, records: list[Consumed]) -> None:
         self.handler, self.config, self.tx, self.records = handler, handler.config, tx, records
         conn = tx.conn
         events = [r.event for r in records]

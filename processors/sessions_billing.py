@@ -23,7 +23,7 @@ from ledger.pricing.price import PricedSession, price_session
 from ledger.pricing.tariffs import Tariff, UnknownTariff, parse_tariff_json
 from ledger.sessions.metering import MeteredSession, SessionMeter
 from ledger.sessions.rules import InvalidHold, SessionStatus, ShortfallPolicy
-from processors.base import Tx
+from processors.base import Effects
 from processors.sessions_base import SessionsConfig, derived_id, release_action
 
 log = logging.getLogger("evledger.sessions")
@@ -173,7 +173,7 @@ def _clear(s: store.SessionState, status: str) -> None:
 
 
 def bill(
-    tx: Tx,
+    tx: Effects,
     s: store.SessionState,
     version: int,
     priced: PricedSession,
@@ -326,7 +326,7 @@ class Held:
 
 
 def price_and_bill(
-    tx: Tx,
+    tx: Effects,
     s: store.SessionState,
     versions: Sequence[store.TariffVersion],
     readings: Iterable[store.MeterRow],

@@ -23,7 +23,7 @@ from ledger.sessions.rules import (
     SessionStatus,
     UnknownSession,
 )
-from processors.base import Tx, Wiring, relay_outbox
+from processors.base import Effects, Wiring, relay_outbox
 from processors.sessions_base import GROUP, SessionsConfig, derived_id
 from processors.sessions_billing import (
     TariffCache,
@@ -102,7 +102,7 @@ def _reprice(
     repriced = price_session(tariff, metered, waive=after)
     captured = Money(s.captured_minor - s.refunded_minor, repriced.currency)
     correction = correct_cdr(original, repriced, captured, reason)
-    tx = Tx(conn, app.publisher().serde.encode, GROUP, s.network_id)
+    tx = Effects(conn, app.publisher().serde.encode, GROUP, s.network_id)
     cause = current.event_id
 
     def envelope(kind: str) -> Envelope:
@@ -213,7 +213,7 @@ def release(
                 config,
             )
             holds = store.load_holds(conn, [s.payment_id] if s.payment_id else [])
-            tx = Tx(conn, app.publisher().serde.encode, GROUP, s.network_id)
+            tx = Effects(conn, app.publisher().serde.encode, GROUP, s.network_id)
             priced = price_session(tariff, metered)
             cause_id = derived_id(s.stopped_event_id, "release")
             try:

@@ -26,7 +26,7 @@ from connectors.provider_registry import ProviderRegistry
 from connectors.settlement_store import Attempt, AttemptStore, mark_emitted, restore_command
 from ledger.settlement.outcomes import outcome_event_id
 from ledger.settlement.routing import BreakerState
-from processors.base import BatchStats, PostgresProcessor, Tx, Wiring, drain_steps
+from processors.base import BatchStats, Effects, PostgresProcessor, Wiring, drain_steps
 from processors.settlement_attempts import outcome_events
 from processors.settlement_handler import CommandRefused, ConnectorConfig, SettlementHandler
 
@@ -109,7 +109,7 @@ class SettlementConnector:
         processor = self.processor
         events, refusal = outcome_events(command, done)
         with processor.checkpoint.batch() as batch:
-            tx = Tx(
+            tx = Effects(
                 batch,
                 processor.publisher.serde.encode,
                 processor.group,

@@ -53,7 +53,7 @@ from ledger.settlement.routing import (
     route,
     route_follow_up,
 )
-from processors.base import Tx
+from processors.base import Effects
 from processors.settlement_attempts import outcome_events
 
 log = logging.getLogger("evledger.settlement")
@@ -123,7 +123,7 @@ class SettlementHandler:
         self.breakers = CircuitBreakers(config.breaker, config.clock)
         self._rng = random.Random(config.seed)
 
-    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
+    def handle(self, tx: Effects, records: Sequence[Consumed]) -> None:
         for record in records:
             command: Command = record.event
             if not isinstance(command, COMMAND_TYPES):

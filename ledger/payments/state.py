@@ -1,7 +1,7 @@
 """What the ledger remembers about one payment, as an immutable value.
 
-``ledger.payments.apply`` folds events into it. The projector stores it per payment (the
-``to_dict`` form is plain JSON) next to the entries, in the same transaction.
+``ledger.payments.apply`` folds events into it. The projector stores it per payment, as JSON,
+next to the entries, in the same transaction (the storage form: ``connectors.payment_state_form``).
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from operator import attrgetter
-from typing import Any, TypedDict, TypeVar
+from typing import TypedDict
 
 from ledger.accounting.posting_rules import RevenueShare
-from ledger.dimensions import Dimension
 from ledger.events import DisputeOutcome
 from ledger.fastpaths import slot_setters
 
@@ -108,68 +107,6 @@ class PaymentState:
             set_field(new, value)
         return new
 
-    # -- storage form ---------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``from_dict`` reads it back to an equal state."""
-        return {
-            "payment_id": self.payment_id,
-            "network_id": self.network_id,
-            "provider": self.provider,
-            "currency": self.currency,
-            "authorized": self.authorized,
-            "incremented": self.incremented,
-            "captured": self.captured,
-            "refunded": self.refunded,
-            "hold": self.hold,
-            "status": self.status.value,
-            "provider_references": list(self.provider_references),
-            "capture_ids": list(self.capture_ids),
-            "revenue": [_share_to_dict(s) for s in self.revenue],
-            "refunds": [
-                {
-                    "refund_id": r.refund_id,
-                    "amount": r.amount,
-                    "shares": [_share_to_dict(s) for s in r.shares],
-                    "provider_reference": r.provider_reference,
-                    "reversed": r.reversed,
-                }
-                for r in self.refunds
-            ],
-            "disputes": [
-                {
-                    "dispute_id": d.dispute_id,
-                    "amount": d.amount,
-                    "outcome": d.outcome.value if d.outcome else None,
-                }
-                for d in self.disputes
-            ],
-            "applied_event_ids": sorted(self.applied_event_ids),
-            "authorized_at": self.authorized_at.isoformat() if self.authorized_at else None,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PaymentState:
-        # Positional construction and dict lookups of enum members: this runs per stored state.
-        return cls(
-            data["payment_id"],
-            data["network_id"],
-            data["provider"],
-            data["currency"],
-            data["authorized"],
-            data["incremented"],
-            data["captured"],
-            data["refunded"],
-            data["hold"],
-            _member(PaymentStatus, _STATUSES, data["status"]),
-            tuple(data["provider_references"]),
-            tuple(data["capture_ids"]),
-            tuple([_share_from_dict(s) for s in data["revenue"]]),
-            tuple([_refund_from_dict(r) for r in data["refunds"]]),
-            tuple([_dispute_from_dict(d) for d in data["disputes"]]),
-            frozenset(data["applied_event_ids"]),
-            _when(data.get("authorized_at")),
-        )
-
 
 class StateChanges(TypedDict, total=False):
     """The fields of a PaymentState an event may change (see ``PaymentState.updated``)."""
@@ -191,58 +128,3 @@ _FIELD_NAMES = tuple(f.name for f in fields(PaymentState))
 _FIELD_INDEX = {name: i for i, name in enumerate(_FIELD_NAMES)}
 _field_values = attrgetter(*_FIELD_NAMES)
 _FIELD_SETTERS = slot_setters(PaymentState)
-
-_E = TypeVar("_E", bound=StrEnum)
-_STATUSES = {s.value: s for s in PaymentStatus}
-_DIMENSIONS = {d.value: d for d in Dimension}
-_OUTCOMES = {o.value: o for o in DisputeOutcome}
-
-
-def _member(enum: type[_E], members: dict[str, _E], value: str) -> _E:
-    """``enum(value)`` via a dict (an Enum call is slow); the call still raises for the unknown."""
-    try:
-        return members[value]
-    except (KeyError, TypeError):
-        return enum(value)
-
-
-def _when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _refund_from_dict(r: dict[str, Any]) -> RefundRecord:
-    return RefundRecord(
-        refund_id=r["refund_id"],
-        amount=r["amount"],
-        shares=tuple(_share_from_dict(s) for s in r["shares"]),
-        provider_reference=r["provider_reference"],
-        reversed=r["reversed"],
-    )
-
-
-def _dispute_from_dict(d: dict[str, Any]) -> DisputeRecord:
-    return DisputeRecord(
-        dispute_id=d["dispute_id"],
-        amount=d["amount"],
-        outcome=_member(DisputeOutcome, _OUTCOMES, d["outcome"]) if d["outcome"] else None,
-    )
-
-
-def _share_to_dict(share: RevenueShare) -> dict[str, Any]:
-    return {
-        "dimension": share.dimension.value,
-        "station": share.station,
-        "country": share.country,
-        "net": share.net,
-        "vat": share.vat,
-    }
-
-
-def _share_from_dict(data: dict[str, Any]) -> RevenueShare:
-    return RevenueShare(
-        _member(Dimension, _DIMENSIONS, data["dimension"]),
-        data["station"],
-        data["country"],
-        data["net"],
-        data["vat"],
-    )

@@ -17,10 +17,10 @@ import psycopg
 import pytest
 
 from connectors import finance, postgres
+from connectors.payment_state_form import state_from_dict
 from entrypoints.bootstrap import App
 from ledger.events import PaymentAuthorized
 from ledger.money import Money
-from ledger.payments.state import PaymentState
 from processors.base import PostgresProcessor
 from processors.ledger_projector import TOPICS, build_ledger_processor, caught_up
 from tests.integration.conftest import end_offsets
@@ -94,7 +94,7 @@ def assert_projection_matches(url: str, group: str, book: Book) -> None:
             " HAVING sum(amount_minor) <> 0) x"
         ).fetchone()
         states = {
-            pid: PaymentState.from_dict(state)
+            pid: state_from_dict(state)
             for pid, state in conn.execute("SELECT payment_id, state FROM payments")
         }
         counts = conn.execute(
@@ -208,7 +208,7 @@ def test_a_rejected_payment_event_applies_when_re_driven(app: App, book_db: str)
         reasons = conn.execute(
             "SELECT reason_code FROM rejections WHERE consumer_group=%s", (group,)
         ).fetchall()
-        state = PaymentState.from_dict(
+        state = state_from_dict(
             conn.execute("SELECT state FROM payments WHERE payment_id=%s", (maker.pid,)).fetchone()[
                 0
             ]

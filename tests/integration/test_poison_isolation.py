@@ -20,7 +20,7 @@ from entrypoints.bootstrap import App
 from ledger.envelope import Envelope, Source
 from ledger.events import PaymentAuthorized
 from ledger.money import Money
-from processors.base import PostgresProcessor, Tx
+from processors.base import Effects, PostgresProcessor
 from processors.ledger_projector import LedgerHandler
 from tests.integration.conftest import end_offsets
 
@@ -34,7 +34,7 @@ class IntColumnHandler:
     def __init__(self, table: str) -> None:
         self.table = table
 
-    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
+    def handle(self, tx: Effects, records: Sequence[Consumed]) -> None:
         with tx.conn.cursor() as cur:
             cur.executemany(
                 f"INSERT INTO {self.table} (event_id, amount) VALUES (%s, %s)",

@@ -11,7 +11,7 @@ from connectors.kafka import Consumed
 from entrypoints.bootstrap import App
 from entrypoints.simulate import NetworkSimulator
 from ledger.events import PaymentVoided
-from processors.base import PostgresProcessor, Tx
+from processors.base import Effects, PostgresProcessor
 from tests.integration.conftest import consume_from, end_offsets
 
 TOPIC = "payments.events"
@@ -23,7 +23,7 @@ class RecordingHandler:
     def __init__(self, table: str) -> None:
         self.table = table
 
-    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
+    def handle(self, tx: Effects, records: Sequence[Consumed]) -> None:
         for record in records:
             if isinstance(record.event, PaymentVoided):
                 tx.reject(record, "TEST_NO_VOIDS", "voids are refused by this test handler")
@@ -94,7 +94,7 @@ class ExplodingHandler:
         self.poison = poison
         self.applied: list[str] = []
 
-    def handle(self, tx: Tx, records: Sequence[Consumed]) -> None:
+    def handle(self, tx: Effects, records: Sequence[Consumed]) -> None:
         for record in records:
             if record.event.payment_id == self.poison:
                 raise ValueError("cannot store this payment")

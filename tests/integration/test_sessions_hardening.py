@@ -1,6 +1,7 @@
 """Sessions processor hardening against PostgreSQL: the handler applies batches as the shared loop
-would (one transaction, ``Tx``), so each defect of the hostile-input review is replayed record by
-record and its outcome read back from the tables, the emitted events and the rejections.
+would (one transaction, one ``Effects``), so each defect of the hostile-input review is replayed
+record by record and its outcome read back from the tables, the emitted events and the
+rejections.
 
 Emitted events are captured by the test's encoder and the outbox rows are dropped, so nothing
 here reaches Kafka except what ``release`` relays (real events of this module's own ids).
@@ -39,7 +40,7 @@ from ledger.events import (
     TariffPublished,
 )
 from ledger.money import Money
-from processors.base import Tx
+from processors.base import Effects
 from processors.sessions import SessionsConfig, SessionsHandler, derived_id, release
 from processors.sessions_base import connector_key
 from tests.integration.conftest import create_database, drop_database
@@ -165,7 +166,7 @@ class Harness:
         ]
         by_offset = {r.offset: r.event_id for r in records}
         with psycopg.connect(self.url) as conn, conn.transaction():
-            tx = Tx(conn, encode, "test-sessions-hardening", NET)
+            tx = Effects(conn, encode, "test-sessions-hardening", NET)
             self.handler.handle(tx, records)
             conn.execute("DELETE FROM outbox")  # captured above; never relayed to Kafka
         for (_, _, offset), reason in tx.rejected.items():
