@@ -134,9 +134,10 @@ def array_literal(values: Iterable[str | int | None]) -> str:
     if not items:
         return "{}"
     if all(type(v) is str for v in items):
-        joined = '","'.join(items)  # type: ignore[arg-type]
-        if '"' not in joined and "\\" not in joined:  # nothing to escape: one join
-            return '{"' + joined + '"}'
+        strings: list[str] = items  # type: ignore[assignment]
+        plain = "".join(strings)
+        if '"' not in plain and "\\" not in plain:  # nothing to escape: one join
+            return '{"' + '","'.join(strings) + '"}'
     return "{" + ",".join(array_element(v) for v in items) + "}"
 
 
