@@ -93,11 +93,8 @@ def install(app: FastAPI, overrides: Mapping[type[LedgerError], int] | None = No
             return error_response(400, HttpErrorCode.INVALID_PARAMETER, problem, request)
         try:
             response = await call_next(request)
-        except Exception:  # the handler below answers; this path is for middleware errors
-            log.exception("unhandled error, request_id=%s", request_id)
-            return error_response(
-                500, HttpErrorCode.INTERNAL_ERROR, _INTERNAL_DETAIL.format(request_id), request
-            )
+        except Exception as exc:  # a route's unexpected error, before Starlette's outer layer
+            return internal_error(request, exc)
         response.headers.setdefault("X-Request-ID", request_id)
         return response
 
@@ -121,14 +118,16 @@ def install(app: FastAPI, overrides: Mapping[type[LedgerError], int] | None = No
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = request_id_of(request)
-        log.error("unhandled error, request_id=%s", request_id, exc_info=exc)
-        return error_response(
-            500, HttpErrorCode.INTERNAL_ERROR, _INTERNAL_DETAIL.format(request_id), request
-        )
+        return internal_error(request, exc)  # an error in the middleware itself
 
 
-_INTERNAL_DETAIL = "unexpected error; the server log has it under request_id {}"
+def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """The 500 of an unexpected error: its traceback logged under the request id, which is
+    all the answer tells the caller."""
+    request_id = request_id_of(request)
+    log.error("unhandled error, request_id=%s", request_id, exc_info=exc)
+    detail = f"unexpected error; the server log has it under request_id {request_id}"
+    return error_response(500, HttpErrorCode.INTERNAL_ERROR, detail, request)
 
 
 def _describe(exc: RequestValidationError) -> str:

@@ -35,7 +35,6 @@ from connectors.checkpoint import (
     Position,
     PostgresCheckpoint,
     Rejection,
-    postgres_batch,
 )
 from connectors.kafka import (
     Consumed,
@@ -59,19 +58,14 @@ class Effects:
     reject or count a record as a duplicate, and write its own tables through ``conn``; all of
     it committed with the batch's offsets (``connectors.checkpoint``)."""
 
-    checkpoint: CheckpointBatch | Conn
-    """The batch's checkpoint transaction; a writer outside the loop (a correction) may give
-    its PostgreSQL connection, in a transaction it opened, instead."""
+    batch: CheckpointBatch
+    """The batch's checkpoint transaction (a writer outside the loop, such as a correction,
+    passes ``connectors.checkpoint.postgres_batch(conn)`` in a transaction it opened)."""
     serde_encode: Callable[[str, Any], bytes]
     group: str
     network_id: str
     rejected: dict[tuple[str, int, int], tuple[str, str]] = field(default_factory=dict)
     duplicates: set[tuple[str, int, int]] = field(default_factory=set)
-    batch: CheckpointBatch = field(init=False)
-
-    def __post_init__(self) -> None:
-        given = self.checkpoint
-        self.batch = postgres_batch(given) if isinstance(given, psycopg.Connection) else given
 
     @property
     def conn(self) -> Conn:

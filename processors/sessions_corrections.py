@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Collection
 
 from connectors import sessions_store as store
+from connectors.checkpoint import postgres_batch
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
 from ledger.errors import ValidationError
@@ -102,7 +103,7 @@ def _reprice(
     repriced = price_session(tariff, metered, waive=after)
     captured = Money(s.captured_minor - s.refunded_minor, repriced.currency)
     correction = correct_cdr(original, repriced, captured, reason)
-    tx = Effects(conn, app.publisher().serde.encode, GROUP, s.network_id)
+    tx = Effects(postgres_batch(conn), app.publisher().serde.encode, GROUP, s.network_id)
     cause = current.event_id
 
     def envelope(kind: str) -> Envelope:
@@ -213,7 +214,7 @@ def release(
                 config,
             )
             holds = store.load_holds(conn, [s.payment_id] if s.payment_id else [])
-            tx = Effects(conn, app.publisher().serde.encode, GROUP, s.network_id)
+            tx = Effects(postgres_batch(conn), app.publisher().serde.encode, GROUP, s.network_id)
             priced = price_session(tariff, metered)
             cause_id = derived_id(s.stopped_event_id, "release")
             try:

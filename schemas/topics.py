@@ -41,7 +41,7 @@ class Topic:
 
     @property
     def rejected(self) -> str:
-        return self.name + REJECTED_SUFFIX
+        return rejected_topic(self.name)
 
     @property
     def key_doc(self) -> str:

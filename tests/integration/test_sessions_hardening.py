@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from connectors import sessions_store as store
+from connectors.checkpoint import postgres_batch
 from connectors.kafka import TOPIC_OF, Consumed, key_of
 from entrypoints.api import create_app
 from entrypoints.bootstrap import App
@@ -166,7 +167,7 @@ class Harness:
         ]
         by_offset = {r.offset: r.event_id for r in records}
         with psycopg.connect(self.url) as conn, conn.transaction():
-            tx = Effects(conn, encode, "test-sessions-hardening", NET)
+            tx = Effects(postgres_batch(conn), encode, "test-sessions-hardening", NET)
             self.handler.handle(tx, records)
             conn.execute("DELETE FROM outbox")  # captured above; never relayed to Kafka
         for (_, _, offset), reason in tx.rejected.items():
