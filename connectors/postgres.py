@@ -2,6 +2,9 @@
 
 Migrations are ``connectors/migrations/NNN_name.sql`` applied in order, each in its own
 transaction, recorded in ``schema_migrations``; an advisory lock keeps concurrent starters safe.
+Only writers migrate (``evledger db migrate``, the processors, the demo, ``evledger stack up``);
+read paths check with ``require_current_schema`` instead, so they run under a role that may only
+SELECT and never change a schema behind an operator's back.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -37,6 +41,40 @@ def migrations() -> list[tuple[int, str, str]]:
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text()))
     return sorted(found)
+
+
+class SchemaBehind(InfrastructureError):
+    """The database lacks migrations this code needs; a read path will not apply them."""
+
+    code = "SCHEMA_BEHIND"
+
+
+def pending_migrations(conn: psycopg.Connection[Any]) -> list[str]:
+    """Names of the bundled migrations ``conn``'s database has not applied, in order (every one
+    when it has no ``schema_migrations`` table yet). Only reads: any role that may SELECT
+    ``schema_migrations`` can ask."""
+    found = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    done: set[int] = set()
+    if found is not None and found[0]:
+        done = {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+    return [name for version, name, _ in migrations() if version not in done]
+
+
+def require_current_schema(conn: psycopg.Connection[Any]) -> None:
+    """Raise SchemaBehind, naming what is missing and the command that applies it, unless every
+    bundled migration is applied. What read commands and the finance API call instead of
+    ``migrate``."""
+    pending = pending_migrations(conn)
+    if pending:
+        shown = ", ".join(pending[:5]) + (
+            f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+        )
+        raise SchemaBehind(
+            f"database {conn.info.dbname!r} lacks {len(pending)} migration(s) this version "
+            f"needs ({shown}); run `evledger db migrate` with a role that may change the "
+            "schema, then retry",
+            retriable=False,
+        )
 
 
 def migrate(url: str) -> list[str]:

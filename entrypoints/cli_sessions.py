@@ -31,11 +31,34 @@ def register(app: typer.Typer) -> None:
 SINGLE_PHASE_HELP = "a connector wired to one phase, STATION/CONNECTOR (repeat)"
 
 
-def _app() -> App:
-    from connectors.postgres import migrate
+READ_COMMANDS = frozenset({"show", "held", "preauth"})
+"""``sessions`` commands that only read the database: they never migrate, so a role that may
+only SELECT can run them."""
+_read_command = False
+"""Whether the ``sessions`` command about to run is a read command (set by ``_note_command``,
+taken back by ``_app``)."""
 
+
+@sessions_app.callback()
+def _note_command(ctx: typer.Context) -> None:
+    global _read_command
+    _read_command = ctx.invoked_subcommand in READ_COMMANDS
+
+
+def _app() -> App:
+    """The app for the running command. A command that writes (run, reprice, release, tariffs
+    publish) applies pending migrations first, as every processor does; a read command never
+    migrates and stops with SchemaBehind (run `evledger db migrate`) when the schema is behind."""
+    from connectors import postgres
+
+    global _read_command
+    read_only, _read_command = _read_command, False
     app = bootstrap()
-    migrate(app.database_url)
+    if read_only:
+        with postgres.connect(app.database_url, autocommit=True) as conn:
+            postgres.require_current_schema(conn)
+    else:
+        postgres.migrate(app.database_url)
     return app
 
 
