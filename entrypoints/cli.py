@@ -1,4 +1,5 @@
-"""The ``evledger`` command: stack, schemas, demo and (in later modules) finance queries."""
+"""The ``evledger`` command: stack, database schema, Avro schemas and the demo here; sessions,
+settlement, ledger and finance commands in the ``cli_*`` modules it registers."""
 
 from __future__ import annotations
 
@@ -24,8 +25,13 @@ stack_app = typer.Typer(
     help="Run the local stack: Kafka (KRaft), Apicurio Registry, PostgreSQL.", no_args_is_help=True
 )
 schemas_app = typer.Typer(help="Avro event schemas.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The PostgreSQL schema: apply pending migrations, or see which are pending.",
+    no_args_is_help=True,
+)
 app.add_typer(stack_app, name="stack")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(db_app, name="db")
 from entrypoints import cli_sessions  # noqa: E402
 
 cli_sessions.register(app)
@@ -91,6 +97,50 @@ def stack_logs(
                 time.sleep(0.5)
 
 
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the migrations the database lacks and print each one applied.
+
+    Read commands and the finance API never migrate (they run under a role that may only
+    SELECT); run this with a role that may change the schema after installing a new version.
+    Processors, the demo and `evledger stack up` still migrate on start."""
+    import psycopg
+
+    from connectors import postgres
+    from entrypoints.bootstrap import database_url
+
+    url = database_url(_settings())
+    try:
+        applied = postgres.migrate(url)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        console.print(
+            f"[red]error:[/] this role may not change the schema ({exc.diag.message_primary}); "
+            "run `evledger db migrate` as the database's owner"
+        )
+        raise typer.Exit(2) from exc
+    for name in applied:
+        console.print(f"applied {name}")
+    total = len(postgres.migrations())
+    console.print(f"{len(applied)} applied now; {total} of {total} in place")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """List the migrations the database lacks; exit 1 if any (read only)."""
+    from connectors import postgres
+    from entrypoints.bootstrap import database_url
+
+    with postgres.connect(database_url(_settings()), autocommit=True) as conn:
+        pending = postgres.pending_migrations(conn)
+    for name in pending:
+        console.print(f"pending {name}")
+    total = len(postgres.migrations())
+    console.print(f"{total - len(pending)} of {total} migrations in place")
+    if pending:
+        console.print("run `evledger db migrate` to apply the pending ones")
+        raise typer.Exit(1)
+
+
 @schemas_app.command("export")
 def schemas_export(directory: Path = typer.Option(None, help="default: schemas/avro")) -> None:
     """Write one .avsc per event, derived from the event dataclasses."""
@@ -124,15 +174,21 @@ def schemas_register() -> None:
 
 
 @app.command()
-def demo(sessions: int = typer.Option(2000, help="simulated charging sessions")) -> None:
-    """Start the stack and run a simulated charging network through it."""
+def demo(
+    sessions: int = typer.Option(2000, help="simulated charging sessions"),
+    database: str = typer.Option(
+        "evledger_demo", help="database to (re)create for the run's projections"
+    ),
+) -> None:
+    """Start the stack and run a simulated charging network through it, into a fresh database
+    (replaced on every run, so give another name to keep a previous book)."""
     from entrypoints.bootstrap import bootstrap
     from entrypoints.demo import run_demo
 
     settings = _settings()
     console.rule("[bold]0. local stack")
     Stack(settings).up(report=lambda line: console.print(f"[green]•[/] {line}"))
-    run_demo(bootstrap(settings), sessions, console)
+    run_demo(bootstrap(settings), sessions, console, database=database)
 
 
 def _yes(value: bool) -> str:

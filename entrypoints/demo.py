@@ -4,8 +4,12 @@ Upstream traffic (authorization instructions, OCPP sessions, an OCPI tariff, two
 records) goes onto Kafka; the sessions processor prices sessions into CDRs and capture/void
 instructions, the settlement connector carries them out at the sandbox provider, and the ledger
 projector books the outcomes as double-entry journal entries. Each processor runs with its
-production consumer group against a fresh ``evledger_demo`` database whose stored offsets start
-at this run's first record, so the summary covers exactly this run.
+production consumer group against a fresh database (``evledger_demo`` unless told otherwise) whose
+stored offsets start at this run's first record, so the summary covers exactly this run.
+
+The database is dropped and created again on every run. ``evledger_demo`` is the book the README
+invites a reader to explore, so nothing but ``evledger demo`` may use it: tests pass their own
+name (tests/e2e/conftest.py, held by tests/unit/test_tests_keep_off_user_databases.py).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from processors.settlement import build_settlement_processor
 from schemas.topics import TOPIC_EVENTS
 
 DEMO_DATABASE = "evledger_demo"
+"""The demo's book, kept for the reader between runs of ``evledger demo``."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +53,14 @@ def run_demo(
     *,
     seed: int | None = None,
     network_id: str | None = None,
+    database: str = DEMO_DATABASE,
 ) -> DemoRun:
+    """Publish ``sessions`` simulated sessions and run the three processors over them into
+    ``database`` on the app's server, (re)created first; print what happened."""
     # Each rejection is also logged by the processors; the demo shows them as tables instead.
     logging.getLogger().setLevel(logging.ERROR)
     console.rule("[bold]1. a fresh demo database, processors starting at the end of the log")
-    url = postgres.create_database(app.database_url, DEMO_DATABASE)
+    url = postgres.create_database(app.database_url, database)
     probe = app.consumer("evledger-demo-probe")
     ends = probe.end_offsets(list(TOPIC_EVENTS))
     probe.close()
