@@ -2,17 +2,20 @@
 
 Each function reads one view of ``connectors/migrations/011_finance_views.sql`` (or the journal
 for balances as of a past time) and returns plain rows: amounts in integer minor units with their
-currency, never floats. List queries take ``limit``/``offset`` and a stable order, so pages do
-not overlap. Examples with sample output: docs/finance-queries.md.
+currency, never floats. Every list that can grow is paged: its query takes ``limit``/``offset``
+in a stable order (pages never overlap) and returns a ``Page``, whose ``next_offset`` is None on
+the last page (the query asks for one row more than the page holds, so a full last page ends
+too). CSV columns (``csv_columns``) name each money column with its unit, ``<name>_minor``.
+Examples with sample output, and the API and CSV contract: docs/finance-queries.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import psycopg
 
@@ -47,16 +50,62 @@ class VatPeriod(StrEnum):
     YEAR = "year"
 
 
+MINOR_SUFFIX = "_minor"
+"""What a money column's CSV name ends in: the amount is in integer minor units of the row's
+``currency`` (EUR 12.34 is 1234)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
-    """Base of every result row: ``as_dict`` is JSON-ready (dates as ISO text)."""
+    """Base of every result row: ``as_dict`` is JSON-ready (dates as ISO text). ``money`` names
+    the fields that hold amounts (integer minor units of the row's currency)."""
+
+    money: ClassVar[frozenset[str]] = frozenset()
 
     def as_dict(self) -> dict[str, Any]:
         return {k: _json(v) for k, v in asdict(self).items()}
 
 
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Page(Generic[R]):
+    """One page of a list: at most ``limit`` rows from ``offset``, and the offset of the next
+    page, None when this is the last. Iterating a page iterates its rows."""
+
+    items: list[R]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+    @classmethod
+    def of(cls, fetched: Sequence[R], limit: int, offset: int) -> Page[R]:
+        """The page from ``fetched``, the rows a query returned when asked for ``limit + 1``:
+        the extra row only says that another page follows."""
+        more = len(fetched) > limit
+        return cls(list(fetched[:limit]), limit, offset, offset + limit if more else None)
+
+    def __iter__(self) -> Iterator[R]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def csv_columns(row_type: type[Row], first: str | None = None) -> list[str]:
+    """The CSV header for rows of ``row_type``: the field names, money fields suffixed
+    ``_minor`` (their unit); ``first`` renames the first column (revenue's ``key`` is the
+    station, day or dimension it is grouped by)."""
+    names = [f.name + (MINOR_SUFFIX if f.name in row_type.money else "") for f in fields(row_type)]
+    if first is not None:
+        names[0] = first
+    return names
+
+
 @dataclass(frozen=True, slots=True)
 class BalanceRow(Row):
+    money: ClassVar[frozenset[str]] = frozenset({"debit", "credit", "balance"})
     account: str
     currency: str
     debit: int
@@ -67,6 +116,7 @@ class BalanceRow(Row):
 
 @dataclass(frozen=True, slots=True)
 class TrialBalanceRow(Row):
+    money: ClassVar[frozenset[str]] = frozenset({"debit_balance", "credit_balance"})
     account: str
     currency: str
     debit_balance: int
@@ -75,6 +125,7 @@ class TrialBalanceRow(Row):
 
 @dataclass(frozen=True, slots=True)
 class OpenAuthorization(Row):
+    money: ClassVar[frozenset[str]] = frozenset({"authorized", "captured", "hold"})
     payment_id: str
     network_id: str
     provider: str
@@ -89,6 +140,7 @@ class OpenAuthorization(Row):
 
 @dataclass(frozen=True, slots=True)
 class RevenueRow(Row):
+    money: ClassVar[frozenset[str]] = frozenset({"revenue", "refunds", "net_revenue"})
     key: str
     """The station, day (ISO date) or dimension."""
     currency: str
@@ -99,6 +151,7 @@ class RevenueRow(Row):
 
 @dataclass(frozen=True, slots=True)
 class ProviderFlow(Row):
+    money: ClassVar[frozenset[str]] = frozenset({"captured", "refunded", "voided", "capture_fees"})
     provider: str
     currency: str
     captures: int
@@ -112,6 +165,7 @@ class ProviderFlow(Row):
 
 @dataclass(frozen=True, slots=True)
 class VatRow(Row):
+    money: ClassVar[frozenset[str]] = frozenset({"collected", "reversed", "payable"})
     country: str
     period: date
     currency: str
@@ -164,22 +218,28 @@ class GroupCounts(Row):
 
 
 # -- queries ------------------------------------------------------------------------------------
-def trial_balance(conn: Conn) -> list[TrialBalanceRow]:
-    """Posted accounts with a non-zero balance; per currency the two columns sum equal."""
-    rows = conn.execute(
+def trial_balance(conn: Conn, *, limit: int = MAX_LIMIT, offset: int = 0) -> Page[TrialBalanceRow]:
+    """Posted accounts with a non-zero balance, by currency and account; per currency the two
+    columns sum equal (``trial_balance_totals``, over every page)."""
+    return _fetch(
+        conn,
         "SELECT account, currency, debit_balance, credit_balance FROM trial_balance"
-        " ORDER BY currency, account"
+        " ORDER BY currency, account",
+        [],
+        limit,
+        offset,
+        lambda a, c, d, cr: TrialBalanceRow(a, c.strip(), int(d), int(cr)),
+    )
+
+
+def trial_balance_totals(conn: Conn) -> dict[str, tuple[int, int]]:
+    """Per currency, over the whole trial balance: (sum of debit balances, sum of credit
+    balances)."""
+    rows = conn.execute(
+        "SELECT currency, sum(debit_balance)::bigint, sum(credit_balance)::bigint"
+        " FROM trial_balance GROUP BY currency ORDER BY currency"
     ).fetchall()
-    return [TrialBalanceRow(a, c.strip(), int(d), int(cr)) for a, c, d, cr in rows]
-
-
-def trial_balance_totals(rows: Sequence[TrialBalanceRow]) -> dict[str, tuple[int, int]]:
-    """Per currency: (sum of debit balances, sum of credit balances)."""
-    totals: dict[str, tuple[int, int]] = {}
-    for r in rows:
-        d, c = totals.get(r.currency, (0, 0))
-        totals[r.currency] = (d + r.debit_balance, c + r.credit_balance)
-    return totals
+    return {str(c).strip(): (int(d), int(cr)) for c, d, cr in rows}
 
 
 def balances(
@@ -190,11 +250,10 @@ def balances(
     prefix: str | None = None,
     limit: int = 1000,
     offset: int = 0,
-) -> list[BalanceRow]:
+) -> Page[BalanceRow]:
     """Account balances now (the aggregated table) or ``as_of`` a business time (recomputed
     from the postings). ``prefix`` filters account codes (``assets:``). Raises ValidationError
     for a bad page or a naive ``as_of``."""
-    _page(limit, offset)
     where, params = ["true"], []
     if view is BalanceView.POSTED:
         where.append("account NOT LIKE 'memo:%%'")
@@ -209,29 +268,33 @@ def balances(
         if as_of.tzinfo is None:
             raise ValidationError("as_of needs a time zone (e.g. 2026-11-20T00:00:00Z)")
         source, args = "balances_as_of(%s)", [as_of]
-    rows = conn.execute(
+    return _fetch(
+        conn,
         f"SELECT account, currency, debit, credit, balance FROM {source}"
-        f" WHERE {' AND '.join(where)} ORDER BY account, currency LIMIT %s OFFSET %s",
-        [*args, *params, limit, offset],
-    ).fetchall()
-    return [BalanceRow(a, str(c).strip(), int(d), int(cr), int(b)) for a, c, d, cr, b in rows]
+        f" WHERE {' AND '.join(where)} ORDER BY account, currency",
+        [*args, *params],
+        limit,
+        offset,
+        lambda a, c, d, cr, b: BalanceRow(a, str(c).strip(), int(d), int(cr), int(b)),
+    )
 
 
 def open_authorizations(
     conn: Conn, *, older_than: timedelta | None = None, limit: int = 1000, offset: int = 0
-) -> list[OpenAuthorization]:
+) -> Page[OpenAuthorization]:
     """Payments whose hold is still open, oldest first, with their age."""
-    _page(limit, offset)
-    rows = conn.execute(
+    return _fetch(
+        conn,
         "SELECT payment_id, network_id, provider, currency, authorized, captured, hold,"
         " station_id, created_at, extract(epoch FROM age)::bigint FROM open_authorizations"
-        " WHERE age >= %s ORDER BY created_at, payment_id LIMIT %s OFFSET %s",
-        (older_than or timedelta(0), limit, offset),
-    ).fetchall()
-    return [
-        OpenAuthorization(p, n, pr, c.strip(), int(a), int(cp), int(h), s, t, int(age))
-        for p, n, pr, c, a, cp, h, s, t, age in rows
-    ]
+        " WHERE age >= %s ORDER BY created_at, payment_id",
+        [older_than or timedelta(0)],
+        limit,
+        offset,
+        lambda p, n, pr, c, a, cp, h, s, t, age: OpenAuthorization(
+            p, n, pr, c.strip(), int(a), int(cp), int(h), s, t, int(age)
+        ),
+    )
 
 
 def revenue(
@@ -242,43 +305,54 @@ def revenue(
     until: date | None = None,
     limit: int = 1000,
     offset: int = 0,
-) -> list[RevenueRow]:
+) -> Page[RevenueRow]:
     """Net revenue (recognized on capture less refunds, excluding VAT) by station, UTC day or
     tariff dimension, for days in [since, until]."""
-    _page(limit, offset)
     key = {
         RevenueBy.STATION: "station",
         RevenueBy.DAY: "day::text",
         RevenueBy.DIMENSION: "dimension",
     }[by]
-    rows = conn.execute(
+    return _fetch(
+        conn,
         f"SELECT {key} AS k, currency, sum(revenue)::bigint, sum(refunds)::bigint,"
         " sum(net_revenue)::bigint FROM revenue_daily"
         " WHERE day >= coalesce(%s, '-infinity'::date) AND day <= coalesce(%s, 'infinity'::date)"
-        " GROUP BY k, currency ORDER BY k, currency LIMIT %s OFFSET %s",
-        (since, until, limit, offset),
-    ).fetchall()
-    return [RevenueRow(str(k), c, int(r), int(f), int(n)) for k, c, r, f, n in rows]
+        " GROUP BY k, currency ORDER BY k, currency",
+        [since, until],
+        limit,
+        offset,
+        lambda k, c, r, f, n: RevenueRow(str(k), c, int(r), int(f), int(n)),
+    )
 
 
-def provider_flows(conn: Conn) -> list[ProviderFlow]:
+def provider_flows(conn: Conn, *, limit: int = 1000, offset: int = 0) -> Page[ProviderFlow]:
     """Captures, refunds (net of reversals) and voids that released a hold, per provider."""
-    rows = conn.execute(
+    return _fetch(
+        conn,
         "SELECT provider, currency, captures, captured, refunds, refunded, voids, voided,"
-        " capture_fees FROM provider_flows ORDER BY provider, currency"
-    ).fetchall()
-    return [ProviderFlow(p, c, *(int(x) for x in rest)) for p, c, *rest in rows]
+        " capture_fees FROM provider_flows ORDER BY provider, currency",
+        [],
+        limit,
+        offset,
+        lambda p, c, *rest: ProviderFlow(p, c, *(int(x) for x in rest)),
+    )
 
 
-def vat(conn: Conn, *, period: VatPeriod = VatPeriod.MONTH) -> list[VatRow]:
+def vat(
+    conn: Conn, *, period: VatPeriod = VatPeriod.MONTH, limit: int = 1000, offset: int = 0
+) -> Page[VatRow]:
     """VAT collected, reversed and payable per country of supply and period (UTC)."""
-    rows = conn.execute(
+    return _fetch(
+        conn,
         "SELECT country, date_trunc(%s, period)::date AS p, currency, sum(collected)::bigint,"
         " sum(reversed)::bigint, sum(payable)::bigint FROM vat_by_country_month"
         " GROUP BY country, p, currency ORDER BY p, country, currency",
-        (period.value,),
-    ).fetchall()
-    return [VatRow(c, p, cur, int(a), int(b), int(x)) for c, p, cur, a, b, x in rows]
+        [period.value],
+        limit,
+        offset,
+        lambda c, p, cur, a, b, x: VatRow(c, p, cur, int(a), int(b), int(x)),
+    )
 
 
 def payment(conn: Conn, payment_id: str) -> PaymentDetail:
@@ -307,14 +381,19 @@ def payment(conn: Conn, payment_id: str) -> PaymentDetail:
                          state, postings)  # fmt: skip
 
 
-def counts(conn: Conn, group: str | None = None) -> list[GroupCounts]:
-    """applied / duplicates / rejected per consumer group (all groups, or one)."""
-    rows = conn.execute(
+def counts(
+    conn: Conn, group: str | None = None, *, limit: int = MAX_LIMIT, offset: int = 0
+) -> Page[GroupCounts]:
+    """applied / duplicates / rejected per consumer group (all groups, or one), by group."""
+    return _fetch(
+        conn,
         "SELECT consumer_group, applied, duplicates, rejected, updated_at FROM processing_counts"
         " WHERE %s::text IS NULL OR consumer_group = %s ORDER BY consumer_group",
-        (group, group),
-    ).fetchall()
-    return [GroupCounts(g, int(a), int(d), int(r), u) for g, a, d, r, u in rows]
+        [group, group],
+        limit,
+        offset,
+        lambda g, a, d, r, u: GroupCounts(g, int(a), int(d), int(r), u),
+    )
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -323,7 +402,23 @@ def display(amount_minor: int, currency: str) -> str:
     return f"{Money(amount_minor, currency).to_decimal():f}"
 
 
-def _page(limit: int, offset: int) -> None:
+def _fetch(
+    conn: Conn,
+    query: str,
+    params: list[Any],
+    limit: int,
+    offset: int,
+    make: Callable[..., R],
+) -> Page[R]:
+    """One page of ``query`` (ordered, without LIMIT/OFFSET): it fetches ``limit + 1`` rows,
+    so a page that ends the list, full or not, has no next offset."""
+    check_page(limit, offset)
+    rows = conn.execute(f"{query} LIMIT %s OFFSET %s", [*params, limit + 1, offset]).fetchall()
+    return Page.of([make(*row) for row in rows], limit, offset)
+
+
+def check_page(limit: int, offset: int) -> None:
+    """Raise ValidationError unless 1 <= limit <= MAX_LIMIT and offset >= 0."""
     if not 1 <= limit <= MAX_LIMIT or offset < 0:
         raise ValidationError(f"limit must be 1..{MAX_LIMIT} and offset >= 0")
 

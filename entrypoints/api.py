@@ -1,34 +1,36 @@
 """The read-only finance HTTP API: the ``connectors.finance`` queries over FastAPI.
 
 ``create_app(settings)`` builds the app; the connection pool opens when the app starts (lifespan),
-never at import. Lists are paginated with ``limit``/``offset`` and answer ``next_offset`` (null on
-the last page). Amounts are integer minor units with their currency. Errors are JSON
-``{"code", "detail", "request_id"}`` (``entrypoints.http_errors``): 404 for an unknown payment or
-route, 400 for a path or query parameter holding a control character (a NUL) or over 1,000
-characters, 422 for a parameter of the wrong form, 503 when the database is unreachable, 500 for
-anything unexpected (its traceback logged under the request id). OpenAPI at ``/openapi.json``,
-docs at ``/docs``.
+never at import. Every list that can grow is paged the same way: ``limit``/``offset`` in, and
+``{"items", "limit", "offset", "next_offset"}`` out, ``next_offset`` null on the last page (a
+full last page included). Amounts are integer minor units with their currency. Every answer has
+a response model in the OpenAPI (``/openapi.json``, docs at ``/docs``), errors included: JSON
+``{"code", "detail", "request_id"}`` (``entrypoints.http_errors``, and ``ErrorBody`` here): 404
+for an unknown payment or route, 400 for a path or query parameter holding a control character
+(a NUL) or over 1,000 characters, 422 for a parameter of the wrong form, 503 when the database
+is unreachable or its schema lacks a migration (the API never migrates: ``evledger db migrate``
+does), 500 for anything unexpected (its traceback logged under the request id). The contract:
+docs/finance-queries.md, "The HTTP API and CSV files".
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import psycopg
 from fastapi import Depends, FastAPI, Path, Query, Request
 from psycopg_pool import ConnectionPool
+from pydantic import BaseModel, Field
 
-from connectors import finance
+from connectors import finance, postgres
 from connectors.settings import Settings
 from entrypoints import http_errors
 from entrypoints.bootstrap import database_url as default_database_url
 from ledger import validation
 from ledger.errors import InfrastructureError
-
-T = TypeVar("T", bound=finance.Row)
 
 Limit = Query(100, ge=1, le=finance.MAX_LIMIT, description="rows per page")
 Offset = Query(0, ge=0, description="rows to skip")
@@ -44,6 +46,168 @@ class DatabaseUnavailable(InfrastructureError):
     code = "DATABASE_UNAVAILABLE"
 
 
+# -- response models: the OpenAPI contract ------------------------------------------------------
+Minor = Annotated[int, Field(description="integer minor units of `currency` (EUR 12.34 is 1234)")]
+Currency = Annotated[str, Field(description="ISO 4217 code", examples=["EUR"])]
+Count = Annotated[int, Field(description="a number of records, not an amount")]
+Item = TypeVar("Item", bound=BaseModel)
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of every evledger HTTP endpoint (entrypoints/http_errors.py)."""
+
+    code: str = Field(description="reason code, catalogued in docs/errors.md")
+    detail: str = Field(description="what is wrong, for a person; never echoes a bad value")
+    request_id: str = Field(description="also in the X-Request-ID header and the server log")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "INVALID_PARAMETER: a control character or an "
+          "over-long path or query parameter"},
+    404: {"model": ErrorBody, "description": "NOT_FOUND (no such route), UNKNOWN_PAYMENT_ID"},
+    405: {"model": ErrorBody, "description": "METHOD_NOT_ALLOWED"},
+    422: {"model": ErrorBody, "description": "INVALID_REQUEST: a parameter of the wrong form; "
+          "VALIDATION_ERROR: as_of without a zone"},
+    500: {"model": ErrorBody, "description": "INTERNAL_ERROR: a bug; see the log at request_id"},
+    503: {"model": ErrorBody, "description": "DATABASE_UNAVAILABLE (retry), SCHEMA_BEHIND "
+          "(run `evledger db migrate`)"},
+}  # fmt: skip
+"""Every error an endpoint can answer, documented on every operation (FastAPI's own 422 shape,
+which evledger never sends, is replaced)."""
+
+
+class Page(BaseModel, Generic[Item]):
+    """One page of a list; ``next_offset`` is null on the last page."""
+
+    items: list[Item]
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="offset of the next page; null on the last")
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Balance(BaseModel):
+    account: str
+    currency: Currency
+    debit: Minor
+    credit: Minor
+    balance: Minor = Field(description="debit - credit, minor units: negative for revenue and "
+                           "liabilities")  # fmt: skip
+
+
+class TrialBalanceLine(BaseModel):
+    account: str
+    currency: Currency
+    debit_balance: Minor
+    credit_balance: Minor
+
+
+class Totals(BaseModel):
+    debit: Minor
+    credit: Minor
+
+
+class TrialBalance(Page[TrialBalanceLine]):
+    """A page of the trial balance; ``totals`` and ``balanced`` cover every page."""
+
+    totals: dict[str, Totals] = Field(description="per currency, over the whole trial balance")
+    balanced: bool = Field(description="debits equal credits in every currency")
+
+
+class Posting(BaseModel):
+    entry_id: str
+    event_id: str
+    event_type: str
+    kind: str
+    occurred_at: datetime
+    account: str
+    currency: Currency
+    amount_minor: int = Field(description="minor units; debit positive, credit negative")
+
+
+class Payment(BaseModel):
+    payment_id: str
+    network_id: str
+    status: str
+    provider: str
+    currency: Currency
+    authorized: Minor
+    captured: Minor
+    refunded: Minor
+    hold: Minor
+    station_id: str | None
+    created_at: datetime
+    last_event_at: datetime
+    state: dict[str, Any] = Field(description="the ledger's stored payment state")
+    postings: list[Posting]
+
+
+class OpenAuthorization(BaseModel):
+    payment_id: str
+    network_id: str
+    provider: str
+    currency: Currency
+    authorized: Minor
+    captured: Minor
+    hold: Minor
+    station_id: str | None
+    created_at: datetime
+    age_seconds: int
+
+
+class Revenue(BaseModel):
+    key: str = Field(description="the station id, UTC day (ISO date) or dimension, per `by`")
+    currency: Currency
+    revenue: Minor
+    refunds: Minor
+    net_revenue: Minor
+
+
+class ProviderFlow(BaseModel):
+    provider: str
+    currency: Currency
+    captures: Count
+    captured: Minor
+    refunds: Count
+    refunded: Minor
+    voids: Count
+    voided: Minor
+    capture_fees: Minor
+
+
+class Vat(BaseModel):
+    country: str = Field(description="country of supply, ISO 3166-1 alpha-2")
+    period: date = Field(description="first day of the month, quarter or year (UTC)")
+    currency: Currency
+    collected: Minor
+    reversed: Minor
+    payable: Minor
+
+
+class GroupCounts(BaseModel):
+    consumer_group: str
+    applied: Count
+    duplicates: Count
+    rejected: Count
+    consumed: Count = Field(description="applied + duplicates + rejected")
+    updated_at: datetime
+
+
+class HeldSession(BaseModel):
+    session_id: str
+    status: str
+    reason_code: str = Field(description="catalogued in docs/errors.md")
+    detail: str
+    action: str = Field(description="what releases the session")
+    since: datetime
+    cleared_at: datetime | None
+    cleared_by: str | None
+
+
+# -- the app ------------------------------------------------------------------------------------
 def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     """The API for the ledger in ``database_url`` (default: the settings' database)."""
     url = database_url or default_database_url(settings)
@@ -63,11 +227,17 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         title="evledger finance API",
         version="1",
         description="Balances, trial balance, payments, revenue, VAT and open authorizations "
-        "from the ledger projection. Amounts are integer minor units of their currency.",
+        "from the ledger projection. Amounts are integer minor units of their currency. "
+        "Lists page with limit/offset; next_offset is null on the last page. Every error is "
+        "{code, detail, request_id} (docs/errors.md).",
         lifespan=lifespan,
+        responses=ERRORS,
     )
 
     def conn(request: Request) -> Iterator[finance.Conn]:
+        """A pooled connection (503 DATABASE_UNAVAILABLE when the database does not answer).
+        No query runs here: FastAPI solves dependencies before it validates parameters, and
+        nothing may reach the database for a request it will refuse."""
         pool: ConnectionPool[Any] = request.app.state.pool
         try:
             with pool.connection(timeout=10) as c:
@@ -77,17 +247,27 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
                 f"database unavailable: {type(exc).__name__}", retriable=True
             ) from exc
 
+    def current(db: finance.Conn) -> finance.Conn:
+        """``db``, once its schema is known to hold every migration. The API never migrates
+        (it runs under a role that may only SELECT): while the schema is behind, every request
+        answers 503 SCHEMA_BEHIND, naming `evledger db migrate`. Found current once, the
+        schema is not checked again: migrations only ever move it forward."""
+        if not getattr(app.state, "schema_current", False):
+            postgres.require_current_schema(db)
+            app.state.schema_current = True
+        return db
+
     Db = Depends(conn)
 
-    http_errors.install(app, overrides={finance.UnknownPaymentId: 404})
+    http_errors.install(app, overrides={finance.UnknownPaymentId: 404, postgres.SchemaBehind: 503})
 
-    @app.get("/health", tags=["operations"])
+    @app.get("/health", tags=["operations"], response_model=Health)
     def health(db: finance.Conn = Db) -> dict[str, Any]:
-        """Up, and the database answers."""
-        db.execute("SELECT 1")
+        """Up, the database answers and its schema is current."""
+        current(db).execute("SELECT 1")
         return {"status": "ok"}
 
-    @app.get("/balances", tags=["balances"])
+    @app.get("/balances", tags=["balances"], response_model=Page[Balance])
     def balances(
         as_of: datetime | None = AsOf,
         view: finance.BalanceView = finance.BalanceView.ALL,
@@ -97,27 +277,29 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         db: finance.Conn = Db,
     ) -> dict[str, Any]:
         """Account balances now, or as of a business time (recomputed from the journal)."""
-        rows = finance.balances(db, as_of=as_of, view=view, prefix=prefix, limit=limit,
-                                offset=offset)  # fmt: skip
-        return _page(rows, limit, offset)
+        return _page(finance.balances(current(db), as_of=as_of, view=view, prefix=prefix,
+                                      limit=limit, offset=offset))  # fmt: skip
 
-    @app.get("/trial-balance", tags=["balances"])
-    def trial_balance(db: finance.Conn = Db) -> dict[str, Any]:
-        """Posted accounts with a non-zero balance, and per-currency totals."""
-        rows = finance.trial_balance(db)
-        totals = finance.trial_balance_totals(rows)
+    @app.get("/trial-balance", tags=["balances"], response_model=TrialBalance)
+    def trial_balance(
+        limit: int = Limit, offset: int = Offset, db: finance.Conn = Db
+    ) -> dict[str, Any]:
+        """Posted accounts with a non-zero balance, a page at a time, and per-currency totals
+        over the whole trial balance."""
+        page = finance.trial_balance(current(db), limit=limit, offset=offset)
+        totals = finance.trial_balance_totals(db)
         return {
-            "items": [r.as_dict() for r in rows],
-            "totals": {c: {"debit": d, "credit": cr} for c, (d, cr) in sorted(totals.items())},
+            **_page(page),
+            "totals": {c: {"debit": d, "credit": cr} for c, (d, cr) in totals.items()},
             "balanced": all(d == cr for d, cr in totals.values()),
         }
 
-    @app.get("/payments/{payment_id}", tags=["payments"])
+    @app.get("/payments/{payment_id}", tags=["payments"], response_model=Payment)
     def payment(payment_id: str = PaymentId, db: finance.Conn = Db) -> dict[str, Any]:
         """One payment: totals, status, state and its postings. 404 if unknown."""
-        return finance.payment(db, payment_id).as_dict()
+        return finance.payment(current(db), payment_id).as_dict()
 
-    @app.get("/authorizations/open", tags=["payments"])
+    @app.get("/authorizations/open", tags=["payments"], response_model=Page[OpenAuthorization])
     def open_authorizations(
         older_than_seconds: int = Query(0, ge=0),
         limit: int = Limit,
@@ -125,12 +307,11 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         db: finance.Conn = Db,
     ) -> dict[str, Any]:
         """Open authorization holds, oldest first, with their age."""
-        rows = finance.open_authorizations(
-            db, older_than=timedelta(seconds=older_than_seconds), limit=limit, offset=offset
-        )
-        return _page(rows, limit, offset)
+        older_than = timedelta(seconds=older_than_seconds)
+        return _page(finance.open_authorizations(current(db), older_than=older_than,
+                                                 limit=limit, offset=offset))  # fmt: skip
 
-    @app.get("/revenue", tags=["revenue"])
+    @app.get("/revenue", tags=["revenue"], response_model=Page[Revenue])
     def revenue(
         by: finance.RevenueBy = finance.RevenueBy.STATION,
         since: date | None = None,
@@ -140,29 +321,38 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         db: finance.Conn = Db,
     ) -> dict[str, Any]:
         """Net revenue (excl. VAT) by station, UTC day or tariff dimension."""
-        rows = finance.revenue(db, by=by, since=since, until=until, limit=limit, offset=offset)
-        return _page(rows, limit, offset)
+        return _page(finance.revenue(current(db), by=by, since=since, until=until, limit=limit,
+                                     offset=offset))  # fmt: skip
 
-    @app.get("/providers/flows", tags=["revenue"])
-    def provider_flows(db: finance.Conn = Db) -> dict[str, Any]:
+    @app.get("/providers/flows", tags=["revenue"], response_model=Page[ProviderFlow])
+    def provider_flows(
+        limit: int = Limit, offset: int = Offset, db: finance.Conn = Db
+    ) -> dict[str, Any]:
         """Captures, refunds and voids per provider."""
-        return {"items": [r.as_dict() for r in finance.provider_flows(db)]}
+        return _page(finance.provider_flows(current(db), limit=limit, offset=offset))
 
-    @app.get("/vat", tags=["revenue"])
+    @app.get("/vat", tags=["revenue"], response_model=Page[Vat])
     def vat(
-        period: finance.VatPeriod = finance.VatPeriod.MONTH, db: finance.Conn = Db
+        period: finance.VatPeriod = finance.VatPeriod.MONTH,
+        limit: int = Limit,
+        offset: int = Offset,
+        db: finance.Conn = Db,
     ) -> dict[str, Any]:
         """VAT collected, reversed and payable per country of supply and period."""
-        return {"items": [r.as_dict() for r in finance.vat(db, period=period)]}
+        return _page(finance.vat(current(db), period=period, limit=limit, offset=offset))
 
-    @app.get("/ledger/counts", tags=["operations"])
-    def counts(group: str | None = Group, db: finance.Conn = Db) -> dict[str, Any]:
+    @app.get("/ledger/counts", tags=["operations"], response_model=Page[GroupCounts])
+    def counts(
+        group: str | None = Group,
+        limit: int = Limit,
+        offset: int = Offset,
+        db: finance.Conn = Db,
+    ) -> dict[str, Any]:
         """applied / duplicates / rejected per consumer group."""
-        return {
-            "items": [{**r.as_dict(), "consumed": r.consumed} for r in finance.counts(db, group)]
-        }
+        page = finance.counts(current(db), group, limit=limit, offset=offset)
+        return {**_page(page), "items": [{**r.as_dict(), "consumed": r.consumed} for r in page]}
 
-    @app.get("/sessions/held", tags=["operations"])
+    @app.get("/sessions/held", tags=["operations"], response_model=Page[HeldSession])
     def held_sessions(
         limit: int = Limit, offset: int = Offset, db: finance.Conn = Db
     ) -> dict[str, Any]:
@@ -170,21 +360,17 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         detail, the action that releases them and since when, longest-held first."""
         from connectors import sessions_store
 
-        rows = sessions_store.held_sessions(db, limit, offset)
-        return {
-            "items": [r.as_dict() for r in rows],
-            "limit": limit,
-            "offset": offset,
-            "next_offset": offset + limit if len(rows) == limit else None,
-        }
+        fetched = sessions_store.held_sessions(current(db), limit + 1, offset)
+        return _page(finance.Page.of(fetched, limit, offset))
 
     return app
 
 
-def _page(rows: Sequence[T], limit: int, offset: int) -> dict[str, Any]:
+def _page(page: finance.Page[Any]) -> dict[str, Any]:
+    """A page as JSON: its rows and where the next page starts (null on the last)."""
     return {
-        "items": [r.as_dict() for r in rows],
-        "limit": limit,
-        "offset": offset,
-        "next_offset": offset + limit if len(rows) == limit else None,
+        "items": [r.as_dict() for r in page],
+        "limit": page.limit,
+        "offset": page.offset,
+        "next_offset": page.next_offset,
     }

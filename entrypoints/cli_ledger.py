@@ -2,8 +2,12 @@
 
 ``register(app)`` adds them to the main typer app. Queries go through ``connectors.finance``
 (the same functions the HTTP API uses); tables are printed with rich, ``--csv FILE`` writes the
-rows instead (amounts in minor units, with their currency). Errors a person can fix (an unknown
-payment id, an unreachable database) print one line and exit with status 2.
+rows instead: a header row always (an empty result too), the first column named for what it
+holds, money columns named ``<name>_minor`` (integer minor units of the row's ``currency``).
+Lists print a page (``--limit``/``--offset``) and say where the next one starts. These commands
+only read: they never migrate, so a role that may only SELECT runs them (``evledger db
+migrate`` applies migrations). Errors a person can fix (an unknown payment id, an unreachable
+database, a schema behind) print one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -13,13 +17,12 @@ import logging
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -49,16 +52,14 @@ def register(app: typer.Typer) -> None:
 
 @contextmanager
 def _conn() -> Iterator[finance.Conn]:
+    """A connection for a read command: it never migrates (a role that may only SELECT runs
+    every query here) and stops with SchemaBehind, naming `evledger db migrate`, when the
+    database lacks a migration."""
     from connectors import postgres
 
     with postgres.connect(database_url(Settings.from_env()), autocommit=True) as conn:
-        try:
-            yield conn
-        except psycopg.errors.UndefinedTable as exc:
-            raise LedgerError(
-                f"the ledger tables are missing ({exc.diag.message_primary}); "
-                "run `evledger stack up` or `evledger ledger run` first"
-            ) from exc
+        postgres.require_current_schema(conn)
+        yield conn
 
 
 def _fail(exc: LedgerError) -> typer.Exit:
@@ -89,39 +90,44 @@ def balances(
         as_of = as_of.replace(tzinfo=UTC)  # a bare date means midnight UTC
     try:
         with _conn() as conn:
-            rows = finance.balances(conn, as_of=as_of, view=view, prefix=prefix, limit=limit,
+            page = finance.balances(conn, as_of=as_of, view=view, prefix=prefix, limit=limit,
                                     offset=offset)  # fmt: skip
     except LedgerError as exc:
         raise _fail(exc) from exc
-    if _csv(csv_file, rows):
-        return
-    title = f"balances as of {as_of.isoformat()}" if as_of else "balances"
-    table = Table("account", "currency", "debit", "credit", "balance (Dr+)", title=title)
-    for r in rows:
-        table.add_row(r.account, r.currency, *_amounts(r.currency, r.debit, r.credit, r.balance))
-    console.print(table)
+    if not _csv(csv_file, page, finance.BalanceRow):
+        title = f"balances as of {as_of.isoformat()}" if as_of else "balances"
+        table = Table("account", "currency", "debit", "credit", "balance (Dr+)", title=title)
+        for r in page:
+            cells = _amounts(r.currency, r.debit, r.credit, r.balance)
+            table.add_row(r.account, r.currency, *cells)
+        console.print(table)
+    _next(page)
 
 
 def trial_balance(
+    limit: int = typer.Option(finance.MAX_LIMIT, help="rows per page"),
+    offset: int = typer.Option(0, help="rows to skip"),
     csv_file: Path = typer.Option(None, "--csv", help="write CSV here instead of a table"),
 ) -> None:
-    """The posted ledger's trial balance; exits 1 if a currency does not balance."""
+    """The posted ledger's trial balance; exits 1 if a currency does not balance (the totals
+    cover every page)."""
     try:
         with _conn() as conn:
-            rows = finance.trial_balance(conn)
+            page = finance.trial_balance(conn, limit=limit, offset=offset)
+            totals = finance.trial_balance_totals(conn)
     except LedgerError as exc:
         raise _fail(exc) from exc
-    totals = finance.trial_balance_totals(rows)
     balanced = all(d == c for d, c in totals.values())
-    if not _csv(csv_file, rows):
+    if not _csv(csv_file, page, finance.TrialBalanceRow):
         table = Table("account", "currency", "debit", "credit", title="trial balance (posted)")
-        for r in rows:
+        for r in page:
             cells = _amounts(r.currency, r.debit_balance, r.credit_balance, blank_zero=True)
             table.add_row(r.account, r.currency, *cells)
         for currency, (d, c) in sorted(totals.items()):
             table.add_row("[bold]total", currency, *_amounts(currency, d, c), end_section=False)
         console.print(table)
         console.print("[green]balanced[/]" if balanced else "[red]NOT balanced[/]")
+    _next(page)
     if not balanced:
         raise typer.Exit(1)
 
@@ -169,16 +175,17 @@ def revenue(
     """Net revenue (excl. VAT) recognized on capture, less refunds."""
     try:
         with _conn() as conn:
-            rows = finance.revenue(conn, by=by, since=_day(since), until=_day(until), limit=limit,
+            page = finance.revenue(conn, by=by, since=_day(since), until=_day(until), limit=limit,
                                    offset=offset)  # fmt: skip
     except LedgerError as exc:
         raise _fail(exc) from exc
-    if _csv(csv_file, rows):
-        return
-    table = Table(by.value, "currency", "revenue", "refunds", "net revenue", title="revenue")
-    for r in rows:
-        table.add_row(r.key, r.currency, *_amounts(r.currency, r.revenue, r.refunds, r.net_revenue))
-    console.print(table)
+    if not _csv(csv_file, page, finance.RevenueRow, first=by.value):
+        table = Table(by.value, "currency", "revenue", "refunds", "net revenue", title="revenue")
+        for r in page:
+            cells = _amounts(r.currency, r.revenue, r.refunds, r.net_revenue)
+            table.add_row(r.key, r.currency, *cells)
+        console.print(table)
+    _next(page)
 
 
 def open_authorizations(
@@ -192,59 +199,65 @@ def open_authorizations(
 
     try:
         with _conn() as conn:
-            rows = finance.open_authorizations(
+            page = finance.open_authorizations(
                 conn, older_than=timedelta(hours=older_than_hours), limit=limit, offset=offset
             )
     except LedgerError as exc:
         raise _fail(exc) from exc
-    if _csv(csv_file, rows):
-        return
-    table = Table("payment", "provider", "station", "currency", "hold", "age", title="open holds")
-    for r in rows:
-        age = f"{r.age_seconds // 86400}d {r.age_seconds % 86400 // 3600}h"
-        table.add_row(r.payment_id, r.provider, r.station_id or "", r.currency,
-                      finance.display(r.hold, r.currency), age)  # fmt: skip
-    console.print(table)
+    if not _csv(csv_file, page, finance.OpenAuthorization):
+        table = Table("payment", "provider", "station", "currency", "hold", "age",
+                      title="open holds")  # fmt: skip
+        for r in page:
+            age = f"{r.age_seconds // 86400}d {r.age_seconds % 86400 // 3600}h"
+            table.add_row(r.payment_id, r.provider, r.station_id or "", r.currency,
+                          finance.display(r.hold, r.currency), age)  # fmt: skip
+        console.print(table)
+    _next(page)
 
 
 def provider_flows(
+    limit: int = typer.Option(1000, help="rows per page"),
+    offset: int = typer.Option(0, help="rows to skip"),
     csv_file: Path = typer.Option(None, "--csv", help="write CSV here instead of a table"),
 ) -> None:
     """Captures, refunds and voids per provider."""
     try:
         with _conn() as conn:
-            rows = finance.provider_flows(conn)
+            page = finance.provider_flows(conn, limit=limit, offset=offset)
     except LedgerError as exc:
         raise _fail(exc) from exc
-    if _csv(csv_file, rows):
-        return
-    table = Table("provider", "currency", "captures", "captured", "refunds", "refunded", "voids",
-                  "voided", "capture fees")  # fmt: skip
-    for r in rows:
-        c = r.currency
-        table.add_row(r.provider, c, str(r.captures), finance.display(r.captured, c),
-                      str(r.refunds), finance.display(r.refunded, c), str(r.voids),
-                      finance.display(r.voided, c), finance.display(r.capture_fees, c))  # fmt: skip
-    console.print(table)
+    if not _csv(csv_file, page, finance.ProviderFlow):
+        table = Table("provider", "currency", "captures", "captured", "refunds", "refunded",
+                      "voids", "voided", "capture fees")  # fmt: skip
+        for r in page:
+            c = r.currency
+            table.add_row(r.provider, c, str(r.captures), finance.display(r.captured, c),
+                          str(r.refunds), finance.display(r.refunded, c), str(r.voids),
+                          finance.display(r.voided, c),
+                          finance.display(r.capture_fees, c))  # fmt: skip
+        console.print(table)
+    _next(page)
 
 
 def vat(
     period: finance.VatPeriod = typer.Option(finance.VatPeriod.MONTH, help="month, quarter, year"),
+    limit: int = typer.Option(1000, help="rows per page"),
+    offset: int = typer.Option(0, help="rows to skip"),
     csv_file: Path = typer.Option(None, "--csv", help="write CSV here instead of a table"),
 ) -> None:
     """VAT collected, reversed by refunds and payable, per country of supply and period."""
     try:
         with _conn() as conn:
-            rows = finance.vat(conn, period=period)
+            page = finance.vat(conn, period=period, limit=limit, offset=offset)
     except LedgerError as exc:
         raise _fail(exc) from exc
-    if _csv(csv_file, rows):
-        return
-    table = Table("period", "country", "currency", "collected", "reversed", "payable")
-    for r in rows:
-        table.add_row(r.period.isoformat(), r.country, r.currency,
-                      *_amounts(r.currency, r.collected, r.reversed, r.payable))  # fmt: skip
-    console.print(table)
+    if not _csv(csv_file, page, finance.VatRow):
+        table = Table("period", "country", "currency", "collected", "reversed", "payable")
+        for r in page:
+            table.add_row(r.period.isoformat(), r.country, r.currency,
+                          *_amounts(r.currency, r.collected, r.reversed, r.payable))  # fmt: skip
+        console.print(table)
+    _next(page)
 
 
 # -- the projector ------------------------------------------------------------------------------
@@ -316,18 +329,21 @@ def run_projector(
 @ledger_app.command("counts")
 def ledger_counts(
     group: str = typer.Option(None, help="one consumer group (default: all)"),
+    limit: int = typer.Option(1000, help="rows per page"),
+    offset: int = typer.Option(0, help="rows to skip"),
 ) -> None:
     """applied + duplicates + rejected = consumed, per consumer group."""
     try:
         with _conn() as conn:
-            rows = finance.counts(conn, group)
+            page = finance.counts(conn, group, limit=limit, offset=offset)
     except LedgerError as exc:
         raise _fail(exc) from exc
     table = Table("group", "applied", "duplicates", "rejected", "consumed", "updated")
-    for r in rows:
+    for r in page:
         table.add_row(r.consumer_group, str(r.applied), str(r.duplicates), str(r.rejected),
                       str(r.consumed), r.updated_at.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
     console.print(table)
+    _next(page)
 
 
 def api(
@@ -351,15 +367,29 @@ def _day(value: datetime | None) -> date | None:
     return value.date() if value is not None else None
 
 
-def _csv(path: Path | None, rows: Sequence[finance.Row]) -> bool:
-    """Write ``rows`` to ``path`` as CSV; False (nothing written) without a path."""
+def _csv(
+    path: Path | None,
+    rows: Iterable[finance.Row],
+    row_type: type[finance.Row],
+    first: str | None = None,
+) -> bool:
+    """Write ``rows`` to ``path`` as CSV under the header ``finance.csv_columns`` gives
+    ``row_type`` (written for an empty result too, so a reader always knows the columns);
+    False (nothing written) without a path."""
     if path is None:
         return False
-    dicts: list[dict[str, Any]] = [r.as_dict() for r in rows]
+    written = 0
     with open(path, "w", newline="") as out:
-        if dicts:
-            writer = csv.DictWriter(out, fieldnames=list(dicts[0]))
-            writer.writeheader()
-            writer.writerows(dicts)
-    console.print(f"wrote {len(dicts)} rows to {path}")
+        writer = csv.writer(out)
+        writer.writerow(finance.csv_columns(row_type, first=first))
+        for row in rows:
+            writer.writerow(row.as_dict().values())
+            written += 1
+    console.print(f"wrote {written} rows to {path}")
     return True
+
+
+def _next(page: finance.Page[Any]) -> None:
+    """Say where the next page starts, if there is one."""
+    if page.next_offset is not None:
+        console.print(f"more rows follow: add --offset {page.next_offset}")

@@ -1,17 +1,24 @@
-"""The finance API over a projected book, checked against the independent recomputation."""
+"""The finance API and the finance CSVs over a projected book, checked against the independent
+recomputation: one error shape (in the OpenAPI too), a response model per endpoint, paging that
+ends and covers every list, CSV columns named with their unit and a header on an empty result."""
 
 from __future__ import annotations
 
+import csv
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from entrypoints.api import create_app
 from entrypoints.bootstrap import App
+from entrypoints.cli import app as cli
 from ledger.payments.state import PaymentStatus
 from processors.ledger_projector import TOPICS, build_ledger_processor
 from tests.integration.conftest import end_offsets
@@ -31,6 +38,7 @@ class Projected:
     book: Book
     stream: Stream
     network: str
+    url: str
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +57,27 @@ def projected(app: App) -> Iterator[Projected]:
             processor.close()
         book = recompute(read_range(app, starts, stored_offsets(url, group)))
         with TestClient(create_app(app.settings, database_url=url)) as client:
-            yield Projected(client, book, stream, network)
+            yield Projected(client, book, stream, network, url)
+
+
+LISTS = ["/balances", "/trial-balance", "/authorizations/open", "/revenue", "/providers/flows",
+         "/vat", "/ledger/counts", "/sessions/held"]  # fmt: skip
+"""Every endpoint that answers a list that can grow."""
+
+
+def every_item(client: TestClient, path: str, limit: int, **params: Any) -> list[dict[str, Any]]:
+    """All items of a list, read ``limit`` at a time by following ``next_offset``."""
+    items: list[dict[str, Any]] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = client.get(path, params={**params, "limit": limit, "offset": offset})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["items"]) <= limit and body["offset"] == offset
+        assert body["next_offset"] is None or len(body["items"]) == limit
+        items += body["items"]
+        offset = body["next_offset"]
+    return items
 
 
 def test_health_and_openapi(projected: Projected) -> None:
@@ -84,12 +112,17 @@ def test_balances_as_of(projected: Projected) -> None:
 
 
 def test_trial_balance_balances_and_matches(projected: Projected) -> None:
-    body = projected.client.get("/trial-balance").json()
-    assert body["balanced"] is True
+    # The trial balance pages now, so it is read page by page (it was one unpaged answer).
+    items = every_item(projected.client, "/trial-balance", 10)
     got = {(r["account"], r["currency"]): r["debit_balance"] - r["credit_balance"]
-           for r in body["items"]}  # fmt: skip
+           for r in items}  # fmt: skip
     expected = {k: n for k, n in projected.book.nets().items() if not k[0].startswith("memo:")}
     assert got == expected
+    # The totals and the verdict cover the whole trial balance, whichever page is asked for.
+    one = projected.client.get("/trial-balance", params={"limit": 1}).json()
+    assert one["balanced"] is True and len(one["items"]) == 1 and one["next_offset"] == 1
+    debits = sum(r["debit_balance"] for r in items)
+    assert one["totals"] == {"EUR": {"debit": debits, "credit": debits}}
 
 
 def test_payment_detail_and_unknown_payment(projected: Projected) -> None:
@@ -141,3 +174,104 @@ def test_counts(projected: Projected) -> None:
     assert (row["applied"], row["duplicates"], row["rejected"]) == (
         book.applied, book.duplicates, book.rejected)  # fmt: skip
     assert datetime.fromisoformat(row["updated_at"]) <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize("path", LISTS)
+def test_every_list_pages_and_its_pages_add_up_to_the_whole(
+    projected: Projected, path: str
+) -> None:
+    whole = projected.client.get(path, params={"limit": 10_000}).json()
+    assert whole["next_offset"] is None
+    assert every_item(projected.client, path, 2) == whole["items"]
+
+
+@pytest.mark.parametrize("path", ["/balances", "/trial-balance", "/revenue", "/vat"])
+def test_a_full_last_page_has_no_next_offset(projected: Projected, path: str) -> None:
+    rows = len(projected.client.get(path, params={"limit": 10_000}).json()["items"])
+    assert rows >= 2  # a book with something to page through
+    exact = projected.client.get(path, params={"limit": rows}).json()
+    assert len(exact["items"]) == rows and exact["next_offset"] is None
+    last = projected.client.get(path, params={"limit": 1, "offset": rows - 1}).json()
+    assert len(last["items"]) == 1 and last["next_offset"] is None
+    short = projected.client.get(path, params={"limit": rows - 1}).json()
+    assert short["next_offset"] == rows - 1
+
+
+def test_the_openapi_documents_a_model_for_every_answer_and_the_one_error_shape(
+    projected: Projected,
+) -> None:
+    spec = projected.client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas  # FastAPI's 422 shape, which is never sent
+    assert set(schemas["ErrorBody"]["properties"]) == {"code", "detail", "request_id"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            ok = responses["200"]["content"]["application/json"]["schema"]
+            assert "$ref" in ok, (method, path, ok)  # a named model, not a bare object
+            for status in ("400", "404", "422", "500", "503"):
+                error = responses[status]["content"]["application/json"]["schema"]
+                assert error == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
+    # What a 422 actually answers has exactly the documented fields.
+    bad = projected.client.get("/vat", params={"period": "fortnight"})
+    assert bad.status_code == 422 and set(bad.json()) == set(schemas["ErrorBody"]["properties"])
+
+
+def test_amounts_are_documented_as_minor_units(projected: Projected) -> None:
+    schemas = projected.client.get("/openapi.json").json()["components"]["schemas"]
+    for model, field in (("Balance", "debit"), ("Vat", "payable"), ("Revenue", "net_revenue")):
+        assert "minor units" in schemas[model]["properties"][field]["description"]
+
+
+def csv_of(projected: Projected, tmp_path: Path, *args: str) -> list[list[str]]:
+    """``evledger ARGS --csv FILE`` against the projected book: the file's rows, header first."""
+    out = tmp_path / "out.csv"
+    env = {"EVLEDGER_DATABASE_URL": projected.url}
+    result = CliRunner().invoke(cli, [*args, "--csv", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    with open(out, newline="") as f:
+        return list(csv.reader(f))
+
+
+@pytest.mark.parametrize(
+    ("args", "header"),
+    [
+        (["revenue", "--by", "station"],
+         ["station", "currency", "revenue_minor", "refunds_minor", "net_revenue_minor"]),
+        (["revenue", "--by", "day"],
+         ["day", "currency", "revenue_minor", "refunds_minor", "net_revenue_minor"]),
+        (["revenue", "--by", "dimension"],
+         ["dimension", "currency", "revenue_minor", "refunds_minor", "net_revenue_minor"]),
+        (["trial-balance"],
+         ["account", "currency", "debit_balance_minor", "credit_balance_minor"]),
+        (["balances"], ["account", "currency", "debit_minor", "credit_minor", "balance_minor"]),
+        (["vat"], ["country", "period", "currency", "collected_minor", "reversed_minor",
+                   "payable_minor"]),
+        (["provider-flows"], ["provider", "currency", "captures", "captured_minor", "refunds",
+                              "refunded_minor", "voids", "voided_minor", "capture_fees_minor"]),
+        (["open-authorizations"], ["payment_id", "network_id", "provider", "currency",
+                                   "authorized_minor", "captured_minor", "hold_minor",
+                                   "station_id", "created_at", "age_seconds"]),
+    ],
+)  # fmt: skip
+def test_csv_columns_are_named_with_their_unit(
+    projected: Projected, tmp_path: Path, args: list[str], header: list[str]
+) -> None:
+    rows = csv_of(projected, tmp_path, *args)
+    assert rows[0] == header
+    assert len(rows) > 1 and all(len(r) == len(header) for r in rows)
+
+
+def test_revenue_csv_sums_to_the_api(projected: Projected, tmp_path: Path) -> None:
+    rows = csv_of(projected, tmp_path, "revenue", "--by", "station")
+    api = every_item(projected.client, "/revenue", 1000, by="station")
+    net = rows[0].index("net_revenue_minor")
+    assert sum(int(r[net]) for r in rows[1:]) == sum(r["net_revenue"] for r in api)
+    assert [r[0] for r in rows[1:]] == [r["key"] for r in api]
+
+
+def test_an_empty_csv_still_has_its_header(projected: Projected, tmp_path: Path) -> None:
+    rows = csv_of(projected, tmp_path, "balances", "--as-of", "2000-01-01")
+    assert rows == [["account", "currency", "debit_minor", "credit_minor", "balance_minor"]]
+    rows = csv_of(projected, tmp_path, "revenue", "--by", "day", "--until", "2000-01-01")
+    assert rows == [["day", "currency", "revenue_minor", "refunds_minor", "net_revenue_minor"]]
