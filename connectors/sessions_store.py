@@ -1,6 +1,7 @@
 """PostgreSQL state of the sessions processor (migrations 020, 021): tariff versions, session
 rows with the history of why they are held, meter readings deduplicated by (station, transaction,
-seq_no), charging states, payment holds and CDRs.
+seq_no), charging states, payment holds and CDRs. It stores the domain's values
+(``ledger.sessions.session``); their storage forms (JSON flags and lines, enum values) live here.
 
 Loads take every id of a batch at once (one query per table); writes are pipelined
 ``executemany`` calls inside the caller's transaction.
@@ -11,93 +12,34 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from ledger.events import ChargingState
-from ledger.sessions.metering import MeterReading
+from ledger.dimensions import Dimension
+from ledger.events import ChargingState, RevenueLine
+from ledger.sessions.metering import MeterFlag, MeterFlagCode, MeterReading
 from ledger.sessions.rules import SessionStatus
+from ledger.sessions.session import (
+    CdrKind,
+    CdrRecord,
+    HoldStatus,
+    MeterKey,
+    PaymentHold,
+    Session,
+    SessionReading,
+    StateChange,
+    TariffVersion,
+)
 
 Conn = psycopg.Connection[Any]
-MeterKey = tuple[str, str, str, int]  # session, station, transaction, seq_no
 
-
-@dataclass(frozen=True, slots=True)
-class TariffVersion:
-    tariff_id: str
-    version: int
-    currency: str
-    ocpi_json: str
-    published_at: datetime
-    event_id: str
-
-
-@dataclass
-class SessionState:
-    """One row of ``charging_sessions``, changed in memory during a batch and saved at its end."""
-
-    session_id: str
-    network_id: str
-    started_event_id: str
-    correlation_id: str | None
-    station_id: str
-    evse_id: str
-    connector_id: str
-    transaction_id: str
-    country: str
-    time_zone: str
-    tariff_id: str
-    tariff_version: int | None
-    payment_id: str | None
-    meter_start_wh: int | None
-    started_at: datetime
-    status: str = SessionStatus.OPEN
-    reason_code: str | None = None
-    stopped_event_id: str | None = None
-    stopped_at: datetime | None = None
-    meter_stop_wh: int | None = None
-    flags: list[dict[str, Any]] = field(default_factory=list)
-    currency: str | None = None
-    hold_minor: int | None = None
-    hold_source: str | None = None
-    captured_minor: int = 0
-    refunded_minor: int = 0
-    shortfall_minor: int = 0
-    shortfall_status: str | None = None
-    #: With ``reason_code`` when the session is held / awaiting_tariff / rejected: what happened
-    #: and what releases it. Saving a session keeps ``session_held_reasons`` in step.
-    reason_detail: str | None = None
-    reason_action: str | None = None
-
-
-_SESSION_COLUMNS = [f.name for f in dataclasses.fields(SessionState)]
+_SESSION_COLUMNS = [f.name for f in dataclasses.fields(Session)]
+_HOLD_COLUMNS = [f.name for f in dataclasses.fields(PaymentHold)]
 #: Statuses that wait for a person or an event; each has a current reason.
 HELD_STATUSES = tuple(s for s in SessionStatus if s.stopped_unbilled)
-
-
-@dataclass
-class PaymentHold:
-    """One row of ``session_payment_holds``: what payments.events told us the payment holds.
-
-    ``status`` is ``authorized`` (billable: ``held_minor`` = authorization + increments) or
-    ``rejected`` (its PaymentAuthorized broke a ledger rule; ``reason_code``/``detail`` say
-    which): a session of that payment is never billed against it."""
-
-    payment_id: str
-    currency: str
-    held_minor: int
-    status: str = "authorized"
-    reason_code: str | None = None
-    detail: str | None = None
-    network_id: str | None = None
-    authorized_at: datetime | None = None
-    event_id: str | None = None
-
-
-_HOLD_COLUMNS = [f.name for f in dataclasses.fields(PaymentHold)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,35 +64,67 @@ class HeldReason:
         return values
 
 
-@dataclass(frozen=True, slots=True)
-class MeterRow:
-    station_id: str
-    transaction_id: str
-    session_id: str
-    reading: MeterReading
-    event_id: str
-
-    @property
-    def key(self) -> MeterKey:
-        return (self.session_id, self.station_id, self.transaction_id, self.reading.seq_no)
+# ------------------------------------------------------------------------- storage forms
+def _session_of(row: Sequence[Any]) -> Session:
+    """A ``charging_sessions`` row (in ``_SESSION_COLUMNS`` order) as the domain's Session."""
+    values = dict(zip(_SESSION_COLUMNS, row, strict=True))
+    values["status"] = SessionStatus(values["status"])
+    values["flags"] = tuple(_flag_of(values["session_id"], f) for f in values["flags"] or ())
+    return Session(**values)
 
 
-@dataclass(frozen=True, slots=True)
-class CdrRow:
-    cdr_id: str
-    session_id: str
-    kind: str  # issued | credited
-    event_id: str
-    tariff_id: str
-    tariff_version: int
-    waived: tuple[str, ...]
-    currency: str
-    total_excl_vat: int
-    total_incl_vat: int
-    lines: list[dict[str, Any]]
-    replaces_cdr_id: str | None = None
-    credited_cdr_id: str | None = None
-    reason: str | None = None
+def _session_row(s: Session) -> list[Any]:
+    values = {name: getattr(s, name) for name in _SESSION_COLUMNS}
+    values["status"] = s.status.value
+    values["flags"] = json.dumps([flag_json(f) for f in s.flags])
+    return [values[c] for c in _SESSION_COLUMNS]
+
+
+def flag_json(flag: MeterFlag) -> dict[str, Any]:
+    """A meter flag as stored in ``charging_sessions.flags`` (the session id is the row's)."""
+    return {
+        "code": flag.code.value,
+        "seq_no": flag.seq_no,
+        "sampled_at": None if flag.sampled_at is None else flag.sampled_at.isoformat(),
+        "detail": flag.detail,
+    }
+
+
+def _flag_of(session_id: str, stored: dict[str, Any]) -> MeterFlag:
+    at = stored.get("sampled_at")
+    return MeterFlag(
+        MeterFlagCode(stored["code"]),
+        session_id,
+        stored.get("seq_no"),
+        None if at is None else datetime.fromisoformat(at),
+        stored["detail"],
+    )
+
+
+def _hold_of(row: Sequence[Any]) -> PaymentHold:
+    values = dict(zip(_HOLD_COLUMNS, row, strict=True))
+    values["status"] = HoldStatus(values["status"])
+    return PaymentHold(**values)
+
+
+def _line_json(line: RevenueLine) -> dict[str, Any]:
+    return {
+        "dimension": line.dimension.value,
+        "amount_excl_vat": line.amount_excl_vat,
+        "vat_amount": line.vat_amount,
+        "vat_rate": line.vat_rate,
+        "quantity": line.quantity,
+    }
+
+
+def _line_of(stored: dict[str, Any]) -> RevenueLine:
+    return RevenueLine(
+        Dimension(stored["dimension"]),
+        stored["amount_excl_vat"],
+        stored["vat_amount"],
+        stored.get("vat_rate"),
+        stored.get("quantity"),
+    )
 
 
 # ------------------------------------------------------------------------------------ tariffs
@@ -179,19 +153,19 @@ def insert_tariffs(conn: Conn, versions: Sequence[TariffVersion]) -> None:
 
 
 # ------------------------------------------------------------------------------------ sessions
-def load_sessions(conn: Conn, session_ids: Collection[str]) -> dict[str, SessionState]:
+def load_sessions(conn: Conn, session_ids: Collection[str]) -> dict[str, Session]:
     if not session_ids:
         return {}
     rows = conn.execute(
         f"SELECT {', '.join(_SESSION_COLUMNS)} FROM charging_sessions WHERE session_id = ANY(%s)",
         (list(session_ids),),
     ).fetchall()
-    return {row[0]: SessionState(*row) for row in rows}
+    return {row[0]: _session_of(row) for row in rows}
 
 
 def sessions_awaiting(
     conn: Conn, tariff_ids: Collection[str], payment_ids: Collection[str] = ()
-) -> list[SessionState]:
+) -> list[Session]:
     """Stopped sessions waiting for a version of one of ``tariff_ids``, or held INVALID_HOLD
     for one of ``payment_ids`` (locked)."""
     if not tariff_ids and not payment_ids:
@@ -203,28 +177,24 @@ def sessions_awaiting(
         " ORDER BY session_id FOR UPDATE",
         (list(tariff_ids), list(payment_ids)),
     ).fetchall()
-    return [SessionState(*row) for row in rows]
+    return [_session_of(row) for row in rows]
 
 
-def lock_session(conn: Conn, session_id: str) -> SessionState | None:
+def lock_session(conn: Conn, session_id: str) -> Session | None:
     """The session row, locked until the end of the transaction (corrections)."""
     row = conn.execute(
         f"SELECT {', '.join(_SESSION_COLUMNS)} FROM charging_sessions"
         " WHERE session_id = %s FOR UPDATE",
         (session_id,),
     ).fetchone()
-    return None if row is None else SessionState(*row)
+    return None if row is None else _session_of(row)
 
 
-def save_sessions(conn: Conn, sessions: Iterable[SessionState]) -> None:
+def save_sessions(conn: Conn, sessions: Iterable[Session]) -> None:
     """Upsert the sessions, and close or open their held reasons so that the open one is
     always the session's current reason (none once it is billed, voided or open)."""
     saved = list(sessions)
-    params = []
-    for s in saved:
-        values = dataclasses.asdict(s)
-        values["flags"] = json.dumps(s.flags)
-        params.append([values[c] for c in _SESSION_COLUMNS])
+    params = [_session_row(s) for s in saved]
     if not params:
         return
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SESSION_COLUMNS[1:])
@@ -238,11 +208,11 @@ def save_sessions(conn: Conn, sessions: Iterable[SessionState]) -> None:
     _keep_reasons(conn, saved)
 
 
-def _keep_reasons(conn: Conn, sessions: Sequence[SessionState]) -> None:
+def _keep_reasons(conn: Conn, sessions: Sequence[Session]) -> None:
     current = [
-        (s.session_id, s.status, s.reason_code, s.reason_detail or "", s.reason_action or "")
+        (s.session_id, s.status.value, s.reason_code, s.reason_detail or "", s.reason_action or "")
         if s.status in HELD_STATUSES and s.reason_code
-        else (s.session_id, s.status, None, None, None)
+        else (s.session_id, s.status.value, None, None, None)
         for s in sessions
     ]
     columns = tuple(list(column) for column in zip(*current, strict=True))
@@ -288,7 +258,7 @@ def reason_history(conn: Conn, session_id: str) -> list[HeldReason]:
 # ------------------------------------------------------------------------------------ meter
 def load_meter_rows(
     conn: Conn, keys: Collection[MeterKey], session_ids: Collection[str]
-) -> list[MeterRow]:
+) -> list[SessionReading]:
     """Stored readings with one of ``keys`` (duplicate checks) or of ``session_ids`` (billing),
     each once.
 
@@ -303,7 +273,7 @@ def load_meter_rows(
         for row in conn.execute(METER_ROWS_BY_KEY, tuple([k[i] for k in keys] for i in range(4))):
             rows[row[:4]] = row
     return [
-        MeterRow(
+        SessionReading(
             station,
             tx,
             sid,
@@ -332,7 +302,7 @@ METER_ROWS_BY_KEY = (
 )
 
 
-def insert_meter_rows(conn: Conn, rows: Sequence[MeterRow]) -> None:
+def insert_meter_rows(conn: Conn, rows: Sequence[SessionReading]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO session_meter_values (station_id, transaction_id, seq_no, session_id,"
@@ -356,14 +326,12 @@ def insert_meter_rows(conn: Conn, rows: Sequence[MeterRow]) -> None:
         )
 
 
-def meter_rows_of(conn: Conn, session_id: str) -> list[MeterRow]:
+def meter_rows_of(conn: Conn, session_id: str) -> list[SessionReading]:
     return load_meter_rows(conn, (), (session_id,))
 
 
-def load_states(
-    conn: Conn, session_ids: Collection[str]
-) -> dict[str, list[tuple[datetime, ChargingState]]]:
-    found: dict[str, list[tuple[datetime, ChargingState]]] = {}
+def load_states(conn: Conn, session_ids: Collection[str]) -> dict[str, list[StateChange]]:
+    found: dict[str, list[StateChange]] = {}
     if not session_ids:
         return found
     rows = conn.execute(
@@ -394,7 +362,7 @@ def save_holds(conn: Conn, holds: Iterable[PaymentHold]) -> None:
             f"INSERT INTO session_payment_holds ({', '.join(_HOLD_COLUMNS)})"
             f" VALUES ({', '.join(['%s'] * len(_HOLD_COLUMNS))})"
             f" ON CONFLICT (payment_id) DO UPDATE SET {updates}, updated_at = now()",
-            [dataclasses.astuple(h) for h in holds],
+            [[getattr(h, c) for c in _HOLD_COLUMNS] for h in holds],
         )
 
 
@@ -406,11 +374,11 @@ def load_holds(conn: Conn, payment_ids: Collection[str]) -> dict[str, PaymentHol
         f"SELECT {', '.join(_HOLD_COLUMNS)} FROM session_payment_holds WHERE payment_id = ANY(%s)",
         (list(payment_ids),),
     ).fetchall()
-    return {row[0]: PaymentHold(*row) for row in rows}
+    return {row[0]: _hold_of(row) for row in rows}
 
 
 # ------------------------------------------------------------------------------------ CDRs
-def insert_cdrs(conn: Conn, cdrs: Sequence[CdrRow]) -> None:
+def insert_cdrs(conn: Conn, cdrs: Sequence[CdrRecord]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO session_cdrs (cdr_id, session_id, kind, event_id, tariff_id,"
@@ -422,7 +390,7 @@ def insert_cdrs(conn: Conn, cdrs: Sequence[CdrRow]) -> None:
                 (
                     c.cdr_id,
                     c.session_id,
-                    c.kind,
+                    c.kind.value,
                     c.event_id,
                     c.tariff_id,
                     c.tariff_version,
@@ -430,7 +398,7 @@ def insert_cdrs(conn: Conn, cdrs: Sequence[CdrRow]) -> None:
                     c.currency,
                     c.total_excl_vat,
                     c.total_incl_vat,
-                    json.dumps(c.lines),
+                    json.dumps([_line_json(line) for line in c.lines]),
                     c.replaces_cdr_id,
                     c.credited_cdr_id,
                     c.reason,
@@ -440,7 +408,7 @@ def insert_cdrs(conn: Conn, cdrs: Sequence[CdrRow]) -> None:
         )
 
 
-def cdrs_of(conn: Conn, session_id: str) -> list[CdrRow]:
+def cdrs_of(conn: Conn, session_id: str) -> list[CdrRecord]:
     """Every CDR of the session in the order it was written (issued, credited, issued, ...)."""
     rows = conn.execute(
         "SELECT cdr_id, session_id, kind, event_id, tariff_id, tariff_version, waived,"
@@ -449,10 +417,10 @@ def cdrs_of(conn: Conn, session_id: str) -> list[CdrRow]:
         (session_id,),
     ).fetchall()
     return [
-        CdrRow(
+        CdrRecord(
             r[0],
             r[1],
-            r[2],
+            CdrKind(r[2]),
             r[3],
             r[4],
             r[5],
@@ -460,7 +428,7 @@ def cdrs_of(conn: Conn, session_id: str) -> list[CdrRow]:
             r[7],
             r[8],
             r[9],
-            r[10],
+            tuple(_line_of(line) for line in r[10]),
             r[11],
             r[12],
             r[13],

@@ -4,6 +4,7 @@ version."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -70,8 +71,8 @@ def run(
     single_phase: list[str] = typer.Option([], "--single-phase", help=SINGLE_PHASE_HELP),
 ) -> None:
     """Run the sessions processor (exactly-once into PostgreSQL, events via the outbox)."""
-    from ledger.sessions.rules import ShortfallPolicy
-    from processors.sessions import SessionsConfig, build_sessions_processor
+    from ledger.sessions.rules import SessionsConfig, ShortfallPolicy
+    from processors.sessions import build_sessions_processor
 
     config = SessionsConfig(
         shortfall_policy=ShortfallPolicy(shortfall_policy),
@@ -110,13 +111,14 @@ def show(session_id: str) -> None:
         cdrs = store.cdrs_of(conn, session_id)
         reasons = store.reason_history(conn, session_id)
     table = Table("field", "value", title=f"session {session_id}")
-    for name, value in vars(found).items():
+    for name in (f.name for f in dataclasses.fields(found)):
+        value = getattr(found, name)
         if name != "flags" and value is not None:
             table.add_row(name, str(value))
     table.add_row("meter readings", str(len(readings)))
     console.print(table)
     for flag in found.flags:
-        console.print(f"[yellow]flag[/] {flag['code']} seq_no={flag['seq_no']}: {flag['detail']}")
+        console.print(f"[yellow]flag[/] {flag.code.value} seq_no={flag.seq_no}: {flag.detail}")
     cdr_table = Table("cdr", "kind", "total incl. VAT", "waived", "replaces/credits", "reason")
     for c in cdrs:
         cdr_table.add_row(
@@ -166,7 +168,8 @@ def reprice_command(
     reason: str = typer.Option(..., help="why, e.g. 'idle fee waived: charger fault'"),
 ) -> None:
     """Correct a CDR: credit it, issue the re-priced one and refund the difference."""
-    from processors.sessions import reprice, waivable
+    from ledger.sessions.review import waivable
+    from processors.sessions_corrections import reprice
 
     correction = reprice(_app(), session_id, waivable(waive), reason)
     console.print(
@@ -183,7 +186,8 @@ def release_command(
     single_phase: list[str] = typer.Option([], "--single-phase", help=SINGLE_PHASE_HELP),
 ) -> None:
     """Bill a session held for a meter flag, without the flagged readings (after review)."""
-    from processors.sessions import SessionsConfig, release
+    from ledger.sessions.rules import SessionsConfig
+    from processors.sessions_corrections import release
 
     config = SessionsConfig(single_phase_connectors=frozenset(single_phase))
     console.print(f"session {session_id}: {release(_app(), session_id, reason, config=config)}")
@@ -202,7 +206,7 @@ def preauth(
     from connectors import postgres
     from connectors import sessions_store as store
     from ledger.pricing.preauth import preauthorization_amount
-    from processors.sessions import TariffCache, resolve_tariff
+    from ledger.sessions.billing import TariffCache, resolve_tariff
 
     starts_at = datetime.fromisoformat(at) if at else datetime.now(UTC)
     with postgres.connect(_app().database_url) as conn:

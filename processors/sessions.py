@@ -7,9 +7,11 @@ ledger's rules) and ``sessions.events``. On SessionStopped it prices the session
 CaptureRequested (or VoidRequested), or holds the session with a reason.
 Emitted event ids are uuid5 of the causing event id, so a replay re-emits the same ids.
 
-This module holds the handler and its wiring; pricing and billing live in
-``processors.sessions_billing``, re-pricing and release in ``processors.sessions_corrections``,
-the shared settings, ids and topics in ``processors.sessions_base``. See docs/sessions.md.
+The rules live in the domain (``ledger.sessions``: ``lifecycle.apply`` per session event,
+``holds.apply_hold_event``, ``lifecycle.check_tariff``); this module loads what a batch needs
+once per table, applies each record, stores the results and emits through the outbox.
+Re-pricing and release, run by a person, are ``processors.sessions_corrections``.
+See docs/sessions.md.
 """
 
 from __future__ import annotations
@@ -24,61 +26,31 @@ from ledger.errors import LedgerError
 from ledger.events import (
     AuthorizationIncremented,
     ChargingState,
-    ChargingStateChanged,
     MeterValueRecorded,
     PaymentAuthorized,
     SessionStarted,
     SessionStopped,
     TariffPublished,
 )
-from ledger.pricing.tariffs import InvalidTariff, UnknownTariff, parse_tariff_json
-from ledger.sessions.metering import (
-    MeterReading,
-    ReadingOutsideSession,
-    check_stop,
-    current_a,
-    energy_phases,
-    energy_register_wh,
-    power_kw,
-)
-from ledger.sessions.rules import (
-    ConflictingMeterValue,
-    SessionAlreadyStarted,
-    SessionAlreadyStopped,
-    SessionStatus,
-    ShortfallPolicy,
-    TariffVersionConflict,
-    UnknownSession,
+from ledger.sessions.billing import Known, TariffCache, price_and_bill
+from ledger.sessions.holds import HOLD_ASSUMED, apply_hold_event
+from ledger.sessions.lifecycle import apply, check_tariff
+from ledger.sessions.rules import SessionsConfig
+from ledger.sessions.session import (
+    Applied,
+    CdrRecord,
+    MeterKey,
+    PaymentHold,
+    Session,
+    SessionFacts,
+    SessionReading,
+    StateChange,
+    TariffVersion,
 )
 from processors.base import Effects, PostgresProcessor, Wiring
-from processors.sessions_base import (
-    GROUP,
-    TOPICS,
-    SessionsConfig,
-    apply_hold,
-    derived_id,
-    hold_rejection_detail,
-    rejected_hold,
-)
-from processors.sessions_billing import TariffCache, price_and_bill, resolve_tariff, scale_lines
-from processors.sessions_corrections import release, reprice, waivable
 
-# Re-exported: the CLI, the demo and the tests import these from here.
-__all__ = [
-    "GROUP",
-    "TOPICS",
-    "SessionsConfig",
-    "SessionsHandler",
-    "ShortfallPolicy",
-    "TariffCache",
-    "build_sessions_processor",
-    "derived_id",
-    "release",
-    "reprice",
-    "resolve_tariff",
-    "scale_lines",
-    "waivable",
-]
+GROUP = "evledger-sessions"
+TOPICS = ("tariffs.events", "payments.events", "sessions.events")
 
 log = logging.getLogger("evledger.sessions")
 
@@ -92,98 +64,42 @@ class SessionsHandler:
         self.tariffs = TariffCache()
 
     def handle(self, tx: Effects, records: Sequence[Consumed]) -> None:
-        self._tariffs(tx, [r for r in records if isinstance(r.event, TariffPublished)])
+        published = [r for r in records if isinstance(r.event, TariffPublished)]
+        self._tariffs(tx, published)
         authorized = self._holds(tx, [r for r in records if r.topic == "payments.events"])
         self._bill_waiting(
-            tx,
-            {
-                r.event.tariff_id
-                for r in records
-                if r.topic == "tariffs.events" and isinstance(r.event, TariffPublished)
-            },
-            authorized,
+            tx, {r.event.tariff_id for r in published if r.topic == "tariffs.events"}, authorized
         )
         session_records = [r for r in records if r.topic == "sessions.events"]
         if session_records:
-            _SessionBatch(self, tx, session_records).apply()
+            self._sessions(tx, session_records)
+
+    def _known(
+        self,
+        tariffs: dict[str, list[TariffVersion]],
+        holds: dict[str, PaymentHold],
+    ) -> Known:
+        return Known(tariffs, holds, self.tariffs, self.config)
 
     def _tariffs(self, tx: Effects, records: list[Consumed]) -> None:
+        """Keep each new tariff version; reject an invalid one or a changed republication."""
         if not records:
             return
         known = store.tariff_versions(tx.conn, {r.event.tariff_id for r in records})
         seen = {(v.tariff_id, v.version): v for vs in known.values() for v in vs}
-        new: list[store.TariffVersion] = []
+        new: list[TariffVersion] = []
         for record in records:
             e: TariffPublished = record.event
-            row = store.TariffVersion(
-                e.tariff_id,
-                e.version,
-                e.currency,
-                e.ocpi_tariff_json,
-                e.envelope.occurred_at,
-                e.envelope.event_id,
-            )
+            stored = seen.get((e.tariff_id, e.version))
             try:
-                tariff = parse_tariff_json(e.ocpi_tariff_json)
-                if tariff.id != e.tariff_id or tariff.currency != e.currency or e.version < 1:
-                    raise InvalidTariff(
-                        "tariff_id, currency or version do not match the OCPI tariff",
-                        tariff_id=e.tariff_id,
-                        version=e.version,
-                        currency=e.currency,
-                    )
-                old = seen.get((e.tariff_id, e.version))
-                if old is not None and (old.ocpi_json, old.currency) != (row.ocpi_json, e.currency):
-                    raise TariffVersionConflict(
-                        "a published tariff version is immutable; publish a new version",
-                        tariff_id=e.tariff_id,
-                        version=e.version,
-                    )
+                version = check_tariff(e, stored)
             except LedgerError as exc:
                 tx.reject(record, exc.code, str(exc))
                 continue
-            if old is None:
-                seen[(e.tariff_id, e.version)] = row
-                new.append(row)
+            if stored is None:
+                seen[(e.tariff_id, e.version)] = version
+                new.append(version)
         store.insert_tariffs(tx.conn, new)
-
-    def _bill_waiting(self, tx: Effects, tariff_ids: set[str], payment_ids: set[str]) -> None:
-        """Bill sessions whose stop waited for one of ``tariff_ids``, or for an accepted hold of
-        one of ``payment_ids`` (ids derive from the stop, so the result equals billing it on
-        time)."""
-        waiting = store.sessions_awaiting(tx.conn, tariff_ids, payment_ids)
-        if not waiting:
-            return
-        ids = [s.session_id for s in waiting]
-        versions = store.tariff_versions(tx.conn, {s.tariff_id for s in waiting})
-        readings: dict[str, list[store.MeterRow]] = {}
-        for row in store.load_meter_rows(tx.conn, (), ids):
-            readings.setdefault(row.session_id, []).append(row)
-        states = store.load_states(tx.conn, ids)
-        holds = store.load_holds(tx.conn, {s.payment_id for s in waiting if s.payment_id})
-        cdrs: list[store.CdrRow] = []
-        for s in waiting:
-            try:
-                billed, held = price_and_bill(
-                    tx,
-                    s,
-                    versions.get(s.tariff_id, []),
-                    readings.get(s.session_id, []),
-                    states.get(s.session_id, []),
-                    holds,
-                    self.tariffs,
-                    self.config,
-                )
-            except LedgerError as exc:
-                log.warning("session %s still not billable: %s", s.session_id, exc)
-                continue
-            cdrs += billed
-            if held is not None:
-                log.warning("session %s held: %s %s", s.session_id, held.code, held.detail)
-            else:
-                log.info("session %s settled after the wait: %s", s.session_id, s.status)
-        store.save_sessions(tx.conn, waiting)
-        store.insert_cdrs(tx.conn, cdrs)
 
     def _holds(self, tx: Effects, records: list[Consumed]) -> set[str]:
         """Apply authorizations and increments by the ledger's rules; reject what it would.
@@ -194,200 +110,126 @@ class SessionsHandler:
         if not records:
             return set()
         holds = store.load_holds(tx.conn, {r.event.payment_id for r in records})
-        before = {pid for pid, h in holds.items() if h.status == "authorized"}
+        before = {pid for pid, h in holds.items() if h.authorized}
         changed: set[str] = set()
         for record in records:
             e: PaymentAuthorized | AuthorizationIncremented = record.event
-            current = holds.get(e.payment_id)
-            try:
-                holds[e.payment_id] = apply_hold(current, e)
-            except LedgerError as exc:
-                detail = hold_rejection_detail(e, exc)
-                tx.reject(record, exc.code, detail)
-                log.warning("hold rejected: %s", detail)
-                if isinstance(e, PaymentAuthorized) and (
-                    current is None or current.status != "authorized"
-                ):
-                    holds[e.payment_id] = rejected_hold(e, exc)
-                else:
-                    continue
-            changed.add(e.payment_id)
+            applied = apply_hold_event(holds.get(e.payment_id), e)
+            if applied.rejection is not None:
+                tx.reject(record, applied.rejection.code, applied.rejection.detail)
+                log.warning("hold rejected: %s", applied.rejection.detail)
+            if applied.hold is not None:
+                holds[e.payment_id] = applied.hold
+                changed.add(e.payment_id)
         store.save_holds(tx.conn, [holds[pid] for pid in sorted(changed)])
-        return {pid for pid in changed if holds[pid].status == "authorized" and pid not in before}
+        return {pid for pid in changed if holds[pid].authorized and pid not in before}
 
+    def _bill_waiting(self, tx: Effects, tariff_ids: set[str], payment_ids: set[str]) -> None:
+        """Bill sessions whose stop waited for one of ``tariff_ids``, or for an accepted hold of
+        one of ``payment_ids`` (ids derive from the stop, so the result equals billing it on
+        time)."""
+        waiting = store.sessions_awaiting(tx.conn, tariff_ids, payment_ids)
+        if not waiting:
+            return
+        ids = [s.session_id for s in waiting]
+        readings: dict[str, list[SessionReading]] = {}
+        for row in store.load_meter_rows(tx.conn, (), ids):
+            readings.setdefault(row.session_id, []).append(row)
+        states = store.load_states(tx.conn, ids)
+        known = self._known(
+            store.tariff_versions(tx.conn, {s.tariff_id for s in waiting}),
+            store.load_holds(tx.conn, {s.payment_id for s in waiting if s.payment_id}),
+        )
+        saved: list[Session] = []
+        cdrs: list[CdrRecord] = []
+        for s in waiting:
+            applied = price_and_bill(
+                s, readings.get(s.session_id, []), states.get(s.session_id, []), known
+            )
+            assert applied.session is not None
+            saved.append(applied.session)
+            _emit(tx, applied)
+            cdrs += applied.cdrs
+            after, rejection = applied.session, applied.rejection
+            if rejection is not None:
+                log.warning("session %s %s: %s", s.session_id, after.status, rejection.detail)
+            else:
+                log.info("session %s settled after the wait: %s", s.session_id, after.status)
+        store.save_sessions(tx.conn, saved)
+        store.insert_cdrs(tx.conn, cdrs)
 
-class _SessionBatch:
-    """One batch of sessions.events: state loaded once per table, saved once at the end."""
-
-    def __init__(self, handler: SessionsHandler, tx: Effects, records: list[Consumed]) -> None:
-        self.handler, self.config, self.tx, self.records = handler, handler.config, tx, records
+    def _sessions(self, tx: Effects, records: list[Consumed]) -> None:
+        """Load every table a batch of sessions.events needs once, apply the records in log
+        order, and save what changed once."""
         conn = tx.conn
         events = [r.event for r in records]
-        self.sessions = store.load_sessions(conn, {e.session_id for e in events})
-        self.stopping = {e.session_id for e in events if isinstance(e, SessionStopped)}
+        sessions = store.load_sessions(conn, {e.session_id for e in events})
+        stopping = {e.session_id for e in events if isinstance(e, SessionStopped)}
         keys = {
             (e.session_id, e.station_id, e.transaction_id, e.seq_no)
             for e in events
             if isinstance(e, MeterValueRecorded)
         }
-        self.by_key: dict[store.MeterKey, store.MeterRow] = {}
-        self.readings: dict[str, dict[store.MeterKey, store.MeterRow]] = {}
-        for row in store.load_meter_rows(conn, keys, self.stopping):
-            self.by_key[row.key] = row
-            if row.session_id in self.stopping:
-                self.readings.setdefault(row.session_id, {})[row.key] = row
-        self.states = store.load_states(conn, self.stopping)
+        # Every reading of a session that stops in this batch (pricing), and the stored
+        # reading of each key in the batch (redeliveries and conflicts).
+        readings: dict[str, dict[MeterKey, SessionReading]] = {}
+        for row in store.load_meter_rows(conn, keys, stopping):
+            readings.setdefault(row.session_id, {})[row.key] = row
+        states: dict[str, list[StateChange]] = dict(store.load_states(conn, stopping))
         starts = [e for e in events if isinstance(e, SessionStarted)]
-        known = list(self.sessions.values())
-        self.tariff_versions = store.tariff_versions(
-            conn, {s.tariff_id for s in known} | {e.tariff_id for e in starts}
+        known = self._known(
+            store.tariff_versions(
+                conn, {s.tariff_id for s in sessions.values()} | {e.tariff_id for e in starts}
+            ),
+            store.load_holds(
+                conn,
+                {s.payment_id for s in sessions.values() if s.payment_id}
+                | {e.payment_id for e in starts if e.payment_id},
+            ),
         )
-        self.holds = store.load_holds(
-            conn,
-            {s.payment_id for s in known if s.payment_id}
-            | {e.payment_id for e in starts if e.payment_id},
-        )
-        self.changed: set[str] = set()
-        self.new_readings: list[store.MeterRow] = []
-        self.new_states: list[tuple[str, datetime, ChargingState]] = []
-        self.new_cdrs: list[store.CdrRow] = []
-
-    def apply(self) -> None:
-        for record in self.records:
-            event = record.event
+        changed: set[str] = set()
+        new_readings: list[SessionReading] = []
+        new_states: list[tuple[str, datetime, ChargingState]] = []
+        new_cdrs: list[CdrRecord] = []
+        for record in records:
+            sid = record.event.session_id
+            facts = SessionFacts(sid, sessions.get(sid), readings.get(sid, {}), states.get(sid, []))
             try:
-                if isinstance(event, SessionStarted):
-                    self._started(event)
-                elif isinstance(event, MeterValueRecorded):
-                    self._meter_value(event)
-                elif isinstance(event, ChargingStateChanged):
-                    self._state(event)
-                elif isinstance(event, SessionStopped):
-                    self._stopped(record, event)
+                applied = apply(facts, record.event, known)
             except LedgerError as exc:
-                self.tx.reject(record, exc.code, str(exc))
-        conn = self.tx.conn
-        store.insert_meter_rows(conn, self.new_readings)
-        store.insert_states(conn, self.new_states)
-        store.save_sessions(conn, (self.sessions[sid] for sid in sorted(self.changed)))
-        store.insert_cdrs(conn, self.new_cdrs)
-
-    def _open(self, session_id: str, what: str) -> store.SessionState | None:
-        s = self.sessions.get(session_id)
-        if s is not None and not SessionStatus(s.status).accepts_session_events:
-            raise SessionAlreadyStopped(
-                f"{what} after the session was {s.status}; re-price it with a correction",
-                session_id=session_id,
-            )
-        return s
-
-    def _started(self, e: SessionStarted) -> None:
-        if e.session_id in self.sessions:
-            raise SessionAlreadyStarted(
-                "another SessionStarted for this session", session_id=e.session_id
-            )
-        env = e.envelope
-        s = store.SessionState(
-            e.session_id,
-            env.network_id,
-            env.event_id,
-            env.correlation_id or env.event_id,
-            e.station_id,
-            e.evse_id,
-            e.connector_id,
-            e.transaction_id,
-            e.country,
-            e.time_zone,
-            e.tariff_id,
-            e.tariff_version,
-            e.payment_id,
-            e.meter_start_wh,
-            env.occurred_at,
-        )
-        try:  # freeze now when the tariff is known; else the same rule applies at stop
-            versions = self.tariff_versions.get(e.tariff_id, [])
-            s.tariff_version = resolve_tariff(
-                versions, e.tariff_id, e.tariff_version, s.started_at
-            ).version
-        except UnknownTariff:
-            pass
-        self.sessions[e.session_id] = s
-        self.changed.add(e.session_id)
-
-    def _meter_value(self, e: MeterValueRecorded) -> None:
-        s = self._open(e.session_id, "meter value")
-        if s is not None:
-            _within(s, e)
-        reading = MeterReading(
-            e.seq_no,
-            e.sampled_at,
-            energy_register_wh(e.samples),
-            power_kw(e.samples),
-            current_a(e.samples),
-            energy_phases(e.samples),
-        )
-        row = store.MeterRow(
-            e.station_id, e.transaction_id, e.session_id, reading, e.envelope.event_id
-        )
-        seen = self.by_key.get(row.key)
-        if seen is not None:
-            if seen.reading != reading:
-                raise ConflictingMeterValue(
-                    "same (station, transaction, seq_no) with other values; the first is kept",
-                    session_id=e.session_id,
-                    seq_no=e.seq_no,
-                    first_event_id=seen.event_id,
-                )
-            return  # the same reading re-sent under another event id: nothing changes
-        self.by_key[row.key] = row
-        self.readings.setdefault(e.session_id, {})[row.key] = row
-        self.new_readings.append(row)
-
-    def _state(self, e: ChargingStateChanged) -> None:
-        self._open(e.session_id, "charging state")
-        self.states.setdefault(e.session_id, []).append((e.changed_at, e.state))
-        self.new_states.append((e.session_id, e.changed_at, e.state))
-
-    def _stopped(self, record: Consumed, e: SessionStopped) -> None:
-        s = self._open(e.session_id, "SessionStopped")
-        if s is None:
-            raise UnknownSession("SessionStopped without SessionStarted", session_id=e.session_id)
-        check_stop(s.session_id, s.started_at, e.stopped_at)  # the session stays as it was
-        s.stopped_event_id, s.stopped_at, s.meter_stop_wh = (
-            e.envelope.event_id,
-            e.stopped_at,
-            e.meter_stop_wh,
-        )
-        self.changed.add(s.session_id)
-        cdrs, held = price_and_bill(
-            self.tx,
-            s,
-            self.tariff_versions.get(s.tariff_id, []),
-            self.readings.get(s.session_id, {}).values(),
-            self.states.get(s.session_id, []),
-            self.holds,
-            self.handler.tariffs,
-            self.config,
-        )
-        self.new_cdrs += cdrs
-        if held is not None:
-            self.tx.reject(record, held.code, held.detail)
+                tx.reject(record, exc.code, str(exc))
+                continue
+            if applied.session is not None:
+                sessions[sid] = applied.session
+                changed.add(sid)
+            if applied.reading is not None:
+                readings.setdefault(sid, {})[applied.reading.key] = applied.reading
+                new_readings.append(applied.reading)
+            if applied.state is not None:
+                states.setdefault(sid, []).append(applied.state)
+                new_states.append((sid, applied.state[0], applied.state[1]))
+            _emit(tx, applied)
+            new_cdrs += applied.cdrs
+            if applied.rejection is not None:
+                tx.reject(record, applied.rejection.code, applied.rejection.detail)
+        store.insert_meter_rows(conn, new_readings)
+        store.insert_states(conn, new_states)
+        store.save_sessions(conn, (sessions[sid] for sid in sorted(changed)))
+        store.insert_cdrs(conn, new_cdrs)
 
 
-def _within(s: store.SessionState, e: MeterValueRecorded) -> None:
-    """Reject a reading sampled before its known session started, or after the stop of a
-    session waiting for its tariff: it would bill energy from outside the session. (Readings
-    that arrive before their SessionStarted are checked when the session stops.)"""
-    stop = s.stopped_at if s.status == SessionStatus.AWAITING_TARIFF else None
-    if e.sampled_at < s.started_at or (stop is not None and e.sampled_at > stop):
-        raise ReadingOutsideSession(
-            f"sampled_at {e.sampled_at.isoformat()} is outside the session "
-            f"({s.started_at.isoformat()} to {stop.isoformat() if stop else 'its stop'}); "
-            "not billed",
-            session_id=s.session_id,
-            seq_no=e.seq_no,
-            station_id=e.station_id,
-            transaction_id=e.transaction_id,
+def _emit(tx: Effects, applied: Applied) -> None:
+    """Queue what ``applied`` emits, and say when a capture rests on an assumed hold."""
+    for event in applied.events:
+        tx.emit(event)
+    s = applied.session
+    if s is not None and s.hold_source == HOLD_ASSUMED and applied.events:
+        log.warning(
+            "session %s: no hold seen for payment %s; assumed the pre-authorization %s %s",
+            s.session_id,
+            s.payment_id,
+            s.hold_minor,
+            s.currency,
         )
 
 

@@ -110,3 +110,20 @@ def _valid_field(name: str, tp: Any, owner: type, validation: Any) -> st.SearchS
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return valid_strategy_for(tp, owner)
     return strategy_for(tp)
+
+
+@st.composite
+def plausible_meter(
+    draw: st.DrawFn, max_readings: int = 20
+) -> tuple[list[tuple[int, int, int]], int, int]:
+    """One plausible charging session's meter: readings as (seq_no, minute, register Wh), the
+    register never falling and under 50 kW between readings; then the stop's minute and
+    register."""
+    count = draw(st.integers(1, max_readings))
+    register, minutes, readings = 0, 0, []
+    for seq in range(1, count + 1):
+        step = draw(st.integers(1, 15))
+        minutes += step
+        register += draw(st.integers(0, 50_000 * step // 60))
+        readings.append((seq, minutes, register))
+    return readings, minutes + draw(st.integers(0, 40)), register

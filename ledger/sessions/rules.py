@@ -1,11 +1,16 @@
 """The charging session's vocabulary: where a session stands, what happens to a price above its
-hold, and the errors its rules raise (each with the reason code docs/errors.md explains)."""
+hold, the knobs of its rules, what releases a held session, and the errors its rules raise
+(each with the reason code docs/errors.md explains)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
 from enum import StrEnum
 
 from ledger.errors import ValidationError
+from ledger.pricing.preauth import DEFAULT_MAX_DURATION, DEFAULT_MAX_POWER_KW
 
 
 class SessionStatus(StrEnum):
@@ -42,6 +47,78 @@ class ShortfallPolicy(StrEnum):
     """Written off: the capture is capped at the hold."""
     CHARGE = "charge"
     """Kept as owed (``shortfall_status`` to_collect)."""
+
+
+@dataclass(frozen=True)
+class SessionsConfig:
+    """The knobs of the session rules (CLI options / ``build_sessions_processor`` keywords)."""
+
+    shortfall_policy: ShortfallPolicy = ShortfallPolicy.WRITE_OFF
+    #: An interval implying more power than this is METER_IMPLAUSIBLE_ENERGY (blocking).
+    max_power_kw: Decimal = Decimal(400)
+    #: A register drop to at most this is a meter reset, any other drop a decrease.
+    reset_threshold_wh: Decimal = Decimal(1000)
+    #: Assumed hold when payments.events never told us one (ledger.pricing.preauth sizing).
+    preauth_max_power_kw: Decimal = DEFAULT_MAX_POWER_KW
+    preauth_max_duration: timedelta = DEFAULT_MAX_DURATION
+    #: Connectors wired to one phase, as ``connector_key(station_id, connector_id)``: their
+    #: per-phase energy (L1 only) is the total. Any other connector is taken as three-phase, and
+    #: a reading of only some of its phases holds the session PARTIAL_PHASES.
+    single_phase_connectors: frozenset[str] = field(default_factory=frozenset)
+
+    def single_phase(self, station_id: str, connector_id: str) -> bool:
+        return connector_key(station_id, connector_id) in self.single_phase_connectors
+
+
+def connector_key(station_id: str, connector_id: str) -> str:
+    """How a connector is named in ``single_phase_connectors`` and on the command line."""
+    return f"{station_id}/{connector_id}"
+
+
+_RELEASE_BY_REVIEW = (
+    "review the readings (evledger sessions show ID), then evledger sessions release ID "
+    "--reason TEXT: bills the session without the flagged readings"
+)
+
+#: What releases a session held, waiting or rejected for each reason code (docs/sessions.md).
+RELEASE_ACTIONS: dict[str, str] = {
+    "UNKNOWN_TARIFF": (
+        "publish the tariff version in force at the session start (evledger tariffs publish "
+        "FILE); the session is billed when it is consumed"
+    ),
+    "INVALID_HOLD": (
+        "have the payment authorized with a positive amount in the tariff's currency (a "
+        "PaymentAuthorized the ledger accepts); the session is billed when it is consumed"
+    ),
+    "METER_REGISTER_DECREASED": _RELEASE_BY_REVIEW,
+    "METER_REGISTER_RESET": _RELEASE_BY_REVIEW,
+    "METER_IMPLAUSIBLE_ENERGY": (
+        "review the readings (evledger sessions show ID), then evledger sessions release ID "
+        "--reason TEXT: bills the energy as measured"
+    ),
+    "METER_READING_OUTSIDE_SESSION": (
+        "check the station clock; then evledger sessions release ID --reason TEXT: bills the "
+        "session without the readings outside it"
+    ),
+    "PARTIAL_PHASES": (
+        "if the connector is single-phase, release with evledger sessions release ID --reason "
+        "TEXT --single-phase STATION/CONNECTOR (and run the processor with it); otherwise fix "
+        "the station's phase reporting and release without it: the partial readings are not "
+        "billed, the start and stop registers still count"
+    ),
+    "CURRENCY_MISMATCH": (
+        "the hold and the tariff are in different currencies: correct the payment or the "
+        "session's tariff, then send a SessionStopped with a new event id"
+    ),
+}
+
+
+def release_action(code: str) -> str:
+    """What a person does to release a session held for ``code``."""
+    return RELEASE_ACTIONS.get(
+        code,
+        f"fix the cause of {code} (docs/errors.md), then send a SessionStopped with a new event id",
+    )
 
 
 class UnknownSession(ValidationError):

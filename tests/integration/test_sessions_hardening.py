@@ -41,9 +41,12 @@ from ledger.events import (
     TariffPublished,
 )
 from ledger.money import Money
+from ledger.sessions import session as domain
+from ledger.sessions.billing import derived_id
+from ledger.sessions.rules import SessionsConfig, connector_key
 from processors.base import Effects
-from processors.sessions import SessionsConfig, SessionsHandler, derived_id, release
-from processors.sessions_base import connector_key
+from processors.sessions import SessionsHandler
+from processors.sessions_corrections import release
 from tests.integration.conftest import create_database, drop_database
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -176,7 +179,7 @@ class Harness:
             outcome.rejected[event_id] = reason
         return outcome
 
-    def session(self, session_id: str) -> store.SessionState:
+    def session(self, session_id: str) -> domain.Session:
         with psycopg.connect(self.url) as conn:
             return store.load_sessions(conn, [session_id])[session_id]
 

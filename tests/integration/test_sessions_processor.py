@@ -37,7 +37,9 @@ from ledger.events import (
     VoidRequested,
 )
 from ledger.money import Money
-from processors.sessions import TOPICS, build_sessions_processor, derived_id, release, reprice
+from ledger.sessions.billing import derived_id
+from processors.sessions import TOPICS, build_sessions_processor
+from processors.sessions_corrections import release, reprice
 from tests.integration.conftest import consume_from, create_database, drop_database, end_offsets
 
 OUT = ["billing.events", "settlement.commands", "sessions.events.rejected"]

@@ -17,6 +17,7 @@ from ledger.events import ChargingState, MeterValueRecorded, SampledValue
 from ledger.pricing import price_session
 from ledger.pricing.tariffs import parse_tariff
 from ledger.sessions.metering import SessionMeter
+from tests.strategies import plausible_meter
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 TARIFF = parse_tariff(demo_tariff())
@@ -30,17 +31,9 @@ def reading(seq: int, minutes: int, register_wh: int) -> MeterValueRecorded:
 
 @st.composite
 def sessions(draw: st.DrawFn) -> tuple[list[MeterValueRecorded], int, int]:
-    """Readings of one plausible session (register rising, under 50 kW), its length in minutes
-    and the register at the stop."""
-    count = draw(st.integers(1, 20))
-    register, minutes, events = 0, 0, []
-    for seq in range(1, count + 1):
-        step = draw(st.integers(1, 15))
-        minutes += step
-        register += draw(st.integers(0, 50_000 * step // 60))
-        events.append(reading(seq, minutes, register))
-    stop = minutes + draw(st.integers(0, 40))
-    return events, stop, register
+    """Readings of one plausible session, its length in minutes and the register at the stop."""
+    readings, stop, register = draw(plausible_meter())
+    return [reading(*r) for r in readings], stop, register
 
 
 def price(events: list[MeterValueRecorded], stop: int, meter_stop: int) -> tuple[object, ...]:

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.sessions_store import TariffVersion
 from ledger.dimensions import Dimension
 from ledger.events import RevenueLine
 from ledger.pricing.tariffs import UnknownTariff
-from processors.sessions import derived_id, resolve_tariff, scale_lines
+from ledger.sessions.billing import derived_id, resolve_tariff, scale_lines
+from ledger.sessions.session import TariffVersion
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 

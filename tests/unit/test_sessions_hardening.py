@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.sessions_store import PaymentHold, SessionState
 from ledger.envelope import Envelope, Source
 from ledger.events import (
     AuthorizationIncremented,
@@ -19,6 +18,7 @@ from ledger.events import (
 from ledger.money import Money
 from ledger.payments import errors as err
 from ledger.pricing.tariffs import parse_tariff_json
+from ledger.sessions.holds import apply_hold, hold_for, hold_rejection_detail
 from ledger.sessions.metering import (
     BLOCKING_FLAGS,
     MeterFlagCode,
@@ -28,16 +28,14 @@ from ledger.sessions.metering import (
     energy_register_wh,
     phases_complete,
 )
-from ledger.sessions.rules import InvalidHold
-from processors.sessions_base import (
+from ledger.sessions.rules import (
     RELEASE_ACTIONS,
+    InvalidHold,
     SessionsConfig,
-    apply_hold,
     connector_key,
-    hold_rejection_detail,
     release_action,
 )
-from processors.sessions_billing import hold_for
+from ledger.sessions.session import HoldStatus, PaymentHold, Session
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 TARIFF = parse_tariff_json(
@@ -88,7 +86,7 @@ def test_a_second_authorization_does_not_replace_or_raise_the_hold() -> None:
 def test_an_increment_raises_only_an_accepted_hold_in_its_currency() -> None:
     with pytest.raises(err.UnknownPayment):
         apply_hold(None, incremented(500))
-    refused = PaymentHold("P-1", "EUR", 0, "rejected", "INVALID_AMOUNT", "amount=-100 EUR")
+    refused = PaymentHold("P-1", "EUR", 0, HoldStatus.REJECTED, "INVALID_AMOUNT", "amount=-100 EUR")
     with pytest.raises(err.UnknownPayment):
         apply_hold(refused, incremented(500))
     hold = apply_hold(None, authorized(1000))
@@ -104,13 +102,13 @@ def test_an_increment_raises_only_an_accepted_hold_in_its_currency() -> None:
 
 
 def test_an_authorization_after_a_refused_one_is_the_hold() -> None:
-    refused = PaymentHold("P-1", "EUR", 0, "rejected", "INVALID_AMOUNT", "amount=-100 EUR")
+    refused = PaymentHold("P-1", "EUR", 0, HoldStatus.REJECTED, "INVALID_AMOUNT", "amount=-100 EUR")
     hold = apply_hold(refused, authorized(2000))
     assert (hold.status, hold.held_minor) == ("authorized", 2000)
 
 
-def session(payment_id: str | None = "P-1") -> SessionState:
-    return SessionState(
+def session(payment_id: str | None = "P-1") -> Session:
+    return Session(
         "S-1", "net", "e-start", None, "CS-1", "CS-1*1", "1", "tx-1", "NL",
         "Europe/Amsterdam", "T", 1, payment_id, 0, T0,
     )  # fmt: skip
@@ -118,7 +116,7 @@ def session(payment_id: str | None = "P-1") -> SessionState:
 
 def test_a_session_is_never_billed_against_a_refused_or_non_positive_hold() -> None:
     config = SessionsConfig()
-    refused = PaymentHold("P-1", "EUR", 0, "rejected", "INVALID_AMOUNT", "amount=-100 EUR")
+    refused = PaymentHold("P-1", "EUR", 0, HoldStatus.REJECTED, "INVALID_AMOUNT", "amount=-100 EUR")
     with pytest.raises(InvalidHold) as caught:
         hold_for(session(), TARIFF, {"P-1": refused}, config)
     assert caught.value.code == "INVALID_HOLD" and "INVALID_AMOUNT" in str(caught.value)

@@ -1,0 +1,341 @@
+"""Pricing and billing a stopped session: the tariff frozen at start, the meter rebuilt from its
+readings, the payment's hold, then CdrIssued and CaptureRequested (capped at the hold; the
+shortfall written off or kept) or VoidRequested; or the reason the session is held.
+
+Everything here returns values: the session's next state, the events to emit and the CDRs to
+keep (``Applied``). Event ids derive from the causing event id (``derived_id``), so a replay
+emits the same ids and downstream deduplicates them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from ledger.envelope import Envelope, Source
+from ledger.errors import CurrencyMismatch, LedgerError
+from ledger.events import CaptureRequested, CdrIssued, RevenueLine, VoidRequested
+from ledger.ids import SESSION_EFFECTS
+from ledger.money import Money
+from ledger.pricing.price import PricedSession, price_session
+from ledger.pricing.tariffs import Tariff, UnknownTariff, parse_tariff_json
+from ledger.sessions.holds import hold_for, positive_hold
+from ledger.sessions.metering import MeteredSession, SessionMeter
+from ledger.sessions.rules import (
+    InvalidHold,
+    SessionsConfig,
+    SessionStatus,
+    ShortfallPolicy,
+    release_action,
+)
+from ledger.sessions.session import (
+    Applied,
+    CdrKind,
+    CdrRecord,
+    PaymentHold,
+    Rejection,
+    Session,
+    SessionReading,
+    StateChange,
+    TariffVersion,
+)
+
+
+def derived_id(cause_event_id: str, kind: str) -> str:
+    """Deterministic id of what ``cause_event_id`` caused (uuid5), so retries re-emit it."""
+    return SESSION_EFFECTS.derive(cause_event_id, kind)
+
+
+def resolve_tariff(
+    versions: Sequence[TariffVersion], tariff_id: str, requested: int | None, at: datetime
+) -> TariffVersion:
+    """The requested version, else the latest one published at or before ``at`` (the session
+    start): the tariff is frozen at start. Raises UnknownTariff."""
+    if requested is not None:
+        found = [v for v in versions if v.version == requested]
+    else:
+        found = sorted((v for v in versions if v.published_at <= at), key=lambda v: v.version)
+    if not found:
+        raise UnknownTariff(
+            "tariff was never published (or not before the session started)",
+            tariff_id=tariff_id,
+            tariff_version=requested,
+        )
+    return found[-1]
+
+
+class TariffCache:
+    """Parsed tariffs by (id, version); versions are immutable, so caching is safe."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[str, int], Tariff] = {}
+
+    def get(self, version: TariffVersion) -> Tariff:
+        key = (version.tariff_id, version.version)
+        tariff = self._parsed.get(key)
+        if tariff is None:
+            tariff = self._parsed[key] = parse_tariff_json(version.ocpi_json)
+        return tariff
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Known:
+    """What the session rules read besides the session: the published versions of each tariff
+    (oldest first), the holds payments.events told, the parsed tariffs and the rules' knobs."""
+
+    tariffs: Mapping[str, Sequence[TariffVersion]]
+    holds: Mapping[str, PaymentHold]
+    parsed: TariffCache
+    config: SessionsConfig
+
+    def versions(self, tariff_id: str) -> Sequence[TariffVersion]:
+        return self.tariffs.get(tariff_id, ())
+
+
+def scale_lines(lines: Sequence[RevenueLine], target: int) -> list[RevenueLine]:
+    """Revenue lines scaled down to sum to ``target`` (minor units, VAT included).
+
+    Each line's gross is scaled by target/total with the largest remainder (ties to the earlier
+    line); its net is the same share of the scaled gross as before, rounded half-up, and VAT is
+    the rest. The result sums to ``target`` exactly."""
+    gross = [line.amount_excl_vat + line.vat_amount for line in lines]
+    total = sum(gross)
+    if total <= 0 or target >= total:
+        return list(lines)
+    shares = [g * target // total for g in gross]
+    by_remainder = sorted(range(len(lines)), key=lambda i: (-(gross[i] * target % total), i))
+    for i in by_remainder[: target - sum(shares)]:
+        shares[i] += 1
+    scaled = []
+    for line, g, share in zip(lines, gross, shares, strict=True):
+        net = (2 * share * line.amount_excl_vat + g) // (2 * g) if g else 0
+        scaled.append(RevenueLine(line.dimension, net, share - net, line.vat_rate, line.quantity))
+    return scaled
+
+
+def _whole(value: Decimal) -> int:
+    """CDR quantities (Wh, seconds) are integers: rounded once, half-up."""
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def metered_session(
+    s: Session,
+    readings: Iterable[SessionReading],
+    states: Iterable[StateChange],
+    config: SessionsConfig,
+) -> MeteredSession:
+    """Rebuild the stopped session's meter from its readings and states (any order)."""
+    assert s.stopped_at is not None
+    meter = SessionMeter(
+        s.session_id,
+        s.started_at,
+        s.meter_start_wh,
+        config.max_power_kw,
+        config.reset_threshold_wh,
+        config.single_phase(s.station_id, s.connector_id),
+    )
+    for row in readings:
+        meter.record_reading(row.station_id, row.transaction_id, row.reading)
+    for at, state in states:
+        meter.record_state(state, at)
+    return meter.metered_session(s.stopped_at, s.time_zone, s.meter_stop_wh)
+
+
+def marked(s: Session, status: SessionStatus, code: str, detail: str) -> Session:
+    """``s`` in a waiting ``status`` (held, awaiting_tariff, rejected) for ``code``, with what
+    happened and what releases it."""
+    return dataclasses.replace(
+        s, status=status, reason_code=code, reason_detail=detail, reason_action=release_action(code)
+    )
+
+
+def _cleared(s: Session, status: SessionStatus, version: int, currency: str) -> Session:
+    """``s`` billed or voided under tariff ``version``: no reason waits any more."""
+    return dataclasses.replace(
+        s,
+        status=status,
+        reason_code=None,
+        reason_detail=None,
+        reason_action=None,
+        tariff_version=version,
+        currency=currency,
+    )
+
+
+def bill(
+    s: Session,
+    version: int,
+    priced: PricedSession,
+    hold: tuple[Money, str] | None,
+    config: SessionsConfig,
+    cause_id: str,
+) -> Applied:
+    """What a priced session owes: CdrIssued + CaptureRequested (capped at the hold), or
+    VoidRequested when no energy was delivered; the session billed or voided, and the CDR to
+    keep. Event ids derive from ``cause_id`` (the SessionStopped event id).
+
+    Raises CurrencyMismatch when the hold is in another currency than the tariff, InvalidHold
+    when it is not positive (before anything is emitted)."""
+
+    def envelope(kind: str) -> Envelope:
+        return Envelope.new(
+            s.network_id,
+            Source.internal,
+            occurred_at=s.stopped_at,
+            correlation_id=s.correlation_id,
+            causation_id=cause_id,
+            event_id=derived_id(cause_id, kind),
+        )
+
+    if hold is not None and hold[0].currency != priced.currency:
+        raise CurrencyMismatch(
+            "the hold and the tariff are in different currencies",
+            session_id=s.session_id,
+            payment_id=s.payment_id,
+            hold=hold[0].currency,
+            tariff=priced.currency,
+        )
+    if hold is not None and priced.energy_wh and not priced.total_incl_vat.is_zero:
+        positive_hold(s, hold[0])  # a capture follows: never one of zero or less
+    if priced.energy_wh == 0:
+        voided = _cleared(s, SessionStatus.VOIDED, version, priced.currency)
+        if s.payment_id is None:
+            return Applied(voided)
+        void = VoidRequested(envelope("void"), s.payment_id, "NO_ENERGY_DELIVERED")
+        return Applied(voided, events=(void,))
+    cdr_id = derived_id(cause_id, "cdr")
+    billed = _cleared(s, SessionStatus.BILLED, version, priced.currency)
+    issued = cdr_issued(envelope("cdr-issued"), billed, cdr_id, version, priced, None)
+    cdr = cdr_record(cdr_id, billed, derived_id(cause_id, "cdr-issued"), version, priced)
+    if s.payment_id is None or hold is None:
+        return Applied(billed, events=(issued,), cdrs=(cdr,))
+    held, source = hold
+    billed = dataclasses.replace(billed, hold_source=source, hold_minor=held.amount_minor)
+    total = priced.total_incl_vat
+    if total.is_zero:
+        void = VoidRequested(envelope("void"), s.payment_id, "NOTHING_TO_CAPTURE")
+        return Applied(billed, events=(issued, void), cdrs=(cdr,))
+    lines = priced.revenue_lines()
+    capture = total.min(held)
+    shortfall = total - capture
+    if not shortfall.is_zero:
+        lines = scale_lines(lines, capture.amount_minor)
+        billed = dataclasses.replace(
+            billed,
+            shortfall_minor=shortfall.amount_minor,
+            shortfall_status=(
+                "to_collect" if config.shortfall_policy is ShortfallPolicy.CHARGE else "written_off"
+            ),
+        )
+    request = CaptureRequested(
+        envelope("capture"),
+        s.payment_id,
+        capture,
+        lines,
+        True,
+        cdr_id,
+        s.station_id,
+        s.country,
+        None if shortfall.is_zero else shortfall,
+    )
+    billed = dataclasses.replace(billed, captured_minor=capture.amount_minor)
+    return Applied(billed, events=(issued, request), cdrs=(cdr,))
+
+
+def cdr_issued(
+    env: Envelope,
+    s: Session,
+    cdr_id: str,
+    version: int,
+    priced: PricedSession,
+    replaces: str | None,
+) -> CdrIssued:
+    """The CdrIssued event of a priced session (``replaces``: the CDR it re-issues, if any)."""
+    return CdrIssued(
+        envelope=env,
+        session_id=s.session_id,
+        cdr_id=cdr_id,
+        station_id=s.station_id,
+        tariff_id=s.tariff_id,
+        tariff_version=version,
+        country=s.country,
+        total_energy_wh=_whole(priced.energy_wh),
+        total_time_s=_whole(priced.duration_s),
+        total_parking_time_s=_whole(priced.parking_s),
+        lines=priced.revenue_lines(),
+        total_excl_vat=priced.total_excl_vat,
+        total_incl_vat=priced.total_incl_vat,
+        payment_id=s.payment_id,
+        replaces_cdr_id=replaces,
+    )
+
+
+def cdr_record(
+    cdr_id: str,
+    s: Session,
+    event_id: str,
+    version: int,
+    priced: PricedSession,
+    replaces: str | None = None,
+) -> CdrRecord:
+    """The issued CDR of ``priced``, as kept with the session."""
+    return CdrRecord(
+        cdr_id,
+        s.session_id,
+        CdrKind.ISSUED,
+        event_id,
+        s.tariff_id,
+        version,
+        tuple(sorted(d.value for d in priced.waived)),
+        priced.currency,
+        priced.total_excl_vat.amount_minor,
+        priced.total_incl_vat.amount_minor,
+        tuple(priced.revenue_lines()),
+        replaces,
+    )
+
+
+def price_and_bill(
+    s: Session,
+    readings: Iterable[SessionReading],
+    states: Iterable[StateChange],
+    known: Known,
+) -> Applied:
+    """Price and bill a stopped session (``s.stopped_event_id`` is the cause of what it emits).
+
+    The session ends billed or voided; or held (blocking meter flags, INVALID_HOLD),
+    awaiting_tariff (UNKNOWN_TARIFF: billed when the tariff arrives) or rejected (any other
+    rule pricing breaks), each with a ``rejection`` saying why."""
+    cause = s.stopped_event_id
+    assert cause is not None
+    try:
+        found = resolve_tariff(
+            known.versions(s.tariff_id), s.tariff_id, s.tariff_version, s.started_at
+        )
+    except UnknownTariff as exc:
+        return Applied(
+            marked(s, SessionStatus.AWAITING_TARIFF, exc.code, str(exc)),
+            rejection=Rejection.of(exc),
+        )
+    try:
+        tariff = known.parsed.get(found)
+        metered = metered_session(s, readings, states, known.config)
+        s = dataclasses.replace(s, flags=metered.flags)
+        blocking = metered.blocking_flags
+        if blocking:
+            flags = "; ".join(f"{f.code.value} seq_no={f.seq_no}: {f.detail}" for f in blocking)
+            held = Rejection(blocking[0].code.value, f"CDR held for review: {flags}")
+            return Applied(marked(s, SessionStatus.HELD, held.code, held.detail), rejection=held)
+        priced = price_session(tariff, metered)
+        hold = hold_for(s, tariff, known.holds, known.config)
+        return bill(s, found.version, priced, hold, known.config, cause)
+    except InvalidHold as exc:
+        return Applied(
+            marked(s, SessionStatus.HELD, exc.code, str(exc)), rejection=Rejection.of(exc)
+        )
+    except LedgerError as exc:
+        return Applied(
+            marked(s, SessionStatus.REJECTED, exc.code, str(exc)), rejection=Rejection.of(exc)
+        )
