@@ -8,6 +8,8 @@ import gc
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors import postgres
+from connectors.checkpoint import Checkpoint, PostgresCheckpoint
 from connectors.kafka import EventConsumer, EventPublisher
 from connectors.settings import Settings
 from schemas.registry import Registry
@@ -40,6 +42,11 @@ class App:
 
     def consumer(self, group_id: str, **config: Any) -> EventConsumer:
         return EventConsumer(self.settings.bootstrap_servers, self.serde, group_id, **config)
+
+    def checkpoint(self, database_url: str | None = None) -> Checkpoint:
+        """The exactly-once checkpoint a processor commits its batches through: PostgreSQL at
+        ``database_url`` (default: the configured database), on a connection of its own."""
+        return PostgresCheckpoint(postgres.connect(database_url or self.database_url))
 
 
 def database_url(settings: Settings) -> str:

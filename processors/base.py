@@ -28,7 +28,6 @@ from typing import Any, Protocol
 import psycopg
 from confluent_kafka import TopicPartition
 
-from connectors import postgres
 from connectors.checkpoint import (
     Checkpoint,
     CheckpointBatch,
@@ -232,6 +231,8 @@ class Wiring(Protocol):
 
     def consumer(self, group_id: str, **config: Any) -> EventConsumer: ...
 
+    def checkpoint(self, database_url: str | None = None) -> Checkpoint: ...
+
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
@@ -302,8 +303,8 @@ def drain_steps(
 
 
 class PostgresProcessor:
-    """Runs a Handler for one consumer group, its progress kept in a ``Checkpoint`` (PostgreSQL
-    unless one is given: ``connectors.checkpoint``)."""
+    """Runs a Handler for one consumer group, its progress kept in a ``Checkpoint``: the one
+    given, else the composition root's (``app.checkpoint``, PostgreSQL at ``database_url``)."""
 
     def __init__(
         self,
@@ -324,7 +325,7 @@ class PostgresProcessor:
         self.batch_size = batch_size
         self.skew = timedelta(seconds=app.settings.max_future_skew_seconds)
         if checkpoint is None:
-            checkpoint = PostgresCheckpoint(postgres.connect(database_url or app.database_url))
+            checkpoint = app.checkpoint(database_url)
         self.checkpoint: Checkpoint = checkpoint
         self.conn: Conn | None = getattr(checkpoint, "conn", None)
         self.publisher: EventPublisher = app.publisher()
