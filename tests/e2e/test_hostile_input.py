@@ -191,7 +191,9 @@ def test_hostile_input_costs_the_good_traffic_nothing(
         ends_after = app.consumer(f"hostile-probe2-{name}")
         final = ends_after.end_offsets(list(TOPIC_EVENTS))
         ends_after.close()
-        check_outcome(url, groups, ends, final, good, good_flow.network_id)
+        # Hypothesis may draw "as it is" for every event; raw garbage is always refused.
+        garbage = any(isinstance(e, bytes) for e in hostile)
+        check_outcome(url, groups, ends, final, good, good_flow.network_id, garbage)
     finally:
         postgres.drop_database(app.database_url, name)
 
@@ -203,6 +205,7 @@ def check_outcome(
     ends: dict[tuple[str, int], int],
     good: list[Any],
     good_network: str,
+    expect_rejections: bool,
 ) -> None:
     known = catalogue()
     with postgres.connect(url) as conn:
@@ -237,4 +240,5 @@ def check_outcome(
     assert not wrongly, wrongly
     assert sum(n for _, n in statuses) == 8 and {s for s, _ in statuses} <= {"billed", "voided"}
     assert off_balance == []
-    assert len(rejections) > 0  # the hostile traffic was refused somewhere, not waved through
+    if expect_rejections:  # the hostile traffic was refused somewhere, not waved through
+        assert len(rejections) > 0
