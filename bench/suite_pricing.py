@@ -11,14 +11,28 @@ write_results('pricing', suite_pricing.run(BenchContext()))"
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from bench.harness import BenchContext, Metric, rate
+from ledger.envelope import Envelope
+from ledger.events import (
+    ChargingState,
+    ChargingStateChanged,
+    MeterValueRecorded,
+    SampledValue,
+    SessionStarted,
+    SessionStopped,
+)
 from ledger.pricing.price import price_session
 from ledger.pricing.tariffs import Tariff, parse_tariff
+from ledger.sessions.billing import Known, TariffCache
+from ledger.sessions.lifecycle import SessionEvent, apply
 from ledger.sessions.metering import MeteredInterval, MeteredSession
+from ledger.sessions.rules import SessionsConfig
+from ledger.sessions.session import MeterKey, Session, SessionFacts, SessionReading, TariffVersion
 
 TARGET_PER_S = 20_000
 ZONE = "Europe/Amsterdam"
@@ -95,6 +109,70 @@ def price_all(tariff: Tariff, sessions: list[MeteredSession]) -> int:
     return total
 
 
+def session_events(sessions: list[MeteredSession]) -> list[list[SessionEvent]]:
+    """Each metered session as the station reports it: SessionStarted, Charging, one
+    MeterValueRecorded per interval end (the register), SuspendedEV when parking starts,
+    SessionStopped."""
+    out = []
+    for s in sessions:
+
+        def env(at: datetime) -> Envelope:
+            return Envelope.new("bench", occurred_at=at)
+
+        sid = s.session_id
+        events: list[SessionEvent] = [
+            SessionStarted(
+                env(s.started_at),
+                sid,
+                "CS",
+                "CS*1",
+                "1",
+                f"TX-{sid}",
+                "BENCH-TOU",
+                "NL",
+                ZONE,
+                None,
+                0,
+            ),
+            ChargingStateChanged(env(s.started_at), sid, ChargingState.Charging, s.started_at),
+        ]
+        register = 0
+        for seq, i in enumerate(s.intervals, 1):
+            register += int(i.energy_wh)
+            if not i.charging and s.intervals[seq - 2].charging:
+                events.append(
+                    ChargingStateChanged(env(i.start), sid, ChargingState.SuspendedEV, i.start)
+                )
+            events.append(
+                MeterValueRecorded(
+                    env(i.end), sid, "CS", f"TX-{sid}", seq, i.end, [SampledValue(str(register))]
+                )
+            )
+        events.append(SessionStopped(env(s.stopped_at), sid, s.stopped_at, register))
+        out.append(events)
+    return out
+
+
+def apply_all(known: Known, sessions: list[list[SessionEvent]]) -> int:
+    """Fold every session's events through the session rules, as the processor does between
+    its loads and stores; returns the sum of what was billed (minor units)."""
+    total = 0
+    for events in sessions:
+        session: Session | None = None
+        readings: dict[MeterKey, SessionReading] = {}
+        states: list[tuple[datetime, ChargingState]] = []
+        for event in events:
+            applied = apply(SessionFacts(event.session_id, session, readings, states), event, known)
+            if applied.session is not None:
+                session = applied.session
+            if applied.reading is not None:
+                readings[applied.reading.key] = applied.reading
+            if applied.state is not None:
+                states.append(applied.state)
+            total += sum(c.total_incl_vat for c in applied.cdrs)
+    return total
+
+
 def run(ctx: BenchContext) -> list[Metric]:
     tariff = parse_tariff(REALISTIC_TARIFF)
     sessions = make_sessions(ctx.n(5_000))
@@ -108,6 +186,14 @@ def run(ctx: BenchContext) -> list[Metric]:
     priced = rate(len(sessions), lambda: price_all(tariff, sessions))
     cold = rate(len(sessions), lambda: price_all(parse_tariff(REALISTIC_TARIFF), sessions), 1)
     verdict = "meets" if priced >= TARGET_PER_S else "BELOW"
+    version = TariffVersion(
+        "BENCH-TOU", 1, "EUR", json.dumps(REALISTIC_TARIFF), datetime(2026, 1, 1, tzinfo=UTC), "t"
+    )
+    known = Known({"BENCH-TOU": [version]}, {}, TariffCache(), SessionsConfig())
+    reported = session_events(sessions)
+    assert apply_all(known, reported[:50]) == price_all(tariff, sessions[:50])
+    through_rules = rate(len(sessions), lambda: apply_all(known, reported))
+    priced_metric = Metric("sessions_priced_per_s", priced, "sessions/s")
     return [
         baseline,
         Metric.against(
@@ -124,5 +210,14 @@ def run(ctx: BenchContext) -> list[Metric]:
             "sessions/s",
             baseline,
             note="freshly parsed tariff: plan and per-day local-time boundaries built on the way",
+        ),
+        Metric.against(
+            "sessions_through_rules_per_s",
+            through_rules,
+            "sessions/s",
+            priced_metric,
+            note="ledger.sessions.lifecycle.apply over each session's 24 events (start, states,"
+            " 20 readings, stop: meter rebuilt, priced, CDR and event built); ratio to pricing"
+            " the same sessions alone",
         ),
     ]
