@@ -115,6 +115,11 @@ class PaymentCaptured:
     country: str | None = doc(
         "ISO 3166-1 alpha-2 country of supply (VAT jurisdiction)", default=None
     )
+    supplied_at: datetime | None = doc(
+        "When the charge was supplied (the session's stop): revenue and VAT are recognized on"
+        " this date, the provider clearing on occurred_at; null when they are the same",
+        default=None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,12 @@ FAMILIES: dict[tuple[str, str], Family] = {
         ("provider",),
         "Captured money the provider owes us until it pays it out",
     ),
+    ("assets", "settlement_receivable"): Family(
+        AccountType.ASSET,
+        Side.DEBIT,
+        ("provider",),
+        "Charges supplied and billed whose capture the provider has not confirmed yet",
+    ),
     ("assets", "disputes_receivable"): Family(
         AccountType.ASSET,
         Side.DEBIT,
@@ -203,6 +209,10 @@ def bank() -> Account:
 
 def provider_clearing(provider: str) -> Account:
     return _make("assets", "provider_clearing", provider)
+
+
+def settlement_receivable(provider: str) -> Account:
+    return _make("assets", "settlement_receivable", provider)
 
 
 def disputes_receivable(provider: str) -> Account:

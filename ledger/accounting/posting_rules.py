@@ -54,6 +54,10 @@ class EntryContext:
     def of(cls, envelope: Envelope, payment_id: str | None, network_id: str) -> EntryContext:
         return cls(envelope.event_id, payment_id, network_id, envelope.occurred_at)
 
+    def on(self, occurred_at: datetime) -> EntryContext:
+        """The same event's context, its entries dated ``occurred_at`` (e.g. the supply date)."""
+        return EntryContext(self.event_id, self.payment_id, self.network_id, occurred_at)
+
     def entry(self, kind: EntryKind, postings: Iterable[Posting]) -> JournalEntry:
         return JournalEntry.for_event(
             event_id=self.event_id,
@@ -245,18 +249,42 @@ def _hold(ctx: EntryContext, kind: EntryKind, provider: str, amount: Money) -> l
 
 # -- posted ledger ------------------------------------------------------------------------------
 def captured(
-    ctx: EntryContext, provider: str, amount: Money, shares: Sequence[RevenueShare]
+    ctx: EntryContext,
+    provider: str,
+    amount: Money,
+    shares: Sequence[RevenueShare],
+    supplied_at: datetime | None = None,
 ) -> list[JournalEntry]:
-    """Dr provider clearing (gross); Cr revenue per dimension and station; Cr VAT per country."""
+    """Dr provider clearing (gross); Cr revenue per dimension and station; Cr VAT per country.
+
+    Revenue and VAT are recognized on the date of supply. When the charge was supplied before
+    the provider captured it (``supplied_at`` earlier than the capture), that takes two
+    entries: on the supply date Dr settlement receivable, Cr revenue and VAT (CAPTURE); on the
+    capture date Dr provider clearing, Cr settlement receivable (CAPTURE_SETTLED)."""
     if amount.is_zero:
         return []
     currency = amount.currency
-    postings = [Posting.debit(accounts.provider_clearing(provider), amount)]
+    on_supply = supplied_at is not None and supplied_at < ctx.occurred_at
+    debited = (
+        accounts.settlement_receivable(provider)
+        if on_supply
+        else accounts.provider_clearing(provider)
+    )
+    postings = [Posting.debit(debited, amount)]
     for s in shares:
         revenue = accounts.revenue(s.dimension, ctx.network_id, s.station)
         postings.append(Posting.credit(revenue, Money(s.net, currency)))
         postings.append(Posting.credit(accounts.vat_payable(s.country), Money(s.vat, currency)))
-    return [ctx.entry(EntryKind.CAPTURE, postings)]
+    if not on_supply or supplied_at is None:
+        return [ctx.entry(EntryKind.CAPTURE, postings)]
+    settled = [
+        Posting.debit(accounts.provider_clearing(provider), amount),
+        Posting.credit(debited, amount),
+    ]
+    return [
+        ctx.on(supplied_at).entry(EntryKind.CAPTURE, postings),
+        ctx.entry(EntryKind.CAPTURE_SETTLED, settled),
+    ]
 
 
 def provider_fee(ctx: EntryContext, provider: str, fee: Money) -> list[JournalEntry]:

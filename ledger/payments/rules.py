@@ -232,7 +232,7 @@ def _capture(state: PaymentState, event: PaymentCaptured) -> Result:
     released = state.hold if event.final else amount
     ctx = _ctx(state, event)
     entries = [
-        *rules.captured(ctx, state.provider, event.amount, shares),
+        *rules.captured(ctx, state.provider, event.amount, shares, event.supplied_at),
         *(rules.provider_fee(ctx, state.provider, event.fee) if event.fee else []),
         *rules.hold_released(ctx, state.provider, Money(released, state.currency)),
     ]

@@ -126,6 +126,7 @@ def outcome_events(
                     settled.fee,
                     command.station_id,
                     command.country,
+                    command.envelope.occurred_at,
                 )
             ], None
         return [
