@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ledger.errors import InfrastructureError
 
@@ -31,6 +32,16 @@ def connect(url: str, autocommit: bool = False) -> psycopg.Connection[tuple[obje
         raise InfrastructureError(
             f"PostgreSQL at {url} unreachable: {exc}", retriable=True
         ) from exc
+
+
+def with_books_time_zone(url: str, zone: str) -> str:
+    """``url`` whose sessions set ``evledger.books_time_zone`` (migration 016) to ``zone``, so
+    the revenue and VAT views cut days and months there; ``url`` itself for UTC."""
+    if zone == "UTC":
+        return url
+    params = conninfo_to_dict(url)
+    options = f"{params.get('options') or ''} -c evledger.books_time_zone={zone}".strip()
+    return make_conninfo(url, options=options)
 
 
 def migrations() -> list[tuple[int, str, str]]:

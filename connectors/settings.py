@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger.errors import ValidationError
 
@@ -45,6 +46,9 @@ class Settings:
     registry_heap: str = "512m"
     stack: str = "auto"  # auto | local | docker | external
     max_future_skew_seconds: int = 300
+    books_time_zone: str = "UTC"
+    """IANA zone of the books: where a day and a month begin for revenue and VAT periods and for
+    a bare date given to --as-of (docs/finance-queries.md)."""
     webhook_max_body_bytes: int = 1_048_576
     """Largest webhook body the receiver reads (413 beyond); provider webhooks are a few KB."""
     webhook_max_json_depth: int = 32
@@ -67,6 +71,13 @@ class Settings:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be a positive integer")
         if self.max_future_skew_seconds < 0:
             raise SettingsError("EVLEDGER_MAX_FUTURE_SKEW_SECONDS cannot be negative")
+        try:
+            ZoneInfo(self.books_time_zone)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise SettingsError(
+                f"EVLEDGER_BOOKS_TIME_ZONE must be an IANA zone such as Europe/Berlin, not "
+                f"{self.books_time_zone!r}"
+            ) from None
         if self.partitions < 1:
             raise SettingsError("EVLEDGER_PARTITIONS must be at least 1")
 

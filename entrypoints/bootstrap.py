@@ -50,8 +50,10 @@ class App:
 
 
 def database_url(settings: Settings) -> str:
-    """The configured database, or the local stack's (no connection is made)."""
-    return settings.database_url or settings.local_database_url
+    """The configured database, or the local stack's, its sessions in the books' time zone (no
+    connection is made)."""
+    url = settings.database_url or settings.local_database_url
+    return postgres.with_books_time_zone(url, settings.books_time_zone)
 
 
 def bootstrap(settings: Settings | None = None) -> App:

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -62,6 +63,11 @@ def _conn() -> Iterator[finance.Conn]:
         yield conn
 
 
+def _books_zone() -> ZoneInfo:
+    """The books' time zone: where days and months begin (EVLEDGER_BOOKS_TIME_ZONE)."""
+    return ZoneInfo(Settings.from_env().books_time_zone)
+
+
 def _fail(exc: LedgerError) -> typer.Exit:
     console.print(f"[red]error:[/] {exc}")
     return typer.Exit(2)
@@ -83,11 +89,10 @@ def balances(
     offset: int = typer.Option(0, help="rows to skip"),
     csv_file: Path = typer.Option(None, "--csv", help="write CSV here instead of a table"),
 ) -> None:
-    """Account balances now, or as of a business time (recomputed from the journal)."""
+    """Account balances now, or as of a business time (recomputed from the journal); a bare
+    date means its midnight in the books' time zone (EVLEDGER_BOOKS_TIME_ZONE)."""
     if as_of is not None and as_of.tzinfo is None:
-        from datetime import UTC
-
-        as_of = as_of.replace(tzinfo=UTC)  # a bare date means midnight UTC
+        as_of = as_of.replace(tzinfo=_books_zone())
     try:
         with _conn() as conn:
             page = finance.balances(conn, as_of=as_of, view=view, prefix=prefix, limit=limit,
@@ -95,7 +100,7 @@ def balances(
     except LedgerError as exc:
         raise _fail(exc) from exc
     if not _csv(csv_file, page, finance.BalanceRow):
-        title = f"balances as of {as_of.isoformat()}" if as_of else "balances"
+        title = f"balances as of {as_of.isoformat()} ({as_of.tzinfo})" if as_of else "balances"
         table = Table("account", "currency", "debit", "credit", "balance (Dr+)", title=title)
         for r in page:
             cells = _amounts(r.currency, r.debit, r.credit, r.balance)
@@ -180,7 +185,14 @@ def revenue(
     except LedgerError as exc:
         raise _fail(exc) from exc
     if not _csv(csv_file, page, finance.RevenueRow, first=by.value):
-        table = Table(by.value, "currency", "revenue", "refunds", "net revenue", title="revenue")
+        table = Table(
+            by.value,
+            "currency",
+            "revenue",
+            "refunds",
+            "net revenue",
+            title=f"revenue (days in {Settings.from_env().books_time_zone})",
+        )
         for r in page:
             cells = _amounts(r.currency, r.revenue, r.refunds, r.net_revenue)
             table.add_row(r.key, r.currency, *cells)
@@ -252,7 +264,11 @@ def vat(
     except LedgerError as exc:
         raise _fail(exc) from exc
     if not _csv(csv_file, page, finance.VatRow):
-        table = Table("period", "country", "currency", "collected", "reversed", "payable")
+        zone = Settings.from_env().books_time_zone
+        table = Table(
+            "period", "country", "currency", "collected", "reversed", "payable",
+            title=f"VAT (periods in {zone})",
+        )  # fmt: skip
         for r in page:
             table.add_row(r.period.isoformat(), r.country, r.currency,
                           *_amounts(r.currency, r.collected, r.reversed, r.payable))  # fmt: skip
