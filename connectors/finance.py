@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -294,6 +294,82 @@ def open_authorizations(
         lambda p, n, pr, c, a, cp, h, s, t, age: OpenAuthorization(
             p, n, pr, c.strip(), int(a), int(cp), int(h), s, t, int(age)
         ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivableRow(Row):
+    money: ClassVar[frozenset[str]] = frozenset({"amount", "collected", "written_off", "open"})
+    payment_id: str
+    network_id: str
+    cdr_id: str
+    currency: str
+    amount: int
+    collected: int
+    written_off: int
+    open: int
+    since: datetime
+    """The supply date: the age counts from it."""
+    age_days: int
+    bucket: str
+    """Ageing bucket: 0-30, 31-60, 61-90 or 90+ days."""
+
+
+AGEING_BUCKETS = ((30, "0-30"), (60, "31-60"), (90, "61-90"))
+
+
+def ageing_bucket(age_days: int) -> str:
+    """The ageing bucket of a receivable ``age_days`` old."""
+    return next((name for limit, name in AGEING_BUCKETS if age_days <= limit), "90+")
+
+
+def receivables(
+    conn: Conn,
+    *,
+    as_of: datetime | None = None,
+    include_settled: bool = False,
+    limit: int = 1000,
+    offset: int = 0,
+) -> Page[ReceivableRow]:
+    """Customer receivables (billed supplies whose capture failed), oldest first, aged at
+    ``as_of`` (default now) from their supply date; open ones only unless
+    ``include_settled``."""
+    at = as_of or datetime.now(UTC)
+    if at.tzinfo is None:
+        raise ValidationError("as_of needs a time zone (e.g. 2026-11-30T00:00:00Z)")
+    return _fetch(
+        conn,
+        "SELECT payment_id, network_id, cdr_id, currency, amount, collected, written_off,"
+        " amount - collected - written_off AS open, since FROM ("
+        "  SELECT p.payment_id, p.network_id, r->>'cdr_id' AS cdr_id, p.currency,"
+        "   (r->>'amount')::bigint AS amount, (r->>'collected')::bigint AS collected,"
+        "   (r->>'written_off')::bigint AS written_off, (r->>'since')::timestamptz AS since"
+        "  FROM payments p"
+        "  CROSS JOIN LATERAL json_array_elements(coalesce(p.state->'receivables', '[]'::json)) r"
+        " ) q WHERE (%s OR amount - collected - written_off > 0) AND since <= %s"
+        " ORDER BY since, payment_id, cdr_id",
+        [include_settled, at],
+        limit,
+        offset,
+        lambda *row: _receivable(at, *row),
+    )
+
+
+def _receivable(at: datetime, *row: Any) -> ReceivableRow:
+    payment_id, network_id, cdr_id, currency, amount, collected, written_off, open_, since = row
+    age = (at - since).days
+    return ReceivableRow(
+        payment_id,
+        network_id,
+        cdr_id,
+        currency.strip(),
+        int(amount),
+        int(collected),
+        int(written_off),
+        int(open_),
+        since,
+        age,
+        ageing_bucket(age),
     )
 
 

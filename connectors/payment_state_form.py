@@ -3,7 +3,7 @@
 whose ``state_json`` writes the same document straight from the dataclasses, faster).
 
 Never change a key: stored states depend on them. A new field gets a default on reading, as
-``authorized_at`` does.
+``authorized_at`` and ``receivables`` do.
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 from ledger.accounting.posting_rules import RevenueShare
 from ledger.dimensions import Dimension
 from ledger.events import DisputeOutcome
-from ledger.payments.state import DisputeRecord, PaymentState, PaymentStatus, RefundRecord
+from ledger.payments.state import (
+    DisputeRecord,
+    PaymentState,
+    PaymentStatus,
+    ReceivableRecord,
+    RefundRecord,
+)
 
 
 def state_to_dict(state: PaymentState) -> dict[str, Any]:
@@ -54,6 +60,17 @@ def state_to_dict(state: PaymentState) -> dict[str, Any]:
         ],
         "applied_event_ids": sorted(state.applied_event_ids),
         "authorized_at": state.authorized_at.isoformat() if state.authorized_at else None,
+        "receivables": [
+            {
+                "cdr_id": r.cdr_id,
+                "amount": r.amount,
+                "since": r.since.isoformat(),
+                "remaining": [_share_to_dict(s) for s in r.remaining],
+                "collected": r.collected,
+                "written_off": r.written_off,
+            }
+            for r in state.receivables
+        ],
     }
 
 
@@ -79,6 +96,7 @@ def state_from_dict(data: dict[str, Any]) -> PaymentState:
         tuple([_dispute_from_dict(d) for d in data["disputes"]]),
         frozenset(data["applied_event_ids"]),
         _when(data.get("authorized_at")),
+        tuple([_receivable_from_dict(r) for r in data.get("receivables", ())]),
     )
 
 
@@ -107,6 +125,17 @@ def _refund_from_dict(r: dict[str, Any]) -> RefundRecord:
         shares=tuple(_share_from_dict(s) for s in r["shares"]),
         provider_reference=r["provider_reference"],
         reversed=r["reversed"],
+    )
+
+
+def _receivable_from_dict(r: dict[str, Any]) -> ReceivableRecord:
+    return ReceivableRecord(
+        r["cdr_id"],
+        r["amount"],
+        datetime.fromisoformat(r["since"]),
+        tuple(_share_from_dict(s) for s in r["remaining"]),
+        r["collected"],
+        r["written_off"],
     )
 
 

@@ -41,6 +41,9 @@ register_settlement(app)
 from entrypoints.cli_ledger import register as register_ledger  # noqa: E402
 
 register_ledger(app)
+from entrypoints.cli_receivables import register as register_receivables  # noqa: E402
+
+register_receivables(app)
 
 
 def _settings() -> Settings:

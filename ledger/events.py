@@ -120,17 +120,62 @@ class PaymentCaptured:
         " this date, the provider clearing on occurred_at; null when they are the same",
         default=None,
     )
+    cdr_id: str | None = doc(
+        "CDR this capture pays, when it came from one; a capture of a CDR whose earlier capture"
+        " failed collects that receivable",
+        default=None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class CaptureFailed:
-    """A capture instruction could not be carried out."""
+    """A capture instruction could not be carried out. When it was to pay a CDR (``cdr_id`` and
+    ``lines`` given), the supply is billed all the same: the ledger books a receivable from the
+    customer, with its revenue and VAT, on the supply date."""
 
     envelope: Envelope = doc("Event metadata")
     payment_id: str = doc("evledger payment id; the topic key")
     amount: Money = doc("Amount that was to be captured")
     reason_code: str = doc("Stable reason code")
     detail: str = doc("Human-readable detail")
+    cdr_id: str | None = doc("CDR the capture was to pay", default=None)
+    lines: list[RevenueLine] = doc(
+        "Revenue by dimension of the CDR's capture; sums to amount", default_factory=list
+    )
+    station_id: str | None = doc("Charging station the revenue belongs to", default=None)
+    country: str | None = doc("Country of supply (VAT)", default=None)
+    supplied_at: datetime | None = doc(
+        "When the charge was supplied (the session's stop); the receivable is dated then",
+        default=None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivableCollected:
+    """Money for a receivable arrived outside the provider (bank transfer, collection agency):
+    Dr bank, Cr customer receivables."""
+
+    envelope: Envelope = doc("Event metadata")
+    payment_id: str = doc("evledger payment id; the topic key")
+    cdr_id: str = doc("CDR whose receivable is collected")
+    amount: Money = doc("Amount collected (incl. VAT); at most the open receivable")
+    reference: str = doc("Where it came from: bank transaction, agency case, ...")
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivableWrittenOff:
+    """A receivable given up as bad debt, by an explicit, reasoned decision."""
+
+    envelope: Envelope = doc("Event metadata")
+    payment_id: str = doc("evledger payment id; the topic key")
+    cdr_id: str = doc("CDR whose receivable is written off")
+    amount: Money = doc("Amount written off (incl. VAT); at most the open receivable")
+    reason: str = doc("Why: insolvency, collection abandoned, ...")
+    vat_relief: bool = doc(
+        "Reclaim the VAT in it (bad-debt relief, where the law of the country of supply allows):"
+        " the VAT payable is reduced and only the net is expensed",
+        default=False,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,8 @@ AMOUNT_RULES: dict[tuple[type, str], str] = {
     (ev.PayoutPaid, "fees"): NON_NEGATIVE,
     (ev.ProviderDisputeUpdated, "amount"): NON_NEGATIVE,
     (ev.ExternalRefundReported, "amount"): POSITIVE,
+    (ev.ReceivableCollected, "amount"): POSITIVE,
+    (ev.ReceivableWrittenOff, "amount"): POSITIVE,
 }
 """The sign an amount may have, per event and field: docs/input-rules.md, "Amounts"."""
 

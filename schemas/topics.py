@@ -53,6 +53,7 @@ _PAYMENT_EVENTS = (
     ev.PaymentAuthorized, ev.AuthorizationIncremented, ev.PaymentCaptured, ev.CaptureFailed,
     ev.PaymentVoided, ev.AuthorizationExpired, ev.PaymentRefunded, ev.RefundFailed,
     ev.DisputeOpened, ev.DisputeResolved, ev.ProviderRouted, ev.AuthorizationFailed,
+    ev.ReceivableCollected, ev.ReceivableWrittenOff,
 )  # fmt: skip
 
 TOPICS: tuple[Topic, ...] = (

@@ -76,6 +76,13 @@ FAMILIES: dict[tuple[str, str], Family] = {
         ("provider",),
         "Charges supplied and billed whose capture the provider has not confirmed yet",
     ),
+    ("assets", "customer_receivables"): Family(
+        AccountType.ASSET,
+        Side.DEBIT,
+        (),
+        "Billed supplies whose capture failed: owed by the driver or the eMSP (by payment and CDR"
+        " on the entry)",
+    ),
     ("assets", "disputes_receivable"): Family(
         AccountType.ASSET,
         Side.DEBIT,
@@ -108,6 +115,12 @@ FAMILIES: dict[tuple[str, str], Family] = {
     ),
     ("expenses", "dispute_losses"): Family(
         AccountType.EXPENSE, Side.DEBIT, ("provider",), "Disputes lost to the cardholder"
+    ),
+    ("expenses", "bad_debts"): Family(
+        AccountType.EXPENSE,
+        Side.DEBIT,
+        (),
+        "Customer receivables given up (net, when the VAT in them is reclaimed)",
     ),
     ("expenses", "write_offs"): Family(
         AccountType.EXPENSE,
@@ -213,6 +226,14 @@ def provider_clearing(provider: str) -> Account:
 
 def settlement_receivable(provider: str) -> Account:
     return _make("assets", "settlement_receivable", provider)
+
+
+def customer_receivables() -> Account:
+    return _make("assets", "customer_receivables")
+
+
+def bad_debts() -> Account:
+    return _make("expenses", "bad_debts")
 
 
 def disputes_receivable(provider: str) -> Account:

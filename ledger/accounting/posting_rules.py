@@ -287,6 +287,56 @@ def captured(
     ]
 
 
+def receivable_booked(
+    ctx: EntryContext, amount: Money, shares: Sequence[RevenueShare]
+) -> list[JournalEntry]:
+    """A billed supply whose capture failed (dated its supply): Dr customer receivables
+    (gross); Cr revenue per dimension and station; Cr VAT per country."""
+    currency = amount.currency
+    postings = [Posting.debit(accounts.customer_receivables(), amount)]
+    for s in shares:
+        revenue = accounts.revenue(s.dimension, ctx.network_id, s.station)
+        postings.append(Posting.credit(revenue, Money(s.net, currency)))
+        postings.append(Posting.credit(accounts.vat_payable(s.country), Money(s.vat, currency)))
+    return [ctx.entry(EntryKind.RECEIVABLE, postings)]
+
+
+def receivable_collected(
+    ctx: EntryContext, debited: accounts.Account, amount: Money
+) -> list[JournalEntry]:
+    """Money for a receivable: Dr ``debited`` (provider clearing when a later capture succeeded,
+    the bank when it came another way), Cr customer receivables."""
+    return [
+        ctx.entry(
+            EntryKind.RECEIVABLE_COLLECTED,
+            [
+                Posting.debit(debited, amount),
+                Posting.credit(accounts.customer_receivables(), amount),
+            ],
+        )
+    ]
+
+
+def bad_debt(
+    ctx: EntryContext, amount: Money, shares: Sequence[RevenueShare], vat_relief: bool
+) -> list[JournalEntry]:
+    """A receivable written off: Cr customer receivables; Dr bad debts, the gross amount, or
+    with VAT relief the net and Dr VAT payable per country of supply for the VAT in it."""
+    currency = amount.currency
+    if not vat_relief:
+        debits = [Posting.debit(accounts.bad_debts(), amount)]
+    else:
+        net = sum(s.net for s in shares)
+        debits = [Posting.debit(accounts.bad_debts(), Money(net, currency))] if net else []
+        debits += [
+            Posting.debit(accounts.vat_payable(s.country), Money(s.vat, currency))
+            for s in shares
+            if s.vat
+        ]
+    postings = [*debits, Posting.credit(accounts.customer_receivables(), amount)]
+    return [ctx.entry(EntryKind.BAD_DEBT, postings)]
+
+
 def provider_fee(ctx: EntryContext, provider: str, fee: Money) -> list[JournalEntry]:
     """A fee the provider keeps from a capture: Dr provider fees, Cr provider clearing."""
     if fee.is_zero:

@@ -164,6 +164,18 @@ class DisputeAmountMismatch(PaymentRejected):
     code = "DISPUTE_AMOUNT_MISMATCH"
 
 
+class UnknownReceivable(PaymentRejected):
+    """A collection or write-off of a CDR that has no receivable on this payment."""
+
+    code = "UNKNOWN_RECEIVABLE"
+
+
+class ReceivableExceeded(PaymentRejected):
+    """More collected or written off (or captured against it) than the receivable has open."""
+
+    code = "RECEIVABLE_EXCEEDED"
+
+
 REASON_CODES: tuple[str, ...] = tuple(
     cls.code
     for cls in (
@@ -188,6 +200,8 @@ REASON_CODES: tuple[str, ...] = tuple(
         UnknownDispute,
         DisputeAlreadyResolved,
         DisputeAmountMismatch,
+        UnknownReceivable,
+        ReceivableExceeded,
     )
 )
 """Every reason code a payment event can be rejected with."""

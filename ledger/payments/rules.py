@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from ledger.accounting import accounts
 from ledger.accounting import posting_rules as rules
 from ledger.accounting.journal import EntryKind, JournalEntry
 from ledger.events import (
@@ -25,6 +26,8 @@ from ledger.events import (
     PaymentCaptured,
     PaymentRefunded,
     PaymentVoided,
+    ReceivableCollected,
+    ReceivableWrittenOff,
     RefundFailed,
     RevenueLine,
 )
@@ -34,6 +37,7 @@ from ledger.payments.state import (
     DisputeRecord,
     PaymentState,
     PaymentStatus,
+    ReceivableRecord,
     RefundRecord,
     StateChanges,
 )
@@ -52,6 +56,8 @@ PaymentEvent = (
     | DisputeOpened
     | DisputeResolved
     | ExternalRefundReported
+    | ReceivableCollected
+    | ReceivableWrittenOff
 )
 """Events that change a payment. ExternalRefundReported carries no payment_id: the caller finds
 the payment by (provider, provider_reference) and passes its state."""
@@ -148,9 +154,11 @@ def _apply_to(state: PaymentState, event: PaymentEvent) -> Result:
         return _dispute_opened(state, event)
     if isinstance(event, DisputeResolved):
         return _dispute_resolved(state, event)
-    # CaptureFailed is informational: the hold stays as it was.
-    _currency(state, event, event.amount)
-    return {}, []
+    if isinstance(event, ReceivableCollected | ReceivableWrittenOff):
+        return _settle_receivable(state, event)
+    if isinstance(event, CaptureFailed):
+        return _capture_failed(state, event)
+    raise TypeError(f"{type(event).__name__} is not applied to an existing payment")
 
 
 # -- holds --------------------------------------------------------------------------------------
@@ -228,9 +236,12 @@ def _capture(state: PaymentState, event: PaymentCaptured) -> Result:
     if event.fee is not None:
         # The fee may be in the provider's settlement currency; it is its own balanced entry.
         _non_negative(state, event, event.fee.amount_minor)
-    shares = rules.shares_of(event.lines, event.station_id, event.country)
     released = state.hold if event.final else amount
     ctx = _ctx(state, event)
+    owed = state.receivable_of(event.cdr_id)
+    if owed is not None:
+        return _collect_by_capture(state, event, owed, released)
+    shares = rules.shares_of(event.lines, event.station_id, event.country)
     entries = [
         *rules.captured(ctx, state.provider, event.amount, shares, event.supplied_at),
         *(rules.provider_fee(ctx, state.provider, event.fee) if event.fee else []),
@@ -248,6 +259,101 @@ def _capture(state: PaymentState, event: PaymentCaptured) -> Result:
         "revenue": tuple(rules.add_shares(state.revenue, [s for s in shares if s.gross])),
     }
     return changes, entries
+
+
+# -- receivables: a billed supply whose capture failed ------------------------------------------
+def _capture_failed(state: PaymentState, event: CaptureFailed) -> Result:
+    """Informational (the hold stays as it was), unless the capture was to pay a CDR: then the
+    supply is billed all the same, and the customer owes it. A second failure for the same CDR
+    (a retried instruction) books nothing more."""
+    amount = _currency(state, event, event.amount)
+    if event.cdr_id is None or not event.lines or state.receivable_of(event.cdr_id) is not None:
+        return {}, []
+    _positive(state, event, amount)
+    _lines_sum(state, event, event.lines, amount)
+    shares = tuple(
+        s for s in rules.shares_of(event.lines, event.station_id, event.country) if s.gross
+    )
+    supplied = event.supplied_at or event.envelope.occurred_at
+    ctx = _ctx(state, event).on(min(supplied, event.envelope.occurred_at))
+    record = ReceivableRecord(event.cdr_id, amount, ctx.occurred_at, shares)
+    entries = rules.receivable_booked(ctx, event.amount, shares)
+    return {"receivables": (*state.receivables, record)}, entries
+
+
+def _collect_by_capture(
+    state: PaymentState, event: PaymentCaptured, owed: ReceivableRecord, released: int
+) -> Result:
+    """A later capture of a CDR whose first capture failed: the money settles the receivable;
+    the revenue was recognized when it was booked, so none is recognized again."""
+    amount = event.amount.amount_minor
+    if amount > owed.open:
+        raise _reject(
+            err.ReceivableExceeded, state, event, f"captured {amount} > open receivable {owed.open}"
+        )
+    part = rules.allocate_refund(owed.remaining, amount)
+    ctx = _ctx(state, event)
+    entries = [
+        *rules.receivable_collected(ctx, accounts.provider_clearing(state.provider), event.amount),
+        *(rules.provider_fee(ctx, state.provider, event.fee) if event.fee else []),
+        *rules.hold_released(ctx, state.provider, Money(released, state.currency)),
+    ]
+    references = state.provider_references
+    if event.provider_reference and event.provider_reference not in references:
+        references = (*references, event.provider_reference)
+    changes: StateChanges = {
+        "captured": state.captured + amount,
+        "hold": state.hold - released,
+        "status": PaymentStatus.FINALIZED if event.final else state.status,
+        "capture_ids": (*state.capture_ids, event.capture_id),
+        "provider_references": references,
+        "revenue": tuple(rules.add_shares(state.revenue, [s for s in part if s.gross])),
+        "receivables": _settled(state, owed, part, collected=amount),
+    }
+    return changes, entries
+
+
+def _settle_receivable(
+    state: PaymentState, event: ReceivableCollected | ReceivableWrittenOff
+) -> Result:
+    """Money that arrived another way (Dr bank), or bad debt (with VAT relief if asked)."""
+    owed = state.receivable_of(event.cdr_id)
+    if owed is None:
+        raise _reject(err.UnknownReceivable, state, event, f"no receivable for CDR {event.cdr_id}")
+    amount = _currency(state, event, event.amount)
+    _positive(state, event, amount)
+    if amount > owed.open:
+        raise _reject(
+            err.ReceivableExceeded, state, event, f"{amount} > open receivable {owed.open}"
+        )
+    part = rules.allocate_refund(owed.remaining, amount)
+    ctx = _ctx(state, event)
+    if isinstance(event, ReceivableCollected):
+        entries = rules.receivable_collected(ctx, accounts.bank(), event.amount)
+        receivables = _settled(state, owed, part, collected=amount)
+    else:
+        entries = rules.bad_debt(ctx, event.amount, part, event.vat_relief)
+        receivables = _settled(state, owed, part, written_off=amount)
+    return {"receivables": receivables}, entries
+
+
+def _settled(
+    state: PaymentState,
+    owed: ReceivableRecord,
+    part: Sequence[rules.RevenueShare],
+    *,
+    collected: int = 0,
+    written_off: int = 0,
+) -> tuple[ReceivableRecord, ...]:
+    after = ReceivableRecord(
+        owed.cdr_id,
+        owed.amount,
+        owed.since,
+        tuple(rules.subtract_shares(owed.remaining, part)),
+        owed.collected + collected,
+        owed.written_off + written_off,
+    )
+    return tuple(after if r.cdr_id == owed.cdr_id else r for r in state.receivables)
 
 
 # -- refunds ------------------------------------------------------------------------------------

@@ -48,6 +48,25 @@ class DisputeRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceivableRecord:
+    """A CDR billed and supplied whose capture failed: what the customer owes for it."""
+
+    cdr_id: str
+    amount: int
+    """Booked (minor units, incl. VAT)."""
+    since: datetime
+    """The supply date: where its age counts from."""
+    remaining: tuple[RevenueShare, ...]
+    """The revenue and VAT still open, by dimension, station and VAT country."""
+    collected: int = 0
+    written_off: int = 0
+
+    @property
+    def open(self) -> int:
+        return self.amount - self.collected - self.written_off
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentState:
     """One payment's totals in minor units of ``currency``, and what it has already applied."""
 
@@ -72,6 +91,8 @@ class PaymentState:
     authorized_at: datetime | None = None
     """When the authorization occurred: nothing that follows from it can occur earlier. None
     for states stored before this field existed."""
+    receivables: tuple[ReceivableRecord, ...] = ()
+    """CDRs whose capture failed, collected or written off since (or still open)."""
 
     @property
     def authorized_total(self) -> int:
@@ -85,6 +106,14 @@ class PaymentState:
     @property
     def refundable(self) -> int:
         return self.captured - self.refunded - self.disputed
+
+    @property
+    def receivable(self) -> int:
+        """Open receivables in total."""
+        return sum(r.open for r in self.receivables)
+
+    def receivable_of(self, cdr_id: str | None) -> ReceivableRecord | None:
+        return next((r for r in self.receivables if r.cdr_id == cdr_id), None)
 
     def refund(self, refund_id: str) -> RefundRecord | None:
         return next((r for r in self.refunds if r.refund_id == refund_id), None)
@@ -122,6 +151,7 @@ class StateChanges(TypedDict, total=False):
     refunds: tuple[RefundRecord, ...]
     disputes: tuple[DisputeRecord, ...]
     applied_event_ids: frozenset[str]
+    receivables: tuple[ReceivableRecord, ...]
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(PaymentState))

@@ -127,11 +127,22 @@ def outcome_events(
                     command.station_id,
                     command.country,
                     command.envelope.occurred_at,
+                    command.cdr_id,
                 )
             ], None
-        return [
-            CaptureFailed(envelope("capture_failed"), pid, command.amount, reason, detail)
-        ], None
+        failed = CaptureFailed(
+            envelope("capture_failed"),
+            pid,
+            command.amount,
+            reason,
+            detail,
+            command.cdr_id,
+            list(command.lines),
+            command.station_id,
+            command.country,
+            command.envelope.occurred_at,
+        )
+        return [failed], None
     if isinstance(command, RefundRequested):
         if ok:
             return [

@@ -36,7 +36,13 @@ from ledger.dimensions import Dimension
 from ledger.errors import UnknownCurrency, ValidationError
 from ledger.events import DisputeOutcome
 from ledger.money import Money
-from ledger.payments.state import DisputeRecord, PaymentState, PaymentStatus, RefundRecord
+from ledger.payments.state import (
+    DisputeRecord,
+    PaymentState,
+    PaymentStatus,
+    ReceivableRecord,
+    RefundRecord,
+)
 
 AT = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -240,7 +246,8 @@ STORED = (
     '"amount": 10, "shares": [], "provider_reference": null, "reversed": true}], '
     '"disputes": [{"dispute_id": "d1", "amount": 50, "outcome": "WON"}, '
     '{"dispute_id": "d2", "amount": 10, "outcome": null}], '
-    '"applied_event_ids": ["ev-1", "ev-2"], "authorized_at": "2026-01-02T03:04:05+00:00"}'
+    '"applied_event_ids": ["ev-1", "ev-2"], "authorized_at": "2026-01-02T03:04:05+00:00", '
+    '"receivables": []}'
 )
 """A state as stored: the JSON the projector has always written. It must read back, and be
 written, exactly like this."""
@@ -254,6 +261,32 @@ def test_state_stored_before_authorized_at_existed_reads_back() -> None:
     data = json.loads(STORED)
     del data["authorized_at"]
     assert state_from_dict(data) == dataclasses.replace(STATE, authorized_at=None)
+
+
+def test_state_stored_before_receivables_existed_reads_back() -> None:
+    data = json.loads(STORED)
+    del data["receivables"]
+    assert state_from_dict(data) == STATE
+
+
+def test_a_receivable_round_trips_through_the_storage_form() -> None:
+    share = RevenueShare(Dimension.ENERGY, "s1", "DE", 1000, 190)
+    owed = ReceivableRecord("cdr-1", 1190, datetime(2026, 11, 20, tzinfo=UTC), (share,), 100, 90)
+    state = dataclasses.replace(STATE, receivables=(owed,))
+    stored = state_to_dict(state)
+    assert stored["receivables"] == [
+        {
+            "cdr_id": "cdr-1",
+            "amount": 1190,
+            "since": "2026-11-20T00:00:00+00:00",
+            "remaining": [{"dimension": "ENERGY", "station": "s1", "country": "DE", "net": 1000,
+                           "vat": 190}],
+            "collected": 100,
+            "written_off": 90,
+        }
+    ]  # fmt: skip
+    assert state_from_dict(json.loads(json.dumps(stored))) == state
+    assert state.receivable == 1000
 
 
 def test_stored_state_reads_back_equal_with_enum_members() -> None:

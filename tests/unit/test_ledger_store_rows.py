@@ -26,7 +26,13 @@ from ledger.accounting.posting_rules import RevenueShare
 from ledger.dimensions import Dimension
 from ledger.events import DisputeOutcome
 from ledger.money import Money
-from ledger.payments.state import DisputeRecord, PaymentState, PaymentStatus, RefundRecord
+from ledger.payments.state import (
+    DisputeRecord,
+    PaymentState,
+    PaymentStatus,
+    ReceivableRecord,
+    RefundRecord,
+)
 from tests.unit.test_ledger_fastpath import STATE, STORED
 
 TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
@@ -66,6 +72,18 @@ STATES = st.builds(
     ).map(tuple),
     applied_event_ids=st.frozensets(TEXT, max_size=4),
     authorized_at=st.none() | st.datetimes(timezones=st.just(UTC)),
+    receivables=st.lists(
+        st.builds(
+            ReceivableRecord,
+            TEXT,
+            MINOR,
+            st.datetimes(timezones=st.just(UTC)),
+            SHARES,
+            MINOR,
+            MINOR,
+        ),
+        max_size=2,
+    ).map(tuple),
 )
 
 
