@@ -167,7 +167,7 @@ static PyObject *entry_lines(PyObject *Py_UNUSED(self), PyObject *arg) {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
     Buf out = {PyMem_Malloc(4096), 0, 4096}, shared = {PyMem_Malloc(256), 0, 256};
-    PyObject *result = NULL, *shared_of = NULL, *at = NULL;
+    PyObject *result = NULL, *shared_of = NULL, *at = NULL, *at_of = NULL;
     if (out.buf == NULL || shared.buf == NULL) { PyErr_NoMemory(); goto done; }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *stored = items[i];
@@ -178,23 +178,28 @@ static PyObject *entry_lines(PyObject *Py_UNUSED(self), PyObject *arg) {
         PyObject *entry = PyTuple_GET_ITEM(stored, 0);
         PyObject *event_id = PyObject_GetAttr(entry, s_event_id);
         if (event_id == NULL) goto done;
-        if (event_id != shared_of) {  /* a new event: its shared columns and timestamp */
+        if (event_id != shared_of) {  /* a new event: its shared columns */
             Py_XDECREF(shared_of);
             shared_of = event_id;
             Py_INCREF(shared_of);
-            Py_CLEAR(at);
-            PyObject *occurred = PyObject_GetAttr(entry, s_occurred_at);
-            if (occurred == NULL) { Py_DECREF(event_id); goto done; }
-            at = PyObject_CallMethodNoArgs(occurred, s_isoformat);
-            Py_DECREF(occurred);
             shared.len = 0;
-            if (at == NULL || put_shared(&shared, entry, PyTuple_GET_ITEM(stored, 1),
-                                         PyTuple_GET_ITEM(stored, 2))) {
+            if (put_shared(&shared, entry, PyTuple_GET_ITEM(stored, 1),
+                           PyTuple_GET_ITEM(stored, 2))) {
                 Py_DECREF(event_id);
                 goto done;
             }
         }
         Py_DECREF(event_id);
+        /* The timestamp is formatted once per datetime object: an event's entries share one,
+           except those dated otherwise (a capture's revenue on the supply date). */
+        PyObject *occurred = PyObject_GetAttr(entry, s_occurred_at);
+        if (occurred == NULL) goto done;
+        if (occurred != at_of) {
+            Py_XSETREF(at_of, Py_NewRef(occurred));
+            Py_XSETREF(at, PyObject_CallMethodNoArgs(occurred, s_isoformat));
+        }
+        Py_DECREF(occurred);
+        if (at == NULL) goto done;
         PyObject *entry_id = PyObject_GetAttr(entry, s_entry_id);
         PyObject *kind = entry_id ? PyObject_GetAttr(entry, s_kind) : NULL;
         /* A StrEnum member is a str holding its value: no call of the slow .value property. */
@@ -219,6 +224,7 @@ done:
     PyMem_Free(shared.buf);
     Py_XDECREF(shared_of);
     Py_XDECREF(at);
+    Py_XDECREF(at_of);
     Py_DECREF(seq);
     return result;
 }

@@ -141,15 +141,19 @@ def entry_text(entries: Sequence[StoredEntry]) -> bytes | str:
 
 def _entry_lines(entries: Sequence[StoredEntry]) -> list[str]:
     """COPY text lines of the entries. The entries of one event share every column but id,
-    kind and postings, so those are formatted once per event."""
+    kind, postings and (rarely: a capture's revenue on the supply date) the date, so those are
+    formatted once per event, the date once per datetime object."""
     lines: list[str] = []
     shared_of: Any = None
+    at_of: Any = None
     shared = at = ""
     for stored in entries:
         e = stored.entry
+        if e.occurred_at is not at_of:
+            at_of = e.occurred_at
+            at = at_of.isoformat()
         if e.event_id is not shared_of:
             shared_of = e.event_id
-            at = e.occurred_at.isoformat()
             shared = (
                 f"{_text(e.event_id)}\t{stored.event_type}\t{_text(e.payment_id)}\t"
                 f"{_text(e.network_id)}\t{_text(stored.provider)}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from datetime import UTC, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -162,3 +162,23 @@ def test_ci_builds_the_compiled_parts() -> None:
     from schemas.encoder import compiled_available
 
     assert store._copytext is not None and compiled_available()
+
+
+def test_entries_of_one_event_dated_apart_keep_their_own_dates_in_the_copy_text() -> None:
+    """A capture supplied before it was captured: CAPTURE on the supply date and
+    CAPTURE_SETTLED on the capture date, one event. Each line carries its entry's date, from
+    the compiled formatter and from the Python one alike."""
+    from ledger.accounting.posting_rules import EntryContext, captured
+
+    supplied, settled = datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+    share = RevenueShare(Dimension.ENERGY, "ST", "DE", 1000, 190)
+    ctx = EntryContext("ev-split", "P-1", "net", settled)
+    entries = [
+        store.StoredEntry(e, "PaymentCaptured", "sandbox")
+        for e in captured(ctx, "sandbox", Money(1190, "EUR"), [share], supplied)
+    ]
+    python_lines = store._entry_lines(entries)
+    dates = [line.split("\t")[7] for line in python_lines]
+    assert dates == [supplied.isoformat(), settled.isoformat()]
+    if store._copytext is not None:
+        assert store.entry_text(entries) == "".join(python_lines).encode()
