@@ -33,6 +33,7 @@ from connectors.payment_state_form import state_from_dict
 from connectors.postgres import array_element, array_literal
 from ledger.accounting.balances import BalanceDelta
 from ledger.accounting.journal import JournalEntry
+from ledger.accounting.periods import Relocation
 from ledger.payments.state import PaymentState
 
 try:
@@ -174,6 +175,25 @@ def _element(code: str) -> str:
     """An account code as a quoted array element in COPY text form. Currencies (ISO codes) and
     integers need no quoting. The same few thousand codes recur in every batch."""
     return _text(array_element(code))
+
+
+def lock_boundary(conn: Conn) -> datetime | None:
+    """Until when the books are locked (closed periods; None: none), held FOR SHARE until the
+    batch commits, so a close waits for it (migration 017)."""
+    row = conn.execute("SELECT locked_until FROM period_lock FOR SHARE").fetchone()
+    return None if row is None else row[0]
+
+
+def insert_relocations(conn: Conn, moved: Sequence[Relocation]) -> None:
+    """Keep the original date of each entry booked at the lock instead (``periods.relocate``)."""
+    if not moved:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO relocated_entries (entry_id, original_occurred_at, booked_at)"
+            " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            [(m.entry_id, m.original_occurred_at, m.booked_at) for m in moved],
+        )
 
 
 def upsert_balances(conn: Conn, deltas: Sequence[BalanceDelta]) -> None:

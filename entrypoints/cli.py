@@ -44,6 +44,9 @@ register_ledger(app)
 from entrypoints.cli_receivables import register as register_receivables  # noqa: E402
 
 register_receivables(app)
+from entrypoints.cli_close import register as register_close  # noqa: E402
+
+register_close(app)
 
 
 def _settings() -> Settings:

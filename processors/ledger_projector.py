@@ -14,13 +14,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from connectors import ledger_store as store
 from connectors import postgres
 from connectors.kafka import Consumed
 from ledger import payments
-from ledger.accounting import balances
+from ledger.accounting import balances, periods
 from ledger.accounting import posting_rules as rules
 from ledger.errors import InfrastructureError, ValidationError
 from ledger.events import (
@@ -91,6 +92,9 @@ class LedgerHandler:
                     tx.duplicate(record)
             except ValidationError as exc:
                 tx.reject(record, exc.code, str(exc))
+        locked_until = store.lock_boundary(tx.conn)
+        if locked_until is not None:
+            batch.entries = _relocated(tx, batch.entries, locked_until)
         store.write_entries(tx.conn, batch.entries)
         store.write_payments(tx.conn, list(batch.touched.values()), known)
         store.insert_references(tx.conn, batch.new_references)
@@ -143,6 +147,18 @@ class LedgerHandler:
                 batch.references[(new.provider, ref)] = new.payment_id
                 batch.new_references.add((new.provider, ref, new.payment_id))
         return True
+
+
+def _relocated(
+    tx: Effects, entries: list[store.StoredEntry], locked_until: datetime
+) -> list[store.StoredEntry]:
+    """Entries dated in a closed period, booked at the first open instant (``periods``)."""
+    moved_entries, moved = periods.relocate([s.entry for s in entries], locked_until)
+    if not moved:
+        return entries
+    store.insert_relocations(tx.conn, moved)
+    log.info("%d entries dated in closed periods booked at %s", len(moved), locked_until)
+    return [s._replace(entry=e) for s, e in zip(entries, moved_entries, strict=True)]
 
 
 def _payment_id(event: Any) -> str | None:
