@@ -177,6 +177,18 @@ def _element(code: str) -> str:
     return _text(array_element(code))
 
 
+def insert_documents(conn: Conn, documents: Sequence[tuple[str, str]]) -> None:
+    """Which CDR each entry books (migration 018), for the journal export's references."""
+    if not documents:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO entry_references (entry_id, cdr_id) VALUES (%s, %s)"
+            " ON CONFLICT DO NOTHING",
+            documents,
+        )
+
+
 def lock_boundary(conn: Conn) -> datetime | None:
     """Until when the books are locked (closed periods; None: none), held FOR SHARE until the
     batch commits, so a close waits for it (migration 017)."""

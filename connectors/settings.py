@@ -46,6 +46,8 @@ class Settings:
     registry_heap: str = "512m"
     stack: str = "auto"  # auto | local | docker | external
     max_future_skew_seconds: int = 300
+    gl_mapping: str = ""
+    """TOML file mapping account patterns to the general ledger's numbers (journal export)."""
     books_time_zone: str = "UTC"
     """IANA zone of the books: where a day and a month begin for revenue and VAT periods and for
     a bare date given to --as-of (docs/finance-queries.md)."""

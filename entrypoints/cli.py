@@ -47,6 +47,9 @@ register_receivables(app)
 from entrypoints.cli_close import register as register_close  # noqa: E402
 
 register_close(app)
+from entrypoints.cli_export import register as register_export  # noqa: E402
+
+register_export(app)
 
 
 def _settings() -> Settings:

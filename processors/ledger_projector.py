@@ -60,6 +60,8 @@ class _Batch:
     entries: list[store.StoredEntry] = field(default_factory=list)
     touched: dict[str, store.PaymentRow] = field(default_factory=dict)
     new_references: set[tuple[str, str, str]] = field(default_factory=set)
+    documents: list[tuple[str, str]] = field(default_factory=list)
+    """(entry_id, cdr_id) of entries whose event names the CDR it pays."""
 
 
 class LedgerHandler:
@@ -98,6 +100,7 @@ class LedgerHandler:
         store.write_entries(tx.conn, batch.entries)
         store.write_payments(tx.conn, list(batch.touched.values()), known)
         store.insert_references(tx.conn, batch.new_references)
+        store.insert_documents(tx.conn, batch.documents)
         # Last, so the hot balance rows stay locked only from here to the commit.
         store.upsert_balances(tx.conn, balances.aggregate(e.entry for e in batch.entries))
 
@@ -133,6 +136,9 @@ class LedgerHandler:
         new = applied.state
         kind = type(event).__name__
         batch.entries += [store.StoredEntry(e, kind, new.provider) for e in applied.entries]
+        cdr_id = getattr(event, "cdr_id", None)
+        if cdr_id is not None:
+            batch.documents += [(e.entry_id, cdr_id) for e in applied.entries]
         batch.states[new.payment_id] = new
         at = event.envelope.occurred_at
         row = batch.touched.get(new.payment_id)
