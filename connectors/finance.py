@@ -373,6 +373,42 @@ def _receivable(at: datetime, *row: Any) -> ReceivableRow:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CdrVatLines:
+    """An issued CDR with the country and date of supply and its lines' (dimension, VAT rate)."""
+
+    cdr_id: str
+    session_id: str
+    country: str
+    supplied_at: datetime
+    lines: tuple[tuple[str, str | None], ...]
+
+
+def cdr_vat_lines(
+    conn: Conn, *, since: datetime | None = None, until: datetime | None = None
+) -> list[CdrVatLines]:
+    """Every issued CDR of a session that stopped in [since, until), with its line rates."""
+    rows = conn.execute(
+        "SELECT c.cdr_id, c.session_id, s.country, s.stopped_at, c.lines FROM session_cdrs c"
+        " JOIN charging_sessions s USING (session_id)"
+        " WHERE c.kind = 'issued' AND s.stopped_at IS NOT NULL"
+        " AND s.stopped_at >= coalesce(%s::timestamptz, '-infinity')"
+        " AND s.stopped_at < coalesce(%s::timestamptz, 'infinity')"
+        " ORDER BY s.stopped_at, c.cdr_id",
+        (since, until),
+    ).fetchall()
+    return [
+        CdrVatLines(
+            cdr,
+            session,
+            country,
+            stopped,
+            tuple((str(line["dimension"]), line.get("vat_rate")) for line in lines),
+        )
+        for cdr, session, country, stopped, lines in rows
+    ]
+
+
 def revenue(
     conn: Conn,
     *,

@@ -48,6 +48,9 @@ class Settings:
     max_future_skew_seconds: int = 300
     gl_mapping: str = ""
     """TOML file mapping account patterns to the general ledger's numbers (journal export)."""
+    vat_rates: str = ""
+    """TOML file of standard VAT rates by country and date, replacing the defaults' countries
+    (ledger.accounting.vat_rates)."""
     books_time_zone: str = "UTC"
     """IANA zone of the books: where a day and a month begin for revenue and VAT periods and for
     a bare date given to --as-of (docs/finance-queries.md)."""

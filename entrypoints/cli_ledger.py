@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
     app.command("open-authorizations")(open_authorizations)
     app.command("provider-flows")(provider_flows)
     app.command("vat")(vat)
+    app.command("vat-check")(vat_check)
     app.command("api")(api)
 
 
@@ -274,6 +275,45 @@ def vat(
                           *_amounts(r.currency, r.collected, r.reversed, r.payable))  # fmt: skip
         console.print(table)
     _next(page)
+
+
+def vat_check(
+    since: datetime = typer.Option(None, "--from", formats=["%Y-%m-%d"], help="first day"),
+    until: datetime = typer.Option(None, "--to", formats=["%Y-%m-%d"], help="last day, included"),
+    rates_file: Path = typer.Option(None, "--rates", help="TOML rate table (EVLEDGER_VAT_RATES)"),
+) -> None:
+    """Check every issued CDR's VAT rates against the standard rate of its country of supply on
+    its supply date; list each line taxed otherwise (exit 1 if any)."""
+    from datetime import timedelta
+
+    from ledger.accounting.vat_rates import VatRates
+
+    settings = Settings.from_env()
+    zone = _books_zone()
+    start = None if since is None else since.replace(tzinfo=zone)
+    end = None if until is None else until.replace(tzinfo=zone) + timedelta(days=1)
+    path = rates_file or (Path(settings.vat_rates) if settings.vat_rates else None)
+    try:
+        rates = VatRates.parse(path.read_text()) if path else VatRates.default()
+        with _conn() as conn:
+            cdrs = finance.cdr_vat_lines(conn, since=start, until=end)
+        found = [
+            (cdr, mismatch)
+            for cdr in cdrs
+            for mismatch in rates.mismatches(cdr.lines, cdr.country, cdr.supplied_at.date())
+        ]
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    if not found:
+        console.print(f"{len(cdrs)} CDRs checked: every line at its country's standard rate")
+        return
+    table = Table("cdr", "session", "country", "supplied", "line", title="VAT rate mismatches")
+    for cdr, mismatch in found:
+        supplied = f"{cdr.supplied_at.astimezone(zone):%Y-%m-%d}"
+        table.add_row(cdr.cdr_id, cdr.session_id, cdr.country, supplied, str(mismatch))
+    console.print(table)
+    console.print(f"{len(found)} lines of {len(cdrs)} CDRs taxed at another rate")
+    raise typer.Exit(1)
 
 
 # -- the projector ------------------------------------------------------------------------------
