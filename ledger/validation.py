@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from ledger import events as ev
+from ledger.card_numbers import contains_card_number, mask_card_numbers
 from ledger.errors import ValidationError
 from ledger.money import Money
 
@@ -90,6 +91,12 @@ class TimestampTooOld(InvalidInput):
 
 class NaiveTimestamp(InvalidInput):
     code = "NAIVE_TIMESTAMP"
+
+
+class CardNumberInField(InvalidInput):
+    """A card number (PAN) in a field: card data never enters evledger (docs/input-rules.md)."""
+
+    code = "CARD_NUMBER"
 
 
 # -- the rules per field ----------------------------------------------------------------------
@@ -229,6 +236,11 @@ def _bad_time(event: Any, field: str, value: Any, latest: datetime) -> NoReturn:
     _fail(TimestampTooOld, event, field, value.isoformat(), f"before {EARLIEST.date()}")
 
 
+def _bad_card(event: Any, field: str, value: str) -> NoReturn:
+    rule = "holds a card number; card data never enters evledger (send a token instead)"
+    _fail(CardNumberInField, event, field, mask_card_numbers(value), rule)
+
+
 def _bad_country(event: Any, field: str, value: Any) -> NoReturn:
     _fail(InvalidCountry, event, field, value, "an ISO 3166-1 alpha-2 code (two capitals)")
 
@@ -251,7 +263,8 @@ def _build(cls: type) -> Checker:
         "AMOUNT_MAX": AMOUNT_MAX, "EARLIEST": EARLIEST, "Money": Money, "str": str,
         "datetime": datetime, "_bad_string": _bad_string, "_bad_amount": _bad_amount,
         "_bad_time": _bad_time, "_bad_country": _bad_country, "_bad_count": _bad_count,
-        "_text_ok": _text_ok, "enumerate": enumerate,
+        "_text_ok": _text_ok, "enumerate": enumerate, "_bad_card": _bad_card,
+        "_has_card": contains_card_number,
     }  # fmt: skip
     exec(compile(source, f"<input rules for {cls.__name__}>", "exec"), scope)
     checker: Checker = scope["check"]
@@ -326,7 +339,21 @@ def _string_checks(name: str, var: str, where: str) -> list[str]:
     if name in DOCUMENT_FIELDS or name in TEXT_FIELDS:
         limit = "DOCUMENT_MAX" if name in DOCUMENT_FIELDS else "TEXT_MAX"
         cond = f"len({var}) > {limit} or not ({var}.isprintable() or _text_ok({var}))"
-        return [f"if {cond}:", f'    _bad_string(event, {where}, {var}, {limit}, "text")']
+        return [
+            f"if {cond}:",
+            f'    _bad_string(event, {where}, {var}, {limit}, "text")',
+            *_card_check(var, where),
+        ]
     # isprintable() is False for control and format (Cf) characters, bidi controls included.
     cond = f"not 0 < len({var}) <= ID_MAX or not {var}.isprintable() or ' ' in {var}"
-    return [f"if {cond}:", f'    _bad_string(event, {where}, {var}, ID_MAX, "identifier")']
+    return [
+        f"if {cond}:",
+        f'    _bad_string(event, {where}, {var}, ID_MAX, "identifier")',
+        *_card_check(var, where),
+    ]
+
+
+def _card_check(var: str, where: str) -> list[str]:
+    """No card number in any string field (ledger.card_numbers), its value masked in the
+    reason."""
+    return [f"if _has_card({var}): _bad_card(event, {where}, {var})"]

@@ -44,6 +44,7 @@ from connectors.kafka import (
 )
 from connectors.settings import Settings
 from ledger import validation
+from ledger.card_numbers import mask_card_numbers, mask_card_numbers_bytes
 from ledger.errors import LedgerError
 from schemas.topics import TOPIC_OF, rejected_topic
 
@@ -89,14 +90,27 @@ class Effects:
         self.duplicates.add((record.topic, record.partition, record.offset))
 
     def reject(self, record: Consumed, reason_code: str, detail: str) -> None:
-        """Refuse ``record``: stored in ``rejections`` and sent to ``<topic>.rejected``."""
-        detail = _printable(detail)
+        """Refuse ``record``: stored in ``rejections`` and sent to ``<topic>.rejected``. Any card
+        number in it (the reason, the raw key and value) is masked first: card data is never
+        kept, not even in a rejection (``ledger.card_numbers``)."""
+        detail = mask_card_numbers(_printable(detail))
+        record = _masked(record)
         event_id = _printable(record.event_id) if record.event_id is not None else None
         self.rejected[(record.topic, record.partition, record.offset)] = (reason_code, detail)
         at = Position(record.topic, record.partition, record.offset, event_id)
         self.batch.reject(self.group, Rejection(at, reason_code, detail, record.key, record.value))
         rejection = rejection_of(record, reason_code, detail, self.group, self.network_id)
         self.emit(rejection, topic=rejected_topic(record.topic), key=record.key or b"")
+
+
+def _masked(record: Consumed) -> Consumed:
+    """``record`` with card numbers in its raw key and value masked (lengths unchanged)."""
+    key = None if record.key is None else mask_card_numbers_bytes(record.key)
+    value = None if record.value is None else mask_card_numbers_bytes(record.value)
+    if key == record.key and value == record.value:
+        return record
+    return Consumed(record.topic, record.partition, record.offset, key, value, record.event,
+                    record.error, record.timestamp_ms)  # fmt: skip
 
 
 RETRIABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58", "XX"})
