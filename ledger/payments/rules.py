@@ -242,23 +242,33 @@ def _capture(state: PaymentState, event: PaymentCaptured) -> Result:
     if owed is not None:
         return _collect_by_capture(state, event, owed, released)
     shares = rules.shares_of(event.lines, event.station_id, event.country)
-    entries = [
-        *rules.captured(ctx, state.provider, event.amount, shares, event.supplied_at),
+    booked = rules.captured(ctx, state.provider, event.amount, shares, event.supplied_at)
+    return _captured(state, event, released, shares), [
+        *booked,
         *(rules.provider_fee(ctx, state.provider, event.fee) if event.fee else []),
         *rules.hold_released(ctx, state.provider, Money(released, state.currency)),
     ]
+
+
+def _captured(
+    state: PaymentState,
+    event: PaymentCaptured,
+    released: int,
+    revenue: Sequence[rules.RevenueShare],
+) -> StateChanges:
+    """What any accepted capture changes: captured, the hold, the status, the capture and
+    provider ids, and the revenue that is now refundable."""
     references = state.provider_references
     if event.provider_reference and event.provider_reference not in references:
         references = (*references, event.provider_reference)
-    changes: StateChanges = {
-        "captured": state.captured + amount,
+    return {
+        "captured": state.captured + event.amount.amount_minor,
         "hold": state.hold - released,
         "status": PaymentStatus.FINALIZED if event.final else state.status,
         "capture_ids": (*state.capture_ids, event.capture_id),
         "provider_references": references,
-        "revenue": tuple(rules.add_shares(state.revenue, [s for s in shares if s.gross])),
+        "revenue": tuple(rules.add_shares(state.revenue, [s for s in revenue if s.gross])),
     }
-    return changes, entries
 
 
 # -- receivables: a billed supply whose capture failed ------------------------------------------
@@ -293,24 +303,15 @@ def _collect_by_capture(
         )
     part = rules.allocate_refund(owed.remaining, amount)
     ctx = _ctx(state, event)
-    entries = [
-        *rules.receivable_collected(ctx, accounts.provider_clearing(state.provider), event.amount),
+    debited = accounts.provider_clearing(state.provider)
+    booked = rules.receivable_collected(ctx, debited, event.amount)
+    changes = _captured(state, event, released, part)
+    changes["receivables"] = _settled(state, owed, part, collected=amount)
+    return changes, [
+        *booked,
         *(rules.provider_fee(ctx, state.provider, event.fee) if event.fee else []),
         *rules.hold_released(ctx, state.provider, Money(released, state.currency)),
     ]
-    references = state.provider_references
-    if event.provider_reference and event.provider_reference not in references:
-        references = (*references, event.provider_reference)
-    changes: StateChanges = {
-        "captured": state.captured + amount,
-        "hold": state.hold - released,
-        "status": PaymentStatus.FINALIZED if event.final else state.status,
-        "capture_ids": (*state.capture_ids, event.capture_id),
-        "provider_references": references,
-        "revenue": tuple(rules.add_shares(state.revenue, [s for s in part if s.gross])),
-        "receivables": _settled(state, owed, part, collected=amount),
-    }
-    return changes, entries
 
 
 def _settle_receivable(
