@@ -32,6 +32,7 @@ from psycopg.types.json import set_json_loads
 from connectors.payment_state_form import state_from_dict
 from connectors.postgres import array_element, array_literal
 from ledger.accounting.balances import BalanceDelta
+from ledger.accounting.chain import GENESIS, ChainedEntry, link
 from ledger.accounting.journal import JournalEntry
 from ledger.accounting.periods import Relocation
 from ledger.payments.state import PaymentState
@@ -186,6 +187,61 @@ def insert_documents(conn: Conn, documents: Sequence[tuple[str, str]]) -> None:
             "INSERT INTO entry_references (entry_id, cdr_id) VALUES (%s, %s)"
             " ON CONFLICT DO NOTHING",
             documents,
+        )
+
+
+def chained(stored: StoredEntry) -> ChainedEntry:
+    """The entry as the journal stores it, in the form the hash chain covers."""
+    e = stored.entry
+    return ChainedEntry(
+        e.entry_id,
+        e.event_id,
+        stored.event_type,
+        e.payment_id,
+        e.network_id,
+        stored.provider,
+        e.kind.value,
+        e.occurred_at,
+        tuple((p.account.code, p.amount.currency, p.amount.amount_minor) for p in e.postings),
+    )
+
+
+def link_entries(
+    conn: Conn, entries: Sequence[StoredEntry], sources: Sequence[tuple[str, int]]
+) -> None:
+    """Link ``entries`` (each from the partition in ``sources``) into their partitions' hash
+    chains after the stored heads, and store the links and the new heads (migration 019)."""
+    if not entries:
+        return
+    chains = sorted(set(sources))
+    heads: dict[tuple[str, int], tuple[int, str]] = {
+        (topic, partition): (seq, digest)
+        for topic, partition, seq, digest in conn.execute(
+            "SELECT topic, partition, seq, hash FROM journal_chain_heads"
+            " WHERE (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[]))",
+            ([t for t, _ in chains], [p for _, p in chains]),
+        )
+    }
+    lines = []
+    for stored, chain in zip(entries, sources, strict=True):
+        seq, previous = heads.get(chain, (0, GENESIS))
+        digest = link(previous, chained(stored))
+        heads[chain] = (seq + 1, digest)
+        lines.append(f"{chain[0]}\t{chain[1]}\t{seq + 1}\t{stored.entry.entry_id}\t{digest}\n")
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY journal_chain (topic, partition, seq, entry_id, hash) FROM STDIN"
+        ) as copy:
+            copy.write("".join(lines))
+        cur.executemany(
+            "INSERT INTO journal_chain_heads (topic, partition, seq, hash) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (topic, partition)"
+            " DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash",
+            [
+                (t, p, seq, digest)
+                for (t, p), (seq, digest) in heads.items()
+                if (t, p) in set(chains)
+            ],
         )
 
 

@@ -50,6 +50,9 @@ register_close(app)
 from entrypoints.cli_export import register as register_export  # noqa: E402
 
 register_export(app)
+from entrypoints.cli_audit import register as register_audit  # noqa: E402
+
+register_audit(app)
 
 
 def _settings() -> Settings:

@@ -60,6 +60,8 @@ class _Batch:
     entries: list[store.StoredEntry] = field(default_factory=list)
     touched: dict[str, store.PaymentRow] = field(default_factory=dict)
     new_references: set[tuple[str, str, str]] = field(default_factory=set)
+    sources: list[tuple[str, int]] = field(default_factory=list)
+    """The (topic, partition) of each entry's record, in step with ``entries``: its chain."""
     documents: list[tuple[str, str]] = field(default_factory=list)
     """(entry_id, cdr_id) of entries whose event names the CDR it pays."""
 
@@ -89,15 +91,19 @@ class LedgerHandler:
             },
         )
         for record in records:
+            booked = len(batch.entries)
             try:
                 if not self._apply(batch, record.event):
                     tx.duplicate(record)
             except ValidationError as exc:
                 tx.reject(record, exc.code, str(exc))
+            chain = (record.topic, record.partition)
+            batch.sources += [chain] * (len(batch.entries) - booked)
         locked_until = store.lock_boundary(tx.conn)
         if locked_until is not None:
             batch.entries = _relocated(tx, batch.entries, locked_until)
         store.write_entries(tx.conn, batch.entries)
+        store.link_entries(tx.conn, batch.entries, batch.sources)
         store.write_payments(tx.conn, list(batch.touched.values()), known)
         store.insert_references(tx.conn, batch.new_references)
         store.insert_documents(tx.conn, batch.documents)
