@@ -85,7 +85,7 @@ def test_close_a_month_lock_it_and_book_late_events_in_the_next(app: App, tmp_pa
                 ).fetchall()
                 december = Period.of("2026-12", "UTC")
                 relocated = period_close.figures(conn, december)["relocated"][1]
-                assert [r[1] for r in relocated] == [row[0] for row in moved]
+                assert sorted(r[1] for r in relocated) == sorted(row[0] for row in moved)
                 with pytest.raises(LedgerError) as again:
                     period_close.close(conn, NOVEMBER, "test", lambda t: {})
                 assert again.value.code == "PERIOD_CLOSED"
