@@ -10,6 +10,7 @@ Loads take every id of a batch at once (one query per table); writes are pipelin
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from ledger.sessions.session import (
     StateChange,
     TariffVersion,
 )
+from ledger.sessions.signed import SignedValue
 
 Conn = psycopg.Connection[Any]
 
@@ -279,14 +281,30 @@ def load_meter_rows(
             sid,
             MeterReading(int(seq), at, reg, kw, amps, tuple(phases)),
             event_id,
+            tuple(_signed_of(v) for v in signed or ()),
         )
-        for station, tx, sid, seq, at, reg, kw, amps, phases, event_id in rows.values()
+        for station, tx, sid, seq, at, reg, kw, amps, phases, event_id, signed in rows.values()
     ]
+
+
+def _signed_json(v: SignedValue) -> dict[str, Any]:
+    return {
+        "data": v.data,
+        "encoding": v.encoding,
+        "public_key": v.public_key,
+        "signing_method": v.signing_method,
+    }
+
+
+def _signed_of(stored: dict[str, Any]) -> SignedValue:
+    return SignedValue(
+        stored["data"], stored["encoding"], stored.get("public_key"), stored.get("signing_method")
+    )
 
 
 _METER_COLUMNS = (
     "m.station_id, m.transaction_id, m.session_id, m.seq_no, m.sampled_at, m.register_wh,"
-    " m.power_kw, m.current_a, m.energy_phases, m.event_id"
+    " m.power_kw, m.current_a, m.energy_phases, m.event_id, m.signed"
 )
 # OFFSET 0 keeps the planner from flattening the LATERAL subquery into a join it may hash.
 METER_ROWS_OF_SESSIONS = (
@@ -306,8 +324,8 @@ def insert_meter_rows(conn: Conn, rows: Sequence[SessionReading]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO session_meter_values (station_id, transaction_id, seq_no, session_id,"
-            " sampled_at, register_wh, power_kw, current_a, energy_phases, event_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            " sampled_at, register_wh, power_kw, current_a, energy_phases, event_id, signed)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             [
                 (
                     r.station_id,
@@ -320,6 +338,7 @@ def insert_meter_rows(conn: Conn, rows: Sequence[SessionReading]) -> None:
                     r.reading.current_a,
                     list(r.reading.energy_phases),
                     r.event_id,
+                    json.dumps([_signed_json(v) for v in r.signed]),
                 )
                 for r in rows
             ],
@@ -383,8 +402,9 @@ def insert_cdrs(conn: Conn, cdrs: Sequence[CdrRecord]) -> None:
         cur.executemany(
             "INSERT INTO session_cdrs (cdr_id, session_id, kind, event_id, tariff_id,"
             " tariff_version, waived, currency, total_excl_vat, total_incl_vat, lines,"
-            " replaces_cdr_id, credited_cdr_id, reason)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " replaces_cdr_id, credited_cdr_id, reason, signed_data, signed_status,"
+            " signed_data_sha256)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING",
             [
                 (
@@ -402,6 +422,9 @@ def insert_cdrs(conn: Conn, cdrs: Sequence[CdrRecord]) -> None:
                     c.replaces_cdr_id,
                     c.credited_cdr_id,
                     c.reason,
+                    c.signed_data,
+                    c.signed_status,
+                    _sha256(c.signed_data),
                 )
                 for c in cdrs
             ],
@@ -413,7 +436,8 @@ def cdrs_of(conn: Conn, session_id: str) -> list[CdrRecord]:
     rows = conn.execute(
         "SELECT cdr_id, session_id, kind, event_id, tariff_id, tariff_version, waived,"
         " currency, total_excl_vat, total_incl_vat, lines, replaces_cdr_id, credited_cdr_id,"
-        " reason FROM session_cdrs WHERE session_id = %s ORDER BY created_at, kind DESC",
+        " reason, signed_data, signed_status FROM session_cdrs WHERE session_id = %s"
+        " ORDER BY created_at, kind DESC",
         (session_id,),
     ).fetchall()
     return [
@@ -432,9 +456,50 @@ def cdrs_of(conn: Conn, session_id: str) -> list[CdrRecord]:
             r[11],
             r[12],
             r[13],
+            r[14],
+            r[15],
         )
         for r in rows
     ]
+
+
+def _sha256(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------ meter keys
+def meter_keys(conn: Conn, station_ids: Collection[str]) -> dict[str, list[str]]:
+    """The registered meter keys (lowercase hex DER) of each station."""
+    found: dict[str, list[str]] = {}
+    if not station_ids:
+        return found
+    rows = conn.execute(
+        "SELECT station_id, public_key FROM station_meter_keys WHERE station_id = ANY(%s)"
+        " ORDER BY station_id, registered_at",
+        (list(station_ids),),
+    ).fetchall()
+    for station, key in rows:
+        found.setdefault(station, []).append(key)
+    return found
+
+
+def register_meter_key(conn: Conn, station_id: str, public_key: str, note: str | None) -> bool:
+    """Register ``public_key`` (normalized hex DER) for the station; False if it already was."""
+    row = conn.execute(
+        "INSERT INTO station_meter_keys (station_id, public_key, note) VALUES (%s, %s, %s)"
+        " ON CONFLICT DO NOTHING RETURNING station_id",
+        (station_id, public_key, note),
+    ).fetchone()
+    return row is not None
+
+
+def journal_entries_of_cdr(conn: Conn, cdr_id: str) -> list[str]:
+    """Ids of the journal entries that book the CDR (entry_references, migration 018)."""
+    rows = conn.execute(
+        "SELECT entry_id::text FROM entry_references WHERE cdr_id = %s ORDER BY entry_id",
+        (cdr_id,),
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 # ------------------------------------------------------------------------------------ outbox

@@ -67,6 +67,25 @@ class SampledValue:
     context: str | None = doc(
         "Reading context (Sample.Periodic, Transaction.Begin, ...)", default=None
     )
+    format: str | None = doc(
+        "OCPP 1.6 ValueFormat: Raw (null) or SignedData, when value is the signed record (OCMF)",
+        default=None,
+    )
+    signed_meter_data: str | None = doc(
+        "OCPP 2.0.1 signedMeterValue.signedMeterData: the signed record (OCMF text, or it "
+        "base64/hex encoded)",
+        default=None,
+    )
+    signing_method: str | None = doc(
+        "OCPP 2.0.1 signedMeterValue.signingMethod (e.g. ECDSA-secp256r1-SHA256)", default=None
+    )
+    encoding_method: str | None = doc(
+        "OCPP 2.0.1 signedMeterValue.encodingMethod; evledger verifies OCMF", default=None
+    )
+    public_key: str | None = doc(
+        "Public key of the meter that signed (DER, hex or base64), when the station sends it",
+        default=None,
+    )
 
 
 # ---------------------------------------------------------------- payments.events (key: payment_id)
@@ -370,6 +389,16 @@ class CdrIssued:
     replaces_cdr_id: str | None = doc(
         "The CDR this one re-prices, after a CdrCredited", default=None
     )
+    signed_data: str | None = doc(
+        "OCPI CDR signed_data as JSON text (encoding_method, public_key, signed_values with the "
+        "OCMF records of the session), when the station signed its meter values",
+        default=None,
+    )
+    signed_status: str | None = doc(
+        "Verification of the signed meter values: verified, or the reason code it failed "
+        "(SIGNATURE_INVALID, METER_KEY_MISMATCH, ...); null when unsigned",
+        default=None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +446,11 @@ class CaptureRequested:
     country: str | None = doc("Country of supply (VAT)", default=None)
     shortfall: Money | None = doc(
         "Priced total minus the hold, when the hold did not cover it", default=None
+    )
+    signed_data_sha256: str | None = doc(
+        "SHA-256 (hex) of the CDR's signed_data JSON text: the signed meter values this capture "
+        "bills",
+        default=None,
     )
 
 

@@ -131,6 +131,10 @@ AMOUNT_RULES: dict[tuple[type, str], str] = {
 
 TEXT_FIELDS = frozenset({"reason", "detail", "status", "signals"})
 DOCUMENT_FIELDS = frozenset({"ocpi_tariff_json"})
+SIGNED_FIELDS = frozenset({"value", "signed_meter_data", "public_key", "signed_data"})
+"""Signed meter data (OCMF records, keys, OCPI signed_data): text of at most SIGNED_MAX; a
+sampled value's ``value`` is one when its format is SignedData."""
+SIGNED_MAX = 16_000
 COUNTRY_FIELDS = frozenset({"country"})
 UNCHECKED_TIMES = frozenset({"expires_at"})
 """Times that are in the future by nature (a hold's expiry)."""
@@ -260,6 +264,7 @@ def _build(cls: type) -> Checker:
     source = f"def check(event, latest):\n{body}\n"
     scope: dict[str, Any] = {
         "ID_MAX": ID_MAX, "TEXT_MAX": TEXT_MAX, "DOCUMENT_MAX": DOCUMENT_MAX,
+        "SIGNED_MAX": SIGNED_MAX,
         "AMOUNT_MAX": AMOUNT_MAX, "EARLIEST": EARLIEST, "Money": Money, "str": str,
         "datetime": datetime, "_bad_string": _bad_string, "_bad_amount": _bad_amount,
         "_bad_time": _bad_time, "_bad_country": _bad_country, "_bad_count": _bad_count,
@@ -336,8 +341,14 @@ def _string_checks(name: str, var: str, where: str) -> list[str]:
     if name in COUNTRY_FIELDS:
         cond = f"len({var}) != 2 or not ({var}.isascii() and {var}.isalpha() and {var}.isupper())"
         return [f"if {cond}: _bad_country(event, {where}, {var})"]
-    if name in DOCUMENT_FIELDS or name in TEXT_FIELDS:
-        limit = "DOCUMENT_MAX" if name in DOCUMENT_FIELDS else "TEXT_MAX"
+    if name in DOCUMENT_FIELDS or name in TEXT_FIELDS or name in SIGNED_FIELDS:
+        limit = (
+            "DOCUMENT_MAX"
+            if name in DOCUMENT_FIELDS
+            else "SIGNED_MAX"
+            if name in SIGNED_FIELDS
+            else "TEXT_MAX"
+        )
         cond = f"len({var}) > {limit} or not ({var}.isprintable() or _text_ok({var}))"
         return [
             f"if {cond}:",

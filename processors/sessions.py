@@ -78,8 +78,9 @@ class SessionsHandler:
         self,
         tariffs: dict[str, list[TariffVersion]],
         holds: dict[str, PaymentHold],
+        meter_keys: dict[str, list[str]],
     ) -> Known:
-        return Known(tariffs, holds, self.tariffs, self.config)
+        return Known(tariffs, holds, self.tariffs, self.config, meter_keys)
 
     def _tariffs(self, tx: Effects, records: list[Consumed]) -> None:
         """Keep each new tariff version; reject an invalid one or a changed republication."""
@@ -139,6 +140,7 @@ class SessionsHandler:
         known = self._known(
             store.tariff_versions(tx.conn, {s.tariff_id for s in waiting}),
             store.load_holds(tx.conn, {s.payment_id for s in waiting if s.payment_id}),
+            store.meter_keys(tx.conn, {s.station_id for s in waiting}),
         )
         saved: list[Session] = []
         cdrs: list[CdrRecord] = []
@@ -185,6 +187,9 @@ class SessionsHandler:
                 conn,
                 {s.payment_id for s in sessions.values() if s.payment_id}
                 | {e.payment_id for e in starts if e.payment_id},
+            ),
+            store.meter_keys(
+                conn, {sessions[sid].station_id for sid in stopping if sid in sessions}
             ),
         )
         changed: set[str] = set()

@@ -92,12 +92,13 @@ def _locked(conn: store.Conn, session_id: str) -> Session:
 
 
 def _known(conn: store.Conn, s: Session, config: SessionsConfig | None) -> Known:
-    """The session's tariff versions and its payment's hold."""
+    """The session's tariff versions, its payment's hold and its station's meter keys."""
     return Known(
         store.tariff_versions(conn, (s.tariff_id,)),
         store.load_holds(conn, [s.payment_id] if s.payment_id else []),
         TariffCache(),
         config or SessionsConfig(),
+        store.meter_keys(conn, (s.station_id,)),
     )
 
 

@@ -10,6 +10,7 @@ emits the same ids and downstream deduplicates them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -22,7 +23,7 @@ from ledger.money import Money
 from ledger.pricing.price import PricedSession, price_session
 from ledger.pricing.tariffs import Tariff, UnknownTariff, parse_tariff_json
 from ledger.sessions.holds import hold_for, positive_hold
-from ledger.sessions.metering import MeteredSession, SessionMeter
+from ledger.sessions.metering import MeteredSession, MeterFlag, MeterFlagCode, SessionMeter
 from ledger.sessions.rules import (
     InvalidHold,
     SessionsConfig,
@@ -41,6 +42,7 @@ from ledger.sessions.session import (
     StateChange,
     TariffVersion,
 )
+from ledger.sessions.signed import SignedReasonCode, check_session
 
 
 def derived_id(cause_event_id: str, kind: str) -> str:
@@ -89,6 +91,8 @@ class Known:
     holds: Mapping[str, PaymentHold]
     parsed: TariffCache
     config: SessionsConfig
+    #: Registered meter keys (lowercase hex DER) by station id (evledger stations register-key).
+    meter_keys: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
 
     def versions(self, tariff_id: str) -> Sequence[TariffVersion]:
         return self.tariffs.get(tariff_id, ())
@@ -239,6 +243,7 @@ def bill(
         s.station_id,
         s.country,
         None if shortfall.is_zero else shortfall,
+        _sha256(s.signed_data),
     )
     billed = dataclasses.replace(billed, captured_minor=capture.amount_minor)
     return Applied(billed, events=(issued, request), cdrs=(cdr,))
@@ -269,6 +274,8 @@ def cdr_issued(
         total_incl_vat=priced.total_incl_vat,
         payment_id=s.payment_id,
         replaces_cdr_id=replaces,
+        signed_data=s.signed_data,
+        signed_status=s.signed_status,
     )
 
 
@@ -294,7 +301,46 @@ def cdr_record(
         priced.total_incl_vat.amount_minor,
         tuple(priced.revenue_lines()),
         replaces,
+        signed_data=s.signed_data,
+        signed_status=s.signed_status,
     )
+
+
+_SIGNED_FLAGS = frozenset(MeterFlagCode(code.value) for code in SignedReasonCode)
+
+
+def _sha256(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_signed(
+    s: Session, readings: Iterable[SessionReading], billed_wh: Decimal, known: Known
+) -> tuple[Session, Rejection | None]:
+    """``s`` with its signed meter values checked (``ledger.sessions.signed``): the status, the
+    OCPI signed_data and a flag per problem; and, when a problem was found, the rejection that
+    holds it where the network's policy says so. A session without signed values is returned
+    as it is (unsigned)."""
+    ordered = sorted(readings, key=lambda r: (r.reading.sampled_at, r.reading.seq_no))
+    values = tuple(v for r in ordered for v in r.signed)
+    if not values:
+        return s, None
+    check = check_session(
+        values,
+        known.meter_keys.get(s.station_id, ()),
+        billed_wh,
+        known.config.signed_energy_tolerance_wh,
+    )
+    flags = tuple(f for f in s.flags if f.code not in _SIGNED_FLAGS) + tuple(
+        MeterFlag(MeterFlagCode(code.value), s.session_id, None, None, detail)
+        for code, detail in check.problems
+    )
+    s = dataclasses.replace(
+        s, flags=flags, signed_status=check.status, signed_data=check.signed_data
+    )
+    if check.verified:
+        return s, None
+    detail = "; ".join(f"{code.value}: {text}" for code, text in check.problems)
+    return s, Rejection(check.status, f"signed meter values not verified: {detail}")
 
 
 def price_and_bill(
@@ -310,6 +356,7 @@ def price_and_bill(
     rule pricing breaks), each with a ``rejection`` saying why."""
     cause = s.stopped_event_id
     assert cause is not None
+    readings = list(readings)
     try:
         found = resolve_tariff(
             known.versions(s.tariff_id), s.tariff_id, s.tariff_version, s.started_at
@@ -329,6 +376,12 @@ def price_and_bill(
             held = Rejection(blocking[0].code.value, f"CDR held for review: {flags}")
             return Applied(marked(s, SessionStatus.HELD, held.code, held.detail), rejection=held)
         priced = price_session(tariff, metered)
+        s, unverified = check_signed(s, readings, priced.energy_wh, known)
+        if unverified is not None and known.config.holds_unverified(s.network_id):
+            return Applied(
+                marked(s, SessionStatus.HELD, unverified.code, unverified.detail),
+                rejection=unverified,
+            )
         hold = hold_for(s, tariff, known.holds, known.config)
         return bill(s, found.version, priced, hold, known.config, cause)
     except InvalidHold as exc:

@@ -40,6 +40,7 @@ from ledger.sessions.rules import (
     UnknownSession,
 )
 from ledger.sessions.session import Applied, Session, SessionFacts, SessionReading, TariffVersion
+from ledger.sessions.signed import signed_values
 
 SessionEvent = SessionStarted | MeterValueRecorded | ChargingStateChanged | SessionStopped
 
@@ -113,7 +114,14 @@ def _reading(facts: SessionFacts, e: MeterValueRecorded) -> SessionReading | Non
         current_a(e.samples),
         energy_phases(e.samples),
     )
-    row = SessionReading(e.station_id, e.transaction_id, e.session_id, reading, e.envelope.event_id)
+    row = SessionReading(
+        e.station_id,
+        e.transaction_id,
+        e.session_id,
+        reading,
+        e.envelope.event_id,
+        signed_values(e.samples),
+    )
     seen = facts.readings.get(row.key)
     if seen is None:
         return row

@@ -25,6 +25,8 @@ _ENERGY_UNITS = {"Wh": Decimal(1), "kWh": Decimal(1000)}
 _POWER_UNITS = {"W": Decimal("0.001"), "kW": Decimal(1)}
 _CURRENT_UNITS = {"A": Decimal(1)}
 _NEUTRAL = "N"
+#: OCPP 1.6 ValueFormat of a value that is a signed record (OCMF), not a number.
+_SIGNED_DATA = "SignedData"
 
 
 class InvalidMeterValue(ValidationError):
@@ -60,6 +62,13 @@ class MeterFlagCode(StrEnum):
     METER_READING_OUTSIDE_SESSION = "METER_READING_OUTSIDE_SESSION"
     METER_CONFLICTING_DUPLICATE = "METER_CONFLICTING_DUPLICATE"
     PARTIAL_PHASES = "PARTIAL_PHASES"
+    # Signed meter values (ledger.sessions.signed): blocking only where the network's policy
+    # holds them (SessionsConfig.signed_hold_networks).
+    SIGNED_DATA_INVALID = "SIGNED_DATA_INVALID"
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    METER_KEY_UNREGISTERED = "METER_KEY_UNREGISTERED"
+    METER_KEY_MISMATCH = "METER_KEY_MISMATCH"
+    SIGNED_ENERGY_MISMATCH = "SIGNED_ENERGY_MISMATCH"
 
 
 #: Flags after which the energy total is not the register's word: hold the CDR for review.
@@ -147,7 +156,7 @@ def _measure(
     total: Decimal | None = None
     phases: dict[str, Decimal] = {}
     for s in samples:
-        if (s.measurand or ENERGY_REGISTER) != measurand:
+        if (s.measurand or ENERGY_REGISTER) != measurand or s.format == _SIGNED_DATA:
             continue
         unit = s.unit or default_unit
         factor = units.get(unit)
@@ -181,7 +190,7 @@ def energy_phases(samples: Iterable[SampledValue]) -> tuple[str, ...]:
     sent a phase-less total (or no energy register), so the reading is the whole meter."""
     phases: set[str] = set()
     for s in samples:
-        if (s.measurand or ENERGY_REGISTER) != ENERGY_REGISTER:
+        if (s.measurand or ENERGY_REGISTER) != ENERGY_REGISTER or s.format == _SIGNED_DATA:
             continue
         if s.phase is None:
             return ()

@@ -19,6 +19,7 @@ from ledger.sessions.billing import (
     bill,
     cdr_issued,
     cdr_record,
+    check_signed,
     derived_id,
     marked,
     metered_session,
@@ -159,11 +160,13 @@ def release(
     Raises SessionNotHeld, UnknownTariff."""
     if s.status != SessionStatus.HELD or s.stopped_event_id is None or s.stopped_at is None:
         raise SessionNotHeld(f"the session is {s.status}", session_id=s.session_id)
+    readings = list(readings)
     found = resolve_tariff(known.versions(s.tariff_id), s.tariff_id, s.tariff_version, s.started_at)
     tariff = known.parsed.get(found)
     metered = metered_session(s, readings, states, known.config)
     priced = price_session(tariff, metered)
     cause_id = derived_id(s.stopped_event_id, "release")
+    s, _ = check_signed(s, readings, priced.energy_wh, known)  # flagged, billed after review
     try:
         hold = hold_for(s, tariff, known.holds, known.config)
         billed = bill(s, found.version, priced, hold, known.config, cause_id)

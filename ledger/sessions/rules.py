@@ -65,6 +65,15 @@ class SessionsConfig:
     #: per-phase energy (L1 only) is the total. Any other connector is taken as three-phase, and
     #: a reading of only some of its phases holds the session PARTIAL_PHASES.
     single_phase_connectors: frozenset[str] = field(default_factory=frozenset)
+    #: Networks whose policy holds a session with failed signed meter values for review
+    #: (``--hold-unverified NETWORK``); elsewhere it is billed and flagged.
+    signed_hold_networks: frozenset[str] = field(default_factory=frozenset)
+    #: How far the signed energy (end - start register) may be from the billed energy.
+    signed_energy_tolerance_wh: Decimal = Decimal(1)
+
+    def holds_unverified(self, network_id: str) -> bool:
+        """The network's policy for failed signed meter values: hold (True) or bill and flag."""
+        return network_id in self.signed_hold_networks
 
     def single_phase(self, station_id: str, connector_id: str) -> bool:
         return connector_key(station_id, connector_id) in self.single_phase_connectors
@@ -105,6 +114,31 @@ RELEASE_ACTIONS: dict[str, str] = {
         "TEXT --single-phase STATION/CONNECTOR (and run the processor with it); otherwise fix "
         "the station's phase reporting and release without it: the partial readings are not "
         "billed, the start and stop registers still count"
+    ),
+    "SIGNED_DATA_INVALID": (
+        "the station sent a signed record that is not readable OCMF: check the station's "
+        "signed meter value configuration, then evledger sessions release ID --reason TEXT: "
+        "bills the energy as measured, flagged"
+    ),
+    "SIGNATURE_INVALID": (
+        "a signed meter record does not verify: the data was altered or signed by another "
+        "meter; verify it independently (evledger sessions receipt ID, S.A.F.E. "
+        "Transparenzsoftware), then evledger sessions release ID --reason TEXT: bills the "
+        "energy as measured, flagged"
+    ),
+    "METER_KEY_UNREGISTERED": (
+        "register the station's meter key (evledger stations register-key STATION KEY) after "
+        "checking it against the meter's label, then evledger sessions release ID --reason TEXT"
+    ),
+    "METER_KEY_MISMATCH": (
+        "the records are signed by a key that is not the station's registered meter key: "
+        "check for a replaced meter (evledger stations register-key STATION KEY), then "
+        "evledger sessions release ID --reason TEXT"
+    ),
+    "SIGNED_ENERGY_MISMATCH": (
+        "the signed start and end registers disagree with the energy billed: compare the "
+        "readings (evledger sessions show ID) with the signed data, then evledger sessions "
+        "release ID --reason TEXT: bills the energy as measured, flagged"
     ),
     "CURRENCY_MISMATCH": (
         "the hold and the tariff are in different currencies: correct the payment or the "

@@ -21,6 +21,7 @@ from ledger.errors import LedgerError
 from ledger.events import ChargingState, RevenueLine
 from ledger.sessions.metering import MeterFlag, MeterReading
 from ledger.sessions.rules import SessionStatus
+from ledger.sessions.signed import SignedValue
 
 MeterKey = tuple[str, str, str, int]
 """A reading's identity: (session, station, transaction, seq_no). A second reading with the same
@@ -74,6 +75,8 @@ class SessionReading:
     session_id: str
     reading: MeterReading
     event_id: str
+    #: The signed records (OCMF) the station sent with this reading.
+    signed: tuple[SignedValue, ...] = ()
 
     @property
     def key(self) -> MeterKey:
@@ -109,6 +112,9 @@ class CdrRecord:
     replaces_cdr_id: str | None = None
     credited_cdr_id: str | None = None
     reason: str | None = None
+    #: OCPI ``signed_data`` (JSON text) and its verification (``verified`` or a reason code).
+    signed_data: str | None = None
+    signed_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +154,10 @@ class Session:
     #: and what releases it.
     reason_detail: str | None = None
     reason_action: str | None = None
+    #: Signed meter values: ``verified`` or the first failing reason code (None: unsigned), and
+    #: the OCPI ``signed_data`` JSON text the CDR carries.
+    signed_status: str | None = None
+    signed_data: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
