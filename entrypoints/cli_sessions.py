@@ -5,6 +5,8 @@ version."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,18 +23,22 @@ sessions_app = typer.Typer(
     help="Sessions processor: meter values + tariff -> CDR + capture.", no_args_is_help=True
 )
 tariffs_app = typer.Typer(help="OCPI 2.2.1 tariffs.", no_args_is_help=True)
+stations_app = typer.Typer(
+    help="Charging stations: their meters' signing keys.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``sessions`` and ``tariffs`` command groups to the ``evledger`` command."""
     app.add_typer(sessions_app, name="sessions")
     app.add_typer(tariffs_app, name="tariffs")
+    app.add_typer(stations_app, name="stations")
 
 
 SINGLE_PHASE_HELP = "a connector wired to one phase, STATION/CONNECTOR (repeat)"
 
 
-READ_COMMANDS = frozenset({"show", "held", "preauth"})
+READ_COMMANDS = frozenset({"show", "held", "preauth", "receipt"})
 """``sessions`` commands that only read the database: they never migrate, so a role that may
 only SELECT can run them."""
 _read_command = False
@@ -69,6 +75,12 @@ def run(
     shortfall_policy: str = typer.Option("write_off", help="write_off or charge"),
     group: str = typer.Option("evledger-sessions", help="consumer group"),
     single_phase: list[str] = typer.Option([], "--single-phase", help=SINGLE_PHASE_HELP),
+    hold_unverified: list[str] = typer.Option(
+        [],
+        "--hold-unverified",
+        help="a network whose sessions with failed signed meter values are held for review "
+        "(repeat); elsewhere they are billed and flagged",
+    ),
 ) -> None:
     """Run the sessions processor (exactly-once into PostgreSQL, events via the outbox)."""
     from ledger.sessions.rules import SessionsConfig, ShortfallPolicy
@@ -77,6 +89,7 @@ def run(
     config = SessionsConfig(
         shortfall_policy=ShortfallPolicy(shortfall_policy),
         single_phase_connectors=frozenset(single_phase),
+        signed_hold_networks=frozenset(hold_unverified),
     )
     processor = build_sessions_processor(_app(), group=group, config=config)
     try:
@@ -110,11 +123,14 @@ def show(session_id: str) -> None:
         readings = store.meter_rows_of(conn, session_id)
         cdrs = store.cdrs_of(conn, session_id)
         reasons = store.reason_history(conn, session_id)
+        issued = [c for c in cdrs if c.kind == "issued"]
+        entries = store.journal_entries_of_cdr(conn, issued[-1].cdr_id) if issued else []
     table = Table("field", "value", title=f"session {session_id}")
     for name in (f.name for f in dataclasses.fields(found)):
         value = getattr(found, name)
-        if name != "flags" and value is not None:
+        if name not in ("flags", "signed_data") and value is not None:
             table.add_row(name, str(value))
+    table.add_row("signed meter values", _signed_summary(found.signed_status, found.signed_data))
     table.add_row("meter readings", str(len(readings)))
     console.print(table)
     for flag in found.flags:
@@ -131,12 +147,66 @@ def show(session_id: str) -> None:
         )
     if cdrs:
         console.print(cdr_table)
+    if issued and issued[-1].signed_data is not None:
+        digest = hashlib.sha256(issued[-1].signed_data.encode()).hexdigest()
+        console.print(f"CDR {issued[-1].cdr_id} signed_data sha256 {digest}")
+    if entries:
+        console.print(f"journal entries booking the CDR: {', '.join(entries)}")
     for r in reasons:
         until = "current" if r.cleared_at is None else f"until {r.cleared_at:%Y-%m-%d %H:%M:%S}"
         console.print(
             f"[yellow]{r.status}[/] {r.reason_code} since {r.since:%Y-%m-%d %H:%M:%S} ({until}"
             f"{', then ' + r.cleared_by if r.cleared_by else ''}): {r.detail}\n  action: {r.action}"
         )
+
+
+def _signed_summary(status: str | None, signed_data: str | None) -> str:
+    if status is None or signed_data is None:
+        return "unsigned"
+    records = len(json.loads(signed_data)["signed_values"])
+    colour = "green" if status == "verified" else "red"
+    return (
+        f"[{colour}]{status}[/] ({records} OCMF record(s); `evledger sessions receipt` shows them)"
+    )
+
+
+@sessions_app.command("receipt")
+def receipt_command(
+    session_id: str,
+    out: Path = typer.Option(Path("."), "--out", help="directory for ID.html and ID.pdf"),
+) -> None:
+    """The driver's receipt of a billed session as HTML and PDF: tariff, energy, time, parking,
+    VAT per rate, the total captured and the signed meter data with how to verify it."""
+    from connectors import postgres
+    from entrypoints.receipt import load_receipt, render_html, render_pdf
+
+    with postgres.connect(_app().database_url) as conn:
+        receipt = load_receipt(conn, session_id)
+    out.mkdir(parents=True, exist_ok=True)
+    html, pdf = out / f"{session_id}.html", out / f"{session_id}.pdf"
+    html.write_text(render_html(receipt), encoding="utf-8")
+    pdf.write_bytes(render_pdf(receipt))
+    console.print(f"wrote {html} and {pdf}")
+
+
+@stations_app.command("register-key")
+def register_key(
+    station_id: str,
+    public_key: str = typer.Argument(..., help="the meter's EC public key, DER in hex or base64"),
+    note: str = typer.Option(None, help="e.g. the meter's serial number"),
+) -> None:
+    """Register the public key a station's meter signs with (OCMF): signed meter values are
+    verified against it (docs/sessions.md "Signed meter values")."""
+    from connectors import postgres
+    from connectors import sessions_store as store
+    from ledger.sessions.signed import normalize_key
+
+    key = normalize_key(public_key)
+    with postgres.connect(_app().database_url) as conn:
+        added = store.register_meter_key(conn, station_id, key, note)
+        conn.commit()
+    said = "registered" if added else "already registered"
+    console.print(f"station {station_id}: meter key …{key[-16:]} {said}")
 
 
 @sessions_app.command("held")
