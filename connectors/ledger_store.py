@@ -22,7 +22,7 @@ import functools
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
@@ -32,7 +32,7 @@ from psycopg.types.json import set_json_loads
 from connectors.payment_state_form import state_from_dict
 from connectors.postgres import array_element, array_literal
 from ledger.accounting.balances import BalanceDelta
-from ledger.accounting.chain import GENESIS, ChainedEntry, link
+from ledger.accounting.chain import GENESIS, link
 from ledger.accounting.journal import JournalEntry
 from ledger.accounting.periods import Relocation
 from ledger.payments.state import PaymentState
@@ -114,13 +114,15 @@ def _text(value: str | None) -> str:
     return _ESCAPE.sub(lambda m: _ESCAPES[m.group()], value)
 
 
-def write_entries(conn: Conn, entries: Sequence[StoredEntry]) -> None:
-    """COPY the entries, each with its postings as three arrays (013_journal_postings_inline).
-    A repeated ``entry_id`` raises UniqueViolation: the event was already booked by another
-    consumer group writing into the same book, which must never happen (one ledger group per
-    database)."""
+def write_entries(conn: Conn, entries: Sequence[StoredEntry]) -> bytes:
+    """COPY the entries, each with its postings as three arrays (013_journal_postings_inline);
+    returns the COPY text (one line per entry, which the hash chain covers). A repeated
+    ``entry_id`` raises UniqueViolation: the event was already booked by another consumer group
+    writing into the same book, which must never happen (one ledger group per database)."""
     if not entries:
-        return
+        return b""
+    text = entry_text(entries)
+    data = text if isinstance(text, bytes) else text.encode()
     with (
         conn.cursor() as cur,
         cur.copy(
@@ -128,7 +130,8 @@ def write_entries(conn: Conn, entries: Sequence[StoredEntry]) -> None:
             " provider, kind, occurred_at, accounts, currencies, amounts) FROM STDIN"
         ) as copy,
     ):
-        copy.write(entry_text(entries))
+        copy.write(data)
+    return data
 
 
 def entry_text(entries: Sequence[StoredEntry]) -> bytes | str:
@@ -139,6 +142,29 @@ def entry_text(entries: Sequence[StoredEntry]) -> bytes | str:
         text: bytes = _copytext.entry_lines(entries)
         return text
     return "".join(_entry_lines(entries))
+
+
+def copy_line(
+    entry_id: str,
+    event_id: str,
+    event_type: str,
+    payment_id: str | None,
+    network_id: str,
+    provider: str | None,
+    kind: str,
+    occurred_at: datetime,
+    accounts: Sequence[str],
+    currencies: Sequence[str],
+    amounts: Sequence[int],
+) -> str:
+    """One stored journal row as the COPY text wrote it (``_entry_lines``): what a verifier of
+    the hash chain rebuilds from the table. ``occurred_at`` in UTC, as the projector books it."""
+    return (
+        f"{entry_id}\t{_text(event_id)}\t{event_type}\t{_text(payment_id)}\t"
+        f"{_text(network_id)}\t{_text(provider)}\t{kind}\t{occurred_at.isoformat()}\t"
+        f"{{{','.join(_element(a) for a in accounts)}}}\t{{{','.join(currencies)}}}\t"
+        f"{{{','.join(str(n) for n in amounts)}}}\n"
+    )
 
 
 def _entry_lines(entries: Sequence[StoredEntry]) -> list[str]:
@@ -190,29 +216,15 @@ def insert_documents(conn: Conn, documents: Sequence[tuple[str, str]]) -> None:
         )
 
 
-def chained(stored: StoredEntry) -> ChainedEntry:
-    """The entry as the journal stores it, in the form the hash chain covers."""
-    e = stored.entry
-    return ChainedEntry(
-        e.entry_id,
-        e.event_id,
-        stored.event_type,
-        e.payment_id,
-        e.network_id,
-        stored.provider,
-        e.kind.value,
-        e.occurred_at,
-        tuple((p.account.code, p.amount.currency, p.amount.amount_minor) for p in e.postings),
-    )
-
-
 def link_entries(
-    conn: Conn, entries: Sequence[StoredEntry], sources: Sequence[tuple[str, int]]
+    conn: Conn, text: bytes, entries: Sequence[StoredEntry], sources: Sequence[tuple[str, int]]
 ) -> None:
-    """Link ``entries`` (each from the partition in ``sources``) into their partitions' hash
-    chains after the stored heads, and store the links and the new heads (migration 019)."""
+    """Link ``entries`` (each from the partition in ``sources``; ``text`` their COPY text, one
+    line each) into their partitions' hash chains after the stored heads, and store the links
+    and the new heads (migration 019)."""
     if not entries:
         return
+    rows = text.split(b"\n")
     chains = sorted(set(sources))
     heads: dict[tuple[str, int], tuple[int, str]] = {
         (topic, partition): (seq, digest)
@@ -223,9 +235,9 @@ def link_entries(
         )
     }
     lines = []
-    for stored, chain in zip(entries, sources, strict=True):
+    for stored, chain, row in zip(entries, sources, rows, strict=False):
         seq, previous = heads.get(chain, (0, GENESIS))
-        digest = link(previous, chained(stored))
+        digest = link(previous, row + b"\n")
         heads[chain] = (seq + 1, digest)
         lines.append(f"{chain[0]}\t{chain[1]}\t{seq + 1}\t{stored.entry.entry_id}\t{digest}\n")
     with conn.cursor() as cur:
@@ -249,7 +261,7 @@ def lock_boundary(conn: Conn) -> datetime | None:
     """Until when the books are locked (closed periods; None: none), held FOR SHARE until the
     batch commits, so a close waits for it (migration 017)."""
     row = conn.execute("SELECT locked_until FROM period_lock FOR SHARE").fetchone()
-    return None if row is None else row[0]
+    return None if row is None or row[0] is None else row[0].astimezone(UTC)
 
 
 def insert_relocations(conn: Conn, moved: Sequence[Relocation]) -> None:

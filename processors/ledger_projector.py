@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors import ledger_store as store
@@ -23,6 +23,7 @@ from connectors.kafka import Consumed
 from ledger import payments
 from ledger.accounting import balances, periods
 from ledger.accounting import posting_rules as rules
+from ledger.accounting.journal import JournalEntry
 from ledger.errors import InfrastructureError, ValidationError
 from ledger.events import (
     AuthorizationFailed,
@@ -102,8 +103,10 @@ class LedgerHandler:
         locked_until = store.lock_boundary(tx.conn)
         if locked_until is not None:
             batch.entries = _relocated(tx, batch.entries, locked_until)
-        store.write_entries(tx.conn, batch.entries)
-        store.link_entries(tx.conn, batch.entries, batch.sources)
+        if any(s.entry.occurred_at.tzinfo is not UTC for s in batch.entries):
+            batch.entries = [_in_utc(s) for s in batch.entries]
+        text = store.write_entries(tx.conn, batch.entries)
+        store.link_entries(tx.conn, text, batch.entries, batch.sources)
         store.write_payments(tx.conn, list(batch.touched.values()), known)
         store.insert_references(tx.conn, batch.new_references)
         store.insert_documents(tx.conn, batch.documents)
@@ -171,6 +174,19 @@ def _relocated(
     store.insert_relocations(tx.conn, moved)
     log.info("%d entries dated in closed periods booked at %s", len(moved), locked_until)
     return [s._replace(entry=e) for s, e in zip(entries, moved_entries, strict=True)]
+
+
+def _in_utc(stored: store.StoredEntry) -> store.StoredEntry:
+    """The entry dated in UTC (decoded events always are), as the hash chain's verifier reads
+    it back from the table."""
+    e = stored.entry
+    if e.occurred_at.tzinfo is UTC:
+        return stored
+    at = e.occurred_at.astimezone(UTC)
+    return stored._replace(
+        entry=JournalEntry(e.entry_id, e.event_id, e.payment_id, e.network_id, at, e.kind,
+                           e.postings)
+    )  # fmt: skip
 
 
 def _payment_id(event: Any) -> str | None:

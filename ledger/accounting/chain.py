@@ -1,8 +1,10 @@
 """The journal's hash chain: tamper evidence without trusting the database.
 
 Every journal entry is linked into the chain of the Kafka partition its event came from: its
-hash is SHA-256 over the previous hash of that chain and the entry's canonical content (every
-column the journal stores: ids, event type, network, provider, kind, date, and each posting).
+hash is SHA-256 over the previous hash of that chain and the entry's canonical content: its row
+exactly as the journal's COPY text writes it (every column: ids, event type, network, provider,
+kind, the date in UTC, and each posting's account, currency and amount), which the projector
+has at hand and a verifier rebuilds from the stored row (``connectors.ledger_store.copy_line``).
 Editing, deleting, inserting or reordering an entry breaks the chain at that entry, which
 ``verify`` names. One chain per (topic, partition): the projector instance that owns a
 partition is the only writer of its chain, so chains never contend (docs/audit.md).
@@ -13,43 +15,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 GENESIS = "0" * 64
 """The previous hash of a chain's first entry."""
 
 
-@dataclass(frozen=True, slots=True)
-class ChainedEntry:
-    """One journal entry as stored, in the form the chain hashes."""
-
-    entry_id: str
-    event_id: str
-    event_type: str
-    payment_id: str | None
-    network_id: str
-    provider: str | None
-    kind: str
-    occurred_at: datetime
-    postings: tuple[tuple[str, str, int], ...]
-    """(account, currency, amount in minor units) in stored order."""
-
-
-def canonical(entry: ChainedEntry) -> bytes:
-    """The entry's content as the chain hashes it: fields joined by US (0x1f), postings by RS
-    (0x1e), the date in UTC ISO 8601 with microseconds, absent values empty."""
-    postings = "\x1e".join(f"{a}\x1f{c}\x1f{n}" for a, c, n in entry.postings)
-    at = entry.occurred_at.astimezone(UTC).isoformat(timespec="microseconds")
-    fields = (
-        entry.entry_id, entry.event_id, entry.event_type, entry.payment_id or "",
-        entry.network_id, entry.provider or "", entry.kind, at, postings,
-    )  # fmt: skip
-    return "\x1f".join(fields).encode()
-
-
-def link(previous: str, entry: ChainedEntry) -> str:
-    """The entry's hash in its chain, after ``previous`` (hex)."""
-    return hashlib.sha256(previous.encode() + canonical(entry)).hexdigest()
+def link(previous: str, content: bytes) -> str:
+    """The entry's hash in its chain, after ``previous`` (hex): SHA-256 over the previous hash
+    and the entry's canonical content."""
+    return hashlib.sha256(previous.encode() + content).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +56,11 @@ class Break:
 
 
 def verify(
-    links: Sequence[ChainLink], entries: dict[str, ChainedEntry], chained_ids: Iterable[str]
+    links: Sequence[ChainLink], entries: dict[str, bytes], chained_ids: Iterable[str]
 ) -> list[Break]:
-    """Recompute every chain (``links`` in (topic, partition, seq) order) over the stored
-    ``entries`` (by id); the first break of each chain, and every stored entry no chain holds
-    (``chained_ids`` are the ids the links name)."""
+    """Recompute every chain (``links`` in (topic, partition, seq) order) over the canonical
+    content of the stored ``entries`` (by id); the first break of each chain, and every stored
+    entry no chain holds (``chained_ids`` are the ids the links name)."""
     breaks: list[Break] = []
     broken: set[tuple[str, int]] = set()
     previous: dict[tuple[str, int], tuple[int, str]] = {}

@@ -13,7 +13,7 @@ import os
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from connectors import ledger_store as store
@@ -145,6 +145,38 @@ def stored_entries(draw: st.DrawFn) -> list[store.StoredEntry]:
 @given(stored_entries())
 def test_compiled_journal_text_is_the_python_text(entries: list[store.StoredEntry]) -> None:
     assert store.entry_text(entries) == "".join(store._entry_lines(entries)).encode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(stored_entries())
+def test_a_stored_row_rebuilds_the_line_the_hash_chain_covers(
+    entries: list[store.StoredEntry],
+) -> None:
+    """The audit verifier's copy_line, from the columns the table stores (the date read back
+    in UTC), is the COPY line the projector hashed, for entries dated in UTC. (Two events never
+    share an event id; the generator may draw one twice, which the formatter's once-per-event
+    columns would then share.)"""
+    shared: dict[str, tuple[object, ...]] = {}
+    for s in entries:
+        columns = (s.event_type, s.entry.payment_id, s.entry.network_id, s.provider)
+        assume(shared.setdefault(s.entry.event_id, columns) == columns)
+    utc = [
+        s._replace(entry=JournalEntry(s.entry.entry_id, s.entry.event_id, s.entry.payment_id,
+                                      s.entry.network_id, s.entry.occurred_at.astimezone(UTC),
+                                      s.entry.kind, s.entry.postings))
+        for s in entries
+    ]  # fmt: skip
+    rebuilt = [
+        store.copy_line(
+            s.entry.entry_id, s.entry.event_id, s.event_type, s.entry.payment_id,
+            s.entry.network_id, s.provider, s.entry.kind.value, s.entry.occurred_at,
+            [p.account.code for p in s.entry.postings],
+            [p.amount.currency for p in s.entry.postings],
+            [p.amount.amount_minor for p in s.entry.postings],
+        )
+        for s in utc
+    ]  # fmt: skip
+    assert rebuilt == store._entry_lines(utc)
 
 
 @pytest.mark.skipif(store._copytext is None, reason="connectors._copytext is not built")
