@@ -19,8 +19,11 @@ def verify_journal(conn: Conn) -> tuple[int, int, list[Break]]:
     links = [
         ChainLink(topic, partition, seq, entry_id, digest)
         for topic, partition, seq, entry_id, digest in conn.execute(
-            "SELECT topic, partition, seq, entry_id::text, hash FROM journal_chain"
-            " ORDER BY topic, partition, seq"
+            "SELECT c.topic, c.partition, c.first_seq + l.n - 1, l.entry_id::text, l.hash"
+            " FROM journal_chain c"
+            " CROSS JOIN LATERAL unnest(c.entry_ids, c.hashes) WITH ORDINALITY"
+            "   AS l(entry_id, hash, n)"
+            " ORDER BY 1, 2, 3"
         )
     ]
     entries = {

@@ -220,8 +220,8 @@ def link_entries(
     conn: Conn, text: bytes, entries: Sequence[StoredEntry], sources: Sequence[tuple[str, int]]
 ) -> None:
     """Link ``entries`` (each from the partition in ``sources``; ``text`` their COPY text, one
-    line each) into their partitions' hash chains after the stored heads, and store the links
-    and the new heads (migration 019)."""
+    line each) into their partitions' hash chains after the stored heads: one segment row per
+    chain (its entries and hashes in order) and the new heads (migration 019)."""
     if not entries:
         return
     rows = text.split(b"\n")
@@ -234,26 +234,27 @@ def link_entries(
             ([t for t, _ in chains], [p for _, p in chains]),
         )
     }
-    lines = []
+    segments: dict[tuple[str, int], tuple[int, list[str], list[str]]] = {}
     for stored, chain, row in zip(entries, sources, rows, strict=False):
         seq, previous = heads.get(chain, (0, GENESIS))
         digest = link(previous, row + b"\n")
         heads[chain] = (seq + 1, digest)
-        lines.append(f"{chain[0]}\t{chain[1]}\t{seq + 1}\t{stored.entry.entry_id}\t{digest}\n")
+        segment = segments.get(chain)
+        if segment is None:
+            segment = segments[chain] = (seq + 1, [], [])
+        segment[1].append(stored.entry.entry_id)
+        segment[2].append(digest)
     with conn.cursor() as cur:
-        with cur.copy(
-            "COPY journal_chain (topic, partition, seq, entry_id, hash) FROM STDIN"
-        ) as copy:
-            copy.write("".join(lines))
+        cur.executemany(
+            "INSERT INTO journal_chain (topic, partition, first_seq, entry_ids, hashes)"
+            " VALUES (%s, %s, %s, %s::uuid[], %s::text[])",
+            [(t, p, first, ids, hashes) for (t, p), (first, ids, hashes) in segments.items()],
+        )
         cur.executemany(
             "INSERT INTO journal_chain_heads (topic, partition, seq, hash) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (topic, partition)"
             " DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash",
-            [
-                (t, p, seq, digest)
-                for (t, p), (seq, digest) in heads.items()
-                if (t, p) in set(chains)
-            ],
+            [(t, p, heads[(t, p)][0], heads[(t, p)][1]) for t, p in segments],
         )
 
 

@@ -63,8 +63,10 @@ def tampered(url: str, change: Change) -> tuple[str, list]:  # type: ignore[type
 
 def first_posted(conn: psycopg.Connection) -> str:  # type: ignore[type-arg]
     row = conn.execute(
-        "SELECT c.entry_id::text FROM journal_chain c JOIN journal_entries e USING (entry_id)"
-        " WHERE e.kind = 'CAPTURE' ORDER BY c.topic, c.partition, c.seq LIMIT 1"
+        "SELECT e.entry_id::text FROM journal_chain c"
+        " CROSS JOIN LATERAL unnest(c.entry_ids) WITH ORDINALITY AS l(entry_id, n)"
+        " JOIN journal_entries e ON e.entry_id = l.entry_id"
+        " WHERE e.kind = 'CAPTURE' ORDER BY c.topic, c.partition, c.first_seq, l.n LIMIT 1"
     ).fetchone()
     assert row is not None
     return str(row[0])
@@ -122,22 +124,18 @@ def test_an_inserted_entry_is_caught_and_named(book: str) -> None:
 
 def test_a_reordering_is_caught_and_named(book: str) -> None:
     def reorder(conn: psycopg.Connection) -> str:  # type: ignore[type-arg]
-        rows = conn.execute(
-            "SELECT topic, partition, seq, entry_id::text FROM journal_chain"
-            " ORDER BY topic, partition, seq LIMIT 2"
-        ).fetchall()
-        (topic, partition, s1, _), (_, _, s2, e2) = rows
+        row = conn.execute(
+            "SELECT topic, partition, first_seq, entry_ids[2]::text FROM journal_chain"
+            " WHERE cardinality(entry_ids) >= 2 ORDER BY topic, partition, first_seq LIMIT 1"
+        ).fetchone()
+        assert row is not None
+        topic, partition, first, second = row
         conn.execute(
-            "UPDATE journal_chain SET seq = -seq WHERE topic = %s AND partition = %s"
-            " AND seq IN (%s, %s)",
-            (topic, partition, s1, s2),
+            "UPDATE journal_chain SET entry_ids = entry_ids[2:2] || entry_ids[1:1]"
+            " || entry_ids[3:] WHERE topic = %s AND partition = %s AND first_seq = %s",
+            (topic, partition, first),
         )
-        conn.execute(
-            "UPDATE journal_chain SET seq = CASE WHEN seq = %s THEN %s ELSE %s END"
-            " WHERE topic = %s AND partition = %s AND seq IN (%s, %s)",
-            (-s1, s2, s1, topic, partition, -s1, -s2),
-        )
-        return str(e2)
+        return str(second)
 
     entry_id, breaks = tampered(book, reorder)
     assert [(b.reason, b.entry_id) for b in breaks] == [("EDITED", entry_id)]
