@@ -248,7 +248,10 @@ def link_entries(
         cur.executemany(
             "INSERT INTO journal_chain (topic, partition, first_seq, entry_ids, hashes)"
             " VALUES (%s, %s, %s, %s::uuid[], %s::text[])",
-            [(t, p, first, ids, hashes) for (t, p), (first, ids, hashes) in segments.items()],
+            [
+                (t, p, first, array_literal(ids), array_literal(hashes))
+                for (t, p), (first, ids, hashes) in segments.items()
+            ],
         )
         cur.executemany(
             "INSERT INTO journal_chain_heads (topic, partition, seq, hash) VALUES (%s, %s, %s, %s)"
