@@ -1,15 +1,20 @@
-"""Tariff min_price / max_price and VAT on rounded line nets (OCPI 2.2.1 11.3.1, notes).
+"""Tariff min_price / max_price and VAT per rate (OCPI 2.2.1 11.3.1 notes; EN 16931 BR-CO-17).
 
 OCPI: "the total cost of a Charging Session excluding VAT can never be lower than the
 min_price excluding VAT" and the same including VAT; likewise for max_price. We find the
 smallest whole-minor-unit adjustment of the net total that satisfies both bounds and spread it
 over the lines in proportion to their nets (largest remainder), so revenue stays split by
-dimension and no line goes negative. VAT is then recomputed per line from its final net.
+dimension and no line goes negative.
+
+VAT is computed per VAT rate, on the sum of that rate's rounded line nets, rounded once
+(EN 16931 BR-CO-17: "VAT category tax amount = VAT category taxable amount x VAT rate",
+rounded to two decimals), then allocated to the rate's lines in proportion to their nets
+(largest remainder), so the lines add up to the per-rate total.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -64,6 +69,37 @@ def vat_minor(net_minor: int, rate: Decimal | None) -> int:
     return int((net_minor * rate / _HUNDRED).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def vat_per_rate(
+    nets: Sequence[int], rates: Sequence[Decimal | None]
+) -> dict[Decimal | None, tuple[int, int]]:
+    """Per VAT rate (first appearance order): the sum of its nets and the VAT on that sum,
+    rounded once half-up (EN 16931 BR-CO-17). ``None`` (no VAT applicable) has VAT 0."""
+    taxable: dict[Decimal | None, int] = {}
+    for net, rate in zip(nets, rates, strict=True):
+        taxable[rate] = taxable.get(rate, 0) + net
+    return {rate: (net, vat_minor(net, rate)) for rate, net in taxable.items()}
+
+
+def allocate_vat(nets: Sequence[int], rates: Sequence[Decimal | None]) -> list[int]:
+    """Line VAT amounts that add up, per rate, to ``vat_per_rate``: each rate's VAT spread over
+    its lines in proportion to their nets (largest remainder, ties to the earlier line)."""
+    out = [0] * len(nets)
+    members: dict[Decimal | None, list[int]] = {}
+    for i, rate in enumerate(rates):
+        members.setdefault(rate, []).append(i)
+    for rate, idx in members.items():
+        group = [nets[i] for i in idx]
+        vat = vat_minor(sum(group), rate)
+        if not vat:
+            continue
+        if len(idx) == 1:
+            out[idx[0]] = vat
+            continue
+        for i, share in zip(idx, _shares(group, vat), strict=True):
+            out[i] = share
+    return out
+
+
 def _shares(nets: list[int], amount: int) -> list[int]:
     """Split ``amount`` over lines in proportion to ``nets`` (largest remainder, ties to the
     earlier line); all of it to the first line (FLAT when there is one) when every net is 0."""
@@ -79,7 +115,7 @@ def _shares(nets: list[int], amount: int) -> list[int]:
 
 
 def _gross(nets: list[int], rates: list[Decimal | None]) -> int:
-    return sum(n + vat_minor(n, r) for n, r in zip(nets, rates, strict=True))
+    return sum(net + vat for net, vat in vat_per_rate(nets, rates).values())
 
 
 def _smallest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
@@ -95,14 +131,12 @@ def _smallest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
 
 def apply_price_limits(drafts: list[LineDraft], limits: PriceLimits) -> tuple[bool, bool]:
     """Raise to min_price / cap at max_price (both excl. and incl. VAT where given), then set
-    each line's VAT from its final net. Adjusts ``drafts`` in place; returns whether the
+    the VAT per rate from the final nets and allocate it to the lines. Adjusts ``drafts`` in place; returns whether the
     min / max price applied."""
     rates = [d.vat_rate for d in drafts]
     nets = [d.net for d in drafts]
     net = sum(nets)
-    vats = [vat_minor(n, r) for n, r in zip(nets, rates, strict=True)]
-    gross = net + sum(vats)
-    adjusted = False
+    gross = _gross(nets, rates)
     min_applied = max_applied = False
     if drafts and limits.min_excl is not None:
         x = max(0, limits.min_excl - net)
@@ -115,7 +149,7 @@ def apply_price_limits(drafts: list[LineDraft], limits: PriceLimits) -> tuple[bo
                 )
         if x > 0:
             _settle(drafts, 1, x)
-            min_applied = adjusted = True
+            min_applied = True
             nets = [d.net for d in drafts]
             net, gross = sum(nets), _gross(nets, rates)
     if drafts and limits.max_excl is not None:
@@ -128,9 +162,9 @@ def apply_price_limits(drafts: list[LineDraft], limits: PriceLimits) -> tuple[bo
                 y = _smallest(lambda v: _gross(_after(nets, -1, v), rates) <= cap_incl, y, top)
         if y > 0:
             _settle(drafts, -1, y)
-            max_applied = adjusted = True
-    for d, vat in zip(drafts, vats, strict=True):
-        d.vat = vat_minor(d.net, d.vat_rate) if adjusted else vat
+            max_applied = True
+    for d, vat in zip(drafts, allocate_vat([d.net for d in drafts], rates), strict=True):
+        d.vat = vat
     return min_applied, max_applied
 
 

@@ -5,15 +5,17 @@ local date, DST, session duration, session energy) and where charging turns into
 piece the first matching element of each dimension bills it: ENERGY (kWh), TIME (hours while
 charging), PARKING_TIME (hours while not charging); FLAT once, by the element active at start.
 
-Quantities are exact (Wh, microseconds) until the end. Then, per dimension, ``step_size`` of
-the last element that billed it rounds the session total up (OCPI 11.4.2, PriceComponent), and
-each (dimension, VAT rate) line is rounded once, half-up, to minor units. VAT is computed per line
-from that rounded net, rounded once half-up. min_price/max_price then adjust the nets.
+Quantities are exact (Wh, microseconds) until the end. Then ``step_size`` of the last element
+that billed it rounds the session total up once for ENERGY and once for TIME and PARKING_TIME
+combined (OCPI 2.2.1 mod_cdrs: with parking, only the parking total), and each (dimension, VAT
+rate) line is rounded once, half-up, to minor units. min_price/max_price then adjust the nets.
+VAT is computed per VAT rate on the sum of that rate's line nets, rounded once half-up
+(EN 16931 BR-CO-17), and allocated to the lines so that they add up to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
@@ -114,10 +116,37 @@ class PricedSession:
         """Lines as the event type used by CdrIssued and CaptureRequested."""
         return [line.revenue_line() for line in self.lines]
 
+    def vat_breakdown(self) -> tuple[VatSubtotal, ...]:
+        """Per VAT rate, in order of first appearance: taxable amount and VAT (EN 16931
+        BG-23). Each rate's VAT is the rounded VAT of its summed nets; the lines' VAT amounts
+        add up to it."""
+        return vat_breakdown(self.lines)
+
     def net_of(self, dimension: Dimension) -> Money:
         """Net amount billed for ``dimension`` (all VAT rates together)."""
         total = sum(line.net.amount_minor for line in self.lines if line.dimension is dimension)
         return Money(total, self.currency)
+
+
+@dataclass(frozen=True, slots=True)
+class VatSubtotal:
+    """One VAT rate of a bill (EN 16931 BG-23): the sum of its line nets and its VAT.
+    ``rate`` None is "no VAT applicable" (OCPI: not the same as 0%)."""
+
+    rate: Decimal | None
+    taxable: Money
+    vat: Money
+
+
+def vat_breakdown(lines: Sequence[PricedLine]) -> tuple[VatSubtotal, ...]:
+    """Per VAT rate of ``lines``: the summed nets and the summed line VAT (which the pricing
+    allocated so that it is the rate's VAT rounded once)."""
+    groups: dict[Decimal | None, tuple[Money, Money]] = {}
+    for line in lines:
+        zero = Money.zero(line.net.currency)
+        net, vat = groups.get(line.vat_rate, (zero, zero))
+        groups[line.vat_rate] = (net + line.net, vat + line.vat)
+    return tuple(VatSubtotal(rate, net, vat) for rate, (net, vat) in groups.items())
 
 
 _NO_WAIVER: frozenset[Dimension] = frozenset()
@@ -258,20 +287,26 @@ def _drafts(
     if flat_element >= 0 and Dimension.FLAT not in waived:
         pc = plan.components[flat_element][Dimension.FLAT]
         drafts.append(LineDraft(Dimension.FLAT, pc.vat, _ONE, _round(pc.price * scale)))
+    # OCPI 2.2.1 mod_cdrs "step_size": once per session for ENERGY, and once for TIME and
+    # PARKING_TIME combined; when both are billed, only the parking total is rounded up (the
+    # charging time is not rounded at the switch to parking). Decided before any waiver, so
+    # waiving parking never changes what charging time costs.
+    stepped = (0, 2 if last[2] >= 0 else 1)
     for k, dim in enumerate(METERED):
         final = last[k]
         if final < 0 or dim in waived:
             continue
         quantities: list[Decimal | int] = list(acc[k])
-        total = sum(quantities)
-        step = plan.steps[k][final]
-        if isinstance(total, int):
-            billed: Decimal | int = -(-total // step) * step
-        else:
-            billed = (total / step).to_integral_value(ROUND_CEILING) * step
-        # OCPI 2.2.1 PriceComponent step_size: the last element billing the dimension bills
-        # the rounded-up rest of the session total.
-        quantities[final] += billed - total
+        if k in stepped:
+            total = sum(quantities)
+            step = plan.steps[k][final]
+            if isinstance(total, int):
+                billed: Decimal | int = -(-total // step) * step
+            else:
+                billed = (total / step).to_integral_value(ROUND_CEILING) * step
+            # The step_size of the last element billing the dimension; that element bills the
+            # rounded-up rest of the session total.
+            quantities[final] += billed - total
         prices, vats = plan.prices[k], plan.vats[k]
         groups: dict[Decimal | None, list[Decimal | int]] = {}
         for i, q in enumerate(quantities):

@@ -116,15 +116,24 @@ def test_ocpi_step_size_example_free_parking_after_the_last_parking_element() ->
     assert priced.total_excl_vat == eur("0.60")  # spec: 0.20 + 0.40, parking after 20:00 free
 
 
-def test_step_size_applies_per_dimension_so_parking_is_not_absorbed_by_time() -> None:
-    # OCPI 2.2.1 "switching to different Tariff Element #1" lets the 2 parking minutes hide in
-    # the TIME round-up (0.50). evledger applies step_size per dimension (docs/tariffs.md):
-    # 15 min TIME (0.50) + 15 min PARKING_TIME (0.25).
+def test_with_parking_only_the_parking_total_is_rounded_not_the_charging_time() -> None:
+    # OCPI 2.2.1 mod_cdrs step_size: once for TIME and PARKING_TIME combined; when both are
+    # billed, only the parking duration is rounded up. Charging 16:55-17:05: 5 min x 1.20/h
+    # + 5 min x 2.40/h = 0.30 (not rounded); 2 min parking -> 15 min x 1.00/h = 0.25.
     priced = price_session(
         STEP_TARIFF, session(local(16, 55), (minutes(10), 2_000, True), (minutes(2), 0, False))
     )
-    assert priced.net_of(Dimension.TIME) == eur("0.50")
+    assert priced.net_of(Dimension.TIME) == eur("0.30")
     assert priced.net_of(Dimension.PARKING_TIME) == eur("0.25")
+    time_line = next(x for x in priced.lines if x.dimension is Dimension.TIME)
+    assert time_line.quantity == Decimal("0.166667")  # 10 min, not rounded to 15 or 30
+
+
+def test_a_parking_waiver_does_not_change_what_charging_time_costs() -> None:
+    session_ = session(local(16, 55), (minutes(10), 2_000, True), (minutes(2), 0, False))
+    full = price_session(STEP_TARIFF, session_)
+    waived = price_session(STEP_TARIFF, session_, waive={Dimension.PARKING_TIME})
+    assert waived.net_of(Dimension.TIME) == full.net_of(Dimension.TIME) == eur("0.30")
 
 
 @pytest.mark.parametrize(

@@ -185,7 +185,9 @@ def test_more_energy_never_costs_less(
 def test_each_line_is_rounded_once_from_the_exact_amount(
     data: st.DataObject, session: MeteredSession
 ) -> None:
-    """A one-element tariff against a direct computation: step up, multiply, round once."""
+    """A one-element tariff against a direct computation: step up (ENERGY once; TIME and
+    PARKING_TIME once combined, only parking when parking is billed), multiply, round each
+    line once; VAT once per rate on the sum of that rate's nets (EN 16931 BR-CO-17)."""
     comps = data.draw(components())
     tariff = parse_tariff({"id": "R", "currency": "EUR",
                           "elements": [{"price_components": comps}]})  # fmt: skip
@@ -197,7 +199,9 @@ def test_each_line_is_rounded_once_from_the_exact_amount(
         "TIME": (Decimal(charging.total_seconds()), 3600),
         "PARKING_TIME": (Decimal(parking.total_seconds()), 3600),
     }
-    expected: dict[Dimension, tuple[int, int]] = {}
+    parking_billed = parking and any(c["type"] == "PARKING_TIME" for c in comps)
+    expected: dict[Dimension, int] = {}
+    taxable: dict[Decimal | None, int] = {}
     for c in comps:
         if c["type"] == "FLAT":
             net_major = c["price"]
@@ -205,14 +209,23 @@ def test_each_line_is_rounded_once_from_the_exact_amount(
             q, unit = quantity[c["type"]]
             if not q:
                 continue
-            steps = (q / c["step_size"]).to_integral_value(ROUND_CEILING)
-            net_major = steps * c["step_size"] * c["price"] / unit
+            step = 1 if c["type"] == "TIME" and parking_billed else c["step_size"]
+            steps = (q / step).to_integral_value(ROUND_CEILING)
+            net_major = steps * step * c["price"] / unit
         net = int((net_major * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-        rate = c.get("vat")
-        vat = 0 if rate is None else int((net * rate / 100).quantize(Decimal(1), ROUND_HALF_UP))
-        expected[Dimension(c["type"])] = (net, vat)
-    got = {line.dimension: (line.net.amount_minor, line.vat.amount_minor) for line in priced.lines}
+        expected[Dimension(c["type"])] = net
+        taxable[c.get("vat")] = taxable.get(c.get("vat"), 0) + net
+    vat_expected = {
+        rate: 0 if rate is None else int((net * rate / 100).quantize(Decimal(1), ROUND_HALF_UP))
+        for rate, net in taxable.items()
+    }
+    got = {line.dimension: line.net.amount_minor for line in priced.lines}
     assert got == expected
+    vat_got: dict[Decimal | None, int] = {}
+    for line in priced.lines:
+        vat_got[line.vat_rate] = vat_got.get(line.vat_rate, 0) + line.vat.amount_minor
+    assert vat_got == vat_expected
+    assert {v.rate: v.vat.amount_minor for v in priced.vat_breakdown()} == vat_expected
     _check_sums(priced)
 
 
