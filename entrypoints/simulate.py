@@ -38,6 +38,12 @@ STATIONS = [("DE", "Europe/Berlin"), ("NL", "Europe/Amsterdam"), ("FR", "Europe/
 VAT = {"DE": 19, "NL": 21, "FR": 20}
 
 
+def country_tariff(country: str) -> dict[str, Any]:
+    """The demo tariff of the stations in ``country``: its own id and the country's standard VAT
+    (a charge is taxed where the energy is supplied)."""
+    return demo_tariff(f"TARIFF-STD-{country}", vat=f"{VAT[country]}.0", country=country)
+
+
 def energy_register_sample(ocpp: Source, register_wh: int) -> SampledValue:
     """The energy register as each OCPP version sends it: 1.6 a string in Wh (default
     measurand), 2.0.1 a number in kWh with a unit-of-measure multiplier."""
@@ -53,10 +59,13 @@ def energy_register_sample(ocpp: Source, register_wh: int) -> SampledValue:
     )
 
 
-def demo_tariff(tariff_id: str = "TARIFF-STD", currency: str = "EUR") -> dict[str, Any]:
-    """An OCPI 2.2.1 tariff: 0.39/kWh by day, 0.29/kWh at night, idle fee after charging."""
+def demo_tariff(
+    tariff_id: str = "TARIFF-STD", currency: str = "EUR", vat: str = "19.0", country: str = "DE"
+) -> dict[str, Any]:
+    """An OCPI 2.2.1 tariff: 0.39/kWh by day, 0.29/kWh at night, idle fee after charging, with
+    the standard VAT rate ``vat`` of the ``country`` its stations are in."""
     return {
-        "country_code": "DE",
+        "country_code": country,
         "party_id": "EVL",
         "id": tariff_id,
         "currency": currency,
@@ -64,25 +73,17 @@ def demo_tariff(tariff_id: str = "TARIFF-STD", currency: str = "EUR") -> dict[st
         "elements": [
             {
                 "price_components": [
-                    {"type": "ENERGY", "price": "0.29", "vat": "19.0", "step_size": 1}
+                    {"type": "ENERGY", "price": "0.29", "vat": vat, "step_size": 1}
                 ],
                 "restrictions": {"start_time": "22:00", "end_time": "06:00"},
             },
+            {"price_components": [{"type": "ENERGY", "price": "0.39", "vat": vat, "step_size": 1}]},
             {
                 "price_components": [
-                    {"type": "ENERGY", "price": "0.39", "vat": "19.0", "step_size": 1}
+                    {"type": "PARKING_TIME", "price": "6.00", "vat": vat, "step_size": 300}
                 ]
             },
-            {
-                "price_components": [
-                    {"type": "PARKING_TIME", "price": "6.00", "vat": "19.0", "step_size": 300}
-                ]
-            },
-            {
-                "price_components": [
-                    {"type": "FLAT", "price": "0.50", "vat": "19.0", "step_size": 1}
-                ]
-            },
+            {"price_components": [{"type": "FLAT", "price": "0.50", "vat": vat, "step_size": 1}]},
         ],
         "last_updated": "2026-11-01T00:00:00Z",
     }
@@ -98,7 +99,6 @@ class NetworkSimulator:
         self.rng = random.Random(self.seed)
 
     def tariffs(self) -> list[TariffPublished]:
-        tariff = demo_tariff()
         return [
             TariffPublished(
                 Envelope.new(self.network_id, Source.ocpi),
@@ -107,6 +107,7 @@ class NetworkSimulator:
                 tariff["currency"],
                 json.dumps(tariff),
             )
+            for tariff in (country_tariff(country) for country, _ in STATIONS)
         ]
 
     def session(self, start: datetime) -> Iterator[Any]:
@@ -142,7 +143,7 @@ class NetworkSimulator:
             f"{station_id}*1",
             "1",
             transaction_id,
-            "TARIFF-STD",
+            f"TARIFF-STD-{country}",
             country,
             zone,
             payment_id,
@@ -237,18 +238,20 @@ class ChargingNetworkFlow:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.tariff_json = demo_tariff()
-        self.tariff = parse_tariff(self.tariff_json)
+        self.tariff_json = {country: country_tariff(country) for country, _ in STATIONS}
+        self.tariff = {country: parse_tariff(t) for country, t in self.tariff_json.items()}
 
     def tariffs(self) -> list[TariffPublished]:
+        """One tariff per country of the network's stations (its standard VAT rate)."""
         return [
             TariffPublished(
                 Envelope.new(self.network_id, Source.ocpi),
-                self.tariff_json["id"],
+                tariff["id"],
                 1,
-                self.tariff_json["currency"],
-                json.dumps(self.tariff_json),
+                tariff["currency"],
+                json.dumps(tariff),
             )
+            for tariff in self.tariff_json.values()
         ]
 
     def session(self, start: datetime) -> Iterator[Any]:
@@ -264,7 +267,7 @@ class ChargingNetworkFlow:
             return Envelope.new(self.network_id, src, occurred_at=at, correlation_id=session_id)
 
         hold = preauthorization_amount(
-            self.tariff, starts_at=start, time_zone=zone, cap=self.hold_cap
+            self.tariff[country], starts_at=start, time_zone=zone, cap=self.hold_cap
         )
         token = "tok_decline" if rng.random() < 0.02 else "tok_visa"
         yield AuthorizeRequested(
@@ -277,7 +280,7 @@ class ChargingNetworkFlow:
             f"{station_id}*1",
             "1",
             transaction_id,
-            self.tariff_json["id"],
+            self.tariff_json[country]["id"],
             country,
             zone,
             payment_id,
