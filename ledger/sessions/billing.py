@@ -20,6 +20,7 @@ from ledger.errors import CurrencyMismatch, LedgerError
 from ledger.events import CaptureRequested, CdrIssued, RevenueLine, VoidRequested
 from ledger.ids import SESSION_EFFECTS
 from ledger.money import Money
+from ledger.pricing._limits import vat_minor
 from ledger.pricing.price import PricedSession, price_session
 from ledger.pricing.tariffs import Tariff, UnknownTariff, parse_tariff_json
 from ledger.sessions.holds import hold_for, positive_hold
@@ -99,24 +100,78 @@ class Known:
 
 
 def scale_lines(lines: Sequence[RevenueLine], target: int) -> list[RevenueLine]:
-    """Revenue lines scaled down to sum to ``target`` (minor units, VAT included).
+    """Revenue lines scaled down to a capture of at most ``target`` (minor units, VAT incl.).
 
-    Each line's gross is scaled by target/total with the largest remainder (ties to the earlier
-    line); its net is the same share of the scaled gross as before, rounded half-up, and VAT is
-    the rest. The result sums to ``target`` exactly."""
+    VAT stays per rate (EN 16931 BR-CO-17, as in pricing): the target is shared over the VAT
+    rates by gross (largest remainder, ties to the earlier rate); each rate gets the largest
+    net whose net + VAT (rounded once on that net) fits its share, and a cent a rate cannot
+    take (its gross steps by 2 there) goes to another rate that can. A rate's net is split
+    over its lines by their nets and its VAT by the new nets (largest remainder). The result
+    sums to ``target``, or to less (by at most a cent per positive VAT rate) where no split of
+    ``target`` has every rate's VAT equal to its net times the rate: the capture is then that
+    sum, never a VAT that disagrees with the bill."""
     gross = [line.amount_excl_vat + line.vat_amount for line in lines]
     total = sum(gross)
     if total <= 0 or target >= total:
         return list(lines)
-    shares = [g * target // total for g in gross]
-    by_remainder = sorted(range(len(lines)), key=lambda i: (-(gross[i] * target % total), i))
-    for i in by_remainder[: target - sum(shares)]:
+    members: dict[str | None, list[int]] = {}
+    for i, line in enumerate(lines):
+        members.setdefault(line.vat_rate, []).append(i)
+    rates = list(members)
+    decimal_rates = [None if r is None else Decimal(r) for r in rates]
+    caps = [sum(lines[i].amount_excl_vat for i in members[r]) for r in rates]
+    shares = _largest_remainder([sum(gross[i] for i in members[r]) for r in rates], target)
+    nets = [
+        _largest_net_within(share, rate, cap)
+        for share, rate, cap in zip(shares, decimal_rates, caps, strict=True)
+    ]
+    left = target - sum(n + vat_minor(n, r) for n, r in zip(nets, decimal_rates, strict=True))
+    moved = True
+    while left > 0 and moved:  # cents a rate could not take: give them to one that can
+        moved = False
+        for k, rate in enumerate(decimal_rates):
+            if nets[k] < caps[k]:
+                step = 1 + vat_minor(nets[k] + 1, rate) - vat_minor(nets[k], rate)
+                if step <= left:
+                    nets[k] += 1
+                    left -= step
+                    moved = True
+                    if not left:
+                        break
+    scaled: list[RevenueLine | None] = [None] * len(lines)
+    for rate, net, decimal_rate in zip(rates, nets, decimal_rates, strict=True):
+        idx = members[rate]
+        line_nets = _largest_remainder([lines[i].amount_excl_vat for i in idx], net)
+        line_vats = _largest_remainder(line_nets, vat_minor(net, decimal_rate))
+        for i, n, v in zip(idx, line_nets, line_vats, strict=True):
+            line = lines[i]
+            scaled[i] = RevenueLine(line.dimension, n, v, line.vat_rate, line.quantity)
+    return [line for line in scaled if line is not None]
+
+
+def _largest_remainder(weights: Sequence[int], amount: int) -> list[int]:
+    """``amount`` split in proportion to ``weights`` (largest remainder, ties to the earlier);
+    all of it to the first when every weight is 0."""
+    total = sum(weights)
+    if total <= 0:
+        return [amount if i == 0 else 0 for i in range(len(weights))]
+    shares = [w * amount // total for w in weights]
+    order = sorted(range(len(weights)), key=lambda i: (-(weights[i] * amount % total), i))
+    for i in order[: amount - sum(shares)]:
         shares[i] += 1
-    scaled = []
-    for line, g, share in zip(lines, gross, shares, strict=True):
-        net = (2 * share * line.amount_excl_vat + g) // (2 * g) if g else 0
-        scaled.append(RevenueLine(line.dimension, net, share - net, line.vat_rate, line.quantity))
-    return scaled
+    return shares
+
+
+def _largest_net_within(gross: int, rate: Decimal | None, cap: int) -> int:
+    """The largest net in [0, cap] whose net + VAT (rounded once) is at most ``gross``."""
+    lo, hi = 0, min(cap, gross)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if mid + vat_minor(mid, rate) <= gross:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _whole(value: Decimal) -> int:
@@ -223,9 +278,13 @@ def bill(
         return Applied(billed, events=(issued, void), cdrs=(cdr,))
     lines = priced.revenue_lines()
     capture = total.min(held)
+    if capture != total:
+        # Capped: the capture is what the scaled lines add up to, so the bill's lines and VAT
+        # per rate are exactly what is captured (a cent under the hold where VAT needs it).
+        lines = scale_lines(lines, capture.amount_minor)
+        capture = Money(sum(x.amount_excl_vat + x.vat_amount for x in lines), total.currency)
     shortfall = total - capture
     if not shortfall.is_zero:
-        lines = scale_lines(lines, capture.amount_minor)
         billed = dataclasses.replace(
             billed,
             shortfall_minor=shortfall.amount_minor,

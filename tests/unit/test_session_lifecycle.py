@@ -313,5 +313,13 @@ def test_the_capture_never_exceeds_the_hold_and_covers_the_bill_or_the_hold(
     (capture,) = captures
     (cdr,) = fold.of(CdrIssued)
     assert capture.amount.amount_minor <= held
-    assert capture.amount == cdr.total_incl_vat.min(Money(held, "EUR"))
+    # Capped at the hold, or a cent under it where no split of the hold keeps VAT per rate
+    # (ledger.sessions.billing.scale_lines); the capture is exactly what its lines add up to.
+    cap = cdr.total_incl_vat.min(Money(held, "EUR"))
+    assert cap.amount_minor - capture.amount.amount_minor in (
+        (0, 1) if cap < cdr.total_incl_vat else (0,)
+    )
+    assert capture.amount.amount_minor == sum(
+        x.amount_excl_vat + x.vat_amount for x in capture.lines
+    )
     assert s.captured_minor + s.shortfall_minor == cdr.total_incl_vat.amount_minor

@@ -4,6 +4,7 @@ resolution at session start, deterministic ids."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from ledger.dimensions import Dimension
 from ledger.events import RevenueLine
+from ledger.pricing._limits import allocate_vat, vat_minor
 from ledger.pricing.tariffs import UnknownTariff
 from ledger.sessions.billing import derived_id, resolve_tariff, scale_lines
 from ledger.sessions.session import TariffVersion
@@ -22,12 +24,26 @@ def line(dim: Dimension, net: int, vat: int) -> RevenueLine:
     return RevenueLine(dim, net, vat, "20", "1")
 
 
-def test_capped_lines_sum_to_the_capture_and_keep_their_vat_ratio() -> None:
+def test_capped_lines_sum_to_the_capture_and_keep_their_vat_rate() -> None:
     lines = [line(Dimension.ENERGY, 1000, 200), line(Dimension.PARKING_TIME, 500, 100)]
     scaled = scale_lines(lines, 1000)  # 1800 -> 1000: 2/3 and 1/3 of the hold
-    assert [(x.amount_excl_vat, x.vat_amount) for x in scaled] == [(556, 111), (278, 55)]
+    # One 20% rate: net 833 + VAT 167 (833 x 20% = 166.6, rounded once) = 1000; the net split
+    # 2:1 (555 + 278), the VAT by the new nets (111 + 56).
+    assert [(x.amount_excl_vat, x.vat_amount) for x in scaled] == [(555, 111), (278, 56)]
     assert sum(x.amount_excl_vat + x.vat_amount for x in scaled) == 1000
     assert [x.dimension for x in scaled] == [Dimension.ENERGY, Dimension.PARKING_TIME]
+
+
+def test_a_capture_that_no_vat_consistent_split_reaches_stops_a_cent_short() -> None:
+    # 21%: net 83 + VAT 17 (17.43) = 100, net 84 + VAT 18 (17.64) = 102: no net gives 101, so
+    # a hold of 1.01 captures 1.00 (the shortfall grows by a cent) and VAT stays 21% of the net.
+    lines = [RevenueLine(Dimension.ENERGY, 1000, 210, "21", "1")]
+    assert [(x.amount_excl_vat, x.vat_amount) for x in scale_lines(lines, 101)] == [(83, 17)]
+    # With a second rate the cent goes there instead: 0% takes any amount.
+    mixed = [*lines, RevenueLine(Dimension.FLAT, 100, 0, "0", "1")]
+    scaled = scale_lines(mixed, 101)
+    assert sum(x.amount_excl_vat + x.vat_amount for x in scaled) == 101
+    assert [(x.amount_excl_vat, x.vat_amount) for x in scaled] == [(77, 16), (8, 0)]  # 93 + 8
 
 
 def test_lines_are_untouched_when_the_hold_covers_the_total() -> None:
@@ -36,18 +52,36 @@ def test_lines_are_untouched_when_the_hold_covers_the_total() -> None:
 
 
 @given(
-    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**5)), min_size=1, max_size=6),
+    st.lists(
+        st.tuples(st.integers(0, 10**6), st.sampled_from([None, "0", "7", "20", "21"])),
+        min_size=1,
+        max_size=6,
+    ),
     st.integers(0, 10**6),
 )
-def test_scaled_lines_always_sum_exactly_to_the_target(
-    amounts: list[tuple[int, int]], target: int
+def test_scaled_lines_sum_to_the_target_or_a_cent_below_with_vat_per_rate(
+    amounts: list[tuple[int, str | None]], target: int
 ) -> None:
-    lines = [line(Dimension.ENERGY, net, vat) for net, vat in amounts]
-    total = sum(net + vat for net, vat in amounts)
+    rates = [None if r is None else Decimal(r) for _, r in amounts]
+    vats = allocate_vat([net for net, _ in amounts], rates)
+    lines = [
+        RevenueLine(Dimension.ENERGY, net, vat, rate, "1")
+        for (net, rate), vat in zip(amounts, vats, strict=True)
+    ]
+    total = sum(net for net, _ in amounts) + sum(vats)
     scaled = scale_lines(lines, target)
-    expected = min(target, total) if total else 0
-    assert sum(x.amount_excl_vat + x.vat_amount for x in scaled) == expected
+    captured = sum(x.amount_excl_vat + x.vat_amount for x in scaled)
+    if target >= total:
+        assert scaled == lines
+        return
+    assert target - 1 <= captured <= target  # a cent short only where VAT per rate needs it
     assert all(x.amount_excl_vat >= 0 and x.vat_amount >= 0 for x in scaled)
+    by_rate: dict[str | None, list[int]] = {}
+    for x in scaled:
+        net, vat = by_rate.setdefault(x.vat_rate, [0, 0])
+        by_rate[x.vat_rate] = [net + x.amount_excl_vat, vat + x.vat_amount]
+    for rate, (net, vat) in by_rate.items():
+        assert vat == vat_minor(net, None if rate is None else Decimal(rate))
 
 
 def version(n: int, published: datetime) -> TariffVersion:
