@@ -31,12 +31,14 @@ from entrypoints import http_errors
 from entrypoints.bootstrap import database_url as default_database_url
 from ledger import validation
 from ledger.errors import InfrastructureError
+from ledger.sessions.rules import UnknownSession
 
 Limit = Query(100, ge=1, le=finance.MAX_LIMIT, description="rows per page")
 Offset = Query(0, ge=0, description="rows to skip")
 AsOf = Query(None, description="business time, with a zone (2026-11-20T00:00:00Z)")
 Prefix = Query(None, max_length=validation.ID_MAX, description="account code prefix, e.g. assets:")
 PaymentId = Path(min_length=1, max_length=validation.ID_MAX, description="payment id")
+SessionId = Path(min_length=1, max_length=validation.ID_MAX, description="session id")
 Group = Query(None, max_length=validation.ID_MAX, description="consumer group")
 
 
@@ -64,7 +66,8 @@ class ErrorBody(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "INVALID_PARAMETER: a control character or an "
           "over-long path or query parameter"},
-    404: {"model": ErrorBody, "description": "NOT_FOUND (no such route), UNKNOWN_PAYMENT_ID"},
+    404: {"model": ErrorBody,
+          "description": "NOT_FOUND (no such route), UNKNOWN_PAYMENT_ID, UNKNOWN_SESSION"},
     405: {"model": ErrorBody, "description": "METHOD_NOT_ALLOWED"},
     422: {"model": ErrorBody, "description": "INVALID_REQUEST: a parameter of the wrong form; "
           "VALIDATION_ERROR: as_of without a zone"},
@@ -207,6 +210,42 @@ class HeldSession(BaseModel):
     cleared_by: str | None
 
 
+class SessionCdr(BaseModel):
+    cdr_id: str
+    kind: str = Field(description="issued | credited")
+    currency: str
+    total_excl_vat: int = Field(description="minor units")
+    total_incl_vat: int = Field(description="minor units")
+    replaces_cdr_id: str | None
+    credited_cdr_id: str | None
+    signed_status: str | None = Field(description="verified, a reason code, or null (unsigned)")
+    signed_data: str | None = Field(description="OCPI CDR signed_data, JSON text")
+
+
+class SessionDetail(BaseModel):
+    session_id: str
+    network_id: str
+    station_id: str
+    country: str
+    status: str
+    reason_code: str | None
+    reason_detail: str | None
+    tariff_id: str
+    tariff_version: int | None
+    payment_id: str | None
+    started_at: datetime
+    stopped_at: datetime | None
+    currency: str | None
+    captured_minor: int
+    refunded_minor: int
+    shortfall_minor: int
+    signed_status: str | None = Field(
+        description="signed meter values: verified, the first failing reason code, or null"
+    )
+    flags: list[dict[str, Any]]
+    cdrs: list[SessionCdr]
+
+
 # -- the app ------------------------------------------------------------------------------------
 def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     """The API for the ledger in ``database_url`` (default: the settings' database)."""
@@ -259,7 +298,14 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
 
     Db = Depends(conn)
 
-    http_errors.install(app, overrides={finance.UnknownPaymentId: 404, postgres.SchemaBehind: 503})
+    http_errors.install(
+        app,
+        overrides={
+            finance.UnknownPaymentId: 404,
+            UnknownSession: 404,
+            postgres.SchemaBehind: 503,
+        },
+    )
 
     @app.get("/health", tags=["operations"], response_model=Health)
     def health(db: finance.Conn = Db) -> dict[str, Any]:
@@ -362,6 +408,30 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
 
         fetched = sessions_store.held_sessions(current(db), limit + 1, offset)
         return _page(finance.Page.of(fetched, limit, offset))
+
+    # After /sessions/held: routes match in order, and 'held' is not a session id.
+    @app.get("/sessions/{session_id}", tags=["operations"], response_model=SessionDetail)
+    def session(session_id: str = SessionId, db: finance.Conn = Db) -> dict[str, Any]:
+        """One charging session: its status and reason, what was billed and captured, the
+        verification of its signed meter values and its CDRs. 404 if unknown."""
+        from connectors import sessions_store
+
+        conn = current(db)
+        found = sessions_store.load_sessions(conn, [session_id]).get(session_id)
+        if found is None:
+            raise UnknownSession("no such session", session_id=session_id)
+        fields = {
+            name: getattr(found, name)
+            for name in SessionDetail.model_fields
+            if name not in ("flags", "cdrs")
+        }
+        fields["status"] = found.status.value
+        fields["flags"] = [sessions_store.flag_json(f) for f in found.flags]
+        fields["cdrs"] = [
+            {name: getattr(c, name) for name in SessionCdr.model_fields} | {"kind": c.kind.value}
+            for c in sessions_store.cdrs_of(conn, session_id)
+        ]
+        return fields
 
     return app
 

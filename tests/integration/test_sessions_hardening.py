@@ -413,3 +413,22 @@ def test_held_sessions_are_listed_by_the_api_and_the_cli(app: App, harness: Harn
     assert result.exit_code == 0, result.output
     (line,) = [x for x in result.output.splitlines() if s.id in x]
     assert "INVALID_HOLD" in line and "INVALID_AMOUNT" in line and "authorized" in line
+
+
+def test_one_session_is_shown_by_the_api_with_its_cdrs_and_signed_status(
+    app: App, harness: Harness
+) -> None:
+    s = Session("shown")
+    harness.feed(s.authorized(3000))
+    harness.feed(*charged(s))
+    with TestClient(create_app(app.settings, database_url=harness.url)) as client:
+        answer = client.get(f"/sessions/{s.id}")
+        unknown = client.get("/sessions/S-nowhere")
+        held = client.get("/sessions/held", params={"limit": 1})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["session_id"], body["status"], body["signed_status"]) == (s.id, "billed", None)
+    (cdr,) = body["cdrs"]
+    assert cdr["kind"] == "issued" and cdr["total_incl_vat"] == body["captured_minor"] > 0
+    assert unknown.status_code == 404 and unknown.json()["code"] == "UNKNOWN_SESSION"
+    assert held.status_code == 200  # /sessions/held is still its own route
