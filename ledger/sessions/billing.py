@@ -129,9 +129,9 @@ def scale_lines(lines: Sequence[RevenueLine], target: int) -> list[RevenueLine]:
     moved = True
     while left > 0 and moved:  # cents a rate could not take: give them to one that can
         moved = False
-        for k, rate in enumerate(decimal_rates):
+        for k, decimal_rate in enumerate(decimal_rates):
             if nets[k] < caps[k]:
-                step = 1 + vat_minor(nets[k] + 1, rate) - vat_minor(nets[k], rate)
+                step = 1 + vat_minor(nets[k] + 1, decimal_rate) - vat_minor(nets[k], decimal_rate)
                 if step <= left:
                     nets[k] += 1
                     left -= step
@@ -139,8 +139,8 @@ def scale_lines(lines: Sequence[RevenueLine], target: int) -> list[RevenueLine]:
                     if not left:
                         break
     scaled: list[RevenueLine | None] = [None] * len(lines)
-    for rate, net, decimal_rate in zip(rates, nets, decimal_rates, strict=True):
-        idx = members[rate]
+    for key, net, decimal_rate in zip(rates, nets, decimal_rates, strict=True):
+        idx = members[key]
         line_nets = _largest_remainder([lines[i].amount_excl_vat for i in idx], net)
         line_vats = _largest_remainder(line_nets, vat_minor(net, decimal_rate))
         for i, n, v in zip(idx, line_nets, line_vats, strict=True):
