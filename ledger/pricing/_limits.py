@@ -131,8 +131,8 @@ def _smallest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
 
 def apply_price_limits(drafts: list[LineDraft], limits: PriceLimits) -> tuple[bool, bool]:
     """Raise to min_price / cap at max_price (both excl. and incl. VAT where given), then set
-    the VAT per rate from the final nets and allocate it to the lines. Adjusts ``drafts`` in place; returns whether the
-    min / max price applied."""
+    the VAT per rate from the final nets and allocate it to the lines. Adjusts ``drafts`` in
+    place; returns whether the min / max price applied."""
     rates = [d.vat_rate for d in drafts]
     nets = [d.net for d in drafts]
     net = sum(nets)
