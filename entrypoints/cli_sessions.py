@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from entrypoints.bootstrap import App, bootstrap
+from ledger.accounting.vat_rates import VatRates
 from ledger.money import Money
 
 console = Console()
@@ -81,6 +82,15 @@ def run(
         help="a network whose sessions with failed signed meter values are held for review "
         "(repeat); elsewhere they are billed and flagged",
     ),
+    hold_vat_mismatch: list[str] = typer.Option(
+        [],
+        "--hold-vat-mismatch",
+        help="a network whose sessions billed at another VAT rate than their country's standard "
+        "rate are held for review (repeat); elsewhere they are billed and flagged",
+    ),
+    vat_rates: Path = typer.Option(
+        None, "--vat-rates", help="TOML rate table (EVLEDGER_VAT_RATES; default: built in)"
+    ),
 ) -> None:
     """Run the sessions processor (exactly-once into PostgreSQL, events via the outbox)."""
     from ledger.sessions.rules import SessionsConfig, ShortfallPolicy
@@ -90,6 +100,8 @@ def run(
         shortfall_policy=ShortfallPolicy(shortfall_policy),
         single_phase_connectors=frozenset(single_phase),
         signed_hold_networks=frozenset(hold_unverified),
+        vat_rates=_vat_rates(vat_rates),
+        vat_hold_networks=frozenset(hold_vat_mismatch),
     )
     processor = build_sessions_processor(_app(), group=group, config=config)
     try:
@@ -324,3 +336,13 @@ def publish(
     publisher.publish(event)
     publisher.flush()
     console.print(f"published {tariff.id} v{version} ({tariff.currency}) to tariffs.events")
+
+
+def _vat_rates(path: Path | None) -> VatRates:
+    """The VAT rate table: ``path``, else EVLEDGER_VAT_RATES, else the built-in one."""
+    from connectors.settings import Settings
+
+    if path is None:
+        configured = Settings.from_env().vat_rates
+        path = Path(configured) if configured else None
+    return VatRates.parse(path.read_text()) if path is not None else VatRates.default()

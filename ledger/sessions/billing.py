@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from ledger.accounting.vat_rates import UnknownVatCountry
 from ledger.envelope import Envelope, Source
 from ledger.errors import CurrencyMismatch, LedgerError
 from ledger.events import CaptureRequested, CdrIssued, RevenueLine, VoidRequested
@@ -402,6 +403,34 @@ def check_signed(
     return s, Rejection(check.status, f"signed meter values not verified: {detail}")
 
 
+def check_vat(
+    s: Session, priced: PricedSession, config: SessionsConfig
+) -> tuple[Session, Rejection | None]:
+    """``s`` flagged VAT_RATE_MISMATCH for each priced line whose VAT rate is not the standard
+    rate of its country of supply on the supply date (``ledger.accounting.vat_rates``), and the
+    rejection that holds it where the network's policy says so. A country the rate table does
+    not know is not checked."""
+    if config.vat_rates is None or s.stopped_at is None:
+        return s, None
+    lines = [(line.dimension.value, line.vat_rate) for line in priced.revenue_lines()]
+    try:
+        found = config.vat_rates.mismatches(lines, s.country, s.stopped_at.date())
+    except UnknownVatCountry:
+        return s, None
+    if not found:
+        return s, None
+    detail = "; ".join(str(m) for m in found)
+    flag = MeterFlag(MeterFlagCode.VAT_RATE_MISMATCH, s.session_id, None, None,
+                     f"{s.country}: {detail}")  # fmt: skip
+    s = dataclasses.replace(s, flags=(*s.flags, flag))
+    if s.network_id not in config.vat_hold_networks:
+        return s, None
+    return s, Rejection(
+        MeterFlagCode.VAT_RATE_MISMATCH.value,
+        f"taxed at another rate than {s.country}'s standard rate: {detail}; correct the tariff",
+    )
+
+
 def price_and_bill(
     s: Session,
     readings: Iterable[SessionReading],
@@ -440,6 +469,11 @@ def price_and_bill(
             return Applied(
                 marked(s, SessionStatus.HELD, unverified.code, unverified.detail),
                 rejection=unverified,
+            )
+        s, mistaxed = check_vat(s, priced, known.config)
+        if mistaxed is not None:
+            return Applied(
+                marked(s, SessionStatus.HELD, mistaxed.code, mistaxed.detail), rejection=mistaxed
             )
         hold = hold_for(s, tariff, known.holds, known.config)
         return bill(s, found.version, priced, hold, known.config, cause)

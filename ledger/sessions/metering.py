@@ -69,6 +69,9 @@ class MeterFlagCode(StrEnum):
     METER_KEY_UNREGISTERED = "METER_KEY_UNREGISTERED"
     METER_KEY_MISMATCH = "METER_KEY_MISMATCH"
     SIGNED_ENERGY_MISMATCH = "SIGNED_ENERGY_MISMATCH"
+    # Not about the meter but about the bill (ledger.sessions.billing.check_vat): a line taxed
+    # at another rate than the country of supply's; blocking only where the network holds them.
+    VAT_RATE_MISMATCH = "VAT_RATE_MISMATCH"
 
 
 #: Flags after which the energy total is not the register's word: hold the CDR for review.

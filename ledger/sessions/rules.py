@@ -9,6 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from ledger.accounting.vat_rates import VatRates
 from ledger.errors import ValidationError
 from ledger.pricing.preauth import DEFAULT_MAX_DURATION, DEFAULT_MAX_POWER_KW
 
@@ -70,6 +71,12 @@ class SessionsConfig:
     signed_hold_networks: frozenset[str] = field(default_factory=frozenset)
     #: How far the signed energy (end - start register) may be from the billed energy.
     signed_energy_tolerance_wh: Decimal = Decimal(1)
+    #: Standard VAT rates by country and date; a bill line at another rate of the session's
+    #: country of supply is flagged VAT_RATE_MISMATCH (None: not checked).
+    vat_rates: VatRates | None = field(default_factory=VatRates.default)
+    #: Networks whose policy holds such a session for review (``--hold-vat-mismatch``);
+    #: elsewhere it is billed and flagged.
+    vat_hold_networks: frozenset[str] = field(default_factory=frozenset)
 
     def holds_unverified(self, network_id: str) -> bool:
         """The network's policy for failed signed meter values: hold (True) or bill and flag."""
@@ -139,6 +146,12 @@ RELEASE_ACTIONS: dict[str, str] = {
         "the signed start and end registers disagree with the energy billed: compare the "
         "readings (evledger sessions show ID) with the signed data, then evledger sessions "
         "release ID --reason TEXT: bills the energy as measured, flagged"
+    ),
+    "VAT_RATE_MISMATCH": (
+        "the tariff's VAT rate is not the country of supply's standard rate: publish a "
+        "corrected tariff version for the stations in that country; if the rate is right (a "
+        "reduced rate the table lacks), add it to EVLEDGER_VAT_RATES; then evledger sessions "
+        "release ID --reason TEXT bills the session as priced, flagged"
     ),
     "CURRENCY_MISMATCH": (
         "the hold and the tariff are in different currencies: correct the payment or the "

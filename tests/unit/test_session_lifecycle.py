@@ -323,3 +323,22 @@ def test_the_capture_never_exceeds_the_hold_and_covers_the_bill_or_the_hold(
         x.amount_excl_vat + x.vat_amount for x in capture.lines
     )
     assert s.captured_minor + s.shortfall_minor == cdr.total_incl_vat.amount_minor
+
+
+def test_a_line_taxed_at_another_rate_than_the_country_s_is_flagged_or_held_by_policy() -> None:
+    def dutch(config: SessionsConfig) -> Fold:
+        start = dataclasses.replace(started(), country="NL")  # the tariff says 19 %, NL is 21 %
+        return Fold(known(hold(5000), config=config)).feed(
+            start, reading(1, 30, 10_000), stopped(30, 10_000)
+        )
+
+    billed = dutch(SessionsConfig())
+    s = billed.sessions["S-1"]
+    assert s.status is SessionStatus.BILLED and billed.of(CaptureRequested)
+    (flag,) = [f for f in s.flags if f.code.value == "VAT_RATE_MISMATCH"]
+    assert "standard rate 21 %" in flag.detail
+    held = dutch(SessionsConfig(vat_hold_networks=frozenset({"net"})))
+    assert held.sessions["S-1"].status is SessionStatus.HELD and not held.emitted
+    assert held.rejected == [("SessionStopped", "VAT_RATE_MISMATCH")]
+    german = Fold(known(hold(5000))).feed(started(), reading(1, 30, 10_000), stopped(30, 10_000))
+    assert german.sessions["S-1"].flags == ()
