@@ -16,6 +16,9 @@ import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from bench.harness import BenchContext, Metric, rate
 from ledger.envelope import Envelope
 from ledger.events import (
@@ -33,6 +36,7 @@ from ledger.sessions.lifecycle import SessionEvent, apply
 from ledger.sessions.metering import MeteredInterval, MeteredSession
 from ledger.sessions.rules import SessionsConfig
 from ledger.sessions.session import MeterKey, Session, SessionFacts, SessionReading, TariffVersion
+from ledger.sessions.signed import SignedValue, check_session
 
 TARGET_PER_S = 20_000
 ZONE = "Europe/Amsterdam"
@@ -173,6 +177,47 @@ def apply_all(known: Known, sessions: list[list[SessionEvent]]) -> int:
     return total
 
 
+def signed_sessions(count: int) -> tuple[list[tuple[SignedValue, SignedValue]], str]:
+    """``count`` sessions' signed start and end records (OCMF, ECDSA secp256r1, as a meter
+    signs them), one meter key for all; and that key (DER hex)."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    key = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .hex()
+    )
+
+    def record(tx: str, kwh: float, at: str) -> SignedValue:
+        reading = {"TM": f"{at},000+0000 S", "TX": tx, "RV": kwh, "RI": "1-b:1.8.0", "RU": "kWh",
+                   "RT": "AC", "ST": "G"}  # fmt: skip
+        payload = json.dumps(
+            {"FV": "1.0", "GI": "bench", "GS": "B-1", "GV": "1", "PG": "T1", "MV": "Bench",
+             "MM": "M1", "MS": "METER-1", "IS": False, "IL": "NONE", "IF": [], "IT": "NONE",
+             "ID": "", "RD": [reading]},
+            separators=(",", ":"),
+        )  # fmt: skip
+        signature = private.sign(payload.encode(), ec.ECDSA(hashes.SHA256()))
+        return SignedValue(
+            f'OCMF|{payload}|{{"SA":"ECDSA-secp256r1-SHA256","SD":"{signature.hex()}"}}'
+        )
+
+    out = []
+    for n in range(count):
+        kwh = 5 + n % 40
+        out.append((record("B", 100.0, "2026-11-20T10:00:00"),
+                    record("E", 100.0 + kwh, "2026-11-20T11:00:00")))  # fmt: skip
+    return out, key
+
+
+def verify_all(sessions: list[tuple[SignedValue, SignedValue]], key: str) -> int:
+    """Check every session's signed records as the sessions processor does; how many verified."""
+    verified = 0
+    for n, (start, end) in enumerate(sessions):
+        billed = Decimal((5 + n % 40) * 1000)
+        verified += check_session((start, end), [key], billed, Decimal(1)).verified
+    return verified
+
+
 def run(ctx: BenchContext) -> list[Metric]:
     tariff = parse_tariff(REALISTIC_TARIFF)
     sessions = make_sessions(ctx.n(5_000))
@@ -194,6 +239,9 @@ def run(ctx: BenchContext) -> list[Metric]:
     assert apply_all(known, reported[:50]) == price_all(tariff, sessions[:50])
     through_rules = rate(len(sessions), lambda: apply_all(known, reported))
     priced_metric = Metric("sessions_priced_per_s", priced, "sessions/s")
+    signed, key = signed_sessions(ctx.n(300))
+    assert verify_all(signed[:20], key) == 20  # a bench of failures would measure nothing
+    verified = rate(len(signed), lambda: verify_all(signed, key))
     return [
         baseline,
         Metric.against(
@@ -219,5 +267,14 @@ def run(ctx: BenchContext) -> list[Metric]:
             note="ledger.sessions.lifecycle.apply over each session's 24 events (start, states,"
             " 20 readings, stop: meter rebuilt, priced, CDR and event built); ratio to pricing"
             " the same sessions alone",
+        ),
+        Metric.against(
+            "signed_sessions_verified_per_s",
+            verified,
+            "sessions/s",
+            priced_metric,
+            note=f"two OCMF records per session (ECDSA secp256r1, pyocmf) parsed, verified and"
+            f" compared with the billed energy: {1000 / verified:.2f} ms per session; ratio to"
+            " pricing a session",
         ),
     ]
