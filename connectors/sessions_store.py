@@ -431,6 +431,16 @@ def insert_cdrs(conn: Conn, cdrs: Sequence[CdrRecord]) -> None:
         )
 
 
+def sessions_of_cdrs(conn: Conn, cdr_ids: Collection[str]) -> dict[str, str]:
+    """The session of each of ``cdr_ids`` that this processor issued (others are absent)."""
+    if not cdr_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT cdr_id, session_id FROM session_cdrs WHERE cdr_id = ANY(%s)", (list(cdr_ids),)
+    ).fetchall()
+    return {cdr: session for cdr, session in rows}
+
+
 def cdrs_of(conn: Conn, session_id: str) -> list[CdrRecord]:
     """Every CDR of the session in the order it was written (issued, credited, issued, ...)."""
     rows = conn.execute(

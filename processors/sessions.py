@@ -47,12 +47,15 @@ from ledger.sessions.session import (
     StateChange,
     TariffVersion,
 )
+from ledger.sessions.settled import Outcome, settle
 from processors.base import Effects, PostgresProcessor, Wiring
 
 GROUP = "evledger-sessions"
 TOPICS = ("tariffs.events", "payments.events", "sessions.events")
 
 log = logging.getLogger("evledger.sessions")
+SETTLING = Outcome.__args__
+"""Payment outcomes that change a billed session's captured or receivable amount."""
 
 
 # ------------------------------------------------------------------------------------ handler
@@ -66,7 +69,9 @@ class SessionsHandler:
     def handle(self, tx: Effects, records: Sequence[Consumed]) -> None:
         published = [r for r in records if isinstance(r.event, TariffPublished)]
         self._tariffs(tx, published)
-        authorized = self._holds(tx, [r for r in records if r.topic == "payments.events"])
+        payment_records = [r for r in records if r.topic == "payments.events"]
+        authorized = self._holds(tx, payment_records)
+        self._outcomes(tx, payment_records)
         self._bill_waiting(
             tx, {r.event.tariff_id for r in published if r.topic == "tariffs.events"}, authorized
         )
@@ -124,6 +129,29 @@ class SessionsHandler:
                 changed.add(e.payment_id)
         store.save_holds(tx.conn, [holds[pid] for pid in sorted(changed)])
         return {pid for pid in changed if holds[pid].authorized and pid not in before}
+
+    def _outcomes(self, tx: Effects, records: list[Consumed]) -> None:
+        """Keep the captured and receivable amounts of billed sessions as the payment outcomes
+        that name their CDRs say (``ledger.sessions.settled``)."""
+        outcomes = [
+            r.event
+            for r in records
+            if isinstance(r.event, SETTLING) and getattr(r.event, "cdr_id", None) is not None
+        ]
+        if not outcomes:
+            return
+        owners = store.sessions_of_cdrs(tx.conn, {e.cdr_id for e in outcomes})
+        sessions = store.load_sessions(tx.conn, set(owners.values()))
+        changed: set[str] = set()
+        for event in outcomes:
+            session_id = owners.get(event.cdr_id)
+            if session_id is None or session_id not in sessions:
+                continue  # a CDR of another system: not ours to follow
+            after = settle(sessions[session_id], event)
+            if after != sessions[session_id]:
+                sessions[session_id] = after
+                changed.add(session_id)
+        store.save_sessions(tx.conn, [sessions[sid] for sid in sorted(changed)])
 
     def _bill_waiting(self, tx: Effects, tariff_ids: set[str], payment_ids: set[str]) -> None:
         """Bill sessions whose stop waited for one of ``tariff_ids``, or for an accepted hold of

@@ -158,6 +158,9 @@ class Session:
     #: the OCPI ``signed_data`` JSON text the CDR carries.
     signed_status: str | None = None
     signed_data: str | None = None
+    #: Owed by the customer after a declined capture, until collected or written off
+    #: (``ledger.sessions.settled``); ``captured_minor`` then counts what was captured.
+    receivable_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -432,3 +432,32 @@ def test_one_session_is_shown_by_the_api_with_its_cdrs_and_signed_status(
     assert cdr["kind"] == "issued" and cdr["total_incl_vat"] == body["captured_minor"] > 0
     assert unknown.status_code == 404 and unknown.json()["code"] == "UNKNOWN_SESSION"
     assert held.status_code == 200  # /sessions/held is still its own route
+
+
+def test_a_declined_capture_moves_the_session_from_captured_to_receivable(
+    harness: Harness,
+) -> None:
+    from ledger.events import ReceivableWrittenOff
+    from ledger.settlement.outcomes import SettledAttempt, outcome_events
+
+    s = Session("declined")
+    harness.feed(s.authorized(3000))
+    (request,) = harness.feed(*charged(s)).of(CaptureRequested, payment_id=s.payment_id)
+    billed = harness.session(s.id)
+    assert billed.captured_minor == request.amount.amount_minor > 0
+    declined = SettledAttempt(False, "sandbox", None, None, "CARD_DECLINED", "no", ())
+    (failed,), _ = outcome_events(request, declined)
+    harness.feed(failed)
+    owed = harness.session(s.id)
+    assert (owed.captured_minor, owed.receivable_minor) == (0, request.amount.amount_minor)
+    assert owed.status == "billed"  # the supply is billed all the same: a receivable
+    harness.feed(
+        ReceivableWrittenOff(
+            Envelope.new("net", Source.internal),
+            s.payment_id,
+            request.cdr_id,
+            request.amount,
+            "insolvent",
+        )
+    )
+    assert harness.session(s.id).receivable_minor == 0
