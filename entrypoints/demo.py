@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from connectors import postgres
+from connectors import postgres, sessions_store
 from connectors.provider_registry import ProviderRegistry, shared_sandbox
 from entrypoints.bootstrap import App
 from entrypoints.simulate import ChargingNetworkFlow
@@ -82,6 +82,12 @@ def run_demo(
     flow = ChargingNetworkFlow(
         network_id or app.settings.network_id, seed=int(time.time()) if seed is None else seed
     )
+    keys = flow.meter_keys()
+    with postgres.connect(url) as conn:  # the Eichrecht meters' keys, as an operator registers
+        for station_id, key in keys.items():
+            sessions_store.register_meter_key(conn, station_id, key, "demo meter")
+        conn.commit()
+    console.print(f"registered the signing meter keys of {len(keys)} stations")
     publisher = app.publisher()
     started = time.perf_counter()
     # Tariffs come first, as in a real network: a session's tariff is known before it starts.
@@ -165,6 +171,16 @@ def _summaries(url: str, console: Console) -> None:
     )
     _table(
         console, "charging sessions", ["status", "Sessions", "Shortfall (minor units)"], sessions
+    )
+    _table(
+        console,
+        "signed meter values (Eichrecht meters sign start and end; verified against their keys)",
+        ["verification", "Sessions"],
+        _rows(
+            url,
+            "SELECT coalesce(signed_status, 'unsigned'), count(*) FROM charging_sessions"
+            " GROUP BY 1 ORDER BY 1",
+        ),
     )
     _table(
         console,

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source, uuid7
 from ledger.events import (
@@ -36,6 +39,25 @@ from ledger.pricing.tariffs import parse_tariff
 
 STATIONS = [("DE", "Europe/Berlin"), ("NL", "Europe/Amsterdam"), ("FR", "Europe/Paris")]
 VAT = {"DE": 19, "NL": 21, "FR": 20}
+
+
+def sign_ocmf(
+    private: ec.EllipticCurvePrivateKey, transaction: str, kind: str, register_wh: int, at: datetime
+) -> str:
+    """An OCMF record of one energy register reading (``kind`` B at the start, E at the end)
+    signed as an Eichrecht meter signs it (ECDSA secp256r1, SHA-256)."""
+    reading = {"TM": f"{at.astimezone(UTC):%Y-%m-%dT%H:%M:%S},000+0000 S", "TX": kind,
+               "RV": round(register_wh / 1000, 3), "RI": "1-b:1.8.0", "RU": "kWh", "RT": "AC",
+               "ST": "G"}  # fmt: skip
+    payload = json.dumps(
+        {"FV": "1.0", "GI": "evledger demo", "GS": transaction, "GV": "1", "PG": "T1",
+         "MV": "Demo", "MM": "M1", "MS": "DEMO-METER", "IS": False, "IL": "NONE", "IF": [],
+         "IT": "NONE", "ID": "", "RD": [reading]},
+        separators=(",", ":"),
+    )  # fmt: skip
+    signature = private.sign(payload.encode(), ec.ECDSA(hashes.SHA256()))
+    seal = json.dumps({"SA": "ECDSA-secp256r1-SHA256", "SD": signature.hex()})
+    return f"OCMF|{payload}|{seal}"
 
 
 def country_tariff(country: str) -> dict[str, Any]:
@@ -236,10 +258,30 @@ class ChargingNetworkFlow:
     stations: int = 20
     hold_cap: Money = dataclasses.field(default_factory=lambda: Money(5000, "EUR"))
 
+    signing_every: int = 4
+    """Every this many stations has an Eichrecht meter that signs its readings (OCMF)."""
+
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self.meters: dict[str, ec.EllipticCurvePrivateKey] = {}
         self.tariff_json = {country: country_tariff(country) for country, _ in STATIONS}
         self.tariff = {country: parse_tariff(t) for country, t in self.tariff_json.items()}
+
+    def meter_key(self, station_id: str) -> str:
+        """The public key (DER hex) of the station's signing meter, made on first use."""
+        private = self.meters.setdefault(station_id, ec.generate_private_key(ec.SECP256R1()))
+        der = private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return der.hex()
+
+    def meter_keys(self) -> dict[str, str]:
+        """Every signing station's meter key, to register (evledger stations register-key)."""
+        stations = [
+            f"{STATIONS[n % len(STATIONS)][0]}*EVL*E{n:04d}"
+            for n in range(0, self.stations, self.signing_every)
+        ]
+        return {station: self.meter_key(station) for station in stations}
 
     def tariffs(self) -> list[TariffPublished]:
         """One tariff per country of the network's stations (its standard VAT rate)."""
@@ -303,6 +345,22 @@ class ChargingNetworkFlow:
                 MeterValueRecorded(
                     env(at), session_id, station_id, transaction_id, seq, at, [sample]
                 )
+            )
+        if station % self.signing_every == 0:  # an Eichrecht meter signs the start and the end
+            self.meter_key(station_id)
+            private = self.meters[station_id]
+            opening = sign_ocmf(private, transaction_id, "B", 0, start)
+            readings.insert(
+                0,
+                MeterValueRecorded(
+                    env(start), session_id, station_id, transaction_id, 0, start,
+                    [energy_register_sample(ocpp, 0), SampledValue(opening, format="SignedData")],
+                ),
+            )  # fmt: skip
+            closing = sign_ocmf(private, transaction_id, "E", register, at)
+            last = readings[-1]
+            readings[-1] = dataclasses.replace(
+                last, samples=[*last.samples, SampledValue(closing, format="SignedData")]
             )
         if len(readings) > 3 and rng.random() < 0.3:  # an offline station sends one late
             readings.append(readings.pop(1))

@@ -216,8 +216,12 @@ class SessionsHandler:
                 {s.payment_id for s in sessions.values() if s.payment_id}
                 | {e.payment_id for e in starts if e.payment_id},
             ),
+            # The stations of the sessions that stop in this batch, those that also start in
+            # it included (their keys verify the signed meter values at the stop).
             store.meter_keys(
-                conn, {sessions[sid].station_id for sid in stopping if sid in sessions}
+                conn,
+                {sessions[sid].station_id for sid in stopping if sid in sessions}
+                | {e.station_id for e in starts if e.session_id in stopping},
             ),
         )
         changed: set[str] = set()

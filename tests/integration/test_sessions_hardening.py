@@ -461,3 +461,35 @@ def test_a_declined_capture_moves_the_session_from_captured_to_receivable(
         )
     )
     assert harness.session(s.id).receivable_minor == 0
+
+
+def test_signed_values_of_a_session_started_and_stopped_in_one_batch_verify(
+    harness: Harness,
+) -> None:
+    """The meter keys are loaded for sessions that start in the same batch as they stop (they
+    were not: every such session came out METER_KEY_UNREGISTERED)."""
+    import psycopg
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from entrypoints.simulate import sign_ocmf
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    key = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    s = Session("signed-one-batch")
+    with psycopg.connect(harness.url) as conn:
+        store.register_meter_key(conn, s.station, key.hex(), "test meter")
+        conn.commit()
+    opening = sign_ocmf(private, f"tx-{s.name}", "B", 0, T0)
+    closing = sign_ocmf(private, f"tx-{s.name}", "E", 5000, T0 + timedelta(minutes=30))
+    harness.feed(s.authorized(3000))
+    harness.feed(
+        s.started(0),
+        s.meter(1, 0, wh(0), SampledValue(opening, format="SignedData")),
+        s.meter(2, 30, wh(5000), SampledValue(closing, format="SignedData")),
+        s.stopped(30, 5000),
+    )
+    row = harness.session(s.id)
+    assert (row.status, row.signed_status) == ("billed", "verified")
