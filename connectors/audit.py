@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 import psycopg
 
-from connectors.ledger_store import copy_line
+from connectors.ledger_store import STORED_ROW, stored_line
 from ledger.accounting.chain import Break, ChainLink, verify
 
 Conn = psycopg.Connection[Any]
@@ -27,20 +26,8 @@ def verify_journal(conn: Conn) -> tuple[int, int, list[Break]]:
         )
     ]
     entries = {
-        row[0]: _line(row)
-        for row in conn.execute(
-            "SELECT entry_id::text, event_id, event_type, payment_id, network_id, provider, kind,"
-            " occurred_at, accounts, currencies, amounts FROM journal_entries"
-        )
+        row[0]: stored_line(row)
+        for row in conn.execute(f"SELECT {STORED_ROW} FROM journal_entries")
     }
     chains = len({(link.topic, link.partition) for link in links})
     return len(entries), chains, verify(links, entries, (link.entry_id for link in links))
-
-
-def _line(row: Any) -> bytes:
-    """A stored journal row's canonical content: its COPY text line, the date in UTC."""
-    entry_id, event_id, event_type, payment_id, network_id, provider, kind, at, *arrays = row
-    accounts, currencies, amounts = arrays
-    line = copy_line(entry_id, event_id, event_type, payment_id, network_id, provider, kind,
-                     at.astimezone(UTC), accounts, currencies, amounts)  # fmt: skip
-    return line.encode()

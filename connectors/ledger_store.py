@@ -167,6 +167,23 @@ def copy_line(
     )
 
 
+STORED_ROW = (
+    "entry_id::text, event_id, event_type, payment_id, network_id, provider, kind, occurred_at,"
+    " accounts, currencies, amounts"
+)
+"""The journal columns a verifier selects for ``stored_line``, in its order (``entry_id`` first)."""
+
+
+def stored_line(row: Sequence[Any]) -> bytes:
+    """A journal row selected as ``STORED_ROW``: its canonical content, the COPY text line the
+    projector hashed (the date in UTC)."""
+    entry_id, event_id, event_type, payment_id, network_id, provider, kind, at, *arrays = row
+    accounts, currencies, amounts = arrays
+    line = copy_line(entry_id, event_id, event_type, payment_id, network_id, provider, kind,
+                     at.astimezone(UTC), accounts, currencies, amounts)  # fmt: skip
+    return line.encode()
+
+
 def _entry_lines(entries: Sequence[StoredEntry]) -> list[str]:
     """COPY text lines of the entries. The entries of one event share every column but id,
     kind, postings and (rarely: a capture's revenue on the supply date) the date, so those are
