@@ -87,17 +87,19 @@ static int put_int(Buf *b, PyObject *value) {
 
 static PyObject *s_entry_id, *s_event_id, *s_payment_id, *s_network_id, *s_occurred_at, *s_kind,
     *s_value, *s_postings, *s_account, *s_amount, *s_code, *s_currency, *s_amount_minor,
-    *s_isoformat;
+    *s_station, *s_isoformat;
 
-/* The three array columns of one entry: {accounts}\t{currencies}\t{amounts}. Each posting's
- * account code, currency and amount are read once, then written column by column. */
+/* The four array columns of one entry: {accounts}\t{currencies}\t{amounts}\t{stations}. Each
+ * posting's account code, currency, amount and station are read once, then written column by
+ * column; the stations column is \N (NULL) when no posting has one. */
 #define MAX_POSTINGS 64
 static int put_postings(Buf *b, PyObject *postings) {
     PyObject *seq = PySequence_Fast(postings, "postings must be a sequence");
     if (seq == NULL) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
-    PyObject *fields[3][MAX_POSTINGS] = {{NULL}};
+    PyObject *fields[4][MAX_POSTINGS] = {{NULL}};
+    int stations = 0;
     int rc = -1;
     if (n > MAX_POSTINGS) {
         PyErr_SetString(PyExc_ValueError, "more postings in one entry than entry_lines takes");
@@ -118,6 +120,15 @@ static int put_postings(Buf *b, PyObject *postings) {
             PyErr_SetString(PyExc_TypeError, "account code must be str");
             goto done;
         }
+        fields[3][i] = PyObject_GetAttr(items[i], s_station);
+        if (fields[3][i] == NULL) goto done;
+        if (fields[3][i] != Py_None) {
+            if (!PyUnicode_Check(fields[3][i])) {
+                PyErr_SetString(PyExc_TypeError, "posting station must be str or None");
+                goto done;
+            }
+            stations = 1;
+        }
     }
     for (int column = 0; column < 3; column++) {
         if ((column && put_char(b, '\t')) || put_char(b, '{')) goto done;
@@ -134,9 +145,26 @@ static int put_postings(Buf *b, PyObject *postings) {
         }
         if (put_char(b, '}')) goto done;
     }
+    if (put_char(b, '\t')) goto done;
+    if (!stations) {
+        if (put(b, "\\N", 2)) goto done;
+    } else {
+        if (put_char(b, '{')) goto done;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i && put_char(b, ',')) goto done;
+            if (fields[3][i] == Py_None) {
+                if (put(b, "NULL", 4)) goto done;
+                continue;
+            }
+            Py_ssize_t len;
+            const char *station = PyUnicode_AsUTF8AndSize(fields[3][i], &len);
+            if (station == NULL || put_copy_escaped(b, station, len, 1)) goto done;
+        }
+        if (put_char(b, '}')) goto done;
+    }
     rc = 0;
 done:
-    for (int column = 0; column < 3; column++)
+    for (int column = 0; column < 4; column++)
         for (Py_ssize_t i = 0; i < n && i < MAX_POSTINGS; i++) Py_XDECREF(fields[column][i]);
     Py_DECREF(seq);
     return rc;
@@ -243,7 +271,8 @@ PyMODINIT_FUNC PyInit__copytext(void) {
         {&s_network_id, "network_id"}, {&s_occurred_at, "occurred_at"}, {&s_kind, "kind"},
         {&s_value, "value"}, {&s_postings, "postings"}, {&s_account, "account"},
         {&s_amount, "amount"}, {&s_code, "code"}, {&s_currency, "currency"},
-        {&s_amount_minor, "amount_minor"}, {&s_isoformat, "isoformat"},
+        {&s_amount_minor, "amount_minor"}, {&s_station, "station"},
+        {&s_isoformat, "isoformat"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         *names[i].slot = PyUnicode_InternFromString(names[i].name);

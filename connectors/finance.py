@@ -42,6 +42,8 @@ class RevenueBy(StrEnum):
     STATION = "station"
     DAY = "day"
     DIMENSION = "dimension"
+    COUNTRY = "country"
+    COUNTRY_RATE = "country_rate"
 
 
 class VatPeriod(StrEnum):
@@ -165,10 +167,14 @@ class ProviderFlow(Row):
 
 @dataclass(frozen=True, slots=True)
 class VatRow(Row):
-    money: ClassVar[frozenset[str]] = frozenset({"collected", "reversed", "payable"})
+    money: ClassVar[frozenset[str]] = frozenset(
+        {"taxable_base", "collected", "reversed", "payable"}
+    )
     country: str
+    vat_rate: str
     period: date
     currency: str
+    taxable_base: int
     collected: int
     reversed: int
     payable: int
@@ -418,12 +424,15 @@ def revenue(
     limit: int = 1000,
     offset: int = 0,
 ) -> Page[RevenueRow]:
-    """Net revenue (recognized on capture less refunds, excluding VAT) by station, UTC day or
-    tariff dimension, for days in [since, until]."""
+    """Net revenue (recognized on supply less refunds, excluding VAT) by station, day in the
+    books' time zone, tariff dimension, country of supply or VAT rate (``country:rate``), for
+    days in [since, until]."""
     key = {
         RevenueBy.STATION: "station",
         RevenueBy.DAY: "day::text",
         RevenueBy.DIMENSION: "dimension",
+        RevenueBy.COUNTRY: "country",
+        RevenueBy.COUNTRY_RATE: "country || ':' || vat_rate",
     }[by]
     return _fetch(
         conn,
@@ -454,16 +463,20 @@ def provider_flows(conn: Conn, *, limit: int = 1000, offset: int = 0) -> Page[Pr
 def vat(
     conn: Conn, *, period: VatPeriod = VatPeriod.MONTH, limit: int = 1000, offset: int = 0
 ) -> Page[VatRow]:
-    """VAT collected, reversed and payable per country of supply and period (UTC)."""
+    """The VAT return's figures per country of supply, VAT rate and period (in the books' time
+    zone): taxable base (net revenue less refunds at that rate), VAT collected, reversed
+    (refunds, bad-debt relief) and payable. Rate ``unassigned``: revenue whose tariff gave no
+    rate."""
     return _fetch(
         conn,
-        "SELECT country, date_trunc(%s, period)::date AS p, currency, sum(collected)::bigint,"
-        " sum(reversed)::bigint, sum(payable)::bigint FROM vat_by_country_month"
-        " GROUP BY country, p, currency ORDER BY p, country, currency",
+        "SELECT country, vat_rate, date_trunc(%s, period)::date AS p, currency,"
+        " sum(taxable_base)::bigint, sum(collected)::bigint, sum(reversed)::bigint,"
+        " sum(payable)::bigint FROM vat_return"
+        " GROUP BY country, vat_rate, p, currency ORDER BY p, country, vat_rate, currency",
         [period.value],
         limit,
         offset,
-        lambda c, p, cur, a, b, x: VatRow(c, p, cur, int(a), int(b), int(x)),
+        lambda c, r, p, cur, base, a, b, x: VatRow(c, r, p, cur, int(base), int(a), int(b), int(x)),
     )
 
 

@@ -24,11 +24,13 @@ Conn = psycopg.Connection[Any]
 
 CSV_COLUMNS = (
     "entry_id", "event_id", "kind", "booking_date", "occurred_at", "payment_id", "cdr_id",
-    "account", "gl_account", "currency", "debit_minor", "credit_minor",
+    "account", "gl_account", "currency", "debit_minor", "credit_minor", "station", "session_id",
+    "evse_id", "tariff_id",
 )  # fmt: skip
 """The CSV export's columns: amounts in integer minor units of ``currency``, one of debit and
 credit non-zero; ``booking_date`` in the books' time zone; ``cdr_id`` the CDR the entry books,
-when its event named one."""
+when its event named one; ``station`` the posting's station, and ``session_id``, ``evse_id``,
+``tariff_id`` of the charging session whose payment the entry books (empty when none)."""
 
 SAFT_NAMESPACE = "urn:StandardAuditFile-Taxation-Financial:NO"
 
@@ -45,6 +47,21 @@ class ExportedPosting:
     account: str
     currency: str
     amount_minor: int
+    station: str | None
+    session_id: str | None
+    evse_id: str | None
+    tariff_id: str | None
+
+    @property
+    def dimensions(self) -> dict[str, str]:
+        """The posting's dimensions that are known, by name (SAF-T analysis types)."""
+        named = {
+            "STATION": self.station,
+            "SESSION": self.session_id,
+            "EVSE": self.evse_id,
+            "TARIFF": self.tariff_id,
+        }
+        return {kind: value for kind, value in named.items() if value}
 
 
 def postings(
@@ -54,11 +71,14 @@ def postings(
     entries (authorization holds, not money) only with ``memo``."""
     rows = conn.execute(
         "SELECT e.entry_id::text, e.event_id, e.kind, e.occurred_at, e.payment_id, r.cdr_id,"
-        " p.ordinal, p.account, p.currency::text, p.amount_minor"
+        " p.ordinal, p.account, p.currency::text, p.amount_minor, p.station, s.session_id,"
+        " s.evse_id, s.tariff_id"
         " FROM journal_entries e"
-        " CROSS JOIN LATERAL unnest(e.accounts, e.currencies, e.amounts)"
-        "   WITH ORDINALITY AS p(account, currency, amount_minor, ordinal)"
+        " CROSS JOIN LATERAL unnest(e.accounts, e.currencies, e.amounts, e.stations)"
+        "   WITH ORDINALITY AS p(account, currency, amount_minor, station, ordinal)"
         " LEFT JOIN entry_references r ON r.entry_id = e.entry_id"
+        " LEFT JOIN LATERAL (SELECT cs.session_id, cs.evse_id, cs.tariff_id"
+        "   FROM charging_sessions cs WHERE cs.payment_id = e.payment_id LIMIT 1) s ON true"
         " WHERE e.occurred_at >= coalesce(%s::timestamptz, '-infinity')"
         " AND e.occurred_at < coalesce(%s::timestamptz, 'infinity')"
         " AND (%s OR e.accounts[1] NOT LIKE 'memo:%%')"
@@ -78,7 +98,8 @@ def write_csv(out: IO[str], rows: list[ExportedPosting], gl: dict[str, str], zon
         writer.writerow([
             r.entry_id, r.event_id, r.kind, r.occurred_at.astimezone(tz).date().isoformat(),
             r.occurred_at.isoformat(), r.payment_id or "", r.cdr_id or "", r.account,
-            gl[r.account], r.currency, debit, credit,
+            gl[r.account], r.currency, debit, credit, r.station or "", r.session_id or "",
+            r.evse_id or "", r.tariff_id or "",
         ])  # fmt: skip
     return len(rows)
 
@@ -154,6 +175,10 @@ def write_saft(
             line = _sub(tx, "Line")
             _sub(line, "RecordID", str(r.ordinal))
             _sub(line, "AccountID", gl[r.account])
+            for kind, value in r.dimensions.items():
+                analysis = _sub(line, "Analysis")
+                _sub(analysis, "AnalysisType", kind)
+                _sub(analysis, "AnalysisID", value)
             if r.cdr_id:
                 _sub(line, "ReferenceNumber", r.cdr_id)
             _sub(line, "Description", r.account)
@@ -189,15 +214,21 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
 
 
 def example_mapping() -> str:
-    """A mapping that covers every account family (SKR03-like numbers, to be replaced)."""
+    """A mapping that covers every account family (SKR03-like numbers, to be replaced): German
+    revenue and VAT at 19 % and 7 % on their own accounts, every other country and rate on a
+    catch-all (the most specific pattern wins)."""
     numbers = {
         "assets:bank": "1200",
         "assets:provider_clearing:*": "1360",
         "assets:settlement_receivable:*": "1361",
         "assets:customer_receivables": "1400",
         "assets:disputes_receivable:*": "1362",
-        "liabilities:vat_payable:*": "1776",
-        "revenue:*": "8400",
+        "liabilities:vat_payable:DE:19": "1776",
+        "liabilities:vat_payable:DE:7": "1771",
+        "liabilities:vat_payable:*": "1779",
+        "revenue:*:DE:19": "8400",
+        "revenue:*:DE:7": "8300",
+        "revenue:*": "8338",
         "contra_revenue:refunds:*": "8700",
         "expenses:provider_fees:*": "4970",
         "expenses:dispute_losses:*": "2400",

@@ -115,7 +115,8 @@ def _text(value: str | None) -> str:
 
 
 def write_entries(conn: Conn, entries: Sequence[StoredEntry]) -> bytes:
-    """COPY the entries, each with its postings as three arrays (013_journal_postings_inline);
+    """COPY the entries, each with its postings as four arrays (013_journal_postings_inline,
+    024_chart_by_country);
     returns the COPY text (one line per entry, which the hash chain covers). A repeated
     ``entry_id`` raises UniqueViolation: the event was already booked by another consumer group
     writing into the same book, which must never happen (one ledger group per database)."""
@@ -127,7 +128,7 @@ def write_entries(conn: Conn, entries: Sequence[StoredEntry]) -> bytes:
         conn.cursor() as cur,
         cur.copy(
             "COPY journal_entries (entry_id, event_id, event_type, payment_id, network_id,"
-            " provider, kind, occurred_at, accounts, currencies, amounts) FROM STDIN"
+            " provider, kind, occurred_at, accounts, currencies, amounts, stations) FROM STDIN"
         ) as copy,
     ):
         copy.write(data)
@@ -156,6 +157,7 @@ def copy_line(
     accounts: Sequence[str],
     currencies: Sequence[str],
     amounts: Sequence[int],
+    stations: Sequence[str | None] | None,
 ) -> str:
     """One stored journal row as the COPY text wrote it (``_entry_lines``): what a verifier of
     the hash chain rebuilds from the table. ``occurred_at`` in UTC, as the projector books it."""
@@ -163,13 +165,20 @@ def copy_line(
         f"{entry_id}\t{_text(event_id)}\t{event_type}\t{_text(payment_id)}\t"
         f"{_text(network_id)}\t{_text(provider)}\t{kind}\t{occurred_at.isoformat()}\t"
         f"{{{','.join(_element(a) for a in accounts)}}}\t{{{','.join(currencies)}}}\t"
-        f"{{{','.join(str(n) for n in amounts)}}}\n"
+        f"{{{','.join(str(n) for n in amounts)}}}\t{_stations(stations)}\n"
     )
+
+
+def _stations(stations: Sequence[str | None] | None) -> str:
+    """The stations column: ``\\N`` when no posting has a station, else one element each."""
+    if stations is None or all(s is None for s in stations):
+        return "\\N"
+    return "{" + ",".join(_text(array_element(s)) for s in stations) + "}"
 
 
 STORED_ROW = (
     "entry_id::text, event_id, event_type, payment_id, network_id, provider, kind, occurred_at,"
-    " accounts, currencies, amounts"
+    " accounts, currencies, amounts, stations"
 )
 """The journal columns a verifier selects for ``stored_line``, in its order (``entry_id`` first)."""
 
@@ -178,9 +187,9 @@ def stored_line(row: Sequence[Any]) -> bytes:
     """A journal row selected as ``STORED_ROW``: its canonical content, the COPY text line the
     projector hashed (the date in UTC)."""
     entry_id, event_id, event_type, payment_id, network_id, provider, kind, at, *arrays = row
-    accounts, currencies, amounts = arrays
+    accounts, currencies, amounts, stations = arrays
     line = copy_line(entry_id, event_id, event_type, payment_id, network_id, provider, kind,
-                     at.astimezone(UTC), accounts, currencies, amounts)  # fmt: skip
+                     at.astimezone(UTC), accounts, currencies, amounts, stations)  # fmt: skip
     return line.encode()
 
 
@@ -207,9 +216,10 @@ def _entry_lines(entries: Sequence[StoredEntry]) -> list[str]:
         accounts = ",".join([_element(p.account.code) for p in postings])
         currencies = ",".join([p.amount.currency for p in postings])
         amounts = ",".join([str(p.amount.amount_minor) for p in postings])
+        stations = _stations([p.station for p in postings])
         lines.append(
             f"{e.entry_id}\t{shared}\t{e.kind.value}\t{at}\t"
-            f"{{{accounts}}}\t{{{currencies}}}\t{{{amounts}}}\n"
+            f"{{{accounts}}}\t{{{currencies}}}\t{{{amounts}}}\t{stations}\n"
         )
     return lines
 

@@ -154,6 +154,7 @@ def _share_to_dict(share: RevenueShare) -> dict[str, Any]:
         "country": share.country,
         "net": share.net,
         "vat": share.vat,
+        "rate": share.rate,
     }
 
 
@@ -164,4 +165,5 @@ def _share_from_dict(data: dict[str, Any]) -> RevenueShare:
         data["country"],
         data["net"],
         data["vat"],
+        data.get("rate"),  # states stored before migration 024 have none
     )

@@ -27,32 +27,66 @@ Table = tuple[tuple[str, ...], list[tuple[Any, ...]]]
 
 _IN_PERIOD = "occurred_at >= %(starts)s AND occurred_at < %(ends)s"
 
-# The VAT country of each entry in the period: the one country its VAT postings name, or MIXED.
-_ENTRY_COUNTRY = f"""
-    SELECT entry_id, CASE WHEN count(DISTINCT split_part(account, ':', 3)) = 1
-                          THEN min(split_part(account, ':', 3)) ELSE 'MIXED' END AS country
+# Where a revenue or refund posting's account puts it: dimension, country and VAT rate
+# (revenue:<dim>:<country>:<rate>, contra_revenue:refunds:<dim>:<country>:<rate>).
+_DIM, _COUNTRY, _RATE = (
+    f"CASE WHEN p.account LIKE 'revenue:%%' THEN split_part(p.account, ':', {n})"
+    f" ELSE split_part(p.account, ':', {n + 1}) END"
+    for n in (2, 3, 4)
+)
+_REVENUE = "(p.account LIKE 'revenue:%%' OR p.account LIKE 'contra_revenue:refunds:%%')"
+_AMOUNTS = """coalesce(-sum(p.amount_minor) FILTER (WHERE p.account LIKE 'revenue:%%'), 0),
+               coalesce(sum(p.amount_minor) FILTER (WHERE p.account LIKE 'contra_revenue:%%'), 0),
+               -sum(p.amount_minor)"""
+
+# The VAT place (country and rate) of each entry in the period: the one its VAT postings name,
+# or MIXED; what a bad-debt entry's net is attributed to in the VAT return's taxable base.
+_ENTRY_PLACE = f"""
+    SELECT entry_id,
+           CASE WHEN count(DISTINCT account) = 1 THEN min(split_part(account, ':', 3))
+                ELSE 'MIXED' END AS country,
+           CASE WHEN count(DISTINCT account) = 1 THEN min(split_part(account, ':', 4))
+                ELSE 'MIXED' END AS vat_rate
     FROM postings WHERE account LIKE 'liabilities:vat_payable:%%' AND {_IN_PERIOD}
     GROUP BY entry_id"""
 
 QUERIES: dict[str, tuple[tuple[str, ...], str]] = {
     "revenue": (
-        ("dimension", "country", "currency", "revenue_minor", "refunds_minor", "net_minor"),
+        (
+            "dimension",
+            "country",
+            "vat_rate",
+            "currency",
+            "revenue_minor",
+            "refunds_minor",
+            "net_minor",
+        ),
         f"""
-        WITH country AS ({_ENTRY_COUNTRY})
-        SELECT CASE WHEN p.account LIKE 'revenue:%%' THEN split_part(p.account, ':', 2)
-                    ELSE split_part(p.account, ':', 3) END AS dimension,
-               coalesce(c.country, 'NONE'), p.currency::text,
-               coalesce(-sum(p.amount_minor) FILTER (WHERE p.account LIKE 'revenue:%%'), 0),
-               coalesce(sum(p.amount_minor) FILTER (WHERE p.account LIKE 'contra_revenue:%%'), 0),
-               -sum(p.amount_minor)
-        FROM postings p LEFT JOIN country c USING (entry_id)
-        WHERE (p.account LIKE 'revenue:%%' OR p.account LIKE 'contra_revenue:refunds:%%')
-          AND p.{_IN_PERIOD}
-        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
+        SELECT {_DIM}, {_COUNTRY}, {_RATE}, p.currency::text, {_AMOUNTS}
+        FROM postings p WHERE {_REVENUE} AND p.{_IN_PERIOD}
+        GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4""",
+    ),
+    "revenue_by_station": (
+        (
+            "network",
+            "station",
+            "dimension",
+            "country",
+            "currency",
+            "revenue_minor",
+            "refunds_minor",
+            "net_minor",
+        ),
+        f"""
+        SELECT p.network_id, coalesce(p.station, 'unassigned'), {_DIM}, {_COUNTRY},
+               p.currency::text, {_AMOUNTS}
+        FROM postings p WHERE {_REVENUE} AND p.{_IN_PERIOD}
+        GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5""",
     ),
     "vat_return": (
         (
             "country",
+            "vat_rate",
             "currency",
             "taxable_base_minor",
             "collected_minor",
@@ -61,24 +95,30 @@ QUERIES: dict[str, tuple[tuple[str, ...], str]] = {
             "effective_rate_percent",
         ),
         f"""
-        WITH country AS ({_ENTRY_COUNTRY}),
+        WITH place AS ({_ENTRY_PLACE}),
         base AS (
-            SELECT c.country, p.currency::text AS currency, -sum(p.amount_minor) AS base
-            FROM postings p JOIN country c USING (entry_id)
-            WHERE (p.account LIKE 'revenue:%%' OR p.account LIKE 'contra_revenue:%%'
-                   OR p.account = 'expenses:bad_debts') AND p.{_IN_PERIOD}
-            GROUP BY 1, 2),
+            SELECT CASE WHEN p.account = 'expenses:bad_debts' THEN pl.country
+                        ELSE {_COUNTRY} END AS country,
+                   CASE WHEN p.account = 'expenses:bad_debts' THEN pl.vat_rate
+                        ELSE {_RATE} END AS vat_rate,
+                   p.currency::text AS currency, -sum(p.amount_minor) AS base
+            FROM postings p LEFT JOIN place pl USING (entry_id)
+            WHERE ({_REVENUE} OR (p.account = 'expenses:bad_debts' AND pl.entry_id IS NOT NULL))
+              AND p.{_IN_PERIOD}
+            GROUP BY 1, 2, 3),
         vat AS (
-            SELECT split_part(account, ':', 3) AS country, currency::text AS currency,
+            SELECT split_part(account, ':', 3) AS country,
+                   split_part(account, ':', 4) AS vat_rate, currency::text AS currency,
                    coalesce(-sum(amount_minor) FILTER (WHERE amount_minor < 0), 0) AS collected,
                    coalesce(sum(amount_minor) FILTER (WHERE amount_minor > 0), 0) AS reversed,
                    -sum(amount_minor) AS payable
             FROM postings WHERE account LIKE 'liabilities:vat_payable:%%' AND {_IN_PERIOD}
-            GROUP BY 1, 2)
-        SELECT v.country, v.currency, coalesce(b.base, 0), v.collected, v.reversed, v.payable,
+            GROUP BY 1, 2, 3)
+        SELECT country, vat_rate, currency, coalesce(b.base, 0), coalesce(v.collected, 0),
+               coalesce(v.reversed, 0), coalesce(v.payable, 0),
                CASE WHEN coalesce(b.base, 0) = 0 THEN NULL
-                    ELSE round(100.0 * v.payable / b.base, 2) END
-        FROM vat v LEFT JOIN base b USING (country, currency) ORDER BY 1, 2""",
+                    ELSE round(100.0 * coalesce(v.payable, 0) / b.base, 2) END
+        FROM vat v FULL JOIN base b USING (country, vat_rate, currency) ORDER BY 1, 2, 3""",
     ),
     "clearing": (
         ("account", "currency", "opening_minor", "debits_minor", "credits_minor", "closing_minor"),

@@ -9,6 +9,7 @@ SELECT and never change a schema behind an operator's back.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterable
 from importlib import resources
@@ -88,6 +89,11 @@ def require_current_schema(conn: psycopg.Connection[Any]) -> None:
         )
 
 
+DATA_STEPS = {24: "connectors.chart_conversion:convert"}
+"""Python steps that run right after a migration's SQL, in its transaction: data conversions
+SQL cannot express well (named as module:function, imported only when they run)."""
+
+
 def migrate(url: str) -> list[str]:
     """Apply the migrations not yet applied; returns their names."""
     applied: list[str] = []
@@ -105,6 +111,10 @@ def migrate(url: str) -> list[str]:
                     continue
                 with conn.transaction():
                     conn.execute(sql.encode())
+                    step = DATA_STEPS.get(version)
+                    if step is not None:
+                        module, function = step.split(":")
+                        getattr(importlib.import_module(module), function)(conn)
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                         (version, name),

@@ -183,8 +183,10 @@ class ProviderFlow(BaseModel):
 
 class Vat(BaseModel):
     country: str = Field(description="country of supply, ISO 3166-1 alpha-2")
-    period: date = Field(description="first day of the month, quarter or year (UTC)")
+    vat_rate: str = Field(description="VAT rate in percent ('unassigned': the tariff gave none)")
+    period: date = Field(description="first day of the month, quarter or year (books' zone)")
     currency: Currency
+    taxable_base: Minor
     collected: Minor
     reversed: Minor
     payable: Minor

@@ -170,7 +170,7 @@ def payments_show(payment_id: str = typer.Argument(..., help="evledger payment i
 
 def revenue(
     by: finance.RevenueBy = typer.Option(
-        finance.RevenueBy.STATION, help="station, day or dimension"
+        finance.RevenueBy.STATION, help="station, day, dimension, country or country_rate (DE:19)"
     ),
     since: datetime = typer.Option(None, formats=["%Y-%m-%d"], help="first UTC day"),
     until: datetime = typer.Option(None, formats=["%Y-%m-%d"], help="last UTC day"),
@@ -258,7 +258,8 @@ def vat(
     offset: int = typer.Option(0, help="rows to skip"),
     csv_file: Path = typer.Option(None, "--csv", help="write CSV here instead of a table"),
 ) -> None:
-    """VAT collected, reversed by refunds and payable, per country of supply and period."""
+    """The VAT return: taxable base, VAT collected, reversed and payable, per country of supply,
+    VAT rate and period."""
     try:
         with _conn() as conn:
             page = finance.vat(conn, period=period, limit=limit, offset=offset)
@@ -267,12 +268,13 @@ def vat(
     if not _csv(csv_file, page, finance.VatRow):
         zone = Settings.from_env().books_time_zone
         table = Table(
-            "period", "country", "currency", "collected", "reversed", "payable",
-            title=f"VAT (periods in {zone})",
+            "period", "country", "rate %", "currency", "taxable base", "collected", "reversed",
+            "payable", title=f"VAT (periods in {zone})",
         )  # fmt: skip
         for r in page:
-            table.add_row(r.period.isoformat(), r.country, r.currency,
-                          *_amounts(r.currency, r.collected, r.reversed, r.payable))  # fmt: skip
+            table.add_row(r.period.isoformat(), r.country, r.vat_rate, r.currency,
+                          *_amounts(r.currency, r.taxable_base, r.collected, r.reversed,
+                                    r.payable))  # fmt: skip
         console.print(table)
     _next(page)
 

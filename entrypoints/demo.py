@@ -202,20 +202,17 @@ def _summaries(url: str, console: Console) -> None:
             " GROUP BY 1, 2 ORDER BY 1, 3 DESC",
         ),
     )
-    # Revenue and refunds are kept per dimension, operator and station; roll them up here.
+    # One account per dimension, country and VAT rate: the chart does not grow with stations.
     balances = _rows(
         url,
-        "SELECT CASE WHEN account LIKE '%revenue:%' THEN concat_ws(':',"
-        " split_part(account, ':', 1), split_part(account, ':', 2),"
-        " nullif(split_part(account, ':', 3), ''), '*')"
-        " ELSE account END, currency, sum(balance), count(*) FROM balances"
-        " WHERE NOT is_memo GROUP BY 1, 2 HAVING sum(balance) <> 0 ORDER BY 1",
+        "SELECT account, currency, balance FROM balances"
+        " WHERE NOT is_memo AND balance <> 0 ORDER BY 1",
     )
     _table(
         console,
-        "ledger balances, posted (debit positive; * = summed over operators and stations)",
-        ["account", "currency", "Balance", "Accounts"],
-        [(a, c, _money(b, c), n) for a, c, b, n in balances],
+        f"ledger balances, posted (debit positive; {len(balances)} accounts)",
+        ["account", "currency", "Balance"],
+        [(a, c, _money(b, c)) for a, c, b in balances],
     )
     trial = _rows(
         url,

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from ledger import events as ev
+from ledger.accounting.accounts import UNASSIGNED, rate_segment
 from ledger.card_numbers import contains_card_number, mask_card_numbers
 from ledger.errors import ValidationError
 from ledger.money import Money
@@ -67,6 +68,10 @@ class InvalidCharacters(InvalidInput):
 
 class InvalidCountry(InvalidInput):
     code = "INVALID_COUNTRY"
+
+
+class InvalidVatRate(InvalidInput):
+    code = "INVALID_VAT_RATE"
 
 
 class AmountSignNotAllowed(InvalidInput):
@@ -136,6 +141,8 @@ SIGNED_FIELDS = frozenset({"value", "signed_meter_data", "public_key", "signed_d
 sampled value's ``value`` is one when its format is SignedData."""
 SIGNED_MAX = 16_000
 COUNTRY_FIELDS = frozenset({"country"})
+VAT_RATE_FIELDS = frozenset({"vat_rate"})
+"""A VAT rate in percent: a decimal from 0 to 100 (it names the revenue and VAT accounts)."""
 UNCHECKED_TIMES = frozenset({"expires_at"})
 """Times that are in the future by nature (a hold's expiry)."""
 COUNTS = frozenset(
@@ -249,6 +256,10 @@ def _bad_country(event: Any, field: str, value: Any) -> NoReturn:
     _fail(InvalidCountry, event, field, value, "an ISO 3166-1 alpha-2 code (two capitals)")
 
 
+def _bad_rate(event: Any, field: str, value: Any) -> NoReturn:
+    _fail(InvalidVatRate, event, field, value, "a percentage from 0 to 100 as a decimal (19, 5.5)")
+
+
 def _bad_count(event: Any, field: str, value: Any) -> NoReturn:
     _fail(NegativeQuantity, event, field, value, "cannot be negative")
 
@@ -267,7 +278,8 @@ def _build(cls: type) -> Checker:
         "SIGNED_MAX": SIGNED_MAX,
         "AMOUNT_MAX": AMOUNT_MAX, "EARLIEST": EARLIEST, "Money": Money, "str": str,
         "datetime": datetime, "_bad_string": _bad_string, "_bad_amount": _bad_amount,
-        "_bad_time": _bad_time, "_bad_country": _bad_country, "_bad_count": _bad_count,
+        "_bad_time": _bad_time, "_bad_country": _bad_country, "_bad_rate": _bad_rate,
+        "_rate_segment": rate_segment, "UNASSIGNED": UNASSIGNED, "_bad_count": _bad_count,
         "_text_ok": _text_ok, "enumerate": enumerate, "_bad_card": _bad_card,
         "_has_card": contains_card_number,
     }  # fmt: skip
@@ -338,6 +350,8 @@ def _emit_field(
 def _string_checks(name: str, var: str, where: str) -> list[str]:
     if name == "event_id":
         return []  # the processor checks it is a UUID before anything else
+    if name in VAT_RATE_FIELDS:
+        return [f"if _rate_segment({var}) == UNASSIGNED: _bad_rate(event, {where}, {var})"]
     if name in COUNTRY_FIELDS:
         cond = f"len({var}) != 2 or not ({var}.isascii() and {var}.isalpha() and {var}.isupper())"
         return [f"if {cond}: _bad_country(event, {where}, {var})"]

@@ -58,6 +58,9 @@ _FREE_TEXT = st.text(
     max_size=40,
 )
 _COUNTRY = st.text(st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), min_size=2, max_size=2)
+_VAT_RATE = st.sampled_from(["0", "7", "19", "20", "5.5", "100"]) | st.decimals(
+    min_value=0, max_value=100, places=2
+).map(lambda d: format(d.normalize(), "f"))
 _PLAUSIBLE_TIMES = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2026, 1, 1), timezones=st.just(UTC)
 )
@@ -96,6 +99,8 @@ def _valid_field(name: str, tp: Any, owner: type, validation: Any) -> st.SearchS
             return st.uuids().map(str)
         if name in validation.COUNTRY_FIELDS:
             return _COUNTRY
+        if name in validation.VAT_RATE_FIELDS:
+            return _VAT_RATE
         if name in validation.TEXT_FIELDS or name in validation.DOCUMENT_FIELDS:
             return _FREE_TEXT
         return _IDENTIFIER

@@ -2,15 +2,22 @@
 
 An account code is ``root:category[:segment...]`` (grammar in docs/accounting.md). The root and
 category name a *family* with a fixed type, normal balance and number of variable segments; the
-variable segments carry the provider, country, operator or station the balance belongs to.
-Variable segments are ids from outside, so ``segment()`` percent-encodes the few characters that
-would break the grammar (``:``, ``%``, whitespace); everything else, e.g. EVSE ids with ``*``, stays
-readable.
+variable segments carry the provider, country or VAT rate the balance belongs to.
+
+Revenue and VAT accounts are per tariff dimension, country of supply and VAT rate only
+(``revenue:energy:DE:19``): the chart stays the same size however many stations a network runs,
+and no free text from upstream becomes an account code. Station (and, through the CDR an entry
+references, EVSE, tariff and session) is a dimension on the posting (``journal.Posting.station``).
+Countries must be ISO 3166-1 alpha-2 codes and rates decimal percentages, or the posting is
+booked under ``unassigned``; ``segment()`` percent-encodes the few characters that would break
+the grammar (``:``, ``%``, whitespace) in the other segments (provider names, reasons).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import lru_cache
 
@@ -18,7 +25,7 @@ from ledger.dimensions import Dimension
 from ledger.errors import ValidationError
 
 UNASSIGNED = "unassigned"
-"""Segment used when an event leaves a station or VAT country out: visible, never guessed."""
+"""Segment used when an event leaves the VAT country or rate out: visible, never guessed."""
 
 
 class AccountType(StrEnum):
@@ -58,7 +65,7 @@ class Family:
 
 _DEBIT_TYPES = frozenset({AccountType.ASSET, AccountType.EXPENSE})
 
-_REVENUE_SEGMENTS = ("operator", "station")
+_REVENUE_SEGMENTS = ("country", "vat_rate")
 
 FAMILIES: dict[tuple[str, str], Family] = {
     ("assets", "bank"): Family(
@@ -92,15 +99,16 @@ FAMILIES: dict[tuple[str, str], Family] = {
     ("liabilities", "vat_payable"): Family(
         AccountType.LIABILITY,
         Side.CREDIT,
-        ("country",),
-        "VAT collected, owed to the tax authority of the country of supply",
+        _REVENUE_SEGMENTS,
+        "VAT collected at one rate, owed to the tax authority of the country of supply",
     ),
     **{
         ("revenue", dimension.value.lower()): Family(
             AccountType.REVENUE,
             Side.CREDIT,
             _REVENUE_SEGMENTS,
-            f"Net revenue recognized on capture, tariff dimension {dimension.value}",
+            f"Net revenue recognized on supply, tariff dimension {dimension.value}, per country"
+            " of supply and VAT rate",
         )
         for dimension in Dimension
     },
@@ -240,18 +248,49 @@ def disputes_receivable(provider: str) -> Account:
     return _make("assets", "disputes_receivable", provider)
 
 
-def vat_payable(country: str | None) -> Account:
-    return _make("liabilities", "vat_payable", country.upper() if country else UNASSIGNED)
+_COUNTRY = re.compile(r"[A-Za-z]{2}")
 
 
-def revenue(dimension: Dimension, operator: str, station: str | None) -> Account:
-    return _make("revenue", dimension.value.lower(), operator, station or UNASSIGNED)
+@lru_cache(maxsize=4096)
+def country_segment(country: str | None) -> str:
+    """The account segment of a country of supply: its ISO 3166-1 alpha-2 code in capitals, or
+    ``unassigned`` for none or anything that is not two letters (never free text)."""
+    return country.upper() if country and _COUNTRY.fullmatch(country) else UNASSIGNED
 
 
-def refunds(dimension: Dimension, operator: str, station: str | None) -> Account:
+@lru_cache(maxsize=4096)
+def rate_segment(rate: str | None) -> str:
+    """The account segment of a VAT rate in percent: the decimal without trailing zeros
+    (``"19.00"`` and ``"19"`` are ``19``, ``"5.50"`` is ``5.5``), or ``unassigned`` for none or
+    anything that is not a number from 0 to 100."""
+    if rate is None:
+        return UNASSIGNED
+    try:
+        value = Decimal(rate.strip())
+    except InvalidOperation:
+        return UNASSIGNED
+    if not value.is_finite() or not 0 <= value <= 100:
+        return UNASSIGNED
+    text = format(value.normalize(), "f")
+    return text if text != "-0" else "0"
+
+
+def vat_payable(country: str | None, rate: str | None) -> Account:
+    return _make("liabilities", "vat_payable", country_segment(country), rate_segment(rate))
+
+
+def revenue(dimension: Dimension, country: str | None, rate: str | None) -> Account:
+    return _make("revenue", dimension.value.lower(), country_segment(country), rate_segment(rate))
+
+
+def refunds(dimension: Dimension, country: str | None, rate: str | None) -> Account:
     """Contra-revenue: refunds never edit or directly reverse the revenue account."""
     return _make(
-        "contra_revenue", "refunds", dimension.value.lower(), operator, station or UNASSIGNED
+        "contra_revenue",
+        "refunds",
+        dimension.value.lower(),
+        country_segment(country),
+        rate_segment(rate),
     )
 
 

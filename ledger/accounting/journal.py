@@ -66,23 +66,28 @@ class MalformedEntry(ValidationError):
 
 @dataclass(frozen=True, slots=True)
 class Posting:
-    """One line of an entry: ``amount`` is positive for a debit, negative for a credit."""
+    """One line of an entry: ``amount`` is positive for a debit, negative for a credit.
+
+    ``station`` is a dimension of the posting, not part of the account: the charging station a
+    revenue, refund or VAT posting belongs to (None on postings no station owns)."""
 
     account: Account
     amount: Money
+    station: str | None
 
-    def __init__(self, account: Account, amount: Money) -> None:
+    def __init__(self, account: Account, amount: Money, station: str | None = None) -> None:
         # Hand-written (see ledger.fastpaths.slot_setters); several postings are built per event.
         _set_account(self, account)
         _set_amount(self, amount)
+        _set_station(self, station)
 
     @classmethod
-    def debit(cls, account: Account, amount: Money) -> Posting:
-        return cls(account, amount)
+    def debit(cls, account: Account, amount: Money, station: str | None = None) -> Posting:
+        return cls(account, amount, station)
 
     @classmethod
-    def credit(cls, account: Account, amount: Money) -> Posting:
-        return cls(account, -amount)
+    def credit(cls, account: Account, amount: Money, station: str | None = None) -> Posting:
+        return cls(account, -amount, station)
 
     @property
     def is_debit(self) -> bool:
@@ -207,7 +212,7 @@ class JournalEntry:
         return frozenset(p.amount.currency for p in self.postings)
 
 
-_set_account, _set_amount = slot_setters(Posting)
+_set_account, _set_amount, _set_station = slot_setters(Posting)
 (
     _set_entry_id,
     _set_event_id,
@@ -220,22 +225,23 @@ _set_account, _set_amount = slot_setters(Posting)
 
 
 def merge(postings: Iterable[Posting]) -> tuple[Posting, ...]:
-    """Sum postings to the same account and currency, drop zeros, keep first-seen order."""
+    """Sum postings to the same account, currency and station, drop zeros, keep first-seen
+    order."""
     given = tuple(postings)
     # Posting rules rarely repeat an account or post a zero: then there is nothing to do, so
     # keep the postings as they are (equal values) rather than rebuild each one. One key per
     # non-zero posting, all distinct, means exactly that. Codes hash faster than Accounts,
     # and two Accounts are equal exactly when their codes are.
-    keys = {(p.account.code, p.amount.currency) for p in given if p.amount.amount_minor}
+    keys = {(p.account.code, p.amount.currency, p.station) for p in given if p.amount.amount_minor}
     if len(keys) == len(given):
         return given
-    sums: dict[tuple[Account, str], int] = {}
+    sums: dict[tuple[Account, str, str | None], int] = {}
     for p in given:
-        key = (p.account, p.amount.currency)
+        key = (p.account, p.amount.currency, p.station)
         sums[key] = sums.get(key, 0) + p.amount.amount_minor
     return tuple(
-        Posting(account, Money(amount, currency))
-        for (account, currency), amount in sums.items()
+        Posting(account, Money(amount, currency), station)
+        for (account, currency, station), amount in sums.items()
         if amount != 0
     )
 
@@ -257,5 +263,5 @@ def reversal(
         payment_id=entry.payment_id,
         network_id=entry.network_id,
         occurred_at=occurred_at,
-        postings=(Posting(p.account, -p.amount) for p in entry.postings),
+        postings=(Posting(p.account, -p.amount, p.station) for p in entry.postings),
     )

@@ -71,16 +71,24 @@ class EntryContext:
 
 @dataclass(frozen=True, slots=True)
 class RevenueShare:
-    """Net revenue and VAT of one tariff dimension at one station, in one VAT country."""
+    """Net revenue and VAT of one tariff dimension at one station, in one VAT country, at one
+    VAT rate (``rate``: percent as a decimal string, None when the tariff gave none)."""
 
     dimension: Dimension
     station: str | None
     country: str | None
     net: int
     vat: int
+    rate: str | None
 
     def __init__(
-        self, dimension: Dimension, station: str | None, country: str | None, net: int, vat: int
+        self,
+        dimension: Dimension,
+        station: str | None,
+        country: str | None,
+        net: int,
+        vat: int,
+        rate: str | None = None,
     ) -> None:
         # Hand-written (ledger.fastpaths.slot_setters); captures and refunds build several shares.
         _set_dimension(self, dimension)
@@ -88,6 +96,7 @@ class RevenueShare:
         _set_country(self, country)
         _set_net(self, net)
         _set_vat(self, vat)
+        _set_rate(self, rate)
 
     @property
     def gross(self) -> int:
@@ -95,25 +104,30 @@ class RevenueShare:
 
     def with_amounts(self, net: int, vat: int) -> RevenueShare:
         """The same place with other amounts (``replace(self, net=, vat=)``, without its cost)."""
-        return RevenueShare(self.dimension, self.station, self.country, net, vat)
+        return RevenueShare(self.dimension, self.station, self.country, net, vat, self.rate)
 
     def same_place(self, other: RevenueShare) -> bool:
-        return (self.dimension, self.station, self.country) == (
+        return (self.dimension, self.station, self.country, self.rate) == (
             other.dimension,
             other.station,
             other.country,
+            other.rate,
         )
 
 
 _set_event_id, _set_payment_id, _set_network_id, _set_occurred_at = slot_setters(EntryContext)
-_set_dimension, _set_station, _set_country, _set_net, _set_vat = slot_setters(RevenueShare)
+_set_dimension, _set_station, _set_country, _set_net, _set_vat, _set_rate = slot_setters(
+    RevenueShare
+)
 
 
 def shares_of(
     lines: Sequence[RevenueLine], station: str | None, country: str | None
 ) -> list[RevenueShare]:
     return [
-        RevenueShare(line.dimension, station, country, line.amount_excl_vat, line.vat_amount)
+        RevenueShare(
+            line.dimension, station, country, line.amount_excl_vat, line.vat_amount, line.vat_rate
+        )
         for line in lines
     ]
 
@@ -189,7 +203,7 @@ def _split_capped(total: int, weights: Sequence[int]) -> list[int]:
 def subtract_shares(
     remaining: Sequence[RevenueShare], taken: Sequence[RevenueShare]
 ) -> list[RevenueShare]:
-    """``remaining`` less ``taken``, matched by dimension, station and country."""
+    """``remaining`` less ``taken``, matched by dimension, station, country and rate."""
     out: list[RevenueShare] = []
     for share in remaining:
         net, vat = share.net, share.vat
@@ -216,6 +230,37 @@ def _combine(shares: Sequence[RevenueShare]) -> list[RevenueShare]:
         else:
             out.append(share)
     return out
+
+
+def revenue_and_vat(
+    shares: Sequence[RevenueShare], currency: str, sign: int, contra: bool = False
+) -> list[Posting]:
+    """Revenue (or, ``contra``, refunds) per share, then VAT per (country, rate, station);
+    ``sign`` -1 credits them, 1 debits. Each posting carries its share's station."""
+    postings: list[Posting] = []
+    for s in shares:
+        account = (
+            accounts.refunds(s.dimension, s.country, s.rate)
+            if contra
+            else accounts.revenue(s.dimension, s.country, s.rate)
+        )
+        postings.append(Posting(account, Money(sign * s.net, currency), s.station))
+    postings += vat_postings(shares, currency, sign)
+    return postings
+
+
+def vat_postings(shares: Sequence[RevenueShare], currency: str, sign: int) -> list[Posting]:
+    """The VAT of ``shares``, one posting per VAT account (country and rate) and station, in
+    first-seen order; zero VAT is left out (``journal.merge`` would drop it)."""
+    vat: dict[tuple[accounts.Account, str | None], int] = {}
+    for s in shares:
+        key = (accounts.vat_payable(s.country, s.rate), s.station)
+        vat[key] = vat.get(key, 0) + s.vat
+    return [
+        Posting(account, Money(sign * amount, currency), station)
+        for (account, station), amount in vat.items()
+        if amount
+    ]
 
 
 # -- pending (memo) ledger ----------------------------------------------------------------------
@@ -255,7 +300,8 @@ def captured(
     shares: Sequence[RevenueShare],
     supplied_at: datetime | None = None,
 ) -> list[JournalEntry]:
-    """Dr provider clearing (gross); Cr revenue per dimension and station; Cr VAT per country.
+    """Dr provider clearing (gross); Cr revenue per dimension, country and rate; Cr VAT per
+    country and rate (each with the station as the posting's dimension).
 
     Revenue and VAT are recognized on the date of supply. When the charge was supplied before
     the provider captured it (``supplied_at`` earlier than the capture), that takes two
@@ -271,10 +317,7 @@ def captured(
         else accounts.provider_clearing(provider)
     )
     postings = [Posting.debit(debited, amount)]
-    for s in shares:
-        revenue = accounts.revenue(s.dimension, ctx.network_id, s.station)
-        postings.append(Posting.credit(revenue, Money(s.net, currency)))
-        postings.append(Posting.credit(accounts.vat_payable(s.country), Money(s.vat, currency)))
+    postings += revenue_and_vat(shares, currency, sign=-1)
     if not on_supply or supplied_at is None:
         return [ctx.entry(EntryKind.CAPTURE, postings)]
     settled = [
@@ -291,13 +334,10 @@ def receivable_booked(
     ctx: EntryContext, amount: Money, shares: Sequence[RevenueShare]
 ) -> list[JournalEntry]:
     """A billed supply whose capture failed (dated its supply): Dr customer receivables
-    (gross); Cr revenue per dimension and station; Cr VAT per country."""
+    (gross); Cr revenue and VAT per dimension, country and rate (the station on the posting)."""
     currency = amount.currency
     postings = [Posting.debit(accounts.customer_receivables(), amount)]
-    for s in shares:
-        revenue = accounts.revenue(s.dimension, ctx.network_id, s.station)
-        postings.append(Posting.credit(revenue, Money(s.net, currency)))
-        postings.append(Posting.credit(accounts.vat_payable(s.country), Money(s.vat, currency)))
+    postings += revenue_and_vat(shares, currency, sign=-1)
     return [ctx.entry(EntryKind.RECEIVABLE, postings)]
 
 
@@ -321,18 +361,15 @@ def bad_debt(
     ctx: EntryContext, amount: Money, shares: Sequence[RevenueShare], vat_relief: bool
 ) -> list[JournalEntry]:
     """A receivable written off: Cr customer receivables; Dr bad debts, the gross amount, or
-    with VAT relief the net and Dr VAT payable per country of supply for the VAT in it."""
+    with VAT relief the net and Dr VAT payable per country of supply and rate for the VAT in
+    it."""
     currency = amount.currency
     if not vat_relief:
         debits = [Posting.debit(accounts.bad_debts(), amount)]
     else:
         net = sum(s.net for s in shares)
         debits = [Posting.debit(accounts.bad_debts(), Money(net, currency))] if net else []
-        debits += [
-            Posting.debit(accounts.vat_payable(s.country), Money(s.vat, currency))
-            for s in shares
-            if s.vat
-        ]
+        debits += vat_postings(shares, currency, sign=1)
     postings = [*debits, Posting.credit(accounts.customer_receivables(), amount)]
     return [ctx.entry(EntryKind.BAD_DEBT, postings)]
 
@@ -359,16 +396,16 @@ def refunded(
     shares: Sequence[RevenueShare],
     kind: EntryKind = EntryKind.REFUND,
 ) -> list[JournalEntry]:
-    """Dr contra-revenue refunds per dimension and station; Dr VAT payable; Cr provider clearing.
+    """Dr contra-revenue refunds and VAT payable per dimension, country and rate (the station on
+    the posting); Cr provider clearing.
 
     With ``kind=REFUND_REVERSAL`` and a negated amount and shares, it undoes a refund.
     """
     currency = amount.currency
-    postings = [Posting.credit(accounts.provider_clearing(provider), amount)]
-    for s in shares:
-        contra = accounts.refunds(s.dimension, ctx.network_id, s.station)
-        postings.append(Posting.debit(contra, Money(s.net, currency)))
-        postings.append(Posting.debit(accounts.vat_payable(s.country), Money(s.vat, currency)))
+    postings = [
+        Posting.credit(accounts.provider_clearing(provider), amount),
+        *revenue_and_vat(shares, currency, sign=1, contra=True),
+    ]
     return [ctx.entry(kind, postings)] if not amount.is_zero else []
 
 

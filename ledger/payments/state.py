@@ -57,7 +57,7 @@ class ReceivableRecord:
     since: datetime
     """The supply date: where its age counts from."""
     remaining: tuple[RevenueShare, ...]
-    """The revenue and VAT still open, by dimension, station and VAT country."""
+    """The revenue and VAT still open, by dimension, station, VAT country and rate."""
     collected: int = 0
     written_off: int = 0
 
@@ -84,7 +84,7 @@ class PaymentState:
     provider_references: tuple[str, ...] = ()
     capture_ids: tuple[str, ...] = ()
     revenue: tuple[RevenueShare, ...] = ()
-    """Captured revenue not yet refunded, by dimension, station and VAT country."""
+    """Captured revenue not yet refunded, by dimension, station, VAT country and rate."""
     refunds: tuple[RefundRecord, ...] = ()
     disputes: tuple[DisputeRecord, ...] = ()
     applied_event_ids: frozenset[str] = field(default_factory=frozenset)

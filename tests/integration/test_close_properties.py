@@ -182,7 +182,9 @@ def _check(url: str, events: list[tuple[datetime, Any, int]], count: int) -> Non
             now = period_close.figures(conn, Period.of(name, "UTC"))
             stable = {k: v for k, v in now.items() if k != "receivables_ageing"}
             assert stable == {k: v for k, v in pack.items() if k != "receivables_ageing"}, name
-            payable = {row[0]: row[5] for row in pack["vat_return"][1]}
+            payable: dict[str, int] = defaultdict(int)
+            for row in pack["vat_return"][1]:  # country, rate, currency, base, ..., payable
+                payable[row[0]] += row[6]
             model = {c: v for c, v in expected[name].items() if v}
             assert {c: v for c, v in payable.items() if v} == model, name
             balances: dict[str, int] = defaultdict(int)

@@ -32,7 +32,7 @@ AWKWARD_STATIONS = ['st"1', "{x,y}", "back\\slash", "NULL", "tab\tand\nnewline",
 def entry(
     station: str, amounts: tuple[int, int], kind: EntryKind = EntryKind.CAPTURE
 ) -> JournalEntry:
-    """A capture of ``sum(amounts)`` to one station's energy revenue and its VAT."""
+    """A capture of ``sum(amounts)`` to energy revenue and its VAT, at ``station``."""
     net, vat = amounts
     return JournalEntry.for_event(
         event_id=str(uuid.uuid4()),
@@ -42,10 +42,11 @@ def entry(
         occurred_at=datetime(2026, 11, 24, 12, 0, tzinfo=UTC),
         postings=[
             Posting.debit(accounts.provider_clearing("sandbox"), Money(net + vat, "EUR")),
-            Posting.credit(accounts.revenue(Dimension.ENERGY, "op", station), Money(net, "EUR")),
-            Posting.credit(accounts.vat_payable("DE"), Money(vat, "EUR")),
+            Posting.credit(accounts.revenue(Dimension.ENERGY, "DE", "19"), Money(net, "EUR"),
+                           station),
+            Posting.credit(accounts.vat_payable("DE", "19"), Money(vat, "EUR"), station),
         ],
-    )
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -59,20 +60,26 @@ def scratch(app: App) -> Iterator[str]:
         postgres.drop_database(app.database_url, name)
 
 
-def posting_rows(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[str, str, int]]]:
+PostingRow = tuple[str, str, int, str | None]
+
+
+def posting_rows(conn: psycopg.Connection[Any]) -> dict[str, list[PostingRow]]:
     rows = conn.execute(
-        "SELECT entry_id::text, account, currency, amount_minor FROM postings"
+        "SELECT entry_id::text, account, currency, amount_minor, station FROM postings"
         " ORDER BY entry_id, ordinal"
     ).fetchall()
-    out: dict[str, list[tuple[str, str, int]]] = {}
-    for entry_id, account, currency, amount in rows:
-        out.setdefault(entry_id, []).append((account, currency, amount))
+    out: dict[str, list[PostingRow]] = {}
+    for entry_id, account, currency, amount, station in rows:
+        out.setdefault(entry_id, []).append((account, currency, amount, station))
     return out
 
 
-def expected(entries: list[JournalEntry]) -> dict[str, list[tuple[str, str, int]]]:
+def expected(entries: list[JournalEntry]) -> dict[str, list[PostingRow]]:
     return {
-        e.entry_id: [(p.account.code, p.amount.currency, p.amount.amount_minor) for p in e.postings]
+        e.entry_id: [
+            (p.account.code, p.amount.currency, p.amount.amount_minor, p.station)
+            for p in e.postings
+        ]
         for e in entries
     }
 
@@ -99,8 +106,23 @@ def test_unbalanced_or_short_entries_are_refused_by_the_table(scratch: str) -> N
 
 
 def test_migration_moves_existing_postings_inline_in_order(scratch: str) -> None:
-    """A book written before 013 (postings as rows) keeps every posting, in insertion order."""
+    """A book written before 013 (postings as rows, under the old chart of accounts) keeps every
+    posting, in insertion order; 024 then renames its accounts and moves the stations onto the
+    postings (rate unassigned: this book has no CDRs that would name it)."""
     entries = [entry(station, (500 * (i + 1), 95 * (i + 1))) for i, station in enumerate("ABC")]
+    old_code = {  # what the old chart called the accounts of each entry's postings
+        e.entry_id: ["assets:provider_clearing:sandbox", f"revenue:energy:op:{station}",
+                     "liabilities:vat_payable:DE"]
+        for e, station in zip(entries, "ABC", strict=True)
+    }  # fmt: skip
+    converted = {
+        e.entry_id: [
+            (code.replace(":19", ":unassigned"), currency, amount, station)
+            for code, currency, amount, station in rows
+        ]
+        for e in entries
+        for rows in [expected([e])[e.entry_id]]
+    }
     before = [m for m in postgres.migrations() if m[0] < 13]
     with psycopg.connect(scratch, autocommit=True) as conn:
         conn.execute(
@@ -116,16 +138,15 @@ def test_migration_moves_existing_postings_inline_in_order(scratch: str) -> None
                 " kind, occurred_at) VALUES (%s, %s, 'PaymentCaptured', %s, 'sandbox', %s, %s)",
                 (e.entry_id, e.event_id, e.network_id, e.kind.value, e.occurred_at),
             )
-            for p in e.postings:
+            for p, code in zip(e.postings, old_code[e.entry_id], strict=True):
                 conn.execute(
                     "INSERT INTO postings (entry_id, account, currency, amount_minor, occurred_at)"
                     " VALUES (%s, %s, %s, %s, %s)",
-                    (e.entry_id, p.account.code, p.amount.currency, p.amount.amount_minor,
-                     e.occurred_at),
-                )  # fmt: skip
+                    (e.entry_id, code, p.amount.currency, p.amount.amount_minor, e.occurred_at),
+                )
     assert postgres.migrate(scratch)[0].startswith("013_")
     with psycopg.connect(scratch) as conn:
-        assert posting_rows(conn) == expected(entries)
+        assert posting_rows(conn) == converted
         captured = conn.execute("SELECT sum(captured) FROM provider_flows").fetchone()
         assert captured == (sum(e.postings[0].amount.amount_minor for e in entries),)
 

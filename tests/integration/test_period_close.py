@@ -62,13 +62,19 @@ def test_close_a_month_lock_it_and_book_late_events_in_the_next(app: App, tmp_pa
                 assert hashlib.sha256((pack / name).read_bytes()).hexdigest() == entry["sha256"]
             assert manifest["trial_balance_balanced"]
             (vat,) = manifest["vat_return"]
-            assert (vat["country"], vat["taxable_base_minor"], vat["payable_minor"]) == (
-                "DE", 2500, 475,
-            )  # fmt: skip
+            assert (
+                vat["country"], vat["vat_rate"], vat["taxable_base_minor"], vat["payable_minor"]
+            ) == ("DE", "19", 2500, 475)  # fmt: skip
             with open(pack / "revenue.csv") as handle:
                 assert list(csv.DictReader(handle)) == [
-                    {"dimension": "energy", "country": "DE", "currency": "EUR",
+                    {"dimension": "energy", "country": "DE", "vat_rate": "19", "currency": "EUR",
                      "revenue_minor": "2500", "refunds_minor": "0", "net_minor": "2500"}
+                ]  # fmt: skip
+            with open(pack / "revenue_by_station.csv") as handle:
+                assert list(csv.DictReader(handle)) == [
+                    {"network": network, "station": "ST-1", "dimension": "energy",
+                     "country": "DE", "currency": "EUR", "revenue_minor": "2500",
+                     "refunds_minor": "0", "net_minor": "2500"}
                 ]  # fmt: skip
 
             # A late capture of a November supply, after the close: booked on 1 December.
@@ -78,7 +84,7 @@ def test_close_a_month_lock_it_and_book_late_events_in_the_next(app: App, tmp_pa
             run_to(processor, end_offsets(app, list(TOPICS)))
             with psycopg.connect(url) as conn:
                 tables = period_close.figures(conn, NOVEMBER)
-                assert tables["vat_return"][1] == [("DE", "EUR", 2500, 475, 0, 475, "19.00")]
+                assert tables["vat_return"][1] == [("DE", "19", "EUR", 2500, 475, 0, 475, "19.00")]
                 moved = conn.execute(
                     "SELECT e.kind, e.occurred_at, r.original_occurred_at FROM relocated_entries r"
                     " JOIN journal_entries e USING (entry_id) ORDER BY 1"

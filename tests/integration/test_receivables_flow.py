@@ -68,6 +68,6 @@ def test_a_declined_capture_is_a_receivable_in_the_books_until_written_off(app: 
                 assert all(debit == credit for debit, credit in totals.values())
                 balances = {r.account: r.balance for r in finance.balances(conn)}
                 assert balances["expenses:bad_debts"] == 2800
-                assert balances["liabilities:vat_payable:DE"] == 0
+                assert balances["liabilities:vat_payable:DE:19"] == 0
         finally:
             processor.close()

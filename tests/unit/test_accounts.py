@@ -57,20 +57,20 @@ def entry(*postings: Posting, kind: EntryKind = EntryKind.CAPTURE) -> JournalEnt
             Side.DEBIT,
         ),
         (
-            accounts.vat_payable("de"),
-            "liabilities:vat_payable:DE",
+            accounts.vat_payable("de", "19.00"),
+            "liabilities:vat_payable:DE:19",
             AccountType.LIABILITY,
             Side.CREDIT,
         ),
         (
-            accounts.revenue(Dimension.ENERGY, "acme", "ST-1"),
-            "revenue:energy:acme:ST-1",
+            accounts.revenue(Dimension.ENERGY, "DE", "19"),
+            "revenue:energy:DE:19",
             AccountType.REVENUE,
             Side.CREDIT,
         ),
         (
-            accounts.refunds(Dimension.PARKING_TIME, "acme", "ST-1"),
-            "contra_revenue:refunds:parking_time:acme:ST-1",
+            accounts.refunds(Dimension.PARKING_TIME, "FR", "5.50"),
+            "contra_revenue:refunds:parking_time:FR:5.5",
             AccountType.REVENUE,
             Side.DEBIT,
         ),
@@ -124,13 +124,47 @@ def test_accounts_contra_revenue_is_the_only_contra_family() -> None:
 
 def test_accounts_revenue_family_per_dimension() -> None:
     for dimension in Dimension:
-        account = accounts.revenue(dimension, "acme", "ST-1")
+        account = accounts.revenue(dimension, "DE", "19")
         assert account.code.split(":")[1] == dimension.value.lower()
 
 
-def test_accounts_missing_station_or_country_is_unassigned_not_guessed() -> None:
-    assert accounts.revenue(Dimension.FLAT, "acme", None).code == "revenue:flat:acme:unassigned"
-    assert accounts.vat_payable(None).code == "liabilities:vat_payable:unassigned"
+def test_accounts_missing_country_or_rate_is_unassigned_not_guessed() -> None:
+    assert accounts.revenue(Dimension.FLAT, "DE", None).code == "revenue:flat:DE:unassigned"
+    assert accounts.revenue(Dimension.FLAT, None, "19").code == "revenue:flat:unassigned:19"
+    assert accounts.vat_payable(None, None).code == "liabilities:vat_payable:unassigned:unassigned"
+
+
+@pytest.mark.parametrize(
+    ("given", "segment_"),
+    [("19", "19"), ("19.00", "19"), ("5.5", "5.5"), ("5.50", "5.5"), ("0", "0"), ("0.0", "0"),
+     ("100", "100"), ("1E1", "10"), (" 7 ", "7"), (None, "unassigned"), ("", "unassigned"),
+     ("-1", "unassigned"), ("100.01", "unassigned"), ("NaN", "unassigned"),
+     ("Infinity", "unassigned"), ("nineteen", "unassigned"), ("19%", "unassigned")],
+)  # fmt: skip
+def test_accounts_rate_segment_is_a_canonical_decimal_or_unassigned(
+    given: str | None, segment_: str
+) -> None:
+    assert accounts.rate_segment(given) == segment_
+
+
+@pytest.mark.parametrize("country", ["Germany", "D", "D1", "DE:1", "ST-1", "4111111111111111"])
+def test_accounts_free_text_never_becomes_a_country_segment(country: str) -> None:
+    """The old chart put upstream station ids into account codes; the new one takes two
+    letters or nothing."""
+    assert accounts.revenue(Dimension.ENERGY, country, "19").code == (
+        "revenue:energy:unassigned:19"
+    )
+
+
+def test_accounts_chart_does_not_grow_with_stations() -> None:
+    """One account per dimension, country and rate, however many stations post to it."""
+    codes = {
+        accounts.revenue(dimension, country, "19").code
+        for dimension in (Dimension.ENERGY, Dimension.TIME)
+        for country in ("DE", "AT")
+        for _station in range(500)
+    }
+    assert len(codes) == 4
 
 
 def test_accounts_segment_escapes_only_grammar_characters() -> None:
@@ -138,9 +172,7 @@ def test_accounts_segment_escapes_only_grammar_characters() -> None:
     assert segment("a:b") == "a%3Ab"
     assert segment("a%3Ab") == "a%253Ab"  # injective: an escaped id never meets an escape
     assert segment("st 1") == "st%201"
-    assert accounts.revenue(Dimension.ENERGY, "net:1", "st:9").code == (
-        "revenue:energy:net%3A1:st%3A9"
-    )
+    assert accounts.provider_fees("psp:1").code == "expenses:provider_fees:psp%3A1"
 
 
 @pytest.mark.parametrize(
@@ -179,8 +211,8 @@ def test_journal_debit_positive_credit_negative() -> None:
 def test_journal_balanced_entry_is_accepted() -> None:
     e = entry(
         Posting.debit(accounts.provider_clearing("stripe"), eur(119)),
-        Posting.credit(accounts.revenue(Dimension.ENERGY, "acme", "ST-1"), eur(100)),
-        Posting.credit(accounts.vat_payable("DE"), eur(19)),
+        Posting.credit(accounts.revenue(Dimension.ENERGY, "DE", "19"), eur(100), "ST-1"),
+        Posting.credit(accounts.vat_payable("DE", "19"), eur(19), "ST-1"),
     )
     assert sum(p.amount.amount_minor for p in e.postings) == 0
     assert not e.is_memo
@@ -191,7 +223,7 @@ def test_journal_unbalanced_entry_raises_with_code() -> None:
     with pytest.raises(UnbalancedEntry) as caught:
         entry(
             Posting.debit(accounts.provider_clearing("stripe"), eur(119)),
-            Posting.credit(accounts.vat_payable("DE"), eur(19)),
+            Posting.credit(accounts.vat_payable("DE", "19"), eur(19)),
         )
     assert caught.value.code == "UNBALANCED_ENTRY"
     assert caught.value.context["event_id"] == "ev-1"
@@ -233,7 +265,7 @@ def test_journal_needs_two_non_zero_postings() -> None:
 
 
 def test_journal_merge_sums_same_account_and_drops_zeros() -> None:
-    vat = accounts.vat_payable("DE")
+    vat = accounts.vat_payable("DE", "19")
     clearing = accounts.provider_clearing("stripe")
     merged = merge(
         [
@@ -243,6 +275,18 @@ def test_journal_merge_sums_same_account_and_drops_zeros() -> None:
         ]
     )
     assert merged == (Posting.credit(vat, eur(19)),)
+
+
+def test_journal_merge_keeps_postings_of_different_stations_apart() -> None:
+    vat = accounts.vat_payable("DE", "19")
+    merged = merge(
+        [
+            Posting.credit(vat, eur(10), "ST-1"),
+            Posting.credit(vat, eur(9), "ST-2"),
+            Posting.credit(vat, eur(1), "ST-1"),
+        ]
+    )
+    assert merged == (Posting.credit(vat, eur(11), "ST-1"), Posting.credit(vat, eur(9), "ST-2"))
 
 
 def test_journal_entry_ids_are_deterministic_per_event_and_kind() -> None:
@@ -256,7 +300,7 @@ def test_journal_entry_ids_are_deterministic_per_event_and_kind() -> None:
 def test_journal_reversal_negates_every_posting_under_a_new_id() -> None:
     original = entry(
         Posting.debit(accounts.provider_clearing("stripe"), eur(119)),
-        Posting.credit(accounts.vat_payable("DE"), eur(119)),
+        Posting.credit(accounts.vat_payable("DE", "19"), eur(119)),
     )
     undo = reversal(original, event_id="ev-2", kind=EntryKind.REFUND_REVERSAL, occurred_at=AT)
     assert [p.amount for p in undo.postings] == [eur(-119), eur(119)]

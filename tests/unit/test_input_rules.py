@@ -126,6 +126,20 @@ def test_the_payment_token_is_masked_in_reasons() -> None:
     assert "26 characters" in str(error)
 
 
+@pytest.mark.parametrize("rate", ["nineteen", "19%", "-1", "101", "NaN", ""])
+def test_vat_rate_is_a_percentage(rate: str) -> None:
+    """The rate names the revenue and VAT accounts: free text never gets that far."""
+    line = RevenueLine(Dimension.ENERGY, 4202, 798, rate)
+    error = refused(captured(lines=[line]))
+    assert error.code == "INVALID_VAT_RATE"
+    assert error.context["field"] == "lines[0].vat_rate"
+
+
+@pytest.mark.parametrize("rate", ["19", "5.5", "0", "19.00", None])
+def test_vat_rates_that_are_percentages_pass(rate: str | None) -> None:
+    check(captured(lines=[RevenueLine(Dimension.ENERGY, 4202, 798, rate)]), LATEST)
+
+
 def test_country_is_two_capitals() -> None:
     assert refused(captured(country="Germany")).code == "INVALID_COUNTRY"
     assert refused(captured(country="de")).code == "INVALID_COUNTRY"

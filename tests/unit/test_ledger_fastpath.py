@@ -101,8 +101,8 @@ def test_money_dataclass_replace_validates() -> None:
 # -- merge --------------------------------------------------------------------------------------
 ACCOUNTS = [
     accounts.provider_clearing("stripe"),
-    accounts.vat_payable("DE"),
-    accounts.revenue(Dimension.ENERGY, "acme", "s1"),
+    accounts.vat_payable("DE", "19"),
+    accounts.revenue(Dimension.ENERGY, "DE", "19"),
     accounts.provider_fees("stripe"),
 ]
 
@@ -225,9 +225,11 @@ STATE = PaymentState(
     status=PaymentStatus.FINALIZED,
     provider_references=("p1-ref", "p1-charge"),
     capture_ids=("c1",),
-    revenue=(RevenueShare(Dimension.ENERGY, "s1", "DE", 900, 171),),
+    revenue=(RevenueShare(Dimension.ENERGY, "s1", "DE", 900, 171, "19"),),
     refunds=(
-        RefundRecord("r1", 119, (RevenueShare(Dimension.ENERGY, "s1", "DE", 100, 19),), "re_1"),
+        RefundRecord(
+            "r1", 119, (RevenueShare(Dimension.ENERGY, "s1", "DE", 100, 19, "19"),), "re_1"
+        ),
         RefundRecord("r2", 10, (), None, reversed=True),
     ),
     disputes=(DisputeRecord("d1", 50, DisputeOutcome.WON), DisputeRecord("d2", 10)),
@@ -240,9 +242,10 @@ STORED = (
     '"authorized": 5000, "incremented": 500, "captured": 1190, "refunded": 119, "hold": 0, '
     '"status": "FINALIZED", "provider_references": ["p1-ref", "p1-charge"], '
     '"capture_ids": ["c1"], "revenue": [{"dimension": "ENERGY", "station": "s1", '
-    '"country": "DE", "net": 900, "vat": 171}], "refunds": [{"refund_id": "r1", "amount": 119, '
-    '"shares": [{"dimension": "ENERGY", "station": "s1", "country": "DE", "net": 100, '
-    '"vat": 19}], "provider_reference": "re_1", "reversed": false}, {"refund_id": "r2", '
+    '"country": "DE", "net": 900, "vat": 171, "rate": "19"}], "refunds": [{"refund_id": "r1", '
+    '"amount": 119, "shares": [{"dimension": "ENERGY", "station": "s1", "country": "DE", '
+    '"net": 100, "vat": 19, "rate": "19"}], "provider_reference": "re_1", "reversed": false}, '
+    '{"refund_id": "r2", '
     '"amount": 10, "shares": [], "provider_reference": null, "reversed": true}], '
     '"disputes": [{"dispute_id": "d1", "amount": 50, "outcome": "WON"}, '
     '{"dispute_id": "d2", "amount": 10, "outcome": null}], '
@@ -263,6 +266,14 @@ def test_state_stored_before_authorized_at_existed_reads_back() -> None:
     assert state_from_dict(data) == dataclasses.replace(STATE, authorized_at=None)
 
 
+def test_state_stored_before_shares_had_rates_reads_back() -> None:
+    """States written before migration 024 (which fills in what it can) have no ``rate``."""
+    data = json.loads(STORED.replace(', "rate": "19"', ""))
+    state = state_from_dict(data)
+    assert [s.rate for s in state.revenue] == [None]
+    assert state.revenue[0] == dataclasses.replace(STATE.revenue[0], rate=None)
+
+
 def test_state_stored_before_receivables_existed_reads_back() -> None:
     data = json.loads(STORED)
     del data["receivables"]
@@ -270,7 +281,7 @@ def test_state_stored_before_receivables_existed_reads_back() -> None:
 
 
 def test_a_receivable_round_trips_through_the_storage_form() -> None:
-    share = RevenueShare(Dimension.ENERGY, "s1", "DE", 1000, 190)
+    share = RevenueShare(Dimension.ENERGY, "s1", "DE", 1000, 190, "19")
     owed = ReceivableRecord("cdr-1", 1190, datetime(2026, 11, 20, tzinfo=UTC), (share,), 100, 90)
     state = dataclasses.replace(STATE, receivables=(owed,))
     stored = state_to_dict(state)
@@ -280,7 +291,7 @@ def test_a_receivable_round_trips_through_the_storage_form() -> None:
             "amount": 1190,
             "since": "2026-11-20T00:00:00+00:00",
             "remaining": [{"dimension": "ENERGY", "station": "s1", "country": "DE", "net": 1000,
-                           "vat": 190}],
+                           "vat": 190, "rate": "19"}],
             "collected": 100,
             "written_off": 90,
         }

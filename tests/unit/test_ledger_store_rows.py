@@ -114,7 +114,10 @@ def test_consumed_stays_a_frozen_value() -> None:
 # -- journal COPY text: the compiled formatter against the Python one ---------------------------
 ANY_TEXT = st.text(st.characters(codec="utf-8"), max_size=10)
 SEGMENT = st.text(st.characters(codec="utf-8"), min_size=1, max_size=8)
-AT = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]))
+AT = st.datetimes(
+    min_value=datetime(2000, 1, 1),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
+)
 
 
 @st.composite
@@ -128,9 +131,11 @@ def stored_entries(draw: st.DrawFn) -> list[store.StoredEntry]:
             amount = Money(draw(st.integers(1, 2**62)), draw(st.sampled_from(["EUR", "JPY"])))
             debit = accounts.provider_clearing(draw(SEGMENT))
             credit = accounts.revenue(Dimension.ENERGY, draw(SEGMENT), draw(SEGMENT))
-            postings = [Posting.debit(debit, amount), Posting.credit(credit, amount)]
+            station = draw(st.none() | ANY_TEXT)  # a posting dimension: any text, or none
+            postings = [Posting.debit(debit, amount), Posting.credit(credit, amount, station)]
             if draw(st.booleans()):
-                postings.append(Posting.credit(accounts.vat_payable(draw(SEGMENT)), amount))
+                vat = accounts.vat_payable(draw(SEGMENT), draw(st.sampled_from(["19", "5.5"])))
+                postings.append(Posting.credit(vat, amount, draw(st.none() | ANY_TEXT)))
                 postings.append(Posting.debit(accounts.bank(), amount))
             entry = JournalEntry.for_event(
                 event_id=event_id, kind=kind, payment_id=payment_id, network_id=network,
@@ -173,6 +178,7 @@ def test_a_stored_row_rebuilds_the_line_the_hash_chain_covers(
             [p.account.code for p in s.entry.postings],
             [p.amount.currency for p in s.entry.postings],
             [p.amount.amount_minor for p in s.entry.postings],
+            [p.station for p in s.entry.postings],
         )
         for s in utc
     ]  # fmt: skip

@@ -52,11 +52,11 @@ CLEARING = accounts.provider_clearing("stripe")
 FEES = accounts.provider_fees("stripe")
 HOLDS = accounts.authorization_holds("stripe")
 COMMITMENTS = accounts.hold_commitments("stripe")
-VAT_DE = accounts.vat_payable("DE")
-ENERGY = accounts.revenue(Dimension.ENERGY, "acme", ST)
-TIME = accounts.revenue(Dimension.TIME, "acme", ST)
-REFUNDS_ENERGY = accounts.refunds(Dimension.ENERGY, "acme", ST)
-REFUNDS_TIME = accounts.refunds(Dimension.TIME, "acme", ST)
+VAT_DE = accounts.vat_payable("DE", "19")
+ENERGY = accounts.revenue(Dimension.ENERGY, "DE", "19")
+TIME = accounts.revenue(Dimension.TIME, "DE", "19")
+REFUNDS_ENERGY = accounts.refunds(Dimension.ENERGY, "DE", "19")
+REFUNDS_TIME = accounts.refunds(Dimension.TIME, "DE", "19")
 RECEIVABLE = accounts.disputes_receivable("stripe")
 LOSSES = accounts.dispute_losses("stripe")
 
@@ -68,7 +68,7 @@ def env(network: str = "acme") -> Envelope:
 
 
 def line(dimension: Dimension, net: int, vat: int) -> RevenueLine:
-    return RevenueLine(dimension, net, vat)
+    return RevenueLine(dimension, net, vat, "19")
 
 
 # Capture of EUR 35.70: energy 25.00 + 4.75 VAT, time 5.00 + 0.95 VAT (19 % DE).

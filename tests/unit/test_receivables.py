@@ -43,8 +43,8 @@ RECEIVABLES = accounts.customer_receivables()
 BAD_DEBTS = accounts.bad_debts()
 CLEARING = accounts.provider_clearing("sandbox")
 BANK = accounts.bank()
-VAT = accounts.vat_payable("NL")
-ENERGY = accounts.revenue(Dimension.ENERGY, "net", ST)
+VAT = accounts.vat_payable("NL", "19")
+ENERGY = accounts.revenue(Dimension.ENERGY, "NL", "19")
 
 
 class Book:

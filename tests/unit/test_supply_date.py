@@ -27,8 +27,8 @@ ST = "DE*EVL*E1"
 LINES = [RevenueLine(Dimension.ENERGY, 2500, 475, "19"), RevenueLine(Dimension.TIME, 500, 95, "19")]
 CLEARING = accounts.provider_clearing("sandbox")
 RECEIVABLE = accounts.settlement_receivable("sandbox")
-ENERGY = accounts.revenue(Dimension.ENERGY, "net", ST)
-VAT_DE = accounts.vat_payable("DE")
+ENERGY = accounts.revenue(Dimension.ENERGY, "DE", "19")
+VAT_DE = accounts.vat_payable("DE", "19")
 
 
 def env(at: datetime, event_id: str) -> Envelope:
