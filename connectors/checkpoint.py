@@ -5,8 +5,9 @@ One batch is one transaction (``Checkpoint.batch()``), written in this order:
 
 1. **claim**: lock the group's stored offsets for the batch's partitions and drop the records
    below them, so two instances racing through a rebalance cannot apply a record twice;
-2. **mark seen**: record the event ids of the records the group deduplicates by id
-   (``processed_events``); only ids not seen before go on;
+2. **mark seen**: record the event ids of the records, each with its content fingerprint
+   (``processed_events``); only ids not seen before go on, and a seen id whose stored
+   fingerprint differs is a reused id (``EVENT_ID_CONFLICT``), not a duplicate;
 3. **effects**: the handler's own writes (through ``conn`` on PostgreSQL), each rejection (the
    ``rejections`` table) and each outgoing event (the ``outbox``), inside savepoints where the
    loop isolates a poison record;
@@ -45,6 +46,8 @@ class Position:
     partition: int
     offset: int
     event_id: str | None = None
+    fingerprint: bytes | None = None
+    """The content fingerprint of the record's event (``connectors.fingerprint``), if decoded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +80,18 @@ class CheckpointBatch(Protocol):
         ...
 
     def mark_seen(self, group: str, positions: Sequence[Position]) -> set[str]:
-        """Record the positions' event ids for the group; return those not seen before."""
+        """Record the positions' event ids, with their fingerprints, for the group; return
+        those not seen before."""
+        ...
+
+    def fingerprints(self, group: str, event_ids: Collection[str]) -> dict[str, bytes | None]:
+        """The fingerprints stored with the marks of ``event_ids`` that the group has seen
+        (None for a mark kept without one)."""
+        ...
+
+    def unmark(self, group: str, event_ids: Collection[str]) -> None:
+        """Forget the marks of ``event_ids`` (a record whose mark this batch wrote and whose
+        handler refused it for now, so that its re-drive is not a duplicate)."""
         ...
 
     def reject(self, group: str, rejection: Rejection) -> None:
@@ -224,8 +238,9 @@ class _PostgresBatch:
             row[0]
             for row in self._conn.execute(
                 "INSERT INTO processed_events"
-                ' (consumer_group, event_id, topic, partition, "offset")'
-                " SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[])"
+                ' (consumer_group, event_id, topic, partition, "offset", fingerprint)'
+                " SELECT %s, e, t, p, o, decode(f, 'hex') FROM unnest("
+                "  %s::text[], %s::text[], %s::int[], %s::bigint[], %s::text[]) AS x(e, t, p, o, f)"
                 " ON CONFLICT DO NOTHING RETURNING event_id",
                 (
                     group,
@@ -233,9 +248,30 @@ class _PostgresBatch:
                     postgres.array_literal(p.topic for p in positions),
                     postgres.array_literal(p.partition for p in positions),
                     postgres.array_literal(p.offset for p in positions),
+                    postgres.array_literal(
+                        p.fingerprint.hex() if p.fingerprint else None for p in positions
+                    ),
                 ),
             ).fetchall()
         }
+
+    def fingerprints(self, group: str, event_ids: Collection[str]) -> dict[str, bytes | None]:
+        if not event_ids:
+            return {}
+        rows = self._conn.execute(
+            "SELECT event_id, fingerprint FROM processed_events"
+            " WHERE consumer_group = %s AND event_id = ANY(%s::text[])",
+            (group, list(event_ids)),
+        ).fetchall()
+        return {e: (bytes(f) if f is not None else None) for e, f in rows}
+
+    def unmark(self, group: str, event_ids: Collection[str]) -> None:
+        if event_ids:
+            self._conn.execute(
+                "DELETE FROM processed_events WHERE consumer_group = %s"
+                " AND event_id = ANY(%s::text[])",
+                (group, list(event_ids)),
+            )
 
     def reject(self, group: str, rejection: Rejection) -> None:
         at = rejection.position
@@ -271,7 +307,8 @@ class _PostgresBatch:
 @dataclass
 class _State:
     offsets: dict[tuple[str, str, int], int] = field(default_factory=dict)
-    seen: set[tuple[str, str]] = field(default_factory=set)
+    seen: dict[tuple[str, str], bytes | None] = field(default_factory=dict)
+    """(group, event_id) -> the fingerprint kept with the mark"""
     rejections: dict[tuple[str, str, int, int], Rejection] = field(default_factory=dict)
     outbox: list[list[Any]] = field(default_factory=list)
     """[topic, key, value, event_id, published] in enqueue order."""
@@ -357,9 +394,17 @@ class _MemoryBatch:
         for p in positions:
             key = (group, p.event_id or "")
             if key not in self._state.seen:
-                self._state.seen.add(key)
+                self._state.seen[key] = p.fingerprint
                 new.add(p.event_id or "")
         return new
+
+    def fingerprints(self, group: str, event_ids: Collection[str]) -> dict[str, bytes | None]:
+        seen = self._state.seen
+        return {e: seen[(group, e)] for e in event_ids if (group, e) in seen}
+
+    def unmark(self, group: str, event_ids: Collection[str]) -> None:
+        for e in event_ids:
+            self._state.seen.pop((group, e), None)
 
     def reject(self, group: str, rejection: Rejection) -> None:
         at = rejection.position

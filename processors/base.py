@@ -35,6 +35,7 @@ from connectors.checkpoint import (
     PostgresCheckpoint,
     Rejection,
 )
+from connectors.fingerprint import fingerprint
 from connectors.kafka import (
     Consumed,
     EventConsumer,
@@ -384,9 +385,12 @@ class PostgresProcessor:
                 else:
                     decoded.append(record)
             checked = self._check_input(tx, decoded)
-            new = self._first_sightings(checkpoint, checked)
+            rejected_before = len(tx.rejected)
+            new, marked_owned = self._first_sightings(checkpoint, tx, checked)
+            conflicts = len(tx.rejected) - rejected_before
             self._handle_isolating_poison(tx, new)
-            stats.duplicates = len(checked) - len(new) + len(tx.duplicates)
+            self._unmark_refused(checkpoint, tx, marked_owned)
+            stats.duplicates = len(checked) - len(new) - conflicts + len(tx.duplicates)
             stats.rejected = len(tx.rejected)
             stats.applied = stats.consumed - stats.duplicates - stats.rejected
             next_offsets: dict[tuple[str, int], int] = {}
@@ -460,22 +464,61 @@ class PostgresProcessor:
         return [r for r in batch if r.offset >= floor.get((r.topic, r.partition), 0)]
 
     def _first_sightings(
-        self, checkpoint: CheckpointBatch, records: list[Consumed]
-    ) -> list[Consumed]:
-        """Step 2: the records to hand to the handler, in consumed order: those it deduplicates
-        itself (``SelfDeduplicating``) and those whose event_id the group has not seen (in the
-        checkpoint or earlier in the batch)."""
+        self, checkpoint: CheckpointBatch, tx: Effects, records: list[Consumed]
+    ) -> tuple[list[Consumed], list[Consumed]]:
+        """Step 2: the records to hand to the handler, in consumed order, and the records of
+        those the handler deduplicates itself whose marks this batch wrote.
+
+        Every record's event_id is marked with its content fingerprint
+        (``connectors.fingerprint``). A record repeating an id seen before (in the checkpoint
+        or earlier in the batch) with other content is rejected, ``EVENT_ID_CONFLICT``: an id
+        is an idempotency key, never reused. With the same content it is a duplicate: dropped
+        here, or, for the records the handler deduplicates itself (``SelfDeduplicating``),
+        handed on so it can say so from its state."""
         owns = getattr(self.handler, "deduplicates", None)
         own = [False] * len(records) if owns is None else [owns(r) for r in records]
-        first: dict[str, Consumed] = {}
-        for r, o in zip(records, own, strict=True):
-            if not o:
-                first.setdefault(r.event_id or "", r)
-        if not first:
-            return records
-        new_ids = checkpoint.mark_seen(self.group, [_position(r) for r in first.values()])
-        new = {id(r) for event_id, r in first.items() if event_id in new_ids}
-        return [r for r, o in zip(records, own, strict=True) if o or id(r) in new]
+        if not records:
+            return records, []
+        prints = [fingerprint(r.event) for r in records]
+        first: dict[str, int] = {}
+        for i, r in enumerate(records):
+            first.setdefault(r.event_id or "", i)
+        new_ids = checkpoint.mark_seen(
+            self.group, [_position(records[i], prints[i]) for i in first.values()]
+        )
+        seen_before = [e for e in first if e not in new_ids]
+        stored = checkpoint.fingerprints(self.group, seen_before) if seen_before else {}
+        conflicting: set[int] = set()
+        if stored or len(first) < len(records):
+            for i, r in enumerate(records):
+                e = r.event_id or ""
+                reference = stored.get(e) or prints[first[e]]  # a mark without one: the batch's
+                if reference != prints[i]:
+                    conflicting.add(i)
+                    _reject_conflict(tx, r)
+        out, marked = [], []
+        for i, (r, o) in enumerate(zip(records, own, strict=True)):
+            if i in conflicting:
+                continue
+            is_new = first[r.event_id or ""] == i and (r.event_id or "") in new_ids
+            if o or is_new:
+                out.append(r)
+            if o and is_new:
+                marked.append(r)
+        return out, marked
+
+    def _unmark_refused(
+        self, checkpoint: CheckpointBatch, tx: Effects, marked: list[Consumed]
+    ) -> None:
+        """Forget this batch's marks of self-deduplicated records the handler rejected: such a
+        record (``UNKNOWN_PAYMENT`` before its authorization) may be re-driven, and its re-drive
+        must apply, not count as a duplicate."""
+        if not marked or not tx.rejected:
+            return
+        refused = [
+            r.event_id or "" for r in marked if (r.topic, r.partition, r.offset) in tx.rejected
+        ]
+        checkpoint.unmark(self.group, refused)
 
     def relay(self, limit: int = 10_000) -> int:
         """Step 6: publish this processor's pending outgoing events."""
@@ -504,5 +547,16 @@ def relay_outbox(conn: Conn, publisher: EventPublisher, limit: int = 10_000) -> 
     return PostgresCheckpoint(conn).relay(publisher.produce_bytes, publisher.flush, limit)
 
 
-def _position(record: Consumed) -> Position:
-    return Position(record.topic, record.partition, record.offset, record.event_id)
+def _position(record: Consumed, content: bytes | None = None) -> Position:
+    return Position(record.topic, record.partition, record.offset, record.event_id, content)
+
+
+def _reject_conflict(tx: Effects, record: Consumed) -> None:
+    event = record.event
+    tx.reject(
+        record,
+        "EVENT_ID_CONFLICT",
+        f"event_id {record.event_id} was already used for an event with other content "
+        f"(this one: {type(event).__name__}); an event_id is an idempotency key: give a "
+        "new event a new id (ledger.envelope.uuid7), and repeat an event only unchanged",
+    )

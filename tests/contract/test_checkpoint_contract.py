@@ -80,6 +80,20 @@ def test_first_sightings_are_new_once_per_group(checkpoint: Checkpoint) -> None:
         assert batch.mark_seen(GROUP, [at(5, "d")]) == {"d"}
 
 
+def test_a_mark_keeps_the_first_fingerprint_and_can_be_forgotten(checkpoint: Checkpoint) -> None:
+    first, other = b"\x01" * 16, b"\x02" * 16
+    with checkpoint.batch() as batch:
+        batch.mark_seen(GROUP, [Position("t", 0, 1, "a", first), Position("t", 0, 2, "b")])
+    with checkpoint.batch() as batch:
+        assert batch.mark_seen(GROUP, [Position("t", 0, 3, "a", other)]) == set()
+        assert batch.fingerprints(GROUP, ["a", "b", "c"]) == {"a": first, "b": None}
+        assert batch.fingerprints("another-group", ["a"]) == {}
+        batch.unmark(GROUP, ["a"])
+        assert batch.fingerprints(GROUP, ["a"]) == {}
+        assert batch.mark_seen(GROUP, [Position("t", 0, 3, "a", other)]) == {"a"}
+        assert batch.fingerprints(GROUP, ["a"]) == {"a": other}
+
+
 def test_a_savepoint_undoes_only_what_happened_inside_it(checkpoint: Checkpoint) -> None:
     with checkpoint.batch() as batch:
         batch.enqueue("billing.events", b"k1", b"kept", "out-1")

@@ -1,0 +1,43 @@
+"""The content fingerprint of an event: what "the same event" means when an event_id repeats.
+
+An event_id is an idempotency key, so a record that repeats an id must repeat its content; a
+consumer compares fingerprints to tell a redelivery (duplicate, no effect) from a reused id with
+other content (``EVENT_ID_CONFLICT``, rejected; docs/errors.md).
+
+The fingerprint is BLAKE2b-128 over a canonical JSON (``orjson``) of the **decoded** event: its
+type, every payload field and every envelope field but ``recorded_at``. Decoded, so the same
+event written under two schema versions (an upcast, a new optional field at its default) has one
+fingerprint; without ``recorded_at``, because that is when a publisher recorded it, and a
+publisher that re-creates an event to retry it records it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from hashlib import blake2b
+from typing import Any
+
+import orjson
+
+DIGEST_BYTES = 16
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _payload_fields(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.name != "envelope")
+        _FIELDS[cls] = names
+    return names
+
+
+def fingerprint(event: Any) -> bytes:
+    """The 16-byte content fingerprint of ``event`` (a dataclass with an ``envelope``)."""
+    env = event.envelope
+    head = (type(event).__name__, env.event_id, env.occurred_at, env.source, env.network_id,
+            env.correlation_id, env.causation_id)  # fmt: skip
+    body = [getattr(event, name) for name in _payload_fields(type(event))]
+    text = orjson.dumps((head, body), default=str)  # Decimal and the like as their text
+    return blake2b(text, digest_size=DIGEST_BYTES).digest()

@@ -1,0 +1,57 @@
+"""The content fingerprint that tells a redelivered event from a reused event_id."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.fingerprint import DIGEST_BYTES, fingerprint
+from entrypoints.simulate import NetworkSimulator
+from ledger.events import PaymentAuthorized
+from ledger.money import Money
+from schemas.topics import TOPIC_EVENTS
+from tests.strategies import valid_strategy_for
+
+EVENTS = list(NetworkSimulator(seed=3).burst(20))
+
+
+def test_equal_events_have_one_fingerprint_and_recording_again_is_not_new_content() -> None:
+    for event in EVENTS:
+        copy = dataclasses.replace(event)
+        later = dataclasses.replace(
+            event,
+            envelope=dataclasses.replace(
+                event.envelope, recorded_at=event.envelope.recorded_at + timedelta(minutes=5)
+            ),
+        )
+        assert fingerprint(copy) == fingerprint(event) == fingerprint(later)
+        assert len(fingerprint(event)) == DIGEST_BYTES
+
+
+def test_any_other_field_is_other_content() -> None:
+    auth = next(e for e in EVENTS if isinstance(e, PaymentAuthorized))
+    changes = [
+        dataclasses.replace(auth, amount=Money(auth.amount.amount_minor + 1, auth.amount.currency)),
+        dataclasses.replace(auth, payment_method="wallet"),
+        dataclasses.replace(auth, station_id=None),
+        dataclasses.replace(
+            auth, envelope=dataclasses.replace(auth.envelope, network_id="another-network")
+        ),
+        dataclasses.replace(
+            auth,
+            envelope=dataclasses.replace(
+                auth.envelope, occurred_at=auth.envelope.occurred_at + timedelta(seconds=1)
+            ),
+        ),
+    ]
+    prints = {fingerprint(c) for c in changes}
+    assert len(prints) == len(changes) and fingerprint(auth) not in prints
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([c for cs in TOPIC_EVENTS.values() for c in cs]).flatmap(valid_strategy_for))
+def test_every_event_type_has_a_deterministic_fingerprint(event: object) -> None:
+    assert fingerprint(event) == fingerprint(dataclasses.replace(event))  # type: ignore[type-var]
