@@ -58,10 +58,11 @@ down: ## stop the local stack (state is kept in .evledger/)
 status: ## show which services run and answer
 	$(EVLEDGER) stack status
 
-lint: install ## ruff (lint + format check) and mypy --strict
+lint: install ## ruff (lint + format check), mypy --strict and bandit (security, medium and up)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/bandit -q -ll -c pyproject.toml -r connectors ledger processors entrypoints schemas devstack
 
 format: ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .

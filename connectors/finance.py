@@ -276,7 +276,7 @@ def balances(
         source, args = "balances_as_of(%s)", [as_of]
     return _fetch(
         conn,
-        f"SELECT account, currency, debit, credit, balance FROM {source}"
+        f"SELECT account, currency, debit, credit, balance FROM {source}"  # nosec B608  # SQL built from module constants; values are bound parameters
         f" WHERE {' AND '.join(where)} ORDER BY account, currency",
         [*args, *params],
         limit,
@@ -436,7 +436,7 @@ def revenue(
     }[by]
     return _fetch(
         conn,
-        f"SELECT {key} AS k, currency, sum(revenue)::bigint, sum(refunds)::bigint,"
+        f"SELECT {key} AS k, currency, sum(revenue)::bigint, sum(refunds)::bigint,"  # nosec B608  # SQL built from module constants; values are bound parameters
         " sum(net_revenue)::bigint FROM revenue_daily"
         " WHERE day >= coalesce(%s, '-infinity'::date) AND day <= coalesce(%s, 'infinity'::date)"
         " GROUP BY k, currency ORDER BY k, currency",

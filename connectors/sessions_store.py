@@ -159,7 +159,7 @@ def load_sessions(conn: Conn, session_ids: Collection[str]) -> dict[str, Session
     if not session_ids:
         return {}
     rows = conn.execute(
-        f"SELECT {', '.join(_SESSION_COLUMNS)} FROM charging_sessions WHERE session_id = ANY(%s)",
+        f"SELECT {', '.join(_SESSION_COLUMNS)} FROM charging_sessions WHERE session_id = ANY(%s)",  # nosec B608  # SQL built from module constants; values are bound parameters
         (list(session_ids),),
     ).fetchall()
     return {row[0]: _session_of(row) for row in rows}
@@ -173,7 +173,7 @@ def sessions_awaiting(
     if not tariff_ids and not payment_ids:
         return []
     rows = conn.execute(
-        f"SELECT {', '.join(_SESSION_COLUMNS)} FROM charging_sessions"
+        f"SELECT {', '.join(_SESSION_COLUMNS)} FROM charging_sessions"  # nosec B608  # SQL built from module constants; values are bound parameters
         " WHERE (status = 'awaiting_tariff' AND tariff_id = ANY(%s))"
         " OR (status = 'held' AND reason_code = 'INVALID_HOLD' AND payment_id = ANY(%s))"
         " ORDER BY session_id FOR UPDATE",
@@ -185,7 +185,7 @@ def sessions_awaiting(
 def lock_session(conn: Conn, session_id: str) -> Session | None:
     """The session row, locked until the end of the transaction (corrections)."""
     row = conn.execute(
-        f"SELECT {', '.join(_SESSION_COLUMNS)} FROM charging_sessions"
+        f"SELECT {', '.join(_SESSION_COLUMNS)} FROM charging_sessions"  # nosec B608  # SQL built from module constants; values are bound parameters
         " WHERE session_id = %s FOR UPDATE",
         (session_id,),
     ).fetchone()
@@ -202,7 +202,7 @@ def save_sessions(conn: Conn, sessions: Iterable[Session]) -> None:
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SESSION_COLUMNS[1:])
     with conn.cursor() as cur:
         cur.executemany(
-            f"INSERT INTO charging_sessions ({', '.join(_SESSION_COLUMNS)})"
+            f"INSERT INTO charging_sessions ({', '.join(_SESSION_COLUMNS)})"  # nosec B608  # SQL built from module constants; values are bound parameters
             f" VALUES ({', '.join(['%s'] * len(_SESSION_COLUMNS))})"
             f" ON CONFLICT (session_id) DO UPDATE SET {updates}, updated_at = now()",
             params,
@@ -308,12 +308,12 @@ _METER_COLUMNS = (
 )
 # OFFSET 0 keeps the planner from flattening the LATERAL subquery into a join it may hash.
 METER_ROWS_OF_SESSIONS = (
-    f"SELECT {_METER_COLUMNS} FROM unnest(%s::text[]) AS q(session_id)"
+    f"SELECT {_METER_COLUMNS} FROM unnest(%s::text[]) AS q(session_id)"  # nosec B608  # SQL built from module constants; values are bound parameters
     " CROSS JOIN LATERAL (SELECT * FROM session_meter_values"
     "  WHERE session_id = q.session_id OFFSET 0) AS m"
 )
 METER_ROWS_BY_KEY = (
-    f"SELECT {_METER_COLUMNS}"
+    f"SELECT {_METER_COLUMNS}"  # nosec B608  # SQL built from module constants; values are bound parameters
     " FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) AS q(s, st, tx, seq)"
     " CROSS JOIN LATERAL (SELECT * FROM session_meter_values WHERE session_id = q.s"
     "  AND station_id = q.st AND transaction_id = q.tx AND seq_no = q.seq LIMIT 1) AS m"
@@ -378,7 +378,7 @@ def save_holds(conn: Conn, holds: Iterable[PaymentHold]) -> None:
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _HOLD_COLUMNS[1:])
     with conn.cursor() as cur:
         cur.executemany(
-            f"INSERT INTO session_payment_holds ({', '.join(_HOLD_COLUMNS)})"
+            f"INSERT INTO session_payment_holds ({', '.join(_HOLD_COLUMNS)})"  # nosec B608  # SQL built from module constants; values are bound parameters
             f" VALUES ({', '.join(['%s'] * len(_HOLD_COLUMNS))})"
             f" ON CONFLICT (payment_id) DO UPDATE SET {updates}, updated_at = now()",
             [[getattr(h, c) for c in _HOLD_COLUMNS] for h in holds],
@@ -390,7 +390,7 @@ def load_holds(conn: Conn, payment_ids: Collection[str]) -> dict[str, PaymentHol
     if not payment_ids:
         return {}
     rows = conn.execute(
-        f"SELECT {', '.join(_HOLD_COLUMNS)} FROM session_payment_holds WHERE payment_id = ANY(%s)",
+        f"SELECT {', '.join(_HOLD_COLUMNS)} FROM session_payment_holds WHERE payment_id = ANY(%s)",  # nosec B608  # SQL built from module constants; values are bound parameters
         (list(payment_ids),),
     ).fetchall()
     return {row[0]: _hold_of(row) for row in rows}

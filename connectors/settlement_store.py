@@ -116,7 +116,8 @@ class AttemptStore:
     def get(self, key: str) -> Attempt | None:
         with self.conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(
-                f"SELECT {_COLUMNS} FROM provider_attempts WHERE idempotency_key = %s", (key,)
+                f"SELECT {_COLUMNS} FROM provider_attempts WHERE idempotency_key = %s",  # nosec B608
+                (key,),
             ).fetchone()
         return _attempt(row) if row else None
 
@@ -232,7 +233,7 @@ class AttemptStore:
         outbox (the same: a redelivery would have emitted them)."""
         with self.conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(
-                f"SELECT {_COLUMNS} FROM provider_attempts WHERE status = 'in_doubt'"
+                f"SELECT {_COLUMNS} FROM provider_attempts WHERE status = 'in_doubt'"  # nosec B608  # SQL built from module constants; values are bound parameters
                 " OR (updated_at < now() - %s AND (status = 'pending' OR emitted_at IS NULL))"
                 " ORDER BY updated_at LIMIT %s",
                 (pending_for, limit),
@@ -242,7 +243,7 @@ class AttemptStore:
     def list(self, status: AttemptStatus | None = None, limit: int = 50) -> list[Attempt]:
         with self.conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(
-                f"SELECT {_COLUMNS} FROM provider_attempts"
+                f"SELECT {_COLUMNS} FROM provider_attempts"  # nosec B608  # SQL built from module constants; values are bound parameters
                 " WHERE %s::text IS NULL OR status = %s ORDER BY updated_at DESC LIMIT %s",
                 (status, status, limit),
             ).fetchall()

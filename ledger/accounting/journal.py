@@ -101,7 +101,9 @@ def entry_id_for(event_id: str, kind: EntryKind) -> str:
     holds it to that), built from the SHA-1 hex digest directly: 3x cheaper than via uuid.UUID.
     """
     # f"{kind}" is kind.value (a StrEnum formats as its value) without the slow Enum descriptor.
-    digest = hashlib.sha1(_NAMESPACE_BYTES + f"{event_id}:{kind}".encode()).hexdigest()
+    digest = hashlib.sha1(
+        _NAMESPACE_BYTES + f"{event_id}:{kind}".encode(), usedforsecurity=False
+    ).hexdigest()  # a UUIDv5 (RFC 4122 names SHA-1), not a security use
     # UUIDv5 layout: version nibble 5 at hex digit 12, variant bits in hex digit 16.
     return (
         f"{digest[:8]}-{digest[8:12]}-5{digest[13:16]}-"
