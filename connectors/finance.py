@@ -224,26 +224,32 @@ class GroupCounts(Row):
 
 
 # -- queries ------------------------------------------------------------------------------------
-def trial_balance(conn: Conn, *, limit: int = MAX_LIMIT, offset: int = 0) -> Page[TrialBalanceRow]:
+def trial_balance(
+    conn: Conn, *, network: str | None = None, limit: int = MAX_LIMIT, offset: int = 0
+) -> Page[TrialBalanceRow]:
     """Posted accounts with a non-zero balance, by currency and account; per currency the two
-    columns sum equal (``trial_balance_totals``, over every page)."""
+    columns sum equal (``trial_balance_totals``, over every page). ``network``: only the
+    postings of that network's entries (an API key sees its own network's books)."""
+    source, args = _scoped("trial_balance", "trial_balance_of(%s)", network)
     return _fetch(
         conn,
-        "SELECT account, currency, debit_balance, credit_balance FROM trial_balance"
+        f"SELECT account, currency, debit_balance, credit_balance FROM {source}"  # nosec B608  # one of two constant sources
         " ORDER BY currency, account",
-        [],
+        args,
         limit,
         offset,
         lambda a, c, d, cr: TrialBalanceRow(a, c.strip(), int(d), int(cr)),
     )
 
 
-def trial_balance_totals(conn: Conn) -> dict[str, tuple[int, int]]:
-    """Per currency, over the whole trial balance: (sum of debit balances, sum of credit
-    balances)."""
+def trial_balance_totals(conn: Conn, *, network: str | None = None) -> dict[str, tuple[int, int]]:
+    """Per currency, over the whole trial balance (of ``network``): (sum of debit balances,
+    sum of credit balances)."""
+    source, args = _scoped("trial_balance", "trial_balance_of(%s)", network)
     rows = conn.execute(
         "SELECT currency, sum(debit_balance)::bigint, sum(credit_balance)::bigint"
-        " FROM trial_balance GROUP BY currency ORDER BY currency"
+        f" FROM {source} GROUP BY currency ORDER BY currency",  # nosec B608  # constant sources
+        args,
     ).fetchall()
     return {str(c).strip(): (int(d), int(cr)) for c, d, cr in rows}
 
@@ -254,6 +260,7 @@ def balances(
     as_of: datetime | None = None,
     view: BalanceView = BalanceView.ALL,
     prefix: str | None = None,
+    network: str | None = None,
     limit: int = 1000,
     offset: int = 0,
 ) -> Page[BalanceRow]:
@@ -268,11 +275,13 @@ def balances(
     if prefix:
         where.append("account LIKE %s")
         params.append(_like_prefix(prefix))
-    if as_of is None:
+    if as_of is not None and as_of.tzinfo is None:
+        raise ValidationError("as_of needs a time zone (e.g. 2026-11-20T00:00:00Z)")
+    if network is not None:
+        source, args = "balances_of(%s, %s)", [network, as_of]
+    elif as_of is None:
         source, args = "balances", []
     else:
-        if as_of.tzinfo is None:
-            raise ValidationError("as_of needs a time zone (e.g. 2026-11-20T00:00:00Z)")
         source, args = "balances_as_of(%s)", [as_of]
     return _fetch(
         conn,
@@ -286,15 +295,21 @@ def balances(
 
 
 def open_authorizations(
-    conn: Conn, *, older_than: timedelta | None = None, limit: int = 1000, offset: int = 0
+    conn: Conn,
+    *,
+    older_than: timedelta | None = None,
+    network: str | None = None,
+    limit: int = 1000,
+    offset: int = 0,
 ) -> Page[OpenAuthorization]:
-    """Payments whose hold is still open, oldest first, with their age."""
+    """Payments (of ``network``) whose hold is still open, oldest first, with their age."""
     return _fetch(
         conn,
         "SELECT payment_id, network_id, provider, currency, authorized, captured, hold,"
         " station_id, created_at, extract(epoch FROM age)::bigint FROM open_authorizations"
-        " WHERE age >= %s ORDER BY created_at, payment_id",
-        [older_than or timedelta(0)],
+        " WHERE age >= %s AND (%s::text IS NULL OR network_id = %s)"
+        " ORDER BY created_at, payment_id",
+        [older_than or timedelta(0), network, network],
         limit,
         offset,
         lambda p, n, pr, c, a, cp, h, s, t, age: OpenAuthorization(
@@ -421,6 +436,7 @@ def revenue(
     by: RevenueBy = RevenueBy.STATION,
     since: date | None = None,
     until: date | None = None,
+    network: str | None = None,
     limit: int = 1000,
     offset: int = 0,
 ) -> Page[RevenueRow]:
@@ -439,21 +455,26 @@ def revenue(
         f"SELECT {key} AS k, currency, sum(revenue)::bigint, sum(refunds)::bigint,"  # nosec B608  # SQL built from module constants; values are bound parameters
         " sum(net_revenue)::bigint FROM revenue_daily"
         " WHERE day >= coalesce(%s, '-infinity'::date) AND day <= coalesce(%s, 'infinity'::date)"
+        " AND (%s::text IS NULL OR operator = %s)"
         " GROUP BY k, currency ORDER BY k, currency",
-        [since, until],
+        [since, until, network, network],
         limit,
         offset,
         lambda k, c, r, f, n: RevenueRow(str(k), c, int(r), int(f), int(n)),
     )
 
 
-def provider_flows(conn: Conn, *, limit: int = 1000, offset: int = 0) -> Page[ProviderFlow]:
-    """Captures, refunds (net of reversals) and voids that released a hold, per provider."""
+def provider_flows(
+    conn: Conn, *, network: str | None = None, limit: int = 1000, offset: int = 0
+) -> Page[ProviderFlow]:
+    """Captures, refunds (net of reversals) and voids that released a hold, per provider (for
+    ``network``'s entries)."""
+    source, args = _scoped("provider_flows", "provider_flows_of(%s)", network)
     return _fetch(
         conn,
         "SELECT provider, currency, captures, captured, refunds, refunded, voids, voided,"
-        " capture_fees FROM provider_flows ORDER BY provider, currency",
-        [],
+        f" capture_fees FROM {source} ORDER BY provider, currency",  # nosec B608  # constant sources
+        args,
         limit,
         offset,
         lambda p, c, *rest: ProviderFlow(p, c, *(int(x) for x in rest)),
@@ -461,32 +482,39 @@ def provider_flows(conn: Conn, *, limit: int = 1000, offset: int = 0) -> Page[Pr
 
 
 def vat(
-    conn: Conn, *, period: VatPeriod = VatPeriod.MONTH, limit: int = 1000, offset: int = 0
+    conn: Conn,
+    *,
+    period: VatPeriod = VatPeriod.MONTH,
+    network: str | None = None,
+    limit: int = 1000,
+    offset: int = 0,
 ) -> Page[VatRow]:
     """The VAT return's figures per country of supply, VAT rate and period (in the books' time
     zone): taxable base (net revenue less refunds at that rate), VAT collected, reversed
     (refunds, bad-debt relief) and payable. Rate ``unassigned``: revenue whose tariff gave no
-    rate."""
+    rate. ``network``: that network's revenue and VAT only."""
+    source, args = _scoped("vat_return", "vat_return_of(%s)", network)
     return _fetch(
         conn,
         "SELECT country, vat_rate, date_trunc(%s, period)::date AS p, currency,"
         " sum(taxable_base)::bigint, sum(collected)::bigint, sum(reversed)::bigint,"
-        " sum(payable)::bigint FROM vat_return"
+        f" sum(payable)::bigint FROM {source}"  # nosec B608  # constant sources
         " GROUP BY country, vat_rate, p, currency ORDER BY p, country, vat_rate, currency",
-        [period.value],
+        [period.value, *args],
         limit,
         offset,
         lambda c, r, p, cur, base, a, b, x: VatRow(c, r, p, cur, int(base), int(a), int(b), int(x)),
     )
 
 
-def payment(conn: Conn, payment_id: str) -> PaymentDetail:
-    """One payment: its state and every posting booked for it. Raises UnknownPaymentId."""
+def payment(conn: Conn, payment_id: str, *, network: str | None = None) -> PaymentDetail:
+    """One payment: its state and every posting booked for it. Raises UnknownPaymentId, also
+    for another network's payment when ``network`` is given (its existence is not revealed)."""
     row = conn.execute(
         "SELECT payment_id, network_id, status, provider, currency, authorized, captured,"
         " refunded, hold, station_id, created_at, last_event_at, state FROM payments"
-        " WHERE payment_id = %s",
-        (payment_id,),
+        " WHERE payment_id = %s AND (%s::text IS NULL OR network_id = %s)",
+        (payment_id, network, network),
     ).fetchone()
     if row is None:
         raise UnknownPaymentId(f"no payment {payment_id!r} in the ledger", payment_id=payment_id)
@@ -522,6 +550,11 @@ def counts(
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _scoped(everything: str, of_network: str, network: str | None) -> tuple[str, list[Any]]:
+    """The view over every network, or the function of one network with its argument."""
+    return (everything, []) if network is None else (of_network, [network])
+
+
 def display(amount_minor: int, currency: str) -> str:
     """``12.34`` for 1234 EUR: the amount in major units, exact."""
     return f"{Money(amount_minor, currency).to_decimal():f}"

@@ -235,14 +235,18 @@ def _keep_reasons(conn: Conn, sessions: Sequence[Session]) -> None:
     )
 
 
-def held_sessions(conn: Conn, limit: int = 100, offset: int = 0) -> list[HeldReason]:
-    """Sessions that wait for a person or an event, with their current reason, longest-held
-    first."""
+def held_sessions(
+    conn: Conn, limit: int = 100, offset: int = 0, *, network: str | None = None
+) -> list[HeldReason]:
+    """Sessions (of ``network``) that wait for a person or an event, with their current
+    reason, longest-held first."""
     rows = conn.execute(
-        "SELECT session_id, status, reason_code, detail, action, since, cleared_at, cleared_by"
-        " FROM session_held_reasons WHERE cleared_at IS NULL"
-        " ORDER BY since, session_id LIMIT %s OFFSET %s",
-        (limit, offset),
+        "SELECT r.session_id, r.status, r.reason_code, r.detail, r.action, r.since,"
+        " r.cleared_at, r.cleared_by FROM session_held_reasons r"
+        " WHERE r.cleared_at IS NULL AND (%s::text IS NULL OR EXISTS (SELECT 1 FROM"
+        " charging_sessions s WHERE s.session_id = r.session_id AND s.network_id = %s))"
+        " ORDER BY r.since, r.session_id LIMIT %s OFFSET %s",
+        (network, network, limit, offset),
     ).fetchall()
     return [HeldReason(*row) for row in rows]
 

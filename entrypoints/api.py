@@ -1,5 +1,9 @@
 """The read-only finance HTTP API: the ``connectors.finance`` queries over FastAPI.
 
+Every endpoint but ``/health`` needs an API key (``Authorization: Bearer evl_...`` or
+``X-API-Key``) with the scope ``finance:read`` (``admin`` for ``/ledger/counts``), and answers for
+the key's network only (``ledger.access``, ``evledger keys``).
+
 ``create_app(settings)`` builds the app; the connection pool opens when the app starts (lifespan),
 never at import. Every list that can grow is paged the same way: ``limit``/``offset`` in, and
 ``{"items", "limit", "offset", "next_offset"}`` out, ``next_offset`` null on the last page (a
@@ -21,15 +25,17 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar
 
 import psycopg
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
-from connectors import finance, postgres
+from connectors import finance, keys_store, postgres
 from connectors.settings import Settings
 from entrypoints import http_errors
 from entrypoints.bootstrap import database_url as default_database_url
-from ledger import validation
+from ledger import access, validation
+from ledger.access import Principal, Scope
 from ledger.errors import InfrastructureError
 from ledger.sessions.rules import UnknownSession
 
@@ -40,6 +46,10 @@ Prefix = Query(None, max_length=validation.ID_MAX, description="account code pre
 PaymentId = Path(min_length=1, max_length=validation.ID_MAX, description="payment id")
 SessionId = Path(min_length=1, max_length=validation.ID_MAX, description="session id")
 Group = Query(None, max_length=validation.ID_MAX, description="consumer group")
+Bearer = Security(
+    HTTPBearer(auto_error=False, description="Authorization: Bearer evl_<id>_<secret>")
+)
+ApiKey = Security(APIKeyHeader(name="X-API-Key", auto_error=False, description="evl_<id>_<secret>"))
 
 
 class DatabaseUnavailable(InfrastructureError):
@@ -66,8 +76,12 @@ class ErrorBody(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "INVALID_PARAMETER: a control character or an "
           "over-long path or query parameter"},
-    404: {"model": ErrorBody,
-          "description": "NOT_FOUND (no such route), UNKNOWN_PAYMENT_ID, UNKNOWN_SESSION"},
+    401: {"model": ErrorBody, "description": "UNAUTHENTICATED: no API key, or not a valid one "
+          "(unknown, wrong secret, revoked)"},
+    403: {"model": ErrorBody, "description": "FORBIDDEN_SCOPE: the key lacks the endpoint's "
+          "scope (finance:read; admin for /ledger/counts)"},
+    404: {"model": ErrorBody, "description": "NOT_FOUND (no such route), UNKNOWN_PAYMENT_ID, "
+          "UNKNOWN_SESSION (also another network's payment or session)"},
     405: {"model": ErrorBody, "description": "METHOD_NOT_ALLOWED"},
     422: {"model": ErrorBody, "description": "INVALID_REQUEST: a parameter of the wrong form; "
           "VALIDATION_ERROR: as_of without a zone"},
@@ -300,12 +314,34 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
 
     Db = Depends(conn)
 
+    def caller(scope: Scope) -> Any:
+        """The dependency that admits a request holding a valid key with ``scope``: 401
+        UNAUTHENTICATED without one (checked before anything reaches the database), 403
+        FORBIDDEN_SCOPE without the scope. The key's network bounds everything it sees."""
+
+        def admit(
+            bearer: HTTPAuthorizationCredentials | None = Bearer,
+            header: str | None = ApiKey,
+            db: finance.Conn = Db,
+        ) -> Principal:
+            token = header or (bearer.credentials if bearer is not None else "")
+            key_id, _ = access.parse(token)
+            record = keys_store.lookup(current(db), key_id)
+            return access.require(access.authenticate(token, record), scope)
+
+        return Depends(admit)
+
+    Reader = caller(Scope.FINANCE_READ)
+    Admin = caller(Scope.ADMIN)
+
     http_errors.install(
         app,
         overrides={
             finance.UnknownPaymentId: 404,
             UnknownSession: 404,
             postgres.SchemaBehind: 503,
+            access.Unauthenticated: 401,
+            access.Forbidden: 403,
         },
     )
 
@@ -323,19 +359,22 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         limit: int = Limit,
         offset: int = Offset,
         db: finance.Conn = Db,
+        who: Principal = Reader,
     ) -> dict[str, Any]:
-        """Account balances now, or as of a business time (recomputed from the journal)."""
+        """Account balances of the key's network, now or as of a business time."""
         return _page(finance.balances(current(db), as_of=as_of, view=view, prefix=prefix,
-                                      limit=limit, offset=offset))  # fmt: skip
+                                      network=who.network_id, limit=limit,
+                                      offset=offset))  # fmt: skip
 
     @app.get("/trial-balance", tags=["balances"], response_model=TrialBalance)
     def trial_balance(
-        limit: int = Limit, offset: int = Offset, db: finance.Conn = Db
+        limit: int = Limit, offset: int = Offset, db: finance.Conn = Db, who: Principal = Reader
     ) -> dict[str, Any]:
-        """Posted accounts with a non-zero balance, a page at a time, and per-currency totals
-        over the whole trial balance."""
-        page = finance.trial_balance(current(db), limit=limit, offset=offset)
-        totals = finance.trial_balance_totals(db)
+        """Posted accounts of the key's network with a non-zero balance, a page at a time, and
+        per-currency totals over the whole trial balance."""
+        network = who.network_id
+        page = finance.trial_balance(current(db), network=network, limit=limit, offset=offset)
+        totals = finance.trial_balance_totals(db, network=network)
         return {
             **_page(page),
             "totals": {c: {"debit": d, "credit": cr} for c, (d, cr) in totals.items()},
@@ -343,9 +382,12 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         }
 
     @app.get("/payments/{payment_id}", tags=["payments"], response_model=Payment)
-    def payment(payment_id: str = PaymentId, db: finance.Conn = Db) -> dict[str, Any]:
-        """One payment: totals, status, state and its postings. 404 if unknown."""
-        return finance.payment(current(db), payment_id).as_dict()
+    def payment(
+        payment_id: str = PaymentId, db: finance.Conn = Db, who: Principal = Reader
+    ) -> dict[str, Any]:
+        """One payment: totals, status, state and its postings. 404 if unknown (or another
+        network's)."""
+        return finance.payment(current(db), payment_id, network=who.network_id).as_dict()
 
     @app.get("/authorizations/open", tags=["payments"], response_model=Page[OpenAuthorization])
     def open_authorizations(
@@ -353,11 +395,13 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         limit: int = Limit,
         offset: int = Offset,
         db: finance.Conn = Db,
+        who: Principal = Reader,
     ) -> dict[str, Any]:
         """Open authorization holds, oldest first, with their age."""
         older_than = timedelta(seconds=older_than_seconds)
         return _page(finance.open_authorizations(current(db), older_than=older_than,
-                                                 limit=limit, offset=offset))  # fmt: skip
+                                                 network=who.network_id, limit=limit,
+                                                 offset=offset))  # fmt: skip
 
     @app.get("/revenue", tags=["revenue"], response_model=Page[Revenue])
     def revenue(
@@ -367,17 +411,20 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         limit: int = Limit,
         offset: int = Offset,
         db: finance.Conn = Db,
+        who: Principal = Reader,
     ) -> dict[str, Any]:
-        """Net revenue (excl. VAT) by station, UTC day or tariff dimension."""
-        return _page(finance.revenue(current(db), by=by, since=since, until=until, limit=limit,
+        """Net revenue (excl. VAT) by station, day, tariff dimension, country or rate."""
+        return _page(finance.revenue(current(db), by=by, since=since, until=until,
+                                     network=who.network_id, limit=limit,
                                      offset=offset))  # fmt: skip
 
     @app.get("/providers/flows", tags=["revenue"], response_model=Page[ProviderFlow])
     def provider_flows(
-        limit: int = Limit, offset: int = Offset, db: finance.Conn = Db
+        limit: int = Limit, offset: int = Offset, db: finance.Conn = Db, who: Principal = Reader
     ) -> dict[str, Any]:
         """Captures, refunds and voids per provider."""
-        return _page(finance.provider_flows(current(db), limit=limit, offset=offset))
+        return _page(finance.provider_flows(current(db), network=who.network_id, limit=limit,
+                                            offset=offset))  # fmt: skip
 
     @app.get("/vat", tags=["revenue"], response_model=Page[Vat])
     def vat(
@@ -385,9 +432,11 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         limit: int = Limit,
         offset: int = Offset,
         db: finance.Conn = Db,
+        who: Principal = Reader,
     ) -> dict[str, Any]:
-        """VAT collected, reversed and payable per country of supply and period."""
-        return _page(finance.vat(current(db), period=period, limit=limit, offset=offset))
+        """Taxable base and VAT collected, reversed and payable per country, rate and period."""
+        return _page(finance.vat(current(db), period=period, network=who.network_id,
+                                 limit=limit, offset=offset))  # fmt: skip
 
     @app.get("/ledger/counts", tags=["operations"], response_model=Page[GroupCounts])
     def counts(
@@ -395,32 +444,36 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         limit: int = Limit,
         offset: int = Offset,
         db: finance.Conn = Db,
+        who: Principal = Admin,
     ) -> dict[str, Any]:
-        """applied / duplicates / rejected per consumer group."""
+        """applied / duplicates / rejected per consumer group (operations: the admin scope)."""
         page = finance.counts(current(db), group, limit=limit, offset=offset)
         return {**_page(page), "items": [{**r.as_dict(), "consumed": r.consumed} for r in page]}
 
     @app.get("/sessions/held", tags=["operations"], response_model=Page[HeldSession])
     def held_sessions(
-        limit: int = Limit, offset: int = Offset, db: finance.Conn = Db
+        limit: int = Limit, offset: int = Offset, db: finance.Conn = Db, who: Principal = Reader
     ) -> dict[str, Any]:
         """Charging sessions held, waiting for their tariff or with a refused stop: reason code,
         detail, the action that releases them and since when, longest-held first."""
         from connectors import sessions_store
 
-        fetched = sessions_store.held_sessions(current(db), limit + 1, offset)
+        fetched = sessions_store.held_sessions(current(db), limit + 1, offset,
+                                               network=who.network_id)  # fmt: skip
         return _page(finance.Page.of(fetched, limit, offset))
 
     # After /sessions/held: routes match in order, and 'held' is not a session id.
     @app.get("/sessions/{session_id}", tags=["operations"], response_model=SessionDetail)
-    def session(session_id: str = SessionId, db: finance.Conn = Db) -> dict[str, Any]:
+    def session(
+        session_id: str = SessionId, db: finance.Conn = Db, who: Principal = Reader
+    ) -> dict[str, Any]:
         """One charging session: its status and reason, what was billed and captured, the
         verification of its signed meter values and its CDRs. 404 if unknown."""
         from connectors import sessions_store
 
         conn = current(db)
         found = sessions_store.load_sessions(conn, [session_id]).get(session_id)
-        if found is None:
+        if found is None or found.network_id != who.network_id:
             raise UnknownSession("no such session", session_id=session_id)
         fields = {
             name: getattr(found, name)

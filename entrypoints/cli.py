@@ -53,6 +53,9 @@ register_export(app)
 from entrypoints.cli_audit import register as register_audit  # noqa: E402
 
 register_audit(app)
+from entrypoints.cli_keys import register as register_keys  # noqa: E402
+
+register_keys(app)
 
 
 def _settings() -> Settings:

@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from connectors import postgres, sessions_store
+from connectors import keys_store, postgres, sessions_store
 from connectors.provider_registry import ProviderRegistry, shared_sandbox
 from entrypoints.bootstrap import App
 from entrypoints.simulate import ChargingNetworkFlow
@@ -131,6 +131,7 @@ def run_demo(
         processor.close()
 
     _summaries(url, console)
+    _finance_key(url, flow.network_id, console)
     return DemoRun(url, ends, published + 2)
 
 
@@ -237,3 +238,16 @@ def _summaries(url: str, console: Console) -> None:
     if unbalanced:
         raise SystemExit(1)
     console.print(f"\nExplore it: EVLEDGER_DATABASE_URL='{url}' evledger trial-balance")
+
+
+def _finance_key(url: str, network_id: str, console: Console) -> None:
+    """An API key for the demo network's finance team, and how to use it (shown once)."""
+    with postgres.connect(url, autocommit=True) as conn:
+        new, _ = keys_store.create(conn, network_id, ["finance:read"], actor="demo",
+                                   name="demo finance team")  # fmt: skip
+    console.print(
+        f"\nThe finance API for network {network_id} (key shown once; evledger keeps its hash):\n"
+        f"  EVLEDGER_DATABASE_URL='{url}' evledger api --port 8000 &\n"
+        f"  curl -H 'Authorization: Bearer {new.token}' http://127.0.0.1:8000/trial-balance",
+        soft_wrap=True,  # whole lines, to copy and paste
+    )

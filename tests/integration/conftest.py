@@ -56,3 +56,15 @@ def drop_database(app: App, url: str) -> None:
     from connectors import postgres
 
     postgres.drop_database(app.database_url, str(conninfo_to_dict(url)["dbname"]))
+
+
+def api_key(url: str, network: str, *scopes: str) -> dict[str, str]:
+    """Headers carrying a new API key of ``network`` with ``scopes`` (default: finance:read and
+    admin), made in ``url``'s database by a writer, as `evledger keys create` does."""
+    from connectors import keys_store, postgres
+
+    with postgres.connect(url, autocommit=True) as conn:
+        new, _ = keys_store.create(
+            conn, network, scopes or ("finance:read", "admin"), actor="tests"
+        )
+    return {"Authorization": f"Bearer {new.token}"}

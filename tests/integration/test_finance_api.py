@@ -21,7 +21,7 @@ from entrypoints.bootstrap import App
 from entrypoints.cli import app as cli
 from ledger.payments.state import PaymentStatus
 from processors.ledger_projector import TOPICS, build_ledger_processor
-from tests.integration.conftest import end_offsets
+from tests.integration.conftest import api_key, end_offsets
 from tests.integration.test_ledger_projector import (
     publish,
     run_to,
@@ -56,7 +56,8 @@ def projected(app: App) -> Iterator[Projected]:
         finally:
             processor.close()
         book = recompute(read_range(app, starts, stored_offsets(url, group)))
-        with TestClient(create_app(app.settings, database_url=url)) as client:
+        headers = api_key(url, network)
+        with TestClient(create_app(app.settings, database_url=url), headers=headers) as client:
             yield Projected(client, book, stream, network, url)
 
 

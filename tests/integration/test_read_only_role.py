@@ -25,7 +25,7 @@ from entrypoints.api import create_app
 from entrypoints.bootstrap import App
 from entrypoints.cli import app as cli
 from processors.ledger_projector import TOPICS, build_ledger_processor
-from tests.integration.conftest import end_offsets
+from tests.integration.conftest import api_key, end_offsets
 from tests.integration.test_ledger_projector import publish, run_to, scratch_book, start_group
 from tests.ledger_oracle import mixed_stream
 
@@ -48,6 +48,7 @@ class Book:
     owner_url: str
     reader_url: str
     payment_id: str
+    headers: dict[str, str]
 
 
 def run(url: str, *args: str) -> tuple[int, str]:
@@ -80,7 +81,8 @@ def book(app: App) -> Iterator[Book]:
                 )
             )
         try:
-            yield Book(url, make_conninfo(url, user=role), f"P-{network}-000000")
+            headers = api_key(url, network)
+            yield Book(url, make_conninfo(url, user=role), f"P-{network}-000000", headers)
         finally:
             postgres.drop_database(app.database_url, str(conninfo_to_dict(url)["dbname"]))
             with postgres.connect(app.database_url, autocommit=True) as conn:
@@ -110,7 +112,9 @@ def test_show_commands_read_under_a_read_only_role(book: Book) -> None:
 
 
 def test_the_finance_api_reads_under_a_read_only_role(app: App, book: Book) -> None:
-    with TestClient(create_app(app.settings, database_url=book.reader_url)) as client:
+    with TestClient(
+        create_app(app.settings, database_url=book.reader_url), headers=book.headers
+    ) as client:
         paths = [p for p in client.get("/openapi.json").json()["paths"] if "{" not in p]
         paths.append(f"/payments/{book.payment_id}")
         for path in paths:
@@ -144,7 +148,9 @@ def test_reads_on_a_schema_behind_never_migrate_and_name_db_migrate(
     for args in (["sessions", "show", "S-1"], ["sessions", "held"], ["trial-balance"]):
         code, output = run(unmigrated, *args)
         assert code != 0 and "SCHEMA_BEHIND" in output and "evledger db migrate" in output, output
-    with TestClient(create_app(app.settings, database_url=unmigrated)) as client:
+    # A well-formed key: the schema is checked before any key is looked up.
+    key = {"X-API-Key": "evl_000000000000_" + "A" * 43}
+    with TestClient(create_app(app.settings, database_url=unmigrated), headers=key) as client:
         answer = client.get("/trial-balance")
     assert answer.status_code == 503 and answer.json()["code"] == "SCHEMA_BEHIND", answer.text
     assert "evledger db migrate" in answer.json()["detail"]

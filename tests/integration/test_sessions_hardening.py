@@ -47,7 +47,7 @@ from ledger.sessions.rules import SessionsConfig, connector_key
 from processors.base import Effects
 from processors.sessions import SessionsHandler
 from processors.sessions_corrections import release
-from tests.integration.conftest import create_database, drop_database
+from tests.integration.conftest import api_key, create_database, drop_database
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 RUN = uuid.uuid4().hex[:8]
@@ -400,7 +400,8 @@ def test_held_sessions_are_listed_by_the_api_and_the_cli(app: App, harness: Harn
     s = Session("listed")
     harness.feed(s.authorized(-1))
     harness.feed(*charged(s))
-    with TestClient(create_app(app.settings, database_url=harness.url)) as client:
+    headers = api_key(harness.url, NET)
+    with TestClient(create_app(app.settings, database_url=harness.url), headers=headers) as client:
         answer = client.get("/sessions/held", params={"limit": 1000})
     assert answer.status_code == 200, answer.text
     (item,) = [i for i in answer.json()["items"] if i["session_id"] == s.id]
@@ -421,7 +422,8 @@ def test_one_session_is_shown_by_the_api_with_its_cdrs_and_signed_status(
     s = Session("shown")
     harness.feed(s.authorized(3000))
     harness.feed(*charged(s))
-    with TestClient(create_app(app.settings, database_url=harness.url)) as client:
+    headers = api_key(harness.url, NET)
+    with TestClient(create_app(app.settings, database_url=harness.url), headers=headers) as client:
         answer = client.get(f"/sessions/{s.id}")
         unknown = client.get("/sessions/S-nowhere")
         held = client.get("/sessions/held", params={"limit": 1})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -14,6 +15,9 @@ from fastapi.testclient import TestClient
 
 from connectors.settings import Settings
 from entrypoints.api import create_app
+from ledger import access
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 SHAPE = {"code", "detail", "request_id"}
 
@@ -71,16 +75,50 @@ def test_unprintable_or_huge_query_values_are_refused(value: str) -> None:
     assert "'group'" in answer.json()["detail"] and len(answer.json()["detail"]) < 300
 
 
-def test_an_id_longer_than_any_id_is_a_422_before_sql() -> None:
-    connection = Connection(RuntimeError("unreachable"))
-    answer = api(Pool(connection)).get("/payments/" + "p" * 256)
+class KeyedConnection(Connection):
+    """Holds one API key (finance:read of ``net-a``) and refuses every other query."""
+
+    def __init__(self) -> None:
+        super().__init__(RuntimeError("only the key lookup may run"))
+        self.key = access.generate()
+
+    def execute(self, query: str, *args: Any, **kw: Any) -> Any:
+        if "FROM api_keys" not in query:
+            return super().execute(query, *args, **kw)
+        self.queries.append(query)
+        row = (self.key.key_id, "net-a", ["finance:read"], self.key.secret_hash, "", NOW, None)
+        return _Rows([row])
+
+
+class _Rows:
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows = rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+
+def keyed_api(connection: KeyedConnection) -> TestClient:
+    client = api(Pool(connection))
+    client.app.state.schema_current = True  # type: ignore[attr-defined]
+    client.headers["Authorization"] = f"Bearer {connection.key.token}"
+    return client
+
+
+def test_parameters_are_checked_after_the_key_and_before_any_other_sql() -> None:
+    """The key comes first (401 before 422: an unauthenticated caller learns nothing about the
+    parameters); its lookup binds only an id the key's pattern admits (12 hex characters). Then
+    the parameters, before any query of the endpoint."""
+    assert api().get("/payments/" + "p" * 256).status_code == 401
+    connection = KeyedConnection()
+    answer = keyed_api(connection).get("/payments/" + "p" * 256)
     assert answer.status_code == 422 and answer.json()["code"] == "INVALID_REQUEST"
     assert "payment_id" in answer.json()["detail"]
-    assert connection.queries == []
+    assert len(connection.queries) == 1 and "FROM api_keys" in connection.queries[0]
 
 
 def test_a_malformed_parameter_is_named_without_echoing_it() -> None:
-    answer = api().get("/balances", params={"limit": "<script>"})
+    answer = keyed_api(KeyedConnection()).get("/balances", params={"limit": "<script>"})
     assert answer.status_code == 422 and set(answer.json()) == SHAPE
     assert answer.json()["code"] == "INVALID_REQUEST"
     assert "limit" in answer.json()["detail"] and "<script>" not in answer.text
