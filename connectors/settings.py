@@ -60,6 +60,13 @@ class Settings:
     """Deepest JSON nesting the receiver parses; a Stripe event nests about 8 levels."""
     """How far an event's times may lie past its log time (or, when publishing, past now)
     before it is refused as FUTURE_TIMESTAMP: allowed device clock drift (docs/input-rules.md)."""
+    metrics_port: int = -1
+    """Port of a process's /metrics, /livez and /readyz: -1 its own default, 0 none
+    (docs/observability.md)."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics server listens on (0.0.0.0 in a container)."""
+    log_format: str = "auto"
+    """json, human, or auto (human on a terminal, JSON otherwise)."""
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers:
@@ -74,6 +81,12 @@ class Settings:
         for name in ("webhook_max_body_bytes", "webhook_max_json_depth"):
             if getattr(self, name) < 1:  # a typo must not lift the limit
                 raise SettingsError(f"{PREFIX}{name.upper()} must be a positive integer")
+        if self.log_format not in ("auto", "json", "human"):
+            raise SettingsError(
+                f"EVLEDGER_LOG_FORMAT must be auto, json or human, not {self.log_format!r}"
+            )
+        if not -1 <= self.metrics_port <= 65535:
+            raise SettingsError("EVLEDGER_METRICS_PORT must be -1 (default), 0 (off) or a port")
         if self.max_future_skew_seconds < 0:
             raise SettingsError("EVLEDGER_MAX_FUTURE_SKEW_SECONDS cannot be negative")
         try:

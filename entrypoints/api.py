@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 
 from connectors import finance, keys_store, postgres
 from connectors.settings import Settings
-from entrypoints import http_errors
+from entrypoints import http_errors, observe
 from entrypoints.bootstrap import database_url as default_database_url
 from ledger import access, validation
 from ledger.access import Principal, Scope
@@ -344,6 +344,8 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
             access.Forbidden: 403,
         },
     )
+
+    app.include_router(observe.telemetry_router())  # /metrics, /livez, /readyz
 
     @app.get("/health", tags=["operations"], response_model=Health)
     def health(db: finance.Conn = Db) -> dict[str, Any]:

@@ -3,6 +3,7 @@ settlement, ledger and finance commands in the ``cli_*`` modules it registers.""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,26 @@ register_audit(app)
 from entrypoints.cli_keys import register as register_keys  # noqa: E402
 
 register_keys(app)
+
+
+@app.callback()
+def _process_options(
+    log_format: str = typer.Option(
+        None, "--log-format", help="json, human or auto (EVLEDGER_LOG_FORMAT; default auto)"
+    ),
+    metrics_port: int = typer.Option(
+        None,
+        "--metrics-port",
+        help="port of /metrics, /livez, /readyz (EVLEDGER_METRICS_PORT; 0 none; default: "
+        "the process's own, docs/observability.md)",
+    ),
+) -> None:
+    # Passed on as the settings' variables: validated with them, and inherited by the
+    # processes a command starts.
+    if log_format is not None:
+        os.environ["EVLEDGER_LOG_FORMAT"] = log_format
+    if metrics_port is not None:
+        os.environ["EVLEDGER_METRICS_PORT"] = str(metrics_port)
 
 
 def _settings() -> Settings:
@@ -199,11 +220,13 @@ def demo(
     (replaced on every run, so give another name to keep a previous book)."""
     from entrypoints.bootstrap import bootstrap
     from entrypoints.demo import run_demo
+    from entrypoints.observe import metrics_port
 
     settings = _settings()
     console.rule("[bold]0. local stack")
     Stack(settings).up(report=lambda line: console.print(f"[green]•[/] {line}"))
-    run_demo(bootstrap(settings), sessions, console, database=database)
+    port = metrics_port(settings, "demo")
+    run_demo(bootstrap(settings), sessions, console, database=database, metrics_port=port)
 
 
 def _yes(value: bool) -> str:

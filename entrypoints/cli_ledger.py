@@ -31,6 +31,7 @@ from rich.table import Table
 from connectors import finance
 from connectors.settings import Settings
 from entrypoints.bootstrap import database_url
+from entrypoints.observe import instance_env, observe_processors, setup_process_logging
 from ledger.errors import LedgerError
 
 console = Console()
@@ -343,7 +344,8 @@ def ledger_run(
         args.append("--drain")
     command = [sys.executable, "-m", "entrypoints.cli", "ledger", "run", *args]
     procs = [
-        subprocess.Popen([*command, "--instance-id", f"{group}-{i}"]) for i in range(instances)
+        subprocess.Popen([*command, "--instance-id", f"{group}-{i}"], env=instance_env("ledger", i))
+        for i in range(instances)
     ]
     console.print(f"started {instances} projector instances: pids {[p.pid for p in procs]}")
     try:
@@ -365,14 +367,15 @@ def run_projector(
     from processors.ledger_projector import build_ledger_processor
     from processors.ledger_projector import drain as drain_to_end
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app = bootstrap(Settings.from_env())
     processor = build_ledger_processor(
-        bootstrap(Settings.from_env()),
+        app,
         group=group,
         database_url=database_url,
         batch_size=batch_size,
         instance_id=instance_id,
     )
+    observe_processors(app.settings, "ledger", [processor], database_url or app.database_url)
     try:
         if drain:
             logging.getLogger("evledger.ledger").info("drained: %s", drain_to_end(processor))
@@ -413,7 +416,9 @@ def api(
 
     from entrypoints.api import create_app
 
-    uvicorn.run(create_app(Settings.from_env()), host=host, port=port)
+    settings = Settings.from_env()
+    setup_process_logging(settings)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
 
 # -- helpers ------------------------------------------------------------------------------------

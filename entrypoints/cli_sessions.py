@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from entrypoints.bootstrap import App, bootstrap
+from entrypoints.observe import observe_processors
 from ledger.accounting.vat_rates import VatRates
 from ledger.money import Money
 
@@ -103,7 +104,9 @@ def run(
         vat_rates=_vat_rates(vat_rates),
         vat_hold_networks=frozenset(hold_vat_mismatch),
     )
-    processor = build_sessions_processor(_app(), group=group, config=config)
+    app = _app()
+    processor = build_sessions_processor(app, group=group, config=config)
+    observe_processors(app.settings, "sessions", [processor], app.database_url)
     try:
         if drain:
             stats = processor.drain()

@@ -24,6 +24,7 @@ from connectors.settlement_store import (
     open_exceptions,
     record_run,
 )
+from entrypoints.observe import observe_processors, setup_process_logging
 from ledger.settlement.reconciliation import (
     LineType,
     ReconciliationReport,
@@ -58,14 +59,15 @@ def settlement_run(
     drain: bool = typer.Option(False, "--drain", help="stop once nothing new arrives"),
     idle: float = typer.Option(3.0, help="seconds without records that end --drain"),
     providers: Path | None = PROVIDERS_OPTION,
+    group: str = typer.Option("evledger-settlement", help="consumer group"),
 ) -> None:
     """Run the connector (consumer group evledger-settlement) until stopped, or drain once."""
     from entrypoints.bootstrap import bootstrap
     from processors.settlement import build_settlement_processor
 
-    connector = build_settlement_processor(
-        bootstrap(Settings.from_env()), load_providers(providers)
-    )
+    app = bootstrap(Settings.from_env())
+    connector = build_settlement_processor(app, load_providers(providers), group=group)
+    observe_processors(app.settings, "settlement", [connector], app.database_url)
     try:
         if drain:
             stats = connector.drain(idle_seconds=idle)
@@ -256,8 +258,10 @@ def webhooks_serve(
 
     from entrypoints.webhooks_app import create_webhooks_app
 
-    api = create_webhooks_app(Settings.from_env(), providers=load_providers(providers))
-    uvicorn.run(api, host=host, port=port)
+    settings = Settings.from_env()
+    setup_process_logging(settings)
+    api = create_webhooks_app(settings, providers=load_providers(providers))
+    uvicorn.run(api, host=host, port=port, log_config=None)
 
 
 def _database_url() -> str:

@@ -26,6 +26,7 @@ from rich.table import Table
 from connectors import keys_store, postgres, sessions_store
 from connectors.provider_registry import ProviderRegistry, shared_sandbox
 from entrypoints.bootstrap import App
+from entrypoints.observe import serve_processors
 from entrypoints.simulate import ChargingNetworkFlow
 from processors.base import BatchStats
 from processors.ledger_projector import build_ledger_processor
@@ -54,9 +55,12 @@ def run_demo(
     seed: int | None = None,
     network_id: str | None = None,
     database: str = DEMO_DATABASE,
+    metrics_port: int = 0,
 ) -> DemoRun:
     """Publish ``sessions`` simulated sessions and run the three processors over them into
-    ``database`` on the app's server, (re)created first; print what happened."""
+    ``database`` on the app's server, (re)created first; print what happened. With a
+    ``metrics_port``, the processors' /metrics, /livez and /readyz are served there while
+    they run."""
     # Each rejection is also logged by the processors; the demo shows them as tables instead.
     logging.getLogger().setLevel(logging.ERROR)
     console.rule("[bold]1. a fresh demo database, processors starting at the end of the log")
@@ -69,6 +73,10 @@ def run_demo(
         app, ProviderRegistry.of(shared_sandbox()), database_url=url
     )
     ledger_p = build_ledger_processor(app, database_url=url)
+    telemetry = None
+    if metrics_port:
+        monitors = [sessions_p.lag, settlement_p.lag, ledger_p.lag]
+        telemetry = serve_processors(app.settings, "demo", monitors, url, port=metrics_port)
     with postgres.connect(url) as conn:
         for group, topics in (
             (sessions_p.group, sessions_p.topics),
@@ -77,6 +85,8 @@ def run_demo(
         ):
             postgres.store_offsets(conn, group, {k: v for k, v in ends.items() if k[0] in topics})
     console.print(f"database {url}")
+    if telemetry is not None:
+        console.print(f"processor metrics at {telemetry.url}/metrics (while the demo runs)")
 
     console.rule("[bold]2. upstream publishes a simulated charging network")
     flow = ChargingNetworkFlow(
@@ -129,6 +139,8 @@ def run_demo(
     console.print(f"pipeline settled in {time.perf_counter() - started:.1f}s")
     for processor in (sessions_p, settlement_p, ledger_p):
         processor.close()
+    if telemetry is not None:
+        telemetry.close()
 
     _summaries(url, console)
     _finance_key(url, flow.network_id, console)

@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from connectors import metrics
 from connectors.kafka import EventPublisher
 from connectors.provider_registry import ProviderRegistry, load_providers
 from connectors.settings import Settings
@@ -32,7 +33,7 @@ from connectors.webhooks import (
     WebhookSignatureError,
     braintree_challenge_response,
 )
-from entrypoints import http_errors
+from entrypoints import http_errors, observe
 from entrypoints.bootstrap import App, bootstrap
 from entrypoints.http_errors import HttpErrorCode, error_response
 from ledger.errors import LedgerError, ValidationError
@@ -101,6 +102,9 @@ def create_webhooks_app(
     api = FastAPI(title="evledger webhooks", docs_url=None, redoc_url=None, lifespan=lifespan)
     http_errors.install(api)
     api.include_router(build_webhook_router(handler, max_body_bytes=max_body_bytes))
+    api.include_router(
+        observe.telemetry_router(observe.url_probe(database_url or app.database_url))
+    )
     api.state.webhook_store = store
 
     @api.get("/healthz")
@@ -131,17 +135,21 @@ def build_webhook_router(
     """
     router = APIRouter(prefix=prefix)
 
-    def answer(request: Request, run: Callable[[], WebhookOutcome]) -> Response:
+    def answer(provider: str, request: Request, run: Callable[[], WebhookOutcome]) -> Response:
+        deliveries = metrics.WEBHOOK_DELIVERIES
         try:
             outcome = run()
         except (WebhookSignatureError, ValidationError) as exc:
+            deliveries.labels(provider, exc.code).inc()
             return error_response(400, exc.code, exc.message, request)
         except LedgerError as exc:
             # Kafka refusing a valid fact, even for good (a missing topic, an ACL), is ours to
             # fix: 503 keeps the provider retrying (Stripe for 3 days) instead of losing it.
+            deliveries.labels(provider, exc.code).inc()
             level = logging.WARNING if exc.retriable else logging.ERROR
             log.log(level, "webhook not published (%s); answering 503 so the provider retries", exc)
             return error_response(503, exc.code, exc.message, request)
+        deliveries.labels(provider, outcome.status).inc()
         return JSONResponse({"status": outcome.status, "events": len(outcome.events)})
 
     @router.post("/stripe")
@@ -151,7 +159,7 @@ def build_webhook_router(
             return too_large(request, max_body_bytes)
         signature = request.headers.get("stripe-signature")
         return await run_in_threadpool(
-            answer, request, lambda: handler.handle_stripe(body, signature)
+            answer, "stripe", request, lambda: handler.handle_stripe(body, signature)
         )
 
     @router.post("/braintree")
@@ -166,7 +174,7 @@ def build_webhook_router(
             payload = next(iter(form.get("bt_payload", [])), None)
             return handler.handle_braintree(signature, payload)
 
-        return await run_in_threadpool(answer, request, handle)
+        return await run_in_threadpool(answer, "braintree", request, handle)
 
     @router.get("/braintree")
     async def braintree_challenge(request: Request, bt_challenge: str = "") -> Response:

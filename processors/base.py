@@ -18,6 +18,7 @@ import logging
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 import psycopg
 from confluent_kafka import TopicPartition
 
+from connectors import metrics
 from connectors.checkpoint import (
     Checkpoint,
     CheckpointBatch,
@@ -35,6 +37,7 @@ from connectors.checkpoint import (
     PostgresCheckpoint,
     Rejection,
 )
+from connectors.consumer_lag import LagMonitor
 from connectors.fingerprint import fingerprint
 from connectors.kafka import (
     Consumed,
@@ -43,6 +46,7 @@ from connectors.kafka import (
     key_of,
     rejection_of,
 )
+from connectors.logging_setup import bound, record_fields
 from connectors.settings import Settings
 from ledger import validation
 from ledger.card_numbers import mask_card_numbers, mask_card_numbers_bytes
@@ -345,26 +349,36 @@ class PostgresProcessor:
         self.conn: Conn | None = getattr(checkpoint, "conn", None)
         self.publisher: EventPublisher = app.publisher()
         self.consumer: EventConsumer = app.consumer(group, **(consumer_config or {}))
-        self.consumer.subscribe(self.topics, on_assign=self._on_assign)
+        self.metrics = metrics.GroupMetrics(group)
+        self.lag = LagMonitor(group, getattr(self.consumer, "consumer", None))
+        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         stored = self.checkpoint.stored_offsets(self.group, self.topics)
         for tp in partitions:
             tp.offset = stored.get((tp.topic, tp.partition), 0)  # 0: replay from the start
         consumer.assign(partitions)
+        self.lag.assigned({(tp.topic, tp.partition): tp.offset for tp in partitions})
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Partitions revoked or lost: no longer ours to measure (the client unassigns them)."""
+        self.lag.revoked((tp.topic, tp.partition) for tp in partitions)
 
     def step(self, timeout: float = 0.5) -> BatchStats:
         """Poll one batch, apply it in one transaction, then relay the outbox (with the cyclic
         garbage collector paused: ``collector_paused``)."""
-        with collector_paused():
+        with collector_paused(), bound(group=self.group):
             batch = self.consumer.poll(self.batch_size, timeout)
             stats = self._apply(batch) if batch else BatchStats()
             stats.published = self.relay()
+        self.metrics.relayed(stats.published)
+        self.lag.stepped()
         return stats
 
     def _apply(self, batch: list[Consumed]) -> BatchStats:
         """Steps 1-5 of the checkpoint's commit order (``connectors.checkpoint``)."""
         stats = BatchStats(consumed=0)
+        started = time.perf_counter()
         with self.checkpoint.batch() as checkpoint:
             tx = Effects(
                 checkpoint, self.publisher.serde.encode, self.group, self.app.settings.network_id
@@ -398,8 +412,19 @@ class PostgresProcessor:
                 next_offsets[(r.topic, r.partition)] = r.offset + 1
             checkpoint.advance(self.group, next_offsets)
             checkpoint.count(self.group, stats.applied, stats.duplicates, stats.rejected)
+        self.metrics.committed(
+            time.perf_counter() - started, *_by_topic(stats, next_offsets, fresh, checked, new, tx)
+        )
+        stamps = [t for r in fresh if (t := r.timestamp_ms) > 0]  # -1: the log gave none
+        if stamps:
+            self.metrics.visible(time.time(), min(stamps), max(stamps))
+        self.lag.advanced(next_offsets)
         for (topic, partition, offset), (code, detail) in tx.rejected.items():
-            log.warning("rejected %s[%d]@%d %s: %s", topic, partition, offset, code, detail)
+            log.warning(
+                "rejected %s[%d]@%d %s: %s", topic, partition, offset, code, detail,
+                extra={"topic": topic, "partition": partition, "offset": offset,
+                       "reason_code": code},
+            )  # fmt: skip
         return stats
 
     def _handle_isolating_poison(self, tx: Effects, records: list[Consumed]) -> None:
@@ -430,6 +455,7 @@ class PostgresProcessor:
                     records[0].event_id,
                     code,
                     exc_info=not isinstance(exc, LedgerError | psycopg.Error),
+                    extra={**record_fields(records[0]), "reason_code": code},
                 )
                 return
         middle = len(records) // 2
@@ -545,6 +571,33 @@ def relay_outbox(conn: Conn, publisher: EventPublisher, limit: int = 10_000) -> 
     Used by writers that are not consumers (corrections) after their own commit.
     """
     return PostgresCheckpoint(conn).relay(publisher.produce_bytes, publisher.flush, limit)
+
+
+def _by_topic(
+    stats: BatchStats,
+    next_offsets: dict[tuple[str, int], int],
+    fresh: list[Consumed],
+    checked: list[Consumed],
+    new: list[Consumed],
+    tx: Effects,
+) -> tuple[dict[str, tuple[int, int, int]], Counter[tuple[str, str]]]:
+    """A committed batch's (consumed, duplicates, rejected) per topic, the same sums as
+    ``stats`` (what ``processing_counts`` gained), and its rejections per (topic, reason).
+    A batch of one topic, the usual case, costs no pass over its records."""
+    rejected = Counter((topic, code) for (topic, _, _), (code, _) in tx.rejected.items())
+    topics = {topic for topic, _ in next_offsets}
+    if len(topics) == 1:
+        return {topics.pop(): (stats.consumed, stats.duplicates, stats.rejected)}, rejected
+    consumed = Counter(r.topic for r in fresh)
+    duplicates = Counter(r.topic for r in checked)
+    duplicates.subtract(r.topic for r in new)
+    duplicates.update(topic for topic, _, _ in tx.duplicates)
+    # A reused event id was not handed on either, but it is a rejection, not a duplicate.
+    conflicts = (t for (t, _, _), (code, _) in tx.rejected.items() if code == "EVENT_ID_CONFLICT")
+    duplicates.subtract(conflicts)
+    refused = Counter(topic for topic, _ in rejected.elements())
+    by_topic = {t: (n, duplicates[t], refused[t]) for t, n in consumed.items()}
+    return by_topic, rejected
 
 
 def _position(record: Consumed, content: bytes | None = None) -> Position:

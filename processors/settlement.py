@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 import time
 
+from connectors import metrics
+from connectors.consumer_lag import LagMonitor
 from connectors.provider_registry import ProviderRegistry
 from connectors.settlement_store import Attempt, AttemptStore, mark_emitted, restore_command
 from ledger.settlement.outcomes import outcome_event_id
@@ -68,6 +70,8 @@ class SettlementConnector:
             app, self.handler, group, [TOPIC], batch_size=batch_size, database_url=url
         )
         self._last_resolve = 0.0
+        self._providers = tuple(providers.providers)
+        self._publish_breakers()
 
     @property
     def group(self) -> str:
@@ -84,7 +88,19 @@ class SettlementConnector:
         if now - self._last_resolve >= self.config.resolve_every:
             self._last_resolve = now
             stats.published += self.resolve()
+        self._publish_breakers()
         return stats
+
+    @property
+    def lag(self) -> LagMonitor:
+        return self.processor.lag
+
+    def _publish_breakers(self) -> None:
+        """The breakers' states as gauges, from this thread (breakers are not thread-safe);
+        a provider not called yet is closed."""
+        states = {name: BreakerState.CLOSED.value for name in self._providers}
+        states.update({name: state.value for name, state in self.handler.breakers.states().items()})
+        metrics.breaker_states(states)
 
     def resolve(self) -> int:
         """Re-ask the provider for every in-doubt (or abandoned pending) attempt, with the same

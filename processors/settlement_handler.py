@@ -18,6 +18,8 @@ from functools import partial
 from typing import Any, TypeVar
 
 from connectors.kafka import Consumed
+from connectors.logging_setup import record_fields
+from connectors.metrics import provider_call
 from connectors.provider_registry import ProviderRegistry, UnknownProvider
 from connectors.providers.base import (
     Action,
@@ -149,6 +151,7 @@ class SettlementHandler:
                 record.topic,
                 record.partition,
                 record.offset,
+                extra={**record_fields(record), "provider": attempt.provider},
             )
 
     # -- one instruction ---------------------------------------------------------------------
@@ -286,7 +289,8 @@ class SettlementHandler:
             )
             return
         try:
-            status = provider.fetch_status(attempt.provider_reference or "")
+            with provider_call(provider.name, "fetch_status"):
+                status = provider.fetch_status(attempt.provider_reference or "")
         except ProviderError as exc:
             self.store.finish(
                 key,
@@ -394,7 +398,8 @@ class SettlementHandler:
     ) -> None:
         """The provider may hold an authorization we never heard about: look it up."""
         try:
-            found = provider.find_authorization(command.payment_id)
+            with provider_call(provider.name, "find_authorization"):
+                found = provider.find_authorization(command.payment_id)
         except ProviderError as exc:
             self.store.finish(
                 key,
@@ -431,7 +436,8 @@ class SettlementHandler:
         attempt = 1
         while True:
             try:
-                result = op()
+                with provider_call(provider.name, action.value):
+                    result = op()
             except ProviderError as error:
                 breaker.record_failure(retriable=error.retriable)
                 self.store.tried(key, provider.name, error.code)
@@ -449,6 +455,7 @@ class SettlementHandler:
                     error.code,
                     attempt,
                     wait,
+                    extra={"provider": provider.name, "action": action.value},
                 )
                 self.config.sleep(wait)
                 attempt += 1
