@@ -32,7 +32,7 @@ def typical_events(n: int) -> list[PaymentAuthorized]:
             Envelope.new("bench-network", Source.terminal, correlation_id=f"S-{i}"),
             f"P-{i:09d}",
             "sandbox",
-            f"pi_{i:016d}",
+            f"pi_{i:08d}_{i:07d}",  # no 13-19 digit run: that would be a card number
             Money(5000 + i % 100, "EUR"),
             "card",
             f"S-{i:09d}",

@@ -46,6 +46,8 @@ class Settings:
     registry_heap: str = "512m"
     stack: str = "auto"  # auto | local | docker | external
     max_future_skew_seconds: int = 300
+    """How far an event's times may lie past its log time (or, when publishing, past now)
+    before it is refused as FUTURE_TIMESTAMP: allowed device clock drift (docs/input-rules.md)."""
     gl_mapping: str = ""
     """TOML file mapping account patterns to the general ledger's numbers (journal export)."""
     vat_rates: str = ""
@@ -58,8 +60,14 @@ class Settings:
     """Largest webhook body the receiver reads (413 beyond); provider webhooks are a few KB."""
     webhook_max_json_depth: int = 32
     """Deepest JSON nesting the receiver parses; a Stripe event nests about 8 levels."""
-    """How far an event's times may lie past its log time (or, when publishing, past now)
-    before it is refused as FUTURE_TIMESTAMP: allowed device clock drift (docs/input-rules.md)."""
+    ingest_max_body_bytes: int = 4_194_304
+    """Largest body POST /v1/events reads (413 beyond, before parsing; docs/ingest.md)."""
+    ingest_max_batch: int = 1000
+    """Most events in one POST /v1/events/batch (422 beyond)."""
+    ingest_max_string: int = 1_000_000
+    """Longest JSON string ingest reads; the input rules bound each field more tightly."""
+    ingest_max_depth: int = 16
+    """Deepest JSON nesting ingest reads (an event nests about 5 levels)."""
     metrics_port: int = -1
     """Port of a process's /metrics, /livez and /readyz: -1 its own default, 0 none
     (docs/observability.md)."""
@@ -78,7 +86,8 @@ class Settings:
             raise SettingsError(
                 f"EVLEDGER_STACK must be auto, local, docker or external, not {self.stack!r}"
             )
-        for name in ("webhook_max_body_bytes", "webhook_max_json_depth"):
+        for name in ("webhook_max_body_bytes", "webhook_max_json_depth", "ingest_max_body_bytes",
+                     "ingest_max_batch", "ingest_max_string", "ingest_max_depth"):  # fmt: skip
             if getattr(self, name) < 1:  # a typo must not lift the limit
                 raise SettingsError(f"{PREFIX}{name.upper()} must be a positive integer")
         if self.log_format not in ("auto", "json", "human"):

@@ -25,16 +25,15 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar
 
 import psycopg
-from fastapi import Depends, FastAPI, Path, Query, Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, Path, Query, Request
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
-from connectors import finance, keys_store, postgres
+from connectors import finance, postgres
 from connectors.settings import Settings
-from entrypoints import http_errors, observe
+from entrypoints import http_auth, http_errors, observe
 from entrypoints.bootstrap import database_url as default_database_url
-from ledger import access, validation
+from ledger import validation
 from ledger.access import Principal, Scope
 from ledger.errors import InfrastructureError
 from ledger.sessions.rules import UnknownSession
@@ -46,10 +45,6 @@ Prefix = Query(None, max_length=validation.ID_MAX, description="account code pre
 PaymentId = Path(min_length=1, max_length=validation.ID_MAX, description="payment id")
 SessionId = Path(min_length=1, max_length=validation.ID_MAX, description="session id")
 Group = Query(None, max_length=validation.ID_MAX, description="consumer group")
-Bearer = Security(
-    HTTPBearer(auto_error=False, description="Authorization: Bearer evl_<id>_<secret>")
-)
-ApiKey = Security(APIKeyHeader(name="X-API-Key", auto_error=False, description="evl_<id>_<secret>"))
 
 
 class DatabaseUnavailable(InfrastructureError):
@@ -314,25 +309,8 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
 
     Db = Depends(conn)
 
-    def caller(scope: Scope) -> Any:
-        """The dependency that admits a request holding a valid key with ``scope``: 401
-        UNAUTHENTICATED without one (checked before anything reaches the database), 403
-        FORBIDDEN_SCOPE without the scope. The key's network bounds everything it sees."""
-
-        def admit(
-            bearer: HTTPAuthorizationCredentials | None = Bearer,
-            header: str | None = ApiKey,
-            db: finance.Conn = Db,
-        ) -> Principal:
-            token = header or (bearer.credentials if bearer is not None else "")
-            key_id, _ = access.parse(token)
-            record = keys_store.lookup(current(db), key_id)
-            return access.require(access.authenticate(token, record), scope)
-
-        return Depends(admit)
-
-    Reader = caller(Scope.FINANCE_READ)
-    Admin = caller(Scope.ADMIN)
+    Reader = http_auth.caller(Scope.FINANCE_READ, Db, current)
+    Admin = http_auth.caller(Scope.ADMIN, Db, current)
 
     http_errors.install(
         app,
@@ -340,8 +318,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
             finance.UnknownPaymentId: 404,
             UnknownSession: 404,
             postgres.SchemaBehind: 503,
-            access.Unauthenticated: 401,
-            access.Forbidden: 403,
+            **http_auth.STATUSES,
         },
     )
 

@@ -1,0 +1,189 @@
+"""HTTP ingest's core: JSON documents in, events on Kafka, one result per document
+(docs/ingest.md). No HTTP here: ``entrypoints/ingest_app.py`` serves it.
+
+Per document, in order: parse (``schemas.json_events``), the key's network must be the event's
+(a key cannot write for another network), the input rules (``ledger.validation``, card numbers
+included), then the event_id as idempotency key: the same id with the same content (its
+``connectors.fingerprint``) as an event accepted before, or earlier in the request, is a
+``duplicate``; with other content it is ``rejected`` with ``EVENT_ID_CONFLICT``. The new events
+are published and flushed, and only once Kafka confirmed them are they recorded as accepted
+(``ingest_accepted``). A failed delivery fails the request (503) and records nothing: the caller
+retries, and consumers deduplicate whatever got through.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+
+from connectors import postgres
+from connectors.fingerprint import fingerprint
+from connectors.kafka import EventPublisher
+from ledger import validation
+from ledger.access import Principal
+from ledger.card_numbers import mask_card_numbers
+from ledger.envelope import utcnow
+from schemas.json_events import JsonEventError, JsonLimits, parse_document
+from schemas.topics import TOPIC_OF
+
+Conn = psycopg.Connection[Any]
+
+
+class IngestCode(StrEnum):
+    """Reason codes ingest gives besides the input rules' and the JSON shape's (docs/errors.md)."""
+
+    NETWORK_MISMATCH = "NETWORK_MISMATCH"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What became of one document."""
+
+    index: int
+    status: str
+    """accepted, duplicate or rejected"""
+    event_id: str | None = None
+    event_type: str | None = None
+    topic: str | None = None
+    code: str | None = None
+    path: str | None = None
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    index: int
+    event: Any
+    print: bytes
+
+
+class Ingestor:
+    """Turns documents into events on Kafka for one process; thread-safe (publishing and
+    flushing are serialized, so a flush confirms exactly this request's events)."""
+
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        limits: JsonLimits,
+        future_skew_seconds: float,
+        *,
+        topic: str | None = None,
+    ) -> None:
+        """``topic``: publish every event there instead of its catalogue topic (benchmarks
+        write to a scratch ``bench.`` topic, keeping the event log clean)."""
+        self.topic = topic
+        self.publisher = publisher
+        self.limits = limits
+        self.skew = timedelta(seconds=future_skew_seconds)
+        self._lock = threading.Lock()
+
+    def ingest(self, conn: Conn, docs: Sequence[Any], who: Principal) -> list[Result]:
+        """One result per document, in order. Raises PublishError when Kafka did not confirm
+        the accepted events (nothing is recorded then)."""
+        results: dict[int, Result] = {}
+        candidates: list[_Candidate] = []
+        latest = utcnow() + self.skew
+        for i, doc in enumerate(docs):
+            outcome = self._check(i, doc, who, latest)
+            if isinstance(outcome, Result):
+                results[i] = outcome
+            else:
+                candidates.append(_Candidate(i, outcome, fingerprint(outcome)))
+        fresh = self._first_sightings(conn, candidates, results)
+        if fresh:
+            with self._lock:
+                self.publisher.publish_many([c.event for c in fresh], topic=self.topic)
+                self.publisher.flush()
+            _record(conn, fresh, who)
+            for c in fresh:
+                results[c.index] = _result(c, "accepted")
+        return [results[i] for i in range(len(docs))]
+
+    def _check(self, i: int, doc: Any, who: Principal, latest: Any) -> Any:
+        """The document's event, or its rejection."""
+        try:
+            event = parse_document(doc, self.limits)
+        except JsonEventError as exc:
+            return Result(i, "rejected", code=exc.code, path=exc.path, detail=exc.message)
+        env = event.envelope
+        name = type(event).__name__
+        if env.network_id != who.network_id:
+            return Result(i, "rejected", env.event_id, name, code=IngestCode.NETWORK_MISMATCH,
+                          path="$.event.envelope.network_id",
+                          detail=f"this key publishes for network {who.network_id!r} only, "
+                          f"not {mask_card_numbers(env.network_id)[:40]!r}")  # fmt: skip
+        try:
+            validation.check(event, latest)
+        except validation.InvalidInput as exc:
+            field = exc.context.get("field")
+            return Result(i, "rejected", env.event_id, name, code=exc.code,
+                          path=f"$.event.{field}" if field else None,
+                          detail=mask_card_numbers(exc.message))  # fmt: skip
+        return event
+
+    def _first_sightings(
+        self, conn: Conn, candidates: list[_Candidate], results: dict[int, Result]
+    ) -> list[_Candidate]:
+        """The candidates never accepted before; the others answered duplicate or conflict."""
+        stored = _accepted(conn, [c.event.envelope.event_id for c in candidates])
+        first: dict[str, _Candidate] = {}
+        fresh = []
+        for c in candidates:
+            event_id = c.event.envelope.event_id
+            known = stored.get(event_id)
+            earlier = first.get(event_id)
+            reference = known if known is not None else (earlier.print if earlier else None)
+            if reference is None:
+                first[event_id] = c
+                fresh.append(c)
+            elif reference == c.print:
+                results[c.index] = _result(c, "duplicate")
+            else:
+                results[c.index] = Result(
+                    c.index, "rejected", event_id, type(c.event).__name__,
+                    code="EVENT_ID_CONFLICT", path="$.event.envelope.event_id",
+                    detail="this event_id was already used for an event with other content; "
+                    "a new event needs a new id, a retry must repeat the event unchanged",
+                )  # fmt: skip
+        return fresh
+
+
+def _result(c: _Candidate, status: str) -> Result:
+    return Result(c.index, status, c.event.envelope.event_id, type(c.event).__name__,
+                  TOPIC_OF[type(c.event)])  # fmt: skip
+
+
+def _accepted(conn: Conn, event_ids: list[str]) -> dict[str, bytes]:
+    if not event_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT event_id, fingerprint FROM ingest_accepted WHERE event_id = ANY(%s::text[])",
+        (postgres.array_literal(event_ids),),
+    ).fetchall()
+    return {e: bytes(f) for e, f in rows}
+
+
+def _record(conn: Conn, accepted: list[_Candidate], who: Principal) -> None:
+    conn.execute(
+        "INSERT INTO ingest_accepted (event_id, fingerprint, event_type, topic, network_id,"
+        " key_id) SELECT e, decode(f, 'hex'), t, tp, %s, %s"
+        " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS x(e, f, t, tp)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        (
+            who.network_id,
+            who.key_id,
+            postgres.array_literal(c.event.envelope.event_id for c in accepted),
+            postgres.array_literal(c.print.hex() for c in accepted),
+            postgres.array_literal(type(c.event).__name__ for c in accepted),
+            postgres.array_literal(TOPIC_OF[type(c.event)] for c in accepted),
+        ),
+    )

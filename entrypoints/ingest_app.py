@@ -1,0 +1,212 @@
+"""HTTP ingest: ``POST /v1/events`` (one event) and ``POST /v1/events/batch`` for upstream
+systems that are not Python (docs/ingest.md). ``evledger ingest serve`` runs it.
+
+Every request needs an API key with the ``publish`` scope (``entrypoints.http_auth``); a key
+publishes for its own network only. The body is read up to ``EVLEDGER_INGEST_MAX_BODY_BYTES``
+(413 beyond, before parsing); the JSON shape per event is ``schemas.json_events``'s. A single
+event answers 202 accepted, 200 duplicate, or 422 with the reason code and the field's path; a
+batch answers 200 with one result per event (accepted / duplicate / rejected), or 422 when the
+body itself is not a batch. Accepted means Kafka confirmed the event (``connectors.ingest``);
+503 when it did not, nothing recorded. Errors use the one JSON shape of ``http_errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import psycopg
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from psycopg_pool import ConnectionPool
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from connectors import postgres
+from connectors.ingest import Ingestor, Result
+from connectors.settings import Settings
+from entrypoints import http_auth, http_errors
+from entrypoints.bootstrap import App
+from entrypoints.bootstrap import database_url as default_database_url
+from entrypoints.http_errors import HttpErrorCode, error_response
+from entrypoints.webhooks_app import read_limited
+from ledger.access import Principal, Scope
+from ledger.errors import InfrastructureError
+from schemas.json_events import JsonErrorCode, JsonEventError, JsonLimits, loads
+
+
+class DatabaseUnavailable(InfrastructureError):
+    code = "DATABASE_UNAVAILABLE"
+
+
+class EventResult(BaseModel):
+    """What became of one event."""
+
+    index: int = Field(description="its place in the request (0 for a single event)")
+    status: str = Field(description="accepted, duplicate or rejected")
+    event_id: str | None = None
+    event_type: str | None = None
+    topic: str | None = Field(None, description="where an accepted or duplicate event is")
+    code: str | None = Field(None, description="the reason code of a rejection (docs/errors.md)")
+    path: str | None = Field(None, description="the field at fault, e.g. $.event.amount")
+    detail: str | None = None
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[EventResult]
+
+
+class EventDocument(BaseModel):
+    """``{"type": "<event type>", "event": {...}}``: the fields per type in docs/ingest.md."""
+
+    type: str = Field(examples=["PaymentAuthorized"])
+    event: dict[str, Any]
+
+
+class BatchDocument(BaseModel):
+    events: list[EventDocument]
+
+
+def create_ingest_app(
+    app: App,
+    database_url: str | None = None,
+    *,
+    settings: Settings | None = None,
+    topic: str | None = None,
+) -> FastAPI:
+    """The ingest API publishing with ``app``'s publisher and recording accepted ids in
+    ``database_url`` (default: the settings' database; a role that may write). ``settings``:
+    whose ``ingest_*`` limits apply (default: the app's); ``topic``: one scratch topic for every
+    event (benchmarks)."""
+    settings = settings or app.settings
+    url = database_url or default_database_url(settings)
+    limits = JsonLimits(max_string=settings.ingest_max_string, max_depth=settings.ingest_max_depth)
+    ingestor = Ingestor(app.publisher(), limits, settings.max_future_skew_seconds, topic=topic)
+    max_body, max_batch = settings.ingest_max_body_bytes, settings.ingest_max_batch
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        pool = ConnectionPool(url, min_size=1, max_size=8, open=False,
+                              kwargs={"autocommit": True})  # fmt: skip
+        pool.open(wait=False)
+        api.state.pool = pool
+        try:
+            yield
+        finally:
+            pool.close()
+            ingestor.publisher.flush()
+
+    api = FastAPI(
+        title="evledger ingest API",
+        version="1",
+        description="Publish events over HTTP: one result per event (accepted, duplicate, "
+        "rejected with its reason code and field path). Needs an API key with the publish "
+        "scope. Errors are {code, detail, request_id} (docs/errors.md).",
+        lifespan=lifespan,
+    )
+    http_errors.install(api, overrides={**http_auth.STATUSES, JsonEventError: 422})
+
+    def conn(request: Request) -> Iterator[Any]:
+        pool: ConnectionPool[Any] = request.app.state.pool
+        try:
+            with pool.connection(timeout=10) as c:
+                yield c
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"database unavailable: {type(exc).__name__}", retriable=True
+            ) from exc
+
+    def current(db: Any) -> Any:
+        if not getattr(api.state, "schema_current", False):
+            postgres.require_current_schema(db)
+            api.state.schema_current = True
+        return db
+
+    Db = Depends(conn)
+    Publisher = http_auth.caller(Scope.PUBLISH, Db, current)
+
+    @api.post(
+        "/v1/events",
+        tags=["ingest"],
+        response_model=EventResult,
+        status_code=202,
+        responses={200: {"model": EventResult, "description": "duplicate: already accepted"},
+                   413: {"description": "BODY_TOO_LARGE"},
+                   422: {"description": "rejected: code and path in the body"}},
+        openapi_extra={"requestBody": {"content": {"application/json": {
+            "schema": EventDocument.model_json_schema()}}, "required": True}},
+    )  # fmt: skip
+    async def publish_one(
+        request: Request, db: Any = Db, who: Principal = Publisher
+    ) -> JSONResponse:
+        """Publish one event."""
+        body = await read_limited(request, max_body)
+        if body is None:
+            return _too_large(request, max_body)
+        doc = loads(body)
+        (result,) = await run_in_threadpool(ingestor.ingest, db, [doc], who)
+        if result.status == "rejected":
+            return _rejected(request, result)
+        return JSONResponse(result.as_dict(), status_code=202 if result.status == "accepted"
+                            else 200)  # fmt: skip
+
+    @api.post(
+        "/v1/events/batch",
+        tags=["ingest"],
+        response_model=BatchResult,
+        responses={413: {"description": "BODY_TOO_LARGE"},
+                   422: {"description": "the body is not a batch, or holds too many events"}},
+        openapi_extra={"requestBody": {"content": {"application/json": {
+            "schema": BatchDocument.model_json_schema()}}, "required": True}},
+    )  # fmt: skip
+    async def publish_batch(request: Request, db: Any = Db, who: Principal = Publisher) -> Response:
+        """Publish up to ``EVLEDGER_INGEST_MAX_BATCH`` events; one result each, in order."""
+        body = await read_limited(request, max_body)
+        if body is None:
+            return _too_large(request, max_body)
+        doc = loads(body)
+        if (
+            not isinstance(doc, dict)
+            or set(doc) != {"events"}
+            or not isinstance(doc["events"], list)
+        ):
+            raise JsonEventError('a batch is {"events": [<event document>, ...]}', "$")
+        events = doc["events"]
+        if not events or len(events) > max_batch:
+            raise JsonEventError(
+                f"a batch holds 1 to {max_batch} events, not {len(events)}",
+                "$.events",
+                JsonErrorCode.BATCH_TOO_LARGE if events else None,
+            )
+        results = await run_in_threadpool(ingestor.ingest, db, events, who)
+        counts = {s: sum(r.status == s for r in results) for s in
+                  ("accepted", "duplicate", "rejected")}  # fmt: skip
+        # The answer is built here, not validated through the response model (documented in
+        # the OpenAPI all the same): for a batch of 1,000 that validation costs more than the
+        # events' own checks.
+        return Response(orjson.dumps({
+            "accepted": counts["accepted"],
+            "duplicates": counts["duplicate"],
+            "rejected": counts["rejected"],
+            "results": [r.as_dict() for r in results],
+        }), media_type="application/json")  # fmt: skip
+
+    return api
+
+
+def _too_large(request: Request, limit: int) -> JSONResponse:
+    return error_response(
+        413, HttpErrorCode.BODY_TOO_LARGE,
+        f"the body is larger than {limit:,} bytes (EVLEDGER_INGEST_MAX_BODY_BYTES); send fewer "
+        "events per request", request,
+    )  # fmt: skip
+
+
+def _rejected(request: Request, result: Result) -> JSONResponse:
+    body = {**result.as_dict(), "request_id": http_errors.request_id_of(request)}
+    return JSONResponse(body, status_code=422)
