@@ -19,23 +19,18 @@ docs/finance-queries.md, "The HTTP API and CSV files".
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar
 
-import psycopg
-from fastapi import Depends, FastAPI, Path, Query, Request
-from psycopg_pool import ConnectionPool
+from fastapi import Depends, FastAPI, Path, Query
 from pydantic import BaseModel, Field
 
 from connectors import finance, postgres
 from connectors.settings import Settings
-from entrypoints import http_auth, http_errors, observe
+from entrypoints import http_auth, http_db, http_errors, observe
 from entrypoints.bootstrap import database_url as default_database_url
 from ledger import validation
 from ledger.access import Principal, Scope
-from ledger.errors import InfrastructureError
 from ledger.sessions.rules import UnknownSession
 
 Limit = Query(100, ge=1, le=finance.MAX_LIMIT, description="rows per page")
@@ -45,12 +40,6 @@ Prefix = Query(None, max_length=validation.ID_MAX, description="account code pre
 PaymentId = Path(min_length=1, max_length=validation.ID_MAX, description="payment id")
 SessionId = Path(min_length=1, max_length=validation.ID_MAX, description="session id")
 Group = Query(None, max_length=validation.ID_MAX, description="consumer group")
-
-
-class DatabaseUnavailable(InfrastructureError):
-    """The projection's database did not answer: 503, try again."""
-
-    code = "DATABASE_UNAVAILABLE"
 
 
 # -- response models: the OpenAPI contract ------------------------------------------------------
@@ -262,17 +251,6 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     """The API for the ledger in ``database_url`` (default: the settings' database)."""
     url = database_url or default_database_url(settings)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = ConnectionPool(url, min_size=1, max_size=8, open=False,
-                              kwargs={"autocommit": True})  # fmt: skip
-        pool.open(wait=False)
-        app.state.pool = pool
-        try:
-            yield
-        finally:
-            pool.close()
-
     app = FastAPI(
         title="evledger finance API",
         version="1",
@@ -280,34 +258,13 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         "from the ledger projection. Amounts are integer minor units of their currency. "
         "Lists page with limit/offset; next_offset is null on the last page. Every error is "
         "{code, detail, request_id} (docs/errors.md).",
-        lifespan=lifespan,
+        lifespan=http_db.pool_lifespan(url),
         responses=ERRORS,
     )
 
-    def conn(request: Request) -> Iterator[finance.Conn]:
-        """A pooled connection (503 DATABASE_UNAVAILABLE when the database does not answer).
-        No query runs here: FastAPI solves dependencies before it validates parameters, and
-        nothing may reach the database for a request it will refuse."""
-        pool: ConnectionPool[Any] = request.app.state.pool
-        try:
-            with pool.connection(timeout=10) as c:
-                yield c
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"database unavailable: {type(exc).__name__}", retriable=True
-            ) from exc
+    current = http_db.schema_checked(app)
 
-    def current(db: finance.Conn) -> finance.Conn:
-        """``db``, once its schema is known to hold every migration. The API never migrates
-        (it runs under a role that may only SELECT): while the schema is behind, every request
-        answers 503 SCHEMA_BEHIND, naming `evledger db migrate`. Found current once, the
-        schema is not checked again: migrations only ever move it forward."""
-        if not getattr(app.state, "schema_current", False):
-            postgres.require_current_schema(db)
-            app.state.schema_current = True
-        return db
-
-    Db = Depends(conn)
+    Db = Depends(http_db.connection)
 
     Reader = http_auth.caller(Scope.FINANCE_READ, Db, current)
     Admin = http_auth.caller(Scope.ADMIN, Db, current)

@@ -12,33 +12,23 @@ body itself is not a batch. Accepted means Kafka confirmed the event (``connecto
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from connectors import postgres
 from connectors.ingest import Ingestor, Result
 from connectors.settings import Settings
-from entrypoints import http_auth, http_errors
+from entrypoints import http_auth, http_db, http_errors
 from entrypoints.bootstrap import App
 from entrypoints.bootstrap import database_url as default_database_url
 from entrypoints.http_errors import HttpErrorCode, error_response
 from entrypoints.webhooks_app import read_limited
 from ledger.access import Principal, Scope
-from ledger.errors import InfrastructureError
 from schemas.json_events import JsonErrorCode, JsonEventError, JsonLimits, loads
-
-
-class DatabaseUnavailable(InfrastructureError):
-    code = "DATABASE_UNAVAILABLE"
 
 
 class EventResult(BaseModel):
@@ -89,45 +79,19 @@ def create_ingest_app(
     ingestor = Ingestor(app.publisher(), limits, settings.max_future_skew_seconds, topic=topic)
     max_body, max_batch = settings.ingest_max_body_bytes, settings.ingest_max_batch
 
-    @asynccontextmanager
-    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        pool = ConnectionPool(url, min_size=1, max_size=8, open=False,
-                              kwargs={"autocommit": True})  # fmt: skip
-        pool.open(wait=False)
-        api.state.pool = pool
-        try:
-            yield
-        finally:
-            pool.close()
-            ingestor.publisher.flush()
-
     api = FastAPI(
         title="evledger ingest API",
         version="1",
         description="Publish events over HTTP: one result per event (accepted, duplicate, "
         "rejected with its reason code and field path). Needs an API key with the publish "
         "scope. Errors are {code, detail, request_id} (docs/errors.md).",
-        lifespan=lifespan,
+        lifespan=http_db.pool_lifespan(url, on_close=ingestor.publisher.flush),
     )
     http_errors.install(api, overrides={**http_auth.STATUSES, JsonEventError: 422})
 
-    def conn(request: Request) -> Iterator[Any]:
-        pool: ConnectionPool[Any] = request.app.state.pool
-        try:
-            with pool.connection(timeout=10) as c:
-                yield c
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"database unavailable: {type(exc).__name__}", retriable=True
-            ) from exc
+    current = http_db.schema_checked(api)
 
-    def current(db: Any) -> Any:
-        if not getattr(api.state, "schema_current", False):
-            postgres.require_current_schema(db)
-            api.state.schema_current = True
-        return db
-
-    Db = Depends(conn)
+    Db = Depends(http_db.connection)
     Publisher = http_auth.caller(Scope.PUBLISH, Db, current)
 
     @api.post(
