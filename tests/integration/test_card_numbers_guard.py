@@ -4,6 +4,8 @@ reason, the rejections table and the ``.rejected`` record."""
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 
@@ -22,7 +24,8 @@ PAN = "4111111111111111"
 
 def test_card_numbers_are_refused_at_publish_and_masked_when_consumed(app: App) -> None:
     event = PaymentAuthorized(
-        Envelope.new(app.settings.network_id, Source.psp), f"P-pan-{id(app)}", "sandbox",
+        Envelope.new(app.settings.network_id, Source.psp), f"P-pan-{uuid.uuid4().hex[:8]}",
+        "sandbox",
         "pi_pan", Money(1000, "EUR"), f"card-{PAN}",
     )  # fmt: skip
     publisher = app.publisher()
