@@ -3,19 +3,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from connectors.ledger_store import STORED_ROW, stored_line
 from ledger.accounting.chain import Break, ChainLink, verify
+from ledger.accounting.checkpoints import (
+    Checkpoint,
+    Signed,
+    check_heads,
+    heads_of,
+    sign,
+    signature_holds,
+)
 
 Conn = psycopg.Connection[Any]
 
 
-def verify_journal(conn: Conn) -> tuple[int, int, list[Break]]:
-    """(entries checked, chains, breaks): every chain recomputed over the journal as stored."""
-    links = [
+def _links(conn: Conn) -> list[ChainLink]:
+    return [
         ChainLink(topic, partition, seq, entry_id, digest)
         for topic, partition, seq, entry_id, digest in conn.execute(
             "SELECT c.topic, c.partition, c.first_seq + l.n - 1, l.entry_id::text, l.hash"
@@ -25,9 +35,82 @@ def verify_journal(conn: Conn) -> tuple[int, int, list[Break]]:
             " ORDER BY 1, 2, 3"
         )
     ]
+
+
+def verify_journal(conn: Conn) -> tuple[int, int, list[Break]]:
+    """(entries checked, chains, breaks): every chain recomputed over the journal as stored."""
+    links = _links(conn)
     entries = {
         row[0]: stored_line(row)
         for row in conn.execute(f"SELECT {STORED_ROW} FROM journal_entries")  # nosec B608  # SQL built from module constants; values are bound parameters
     }
     chains = len({(link.topic, link.partition) for link in links})
     return len(entries), chains, verify(links, entries, (link.entry_id for link in links))
+
+
+# -- signed checkpoints ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    id: int
+    checkpoint: Checkpoint
+    signed: Signed
+
+
+def take_checkpoint(conn: Conn, key: Ed25519PrivateKey) -> StoredCheckpoint:
+    """Sign the chain heads as they stand and keep the checkpoint (one transaction, reading the
+    heads and the entry count in one snapshot)."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        heads = heads_of(conn.execute(
+            "SELECT topic, partition, seq, hash FROM journal_chain_heads ORDER BY 1, 2"
+        ).fetchall())  # fmt: skip
+        (entries,) = conn.execute("SELECT count(*) FROM journal_entries").fetchone() or (0,)
+        taken_at = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    checkpoint = Checkpoint(taken_at.astimezone(UTC), int(entries), heads)
+    signed = sign(checkpoint, key)
+    row = conn.execute(
+        "INSERT INTO audit_checkpoints (taken_at, entries, document, signature, key_fingerprint)"
+        " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (checkpoint.taken_at, checkpoint.entries, signed.document, signed.signature,
+         signed.key_fingerprint),
+    ).fetchone()  # fmt: skip
+    assert row is not None
+    return StoredCheckpoint(int(row[0]), checkpoint, signed)
+
+
+def checkpoints(conn: Conn) -> list[StoredCheckpoint]:
+    """Every stored checkpoint, oldest first (the document is what was signed; the columns
+    beside it are for listing only)."""
+    rows = conn.execute(
+        "SELECT id, document, signature, key_fingerprint FROM audit_checkpoints ORDER BY id"
+    ).fetchall()
+    return [
+        StoredCheckpoint(int(i), Checkpoint.from_canonical(bytes(d)), Signed(bytes(d), bytes(s), f))
+        for i, d, s, f in rows
+    ]
+
+
+def verify_checkpoints(conn: Conn, key: Ed25519PublicKey) -> tuple[int, list[str]]:
+    """(checkpoints checked, problems): every stored checkpoint's signature under ``key``, and
+    that the journal's chains still pass through every head it signed. Checkpoints taken before
+    a recorded chain rebase (journal_chain_rebases, a migration that re-anchored the chains)
+    are reported as superseded, not checked against the re-linked chains."""
+    found = checkpoints(conn)
+    if not found:
+        return 0, []
+    rebased = conn.execute("SELECT max(rebased_at) FROM journal_chain_rebases").fetchone()
+    last_rebase = rebased[0] if rebased else None
+    chains: dict[tuple[str, int], dict[int, str]] = {}
+    for link_ in _links(conn):
+        chains.setdefault((link_.topic, link_.partition), {})[link_.seq] = link_.hash
+    problems = []
+    for stored in found:
+        name = f"checkpoint {stored.id} ({stored.checkpoint.taken_at.isoformat()})"
+        if not signature_holds(stored.signed, key):
+            problems.append(f"{name}: the signature does not hold under this public key "
+                            f"(signed by key {stored.signed.key_fingerprint[:16]}...)")  # fmt: skip
+            continue
+        if last_rebase is not None and stored.checkpoint.taken_at < last_rebase:
+            continue  # superseded by a recorded re-anchoring (docs/audit.md)
+        problems += [f"{name}: {p}" for p in check_heads(stored.checkpoint, chains)]
+    return len(found), problems

@@ -60,6 +60,8 @@ class Settings:
     """Largest webhook body the receiver reads (413 beyond); provider webhooks are a few KB."""
     webhook_max_json_depth: int = 32
     """Deepest JSON nesting the receiver parses; a Stripe event nests about 8 levels."""
+    audit_signing_key_file: str = ""
+    """PEM file of the Ed25519 key that signs journal checkpoints (`evledger audit keygen`)."""
     ingest_max_body_bytes: int = 4_194_304
     """Largest body POST /v1/events reads (413 beyond, before parsing; docs/ingest.md)."""
     ingest_max_batch: int = 1000

@@ -3,10 +3,21 @@ breaks each (docs/audit.md). Reads only."""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.table import Table
 
 from connectors import audit
+from connectors.settings import Settings
+from entrypoints.bootstrap import database_url
 from entrypoints.cli_ledger import _conn, _fail, console
+from ledger.accounting import checkpoints
 from ledger.errors import LedgerError
 
 audit_app = typer.Typer(help="Prove the journal is what was booked.", no_args_is_help=True)
@@ -17,18 +28,134 @@ def register(app: typer.Typer) -> None:
 
 
 @audit_app.command("verify")
-def verify() -> None:
+def verify(
+    public_key: Path | None = typer.Option(
+        None,
+        "--public-key",
+        help="PEM public key to check the signed checkpoints with (default: the public half of "
+        "EVLEDGER_AUDIT_SIGNING_KEY_FILE)",
+    ),
+) -> None:
     """Recompute every chain over the journal as stored: an edited, deleted, inserted or moved
-    entry is named (exit 1); otherwise say how much was checked."""
+    entry is named (exit 1). Then every signed checkpoint: its signature, and that the chains
+    still pass through every head it signed (a journal rewritten with recomputed hashes after a
+    checkpoint is caught there). Otherwise say how much was checked."""
     try:
         with _conn() as conn:
             checked, chains, breaks = audit.verify_journal(conn)
+            key = _public_key(public_key, required=False)
+            signed, problems = (0, []) if key is None else audit.verify_checkpoints(conn, key)
+            stored = len(audit.checkpoints(conn)) if key is None else signed
     except LedgerError as exc:
         raise _fail(exc) from exc
-    if not breaks:
-        console.print(f"journal intact: {checked} entries in {chains} chains verified")
-        return
     for found in breaks:
         console.print(f"[red]{found}[/]")
-    console.print(f"{len(breaks)} breaks in {checked} entries ({chains} chains)")
-    raise typer.Exit(1)
+    for problem in problems:
+        console.print(f"[red]CHECKPOINT: {problem}[/]")
+    if breaks or problems:
+        console.print(f"{len(breaks)} breaks in {checked} entries ({chains} chains); "
+                      f"{len(problems)} checkpoint problems in {signed} checkpoints")  # fmt: skip
+        raise typer.Exit(1)
+    console.print(f"journal intact: {checked} entries in {chains} chains verified")
+    if key is not None:
+        console.print(f"{signed} signed checkpoints hold (their signatures and every head)")
+    elif stored:
+        console.print(f"[yellow]{stored} signed checkpoints not checked: give --public-key or "
+                      "set EVLEDGER_AUDIT_SIGNING_KEY_FILE[/]")  # fmt: skip
+
+
+@audit_app.command("keygen")
+def keygen(
+    out: Path = typer.Option(..., help="where to write the private key (PEM, mode 0600)"),
+) -> None:
+    """Make an Ed25519 signing key for checkpoints; print its public key (give that to the
+    auditors). An existing file is never overwritten."""
+    key = checkpoints.generate_key()
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise typer.BadParameter(f"{out} exists; choose another path") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(checkpoints.private_pem(key))
+    print(checkpoints.public_pem(key.public_key()).decode(), end="")
+    console.print(f"private key written to {out} (0600); set EVLEDGER_AUDIT_SIGNING_KEY_FILE={out}")
+
+
+@audit_app.command("public-key")
+def public_key() -> None:
+    """Print the PEM public key of EVLEDGER_AUDIT_SIGNING_KEY_FILE and its fingerprint."""
+    try:
+        key = _private_key().public_key()
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    print(checkpoints.public_pem(key).decode(), end="")
+    console.print(f"fingerprint {checkpoints.fingerprint(key)}")
+
+
+@audit_app.command("checkpoint")
+def checkpoint() -> None:
+    """Sign the chain heads as they stand now and keep the checkpoint (run it periodically,
+    e.g. hourly from cron, and copy the output somewhere the database's admins cannot write)."""
+    try:
+        key = _private_key()
+        with _writer() as conn:
+            stored = audit.take_checkpoint(conn, key)
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    cp = stored.checkpoint
+    key_id = stored.signed.key_fingerprint[:16]
+    console.print(f"checkpoint {stored.id}: {cp.entries} entries, {len(cp.heads)} chain heads, "
+                  f"taken {cp.taken_at.isoformat()}, key {key_id}")  # fmt: skip
+    print(json.dumps({"document": stored.signed.document.decode(),
+                      "signature": stored.signed.signature.hex(),
+                      "key_fingerprint": stored.signed.key_fingerprint}))  # fmt: skip
+
+
+@audit_app.command("checkpoints")
+def list_checkpoints() -> None:
+    """The stored checkpoints, oldest first."""
+    try:
+        with _conn() as conn:
+            found = audit.checkpoints(conn)
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    table = Table("id", "taken", "entries", "chains", "key", title="signed checkpoints")
+    for s in found:
+        table.add_row(str(s.id), s.checkpoint.taken_at.isoformat(timespec="seconds"),
+                      str(s.checkpoint.entries), str(len(s.checkpoint.heads)),
+                      s.signed.key_fingerprint[:16])  # fmt: skip
+    console.print(table)
+
+
+def _private_key() -> Any:
+    path = Settings.from_env().audit_signing_key_file
+    if not path:
+        raise checkpoints.SigningKeyError(
+            "no signing key: set EVLEDGER_AUDIT_SIGNING_KEY_FILE (make one with "
+            "`evledger audit keygen --out FILE`)"
+        )
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
+        raise checkpoints.SigningKeyError(f"cannot read the signing key {path}: {exc}") from None
+    return checkpoints.load_private(pem, path)
+
+
+def _public_key(path: Path | None, *, required: bool) -> Any:
+    if path is not None:
+        try:
+            return checkpoints.load_public(path.read_bytes(), str(path))
+        except OSError as exc:
+            raise checkpoints.SigningKeyError(f"cannot read {path}: {exc}") from None
+    if not Settings.from_env().audit_signing_key_file and not required:
+        return None
+    return _private_key().public_key()
+
+
+@contextmanager
+def _writer() -> Iterator[Any]:
+    from connectors import postgres
+
+    with postgres.connect(database_url(Settings.from_env()), autocommit=True) as conn:
+        postgres.require_current_schema(conn)
+        yield conn
