@@ -34,12 +34,19 @@ from ledger.access import Principal, Scope
 from ledger.sessions.rules import UnknownSession
 
 Limit = Query(100, ge=1, le=finance.MAX_LIMIT, description="rows per page")
-Offset = Query(0, ge=0, description="rows to skip")
+Offset = Query(0, ge=0, le=10**12, description="rows to skip (at most 10^12)")
 AsOf = Query(None, description="business time, with a zone (2026-11-20T00:00:00Z)")
-Prefix = Query(None, max_length=validation.ID_MAX, description="account code prefix, e.g. assets:")
-PaymentId = Path(min_length=1, max_length=validation.ID_MAX, description="payment id")
-SessionId = Path(min_length=1, max_length=validation.ID_MAX, description="session id")
-Group = Query(None, max_length=validation.ID_MAX, description="consumer group")
+PRINTABLE = "^[ -~\u00a1-\u00ac\u00ae-\u00ff]*$"
+"""What the OpenAPI promises a text parameter may hold: printable ASCII and Latin-1. The API
+reads any printable text; a control character anywhere is a 400 INVALID_PARAMETER before any
+query (``http_errors.parameter_problem``), which this pattern keeps out of the contract."""
+Prefix = Query(None, max_length=validation.ID_MAX, pattern=PRINTABLE,
+               description="account code prefix, e.g. assets:")  # fmt: skip
+PaymentId = Path(min_length=1, max_length=validation.ID_MAX, pattern=PRINTABLE,
+                 description="payment id")  # fmt: skip
+SessionId = Path(min_length=1, max_length=validation.ID_MAX, pattern=PRINTABLE,
+                 description="session id")  # fmt: skip
+Group = Query(None, max_length=validation.ID_MAX, pattern=PRINTABLE, description="consumer group")
 
 
 # -- response models: the OpenAPI contract ------------------------------------------------------
@@ -327,7 +334,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
 
     @app.get("/authorizations/open", tags=["payments"], response_model=Page[OpenAuthorization])
     def open_authorizations(
-        older_than_seconds: int = Query(0, ge=0),
+        older_than_seconds: int = Query(0, ge=0, le=100 * 365 * 86400),
         limit: int = Limit,
         offset: int = Offset,
         db: finance.Conn = Db,

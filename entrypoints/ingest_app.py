@@ -31,6 +31,26 @@ from ledger.access import Principal, Scope
 from schemas.json_events import JsonErrorCode, JsonEventError, JsonLimits, loads
 
 
+class ErrorBody(BaseModel):
+    """The one error shape of every evledger HTTP endpoint (entrypoints/http_errors.py)."""
+
+    code: str
+    detail: str
+    request_id: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "UNAUTHENTICATED: no API key, or not a valid one"},
+    403: {"model": ErrorBody, "description": "FORBIDDEN_SCOPE: the key lacks the publish scope"},
+    413: {"model": ErrorBody, "description": "BODY_TOO_LARGE"},
+    422: {"description": "the body is not JSON or not a batch (ErrorBody), or, for a single "
+          "event, its rejection with code and path (EventResult)"},
+    500: {"model": ErrorBody, "description": "INTERNAL_ERROR: a bug; see the log at request_id"},
+    503: {"model": ErrorBody, "description": "DATABASE_UNAVAILABLE, SCHEMA_BEHIND, or Kafka did "
+          "not confirm the events (nothing recorded: retry)"},
+}  # fmt: skip
+
+
 class EventResult(BaseModel):
     """What became of one event."""
 
@@ -86,6 +106,7 @@ def create_ingest_app(
         "rejected with its reason code and field path). Needs an API key with the publish "
         "scope. Errors are {code, detail, request_id} (docs/errors.md).",
         lifespan=http_db.pool_lifespan(url, on_close=ingestor.publisher.flush),
+        responses=ERRORS,
     )
     http_errors.install(api, overrides={**http_auth.STATUSES, JsonEventError: 422})
 
@@ -99,9 +120,7 @@ def create_ingest_app(
         tags=["ingest"],
         response_model=EventResult,
         status_code=202,
-        responses={200: {"model": EventResult, "description": "duplicate: already accepted"},
-                   413: {"description": "BODY_TOO_LARGE"},
-                   422: {"description": "rejected: code and path in the body"}},
+        responses={200: {"model": EventResult, "description": "duplicate: already accepted"}},
         openapi_extra={"requestBody": {"content": {"application/json": {
             "schema": EventDocument.model_json_schema()}}, "required": True}},
     )  # fmt: skip
@@ -123,8 +142,6 @@ def create_ingest_app(
         "/v1/events/batch",
         tags=["ingest"],
         response_model=BatchResult,
-        responses={413: {"description": "BODY_TOO_LARGE"},
-                   422: {"description": "the body is not a batch, or holds too many events"}},
         openapi_extra={"requestBody": {"content": {"application/json": {
             "schema": BatchDocument.model_json_schema()}}, "required": True}},
     )  # fmt: skip
