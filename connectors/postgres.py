@@ -161,6 +161,20 @@ def database_url(server_url: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(server_url, dbname=name)
 
 
+def ensure_database(server_url: str, name: str) -> str:
+    """Database ``name`` on the server of ``server_url``, created if missing (kept if it
+    exists: a resumed replay), migrated; returns its URL."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise ValueError(f"not a plain database name: {name!r}")
+    with connect(server_url, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if found is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = database_url(server_url, name)
+    migrate(url)
+    return url
+
+
 def create_database(server_url: str, name: str, *, migrated: bool = True) -> str:
     """(Re)create database ``name`` on the server of ``server_url``, apply the migrations unless
     ``migrated=False``, and return its URL. Raises ValueError for a name that is not a plain

@@ -60,6 +60,9 @@ register_keys(app)
 from entrypoints.cli_ingest import register as register_ingest  # noqa: E402
 
 register_ingest(app)
+from entrypoints.cli_replay import register as register_replay  # noqa: E402
+
+register_replay(app)
 
 
 @app.callback()

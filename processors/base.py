@@ -352,6 +352,8 @@ class PostgresProcessor:
         self.metrics = metrics.GroupMetrics(group)
         self.lag = LagMonitor(group, getattr(self.consumer, "consumer", None))
         self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self.relaying = True
+        """False for a replay: outgoing events stay in its own outbox, never re-published."""
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         stored = self.checkpoint.stored_offsets(self.group, self.topics)
@@ -370,10 +372,15 @@ class PostgresProcessor:
         with collector_paused(), bound(group=self.group):
             batch = self.consumer.poll(self.batch_size, timeout)
             stats = self._apply(batch) if batch else BatchStats()
-            stats.published = self.relay()
+            stats.published = self.relay() if self.relaying else 0
         self.metrics.relayed(stats.published)
         self.lag.stepped()
         return stats
+
+    def apply(self, records: list[Consumed]) -> BatchStats:
+        """Apply records the caller read itself, in the given order, exactly as a polled batch
+        (claimed against the stored offsets, one transaction): a replay's ordered merge."""
+        return self._apply(records)
 
     def _apply(self, batch: list[Consumed]) -> BatchStats:
         """Steps 1-5 of the checkpoint's commit order (``connectors.checkpoint``)."""
