@@ -2,34 +2,60 @@
 ``POST /v1/events``), as ratios to the SDK's ``publish_many`` of the same kind of events measured
 in the same run, each flushed per request as the API does.
 
-The API runs in uvicorn on a local port (one worker, as ``evledger ingest serve``), the client is
-httpx with keep-alive; every event is new (unique ids), so each is parsed, checked, looked up,
-published, flushed and recorded. All events go to scratch ``bench.`` topics.
+The API runs in uvicorn in a process of its own on a local port (one worker, as ``evledger ingest
+serve``), the client is httpx with keep-alive and requests encoded beforehand; every event is new
+(unique ids), so each is parsed, checked, looked up, published, flushed and recorded. All events
+go to scratch ``bench.`` topics.
 """
 
 from __future__ import annotations
 
+import os
 import socket
-import threading
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import uvicorn
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bench.harness import BenchContext, Metric, percentile
 from bench.suite_kafka import typical_events
 from connectors import keys_store, postgres
 from entrypoints.bootstrap import bootstrap
-from entrypoints.ingest_app import create_ingest_app
 from schemas.json_events import to_document
 
 BATCH = 500
 JSON_TYPE = {"Content-Type": "application/json"}
 NETWORK = "bench-network"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+_SERVE = """
+import sys, uvicorn
+from entrypoints.bootstrap import bootstrap
+from entrypoints.ingest_app import create_ingest_app
+url, topic, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+api = create_ingest_app(bootstrap(), url, topic=topic)
+uvicorn.run(api, host="127.0.0.1", port=port, log_level="error")
+"""
+
+
+def _wait_for(port: int, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the ingest server exited with {server.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the ingest server did not start in 60 s")
 
 
 def _free_port() -> int:
@@ -48,17 +74,18 @@ def run(ctx: BenchContext) -> list[Metric]:
         future.result()
     name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
     url = postgres.create_database(app.database_url, name)
-    server: uvicorn.Server | None = None
+    server: subprocess.Popen[bytes] | None = None
     try:
         with postgres.connect(url, autocommit=True) as conn:
             new, _ = keys_store.create(conn, NETWORK, ["publish"], actor="bench")
         port = _free_port()
-        api = create_ingest_app(app, url, topic=topic)
-        server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="error"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
+        # The API in a process of its own, as `evledger ingest serve` runs: the client's work
+        # (encoding requests, reading answers) does not share its interpreter.
+        server = subprocess.Popen(
+            [sys.executable, "-c", _SERVE, url, topic, str(port)],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        _wait_for(port, server)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
                               headers={"Authorization": f"Bearer {new.token}"})  # fmt: skip
 
@@ -116,7 +143,8 @@ def run(ctx: BenchContext) -> list[Metric]:
         client.close()
     finally:
         if server is not None:
-            server.should_exit = True
+            server.terminate()
+            server.wait(timeout=30)
         postgres.drop_database(app.database_url, name)
         admin.delete_topics([topic])
 
