@@ -11,15 +11,9 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from connectors.ledger_store import STORED_ROW, stored_line
+from connectors.signing import Signed, sign, signature_holds
 from ledger.accounting.chain import Break, ChainLink, verify
-from ledger.accounting.checkpoints import (
-    Checkpoint,
-    Signed,
-    check_heads,
-    heads_of,
-    sign,
-    signature_holds,
-)
+from ledger.accounting.checkpoints import Checkpoint, check_heads, heads_of
 
 Conn = psycopg.Connection[Any]
 

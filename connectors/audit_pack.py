@@ -29,9 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from connectors import audit
+from connectors import audit, signing
 from connectors.ledger_store import STORED_ROW, stored_line
-from ledger.accounting import checkpoints
 from ledger.accounting.chain import link
 from ledger.errors import LedgerError
 
@@ -103,7 +102,7 @@ def export(
     manifest = {
         "body": body,
         "signature": key.sign(canonical).hex(),
-        "key_fingerprint": checkpoints.fingerprint(key.public_key()),
+        "key_fingerprint": signing.fingerprint(key.public_key()),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     journal = next(t for t in tables if t.name == "journal")
@@ -126,9 +125,9 @@ def verify(directory: Path, key: Ed25519PublicKey) -> list[str]:
         problems.append(f"{MANIFEST}: the signature does not hold under this public key "
                         f"(signed by {manifest.get('key_fingerprint', '?')[:16]}...)")  # fmt: skip
     cp = body.get("checkpoint", {})
-    signed = checkpoints.Signed(cp.get("document", "").encode(),
+    signed = signing.Signed(cp.get("document", "").encode(),
                                 bytes.fromhex(cp.get("signature", "")), "")  # fmt: skip
-    if not checkpoints.signature_holds(signed, key):
+    if not signing.signature_holds(signed, key):
         problems.append(f"{MANIFEST}: the embedded checkpoint's signature does not hold")
     for entry in body.get("files", []):
         path = directory / entry["name"]

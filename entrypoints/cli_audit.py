@@ -14,11 +14,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from connectors import audit
+from connectors import audit, signing
 from connectors.settings import Settings
 from entrypoints.bootstrap import database_url
 from entrypoints.cli_ledger import _conn, _fail, console
-from ledger.accounting import checkpoints
 from ledger.errors import LedgerError
 
 audit_app = typer.Typer(help="Prove the journal is what was booked.", no_args_is_help=True)
@@ -71,14 +70,14 @@ def keygen(
 ) -> None:
     """Make an Ed25519 signing key for checkpoints; print its public key (give that to the
     auditors). An existing file is never overwritten."""
-    key = checkpoints.generate_key()
+    key = signing.generate_key()
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise typer.BadParameter(f"{out} exists; choose another path") from None
     with os.fdopen(fd, "wb") as f:
-        f.write(checkpoints.private_pem(key))
-    print(checkpoints.public_pem(key.public_key()).decode(), end="")
+        f.write(signing.private_pem(key))
+    print(signing.public_pem(key.public_key()).decode(), end="")
     console.print(f"private key written to {out} (0600); set EVLEDGER_AUDIT_SIGNING_KEY_FILE={out}")
 
 
@@ -89,8 +88,8 @@ def public_key() -> None:
         key = _private_key().public_key()
     except LedgerError as exc:
         raise _fail(exc) from exc
-    print(checkpoints.public_pem(key).decode(), end="")
-    console.print(f"fingerprint {checkpoints.fingerprint(key)}")
+    print(signing.public_pem(key).decode(), end="")
+    console.print(f"fingerprint {signing.fingerprint(key)}")
 
 
 @audit_app.command("checkpoint")
@@ -131,23 +130,23 @@ def list_checkpoints() -> None:
 def _private_key() -> Any:
     path = Settings.from_env().audit_signing_key_file
     if not path:
-        raise checkpoints.SigningKeyError(
+        raise signing.SigningKeyError(
             "no signing key: set EVLEDGER_AUDIT_SIGNING_KEY_FILE (make one with "
             "`evledger audit keygen --out FILE`)"
         )
     try:
         pem = Path(path).read_bytes()
     except OSError as exc:
-        raise checkpoints.SigningKeyError(f"cannot read the signing key {path}: {exc}") from None
-    return checkpoints.load_private(pem, path)
+        raise signing.SigningKeyError(f"cannot read the signing key {path}: {exc}") from None
+    return signing.load_private(pem, path)
 
 
 def _public_key(path: Path | None, *, required: bool) -> Any:
     if path is not None:
         try:
-            return checkpoints.load_public(path.read_bytes(), str(path))
+            return signing.load_public(path.read_bytes(), str(path))
         except OSError as exc:
-            raise checkpoints.SigningKeyError(f"cannot read {path}: {exc}") from None
+            raise signing.SigningKeyError(f"cannot read {path}: {exc}") from None
     if not Settings.from_env().audit_signing_key_file and not required:
         return None
     return _private_key().public_key()

@@ -10,9 +10,9 @@ import psycopg
 from typer.testing import CliRunner
 
 from connectors import audit
+from connectors import signing as cp
 from connectors.ledger_store import STORED_ROW, stored_line
 from entrypoints.cli import app as cli
-from ledger.accounting import checkpoints as cp
 from ledger.accounting.chain import GENESIS, link
 from tests.integration.test_audit_chain import book  # noqa: F401  (the projected book fixture)
 

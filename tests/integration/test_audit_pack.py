@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from connectors import audit_pack
+from connectors import signing as cp
 from entrypoints.cli import app as cli
-from ledger.accounting import checkpoints as cp
 from tests.integration.test_audit_chain import book  # noqa: F401  (the projected book fixture)
 
 SINCE, UNTIL = date(2026, 11, 1), date(2026, 11, 30)

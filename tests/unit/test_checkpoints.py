@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ledger.accounting import checkpoints as cp
-from ledger.accounting.checkpoints import Checkpoint, Head
+from connectors import signing as cp
+from ledger.accounting.checkpoints import Checkpoint, Head, check_heads
 
 AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 HEADS = (Head("payments.events", 1, 7, "b" * 64), Head("payments.events", 0, 3, "a" * 64))
@@ -51,9 +51,9 @@ def test_the_heads_must_still_be_in_the_chains() -> None:
     checkpoint = Checkpoint(AT, 10, HEADS)
     chains = {("payments.events", 0): {1: "x", 2: "y", 3: "a" * 64},
               ("payments.events", 1): {7: "b" * 64, 8: "c"}}  # fmt: skip
-    assert cp.check_heads(checkpoint, chains) == []
+    assert check_heads(checkpoint, chains) == []
     chains[("payments.events", 0)][3] = "d" * 64  # rewritten with recomputed hashes
-    (problem,) = cp.check_heads(checkpoint, chains)
+    (problem,) = check_heads(checkpoint, chains)
     assert problem.startswith("payments.events[0] #3: hash dddddddddddd") and "rewritten" in problem
     del chains[("payments.events", 1)][7]
-    assert len(cp.check_heads(checkpoint, chains)) == 2
+    assert len(check_heads(checkpoint, chains)) == 2
