@@ -1,4 +1,5 @@
-"""The content fingerprint of an event: what "the same event" means when an event_id repeats.
+"""The content fingerprint of an event: what "the same event" means when an event_id repeats,
+and the rule that judges a repeat (``sightings``).
 
 An event_id is an idempotency key, so a record that repeats an id must repeat its content; a
 consumer compares fingerprints to tell a redelivery (duplicate, no effect) from a reused id with
@@ -14,6 +15,8 @@ publisher that re-creates an event to retry it records it again.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
+from enum import Enum
 from hashlib import blake2b
 from typing import Any
 
@@ -41,3 +44,36 @@ def fingerprint(event: Any) -> bytes:
     body = [getattr(event, name) for name in _payload_fields(type(event))]
     text = orjson.dumps((head, body), default=str)  # Decimal and the like as their text
     return blake2b(text, digest_size=DIGEST_BYTES).digest()
+
+
+class Sighting(Enum):
+    """What a record is, given the ids seen before and earlier in its batch."""
+
+    NEW = "new"
+    """the first record of its id, never seen before"""
+    REPEAT = "repeat"
+    """its id seen before (or earlier in the batch) with the same content: a duplicate"""
+    CONFLICT = "conflict"
+    """its id seen before with other content: a reused idempotency key, rejected"""
+
+
+def sightings(
+    ids: Sequence[str], prints: Sequence[bytes], seen: Mapping[str, bytes | None]
+) -> list[Sighting]:
+    """Judge each record of a batch (its event id and content fingerprint, in order) against
+    ``seen``: the ids seen before this batch with the fingerprint kept for each (None for a mark
+    kept without one, which only a later record of the same batch is compared with). The one
+    rule of every consumer and of HTTP ingest."""
+    first: dict[str, int] = {}
+    out = []
+    for i, (event_id, content) in enumerate(zip(ids, prints, strict=True)):
+        earlier = first.setdefault(event_id, i)
+        kept = seen.get(event_id)
+        reference = kept if kept is not None else (prints[earlier] if earlier != i else None)
+        if event_id not in seen and earlier == i:
+            out.append(Sighting.NEW)
+        elif reference is None or reference == content:
+            out.append(Sighting.REPEAT)
+        else:
+            out.append(Sighting.CONFLICT)
+    return out

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from connectors import postgres
-from connectors.fingerprint import fingerprint
+from connectors.fingerprint import Sighting, fingerprint, sightings
 from connectors.kafka import EventPublisher
 from ledger import validation
 from ledger.access import Principal
@@ -134,22 +134,18 @@ class Ingestor:
         self, conn: Conn, candidates: list[_Candidate], results: dict[int, Result]
     ) -> list[_Candidate]:
         """The candidates never accepted before; the others answered duplicate or conflict."""
-        stored = _accepted(conn, [c.event.envelope.event_id for c in candidates])
-        first: dict[str, _Candidate] = {}
+        ids = [c.event.envelope.event_id for c in candidates]
+        seen: dict[str, bytes | None] = dict(_accepted(conn, ids))
         fresh = []
-        for c in candidates:
-            event_id = c.event.envelope.event_id
-            known = stored.get(event_id)
-            earlier = first.get(event_id)
-            reference = known if known is not None else (earlier.print if earlier else None)
-            if reference is None:
-                first[event_id] = c
+        for c, sighting in zip(candidates, sightings(ids, [c.print for c in candidates], seen),
+                               strict=True):  # fmt: skip
+            if sighting is Sighting.NEW:
                 fresh.append(c)
-            elif reference == c.print:
+            elif sighting is Sighting.REPEAT:
                 results[c.index] = _result(c, "duplicate")
             else:
                 results[c.index] = Result(
-                    c.index, "rejected", event_id, type(c.event).__name__,
+                    c.index, "rejected", c.event.envelope.event_id, type(c.event).__name__,
                     code="EVENT_ID_CONFLICT", path="$.event.envelope.event_id",
                     detail="this event_id was already used for an event with other content; "
                     "a new event needs a new id, a retry must repeat the event unchanged",

@@ -38,7 +38,7 @@ from connectors.checkpoint import (
     Rejection,
 )
 from connectors.consumer_lag import LagMonitor
-from connectors.fingerprint import fingerprint
+from connectors.fingerprint import Sighting, fingerprint, sightings
 from connectors.kafka import (
     Consumed,
     EventConsumer,
@@ -508,35 +508,28 @@ class PostgresProcessor:
         is an idempotency key, never reused. With the same content it is a duplicate: dropped
         here, or, for the records the handler deduplicates itself (``SelfDeduplicating``),
         handed on so it can say so from its state."""
-        owns = getattr(self.handler, "deduplicates", None)
-        own = [False] * len(records) if owns is None else [owns(r) for r in records]
         if not records:
             return records, []
+        owns = getattr(self.handler, "deduplicates", None)
+        own = [False] * len(records) if owns is None else [owns(r) for r in records]
+        ids = [r.event_id or "" for r in records]
         prints = [fingerprint(r.event) for r in records]
         first: dict[str, int] = {}
-        for i, r in enumerate(records):
-            first.setdefault(r.event_id or "", i)
+        for i, event_id in enumerate(ids):
+            first.setdefault(event_id, i)
         new_ids = checkpoint.mark_seen(
             self.group, [_position(records[i], prints[i]) for i in first.values()]
         )
         seen_before = [e for e in first if e not in new_ids]
-        stored = checkpoint.fingerprints(self.group, seen_before) if seen_before else {}
-        conflicting: set[int] = set()
-        if stored or len(first) < len(records):
-            for i, r in enumerate(records):
-                e = r.event_id or ""
-                reference = stored.get(e) or prints[first[e]]  # a mark without one: the batch's
-                if reference != prints[i]:
-                    conflicting.add(i)
-                    _reject_conflict(tx, r)
+        seen = checkpoint.fingerprints(self.group, seen_before) if seen_before else {}
         out, marked = [], []
-        for i, (r, o) in enumerate(zip(records, own, strict=True)):
-            if i in conflicting:
+        for r, o, sighting in zip(records, own, sightings(ids, prints, seen), strict=True):
+            if sighting is Sighting.CONFLICT:
+                _reject_conflict(tx, r)
                 continue
-            is_new = first[r.event_id or ""] == i and (r.event_id or "") in new_ids
-            if o or is_new:
+            if o or sighting is Sighting.NEW:
                 out.append(r)
-            if o and is_new:
+            if o and sighting is Sighting.NEW:
                 marked.append(r)
         return out, marked
 

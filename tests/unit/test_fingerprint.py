@@ -55,3 +55,21 @@ def test_any_other_field_is_other_content() -> None:
 @given(st.sampled_from([c for cs in TOPIC_EVENTS.values() for c in cs]).flatmap(valid_strategy_for))
 def test_every_event_type_has_a_deterministic_fingerprint(event: object) -> None:
     assert fingerprint(event) == fingerprint(dataclasses.replace(event))  # type: ignore[type-var]
+
+
+def test_sightings_judge_repeats_against_what_was_seen_and_earlier_in_the_batch() -> None:
+    from connectors.fingerprint import Sighting, sightings
+
+    a, b = b"\x01" * 16, b"\x02" * 16
+    ids = ["new", "new", "new", "kept", "kept", "legacy", "legacy"]
+    prints = [a, a, b, a, b, b, a]
+    seen: dict[str, bytes | None] = {"kept": a, "legacy": None}
+    assert sightings(ids, prints, seen) == [
+        Sighting.NEW,
+        Sighting.REPEAT,  # earlier in the batch, same content
+        Sighting.CONFLICT,  # earlier in the batch, other content
+        Sighting.REPEAT,  # seen before, same content
+        Sighting.CONFLICT,  # seen before, other content
+        Sighting.REPEAT,  # a mark without a fingerprint: a duplicate, as before
+        Sighting.CONFLICT,  # but the batch's own first copy is compared with
+    ]
