@@ -9,7 +9,7 @@ never at import. Every list that can grow is paged the same way: ``limit``/``off
 ``{"items", "limit", "offset", "next_offset"}`` out, ``next_offset`` null on the last page (a
 full last page included). Amounts are integer minor units with their currency. Every answer has
 a response model in the OpenAPI (``/openapi.json``, docs at ``/docs``), errors included: JSON
-``{"code", "detail", "request_id"}`` (``entrypoints.http_errors``, and ``ErrorBody`` here): 404
+``{"code", "detail", "request_id"}`` (``entrypoints.http_errors``; ``ErrorBody`` in the API): 404
 for an unknown payment or route, 400 for a path or query parameter holding a control character
 (a NUL) or over 1,000 characters, 422 for a parameter of the wrong form, 503 when the database
 is unreachable or its schema lacks a migration (the API never migrates: ``evledger db migrate``
@@ -29,6 +29,7 @@ from connectors import finance, postgres
 from connectors.settings import Settings
 from entrypoints import http_auth, http_db, http_errors, observe
 from entrypoints.bootstrap import database_url as default_database_url
+from entrypoints.http_errors import ErrorBody
 from ledger import validation
 from ledger.access import Principal, Scope
 from ledger.sessions.rules import UnknownSession
@@ -54,14 +55,6 @@ Minor = Annotated[int, Field(description="integer minor units of `currency` (EUR
 Currency = Annotated[str, Field(description="ISO 4217 code", examples=["EUR"])]
 Count = Annotated[int, Field(description="a number of records, not an amount")]
 Item = TypeVar("Item", bound=BaseModel)
-
-
-class ErrorBody(BaseModel):
-    """The one error shape of every evledger HTTP endpoint (entrypoints/http_errors.py)."""
-
-    code: str = Field(description="reason code, catalogued in docs/errors.md")
-    detail: str = Field(description="what is wrong, for a person; never echoes a bad value")
-    request_id: str = Field(description="also in the X-Request-ID header and the server log")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,6 @@ from rich.table import Table
 
 from connectors import audit, signing
 from connectors.settings import Settings
-from entrypoints.bootstrap import database_url
 from entrypoints.cli_ledger import _conn, _fail, console
 from ledger.errors import LedgerError
 
@@ -98,7 +95,7 @@ def checkpoint() -> None:
     e.g. hourly from cron, and copy the output somewhere the database's admins cannot write)."""
     try:
         key = _private_key()
-        with _writer() as conn:
+        with _conn() as conn:
             stored = audit.take_checkpoint(conn, key)
     except LedgerError as exc:
         raise _fail(exc) from exc
@@ -152,15 +149,6 @@ def _public_key(path: Path | None, *, required: bool) -> Any:
     return _private_key().public_key()
 
 
-@contextmanager
-def _writer() -> Iterator[Any]:
-    from connectors import postgres
-
-    with postgres.connect(database_url(Settings.from_env()), autocommit=True) as conn:
-        postgres.require_current_schema(conn)
-        yield conn
-
-
 @audit_app.command("export")
 def export_pack(
     since: datetime = typer.Option(..., "--from", formats=["%Y-%m-%d"], help="first day"),
@@ -177,7 +165,7 @@ def export_pack(
     settings = Settings.from_env()
     try:
         key = _private_key()
-        with _writer() as conn:
+        with _conn() as conn:
             written = audit_pack.export(conn, out, since.date(), until.date(), key,
                                         network=network, zone=settings.books_time_zone)  # fmt: skip
     except LedgerError as exc:

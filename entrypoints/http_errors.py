@@ -18,6 +18,7 @@ from enum import StrEnum
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import InfrastructureError, LedgerError, ValidationError
@@ -27,6 +28,14 @@ log = logging.getLogger("evledger.http")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_PARAMETER_CHARS = 1000
 """Longest path or query parameter the finance API reads: ids are at most 255 characters."""
+
+
+class ErrorBody(BaseModel):
+    """The one error shape, as the OpenAPI documents of the HTTP apps describe it."""
+
+    code: str = Field(description="reason code, catalogued in docs/errors.md")
+    detail: str = Field(description="what is wrong, for a person; never echoes a bad value")
+    request_id: str = Field(description="also in the X-Request-ID header and the server log")
 
 
 class HttpErrorCode(StrEnum):
@@ -162,3 +171,20 @@ def _bad_text(text: str) -> bool:
 
 def _shown(text: str) -> str:
     return ascii(text[:40]) + ("..." if len(text) > 40 else "")
+
+
+async def read_limited(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it exceeds ``limit`` bytes: decided before reading
+    when Content-Length announces more, else as soon as the stream passes the limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None and not (declared.isascii() and declared.isdecimal()):
+        return None  # unreadable: refused like an oversized body rather than trusted
+    if declared is not None and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -25,19 +25,9 @@ from connectors.settings import Settings
 from entrypoints import http_auth, http_db, http_errors
 from entrypoints.bootstrap import App
 from entrypoints.bootstrap import database_url as default_database_url
-from entrypoints.http_errors import HttpErrorCode, error_response
-from entrypoints.webhooks_app import read_limited
+from entrypoints.http_errors import ErrorBody, HttpErrorCode, error_response, read_limited
 from ledger.access import Principal, Scope
 from schemas.json_events import JsonErrorCode, JsonEventError, JsonLimits, loads
-
-
-class ErrorBody(BaseModel):
-    """The one error shape of every evledger HTTP endpoint (entrypoints/http_errors.py)."""
-
-    code: str
-    detail: str
-    request_id: str
-
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "UNAUTHENTICATED: no API key, or not a valid one"},

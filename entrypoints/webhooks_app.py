@@ -35,7 +35,7 @@ from connectors.webhooks import (
 )
 from entrypoints import http_errors, observe
 from entrypoints.bootstrap import App, bootstrap
-from entrypoints.http_errors import HttpErrorCode, error_response
+from entrypoints.http_errors import HttpErrorCode, error_response, read_limited
 from ledger.errors import LedgerError, ValidationError
 
 log = logging.getLogger("evledger.webhooks")
@@ -188,23 +188,6 @@ def build_webhook_router(
         return PlainTextResponse(text)
 
     return router
-
-
-async def read_limited(request: Request, limit: int) -> bytes | None:
-    """The request body, or None once it exceeds ``limit`` bytes: decided before reading
-    when Content-Length announces more, else as soon as the stream passes the limit."""
-    declared = request.headers.get("content-length")
-    if declared is not None and not (declared.isascii() and declared.isdecimal()):
-        return None  # unreadable: refused like an oversized body rather than trusted
-    if declared is not None and int(declared) > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def too_large(request: Request, limit: int) -> Response:
