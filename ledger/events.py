@@ -104,6 +104,16 @@ class PaymentAuthorized:
     session_id: str | None = doc("Charging session the hold is for", default=None)
     station_id: str | None = doc("Charging station", default=None)
     expires_at: datetime | None = doc("When the provider releases the hold by itself", default=None)
+    token_uid: str | None = doc(
+        "The driver's token (OCPI Token.uid: RFID card or contract id), when known", default=None
+    )
+    card_fingerprint: str | None = doc(
+        "Pseudonym of the payment method (same card, same value; never the card number)",
+        default=None,
+    )
+    terminal_id: str | None = doc(
+        "Payment terminal at the charger, when one was used", default=None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +304,18 @@ class AuthorizationFailed:
     decline_code: str | None = doc(
         "Issuer's / provider's decline code, when declined", default=None
     )
+    token_uid: str | None = doc(
+        "The driver's token (OCPI Token.uid: RFID card or contract id), when known", default=None
+    )
+    card_fingerprint: str | None = doc(
+        "Pseudonym of the payment method (same card, same value; never the card number)",
+        default=None,
+    )
+    terminal_id: str | None = doc(
+        "Payment terminal at the charger, when one was used", default=None
+    )
+    session_id: str | None = doc("Charging session the hold was for", default=None)
+    station_id: str | None = doc("Charging station", default=None)
 
 
 # ---------------------------------------------------------------- sessions.events (key: session_id)
@@ -316,6 +338,12 @@ class SessionStarted:
     )
     tariff_version: int | None = doc(
         "Tariff version; null means the latest at occurred_at", default=None
+    )
+    token_uid: str | None = doc(
+        "The driver's token (OCPI Token.uid: RFID card or contract id), when known", default=None
+    )
+    location_id: str | None = doc(
+        "OCPI Location id of the station (LocationPublished), when known", default=None
     )
 
 
@@ -430,6 +458,12 @@ class AuthorizeRequested:
     preferred_provider: str | None = doc(
         "Provider to try first, if the routing rules allow", default=None
     )
+    token_uid: str | None = doc(
+        "The driver's token (OCPI Token.uid: RFID card or contract id), when known", default=None
+    )
+    terminal_id: str | None = doc(
+        "Payment terminal at the charger, when one was used", default=None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,23 +546,105 @@ class ExternalRefundReported:
 
 # ---------------------------------------------------------------- fraud.scores (key: subject)
 @dataclass(frozen=True, slots=True)
-class FraudScored:
-    """A fraud score for a subject (payment token, station, session)."""
+class RuleContribution:
+    """One fraud rule's part in a score."""
 
-    envelope: Envelope = doc("Event metadata")
+    rule: str = doc("Rule name (card_testing, velocity, cloned_token, ...; docs/fraud.md)")
+    weight: float = doc("The network's weight of the rule, 0-1: its most a score can get from it")
+    strength: float = doc("How strongly the rule fired, 0-1")
+    evidence: str = doc("What it saw, as JSON: counts, windows, distances, ids")
+
+
+@dataclass(frozen=True, slots=True)
+class FraudScored:
+    """A fraud score for a subject (token, card, station, terminal) after one input event."""
+
+    envelope: Envelope = doc("Event metadata; causation_id is the scored input event")
     subject: str = doc("What was scored, as kind:id; the topic key")
     score: float = doc("Risk score between 0 (benign) and 1 (fraud)")
-    signals: list[str] = doc("Names of the signals that contributed")
+    signals: list[str] = doc("Names of the rules that contributed")
+    contributions: list[RuleContribution] = doc(
+        "Every contributing rule with its weight, strength and evidence", default_factory=list
+    )
+    input_event_id: str | None = doc("The event that was scored", default=None)
+    threshold: float | None = doc("The network's alert threshold at the time", default=None)
 
 
 @dataclass(frozen=True, slots=True)
 class FraudAlertRaised:
-    """A score crossed the alert threshold."""
+    """A score crossed the network's alert threshold; ``action`` is what its policy does."""
 
-    envelope: Envelope = doc("Event metadata")
+    envelope: Envelope = doc("Event metadata; causation_id is the scored input event")
     subject: str = doc("What was scored, as kind:id; the topic key")
     score: float = doc("Risk score between 0 and 1")
     reason: str = doc("Why the alert was raised")
+    action: str = doc("The network's policy: alert, review or block", default="alert")
+    rules: list[str] = doc("Rules that contributed", default_factory=list)
+    input_event_id: str | None = doc("The event that was scored", default=None)
+    payment_id: str | None = doc("Payment of the scored event, when it has one", default=None)
+    session_id: str | None = doc("Session of the scored event, when it has one", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBlocked:
+    """A token or card is blocked: new authorizations with it are refused."""
+
+    envelope: Envelope = doc("Event metadata; causation_id is the alert, when an alert blocked")
+    subject: str = doc("What is blocked, as token:uid or card:fingerprint; the topic key")
+    reason: str = doc("Why")
+    actor: str = doc("Who blocked: fraud-policy for the automatic block, else a person")
+    alert_event_id: str | None = doc("The alert that blocked it", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUnblocked:
+    """A blocked token or card may authorize again."""
+
+    envelope: Envelope = doc("Event metadata")
+    subject: str = doc("What is unblocked, as token:uid or card:fingerprint; the topic key")
+    reason: str = doc("Why (false positive, customer verified, ...)")
+    actor: str = doc("Who unblocked")
+
+
+@dataclass(frozen=True, slots=True)
+class FraudReviewCleared:
+    """A person reviewed a payment held by a fraud alert; its capture may go ahead."""
+
+    envelope: Envelope = doc("Event metadata")
+    subject: str = doc("The alert's subject; the topic key")
+    payment_id: str = doc("The payment whose capture was held")
+    actor: str = doc("Who reviewed")
+    reason: str = doc("The finding")
+    alert_event_id: str | None = doc("The alert that held it", default=None)
+
+
+# -------------------------------------------------------------- locations.events (key: location_id)
+@dataclass(frozen=True, slots=True)
+class LocationEvse:
+    """One EVSE of a location (OCPI 2.2.1 EVSE, with the connector's max power)."""
+
+    evse_uid: str = doc("OCPI EVSE uid (SessionStarted.evse_id)")
+    station_id: str = doc("Charging station (OCPP charge point) the EVSE belongs to")
+    max_electric_power_w: int = doc("Most power the EVSE can deliver, in W (OCPI connector)")
+    power_type: str = doc("OCPI PowerType: AC_1_PHASE, AC_3_PHASE or DC")
+    evse_id: str | None = doc("eMI3 EVSE id (DE*EVL*E0001*1), when it has one", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class LocationPublished:
+    """An OCPI 2.2.1 Location: where a site is, its time zone and its EVSEs (new version)."""
+
+    envelope: Envelope = doc("Event metadata")
+    location_id: str = doc("OCPI Location id; the topic key")
+    name: str = doc("Display name (may be empty)")
+    country: str = doc("ISO 3166-1 alpha-2 country")
+    latitude: str = doc("WGS 84 latitude, decimal text as OCPI GeoLocation sends it")
+    longitude: str = doc("WGS 84 longitude, decimal text")
+    time_zone: str = doc("IANA time zone")
+    evses: list[LocationEvse] = doc("Its EVSEs")
+    ocpi_location_json: str | None = doc(
+        "The OCPI Location object as received, when it came from OCPI", default=None
+    )
 
 
 # ------------------------------------------------------- <topic>.rejected (key: original key)

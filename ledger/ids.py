@@ -35,3 +35,7 @@ SESSION_EFFECTS = IdScheme(
     uuid.uuid5(uuid.NAMESPACE_URL, "https://evledger.io/processors/sessions"), "/"
 )
 """What the sessions processor emits for a session event: (cause event_id, kind)."""
+FRAUD_OUTPUTS = IdScheme(
+    uuid.uuid5(uuid.NAMESPACE_URL, "https://evledger.io/processors/fraud"), "/"
+)
+"""What the fraud processor emits for an input event: (input event_id, subject, kind)."""

@@ -134,8 +134,8 @@ AMOUNT_RULES: dict[tuple[type, str], str] = {
 }
 """The sign an amount may have, per event and field: docs/input-rules.md, "Amounts"."""
 
-TEXT_FIELDS = frozenset({"reason", "detail", "status", "signals"})
-DOCUMENT_FIELDS = frozenset({"ocpi_tariff_json"})
+TEXT_FIELDS = frozenset({"reason", "detail", "status", "signals", "name", "actor"})
+DOCUMENT_FIELDS = frozenset({"ocpi_tariff_json", "ocpi_location_json", "evidence"})
 SIGNED_FIELDS = frozenset({"value", "signed_meter_data", "public_key", "signed_data"})
 """Signed meter data (OCMF records, keys, OCPI signed_data): text of at most SIGNED_MAX; a
 sampled value's ``value`` is one when its format is SignedData."""
@@ -147,7 +147,8 @@ UNCHECKED_TIMES = frozenset({"expires_at"})
 """Times that are in the future by nature (a hold's expiry)."""
 COUNTS = frozenset(
     {"seq_no", "total_energy_wh", "total_time_s", "total_parking_time_s", "meter_start_wh",
-     "meter_stop_wh", "amount_excl_vat", "vat_amount", "attempt", "version", "tariff_version"}
+     "meter_stop_wh", "amount_excl_vat", "vat_amount", "attempt", "version", "tariff_version",
+     "max_electric_power_w"}
 )  # fmt: skip
 """Integer fields that count something and cannot be negative."""
 NOT_CHECKED: frozenset[type] = frozenset({ev.EventRejected})

@@ -64,6 +64,7 @@ TOPICS: tuple[Topic, ...] = (
         ("session_id",),
     ),
     Topic("tariffs.events", (ev.TariffPublished,), ("tariff_id",)),
+    Topic("locations.events", (ev.LocationPublished,), ("location_id",)),
     Topic("billing.events", (ev.CdrIssued, ev.CdrCredited), ("session_id",)),
     Topic(
         "settlement.commands",
@@ -77,7 +78,13 @@ TOPICS: tuple[Topic, ...] = (
     ),
     Topic(
         "fraud.scores",
-        (ev.FraudScored, ev.FraudAlertRaised),
+        (
+            ev.FraudScored,
+            ev.FraudAlertRaised,
+            ev.TokenBlocked,
+            ev.TokenUnblocked,
+            ev.FraudReviewCleared,
+        ),
         ("subject",),
         config={"retention.ms": str(90 * 24 * 3600 * 1000)},
     ),

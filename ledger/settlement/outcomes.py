@@ -7,6 +7,7 @@ the instruction is redelivered, because their ids are derived from the instructi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,6 +58,12 @@ def outcome_event_id(command_event_id: str, kind: str) -> str:
     return ids.SETTLEMENT_OUTCOMES.derive(command_event_id, kind)
 
 
+def card_fingerprint(payment_token: str) -> str:
+    """A stable pseudonym of a provider-vaulted payment token, for the fraud rules: the same
+    token gives the same value, and the value does not give the token back."""
+    return hashlib.sha256(b"evledger-card:" + payment_token.encode()).hexdigest()[:24]
+
+
 def instruction_amount(command: Instruction) -> Money:
     """The instruction's amount; a void has none (its hold is released whole)."""
     amount = getattr(command, "amount", None)
@@ -96,6 +103,9 @@ def outcome_events(
                     command.session_id,
                     command.station_id,
                     settled.expires_at,
+                    command.token_uid,
+                    card_fingerprint(command.payment_token),
+                    command.terminal_id,
                 )
             )
         else:
@@ -108,6 +118,11 @@ def outcome_events(
                     detail,
                     settled.refused_by,
                     settled.decline_code,
+                    command.token_uid,
+                    card_fingerprint(command.payment_token),
+                    command.terminal_id,
+                    command.session_id,
+                    command.station_id,
                 )
             )
         return events, None
