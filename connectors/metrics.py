@@ -98,6 +98,29 @@ BREAKER_STATE = Gauge(
 )
 BREAKER_STATES = ("closed", "open", "half_open")
 
+# -- the fraud processor (processors.fraud) ------------------------------------------------------
+FRAUD_OBSERVATIONS = Counter(
+    "evledger_fraud_observations",
+    "Observations the fraud processor scored, by subject kind (token, card, station, terminal).",
+    ["subject_kind"],
+)
+FRAUD_SKIPPED = Counter(
+    "evledger_fraud_records_skipped",
+    "Records the fraud processor could not read, by reason code; their owning consumer group "
+    "rejects them to <topic>.rejected.",
+    ["topic", "reason"],
+)
+FRAUD_ALERTS = Counter(
+    "evledger_fraud_alerts",
+    "Fraud alerts raised, by the strongest rule and the network's action (alert, review, block).",
+    ["rule", "action"],
+)
+FRAUD_SCORE = Histogram(
+    "evledger_fraud_score",
+    "Scores above zero, as emitted in FraudScored.",
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+)
+
 # -- HTTP entrypoints (webhooks app) -------------------------------------------------------------
 WEBHOOK_DELIVERIES = Counter(
     "evledger_webhook_deliveries",

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, FastAPI, Path, Query
 from pydantic import BaseModel, Field
 
-from connectors import finance, postgres
+from connectors import finance, fraud_store, postgres
 from connectors.settings import Settings
 from entrypoints import http_auth, http_db, http_errors, observe
 from entrypoints.bootstrap import database_url as default_database_url
@@ -47,6 +47,9 @@ PaymentId = Path(min_length=1, max_length=validation.ID_MAX, pattern=PRINTABLE,
                  description="payment id")  # fmt: skip
 SessionId = Path(min_length=1, max_length=validation.ID_MAX, pattern=PRINTABLE,
                  description="session id")  # fmt: skip
+Since = Query(None, description="raised at or after this time, with a zone")
+FraudSubjectId = Path(min_length=3, max_length=validation.ID_MAX + 10, pattern=PRINTABLE,
+                      description="kind:id, e.g. token:DE-EVL-C00000042")  # fmt: skip
 Group = Query(None, max_length=validation.ID_MAX, pattern=PRINTABLE, description="consumer group")
 
 
@@ -246,6 +249,54 @@ class SessionDetail(BaseModel):
     cdrs: list[SessionCdr]
 
 
+class FraudAlert(BaseModel):
+    alert_id: str
+    network_id: str
+    subject: str = Field(description="kind:id (token:, card:, station:, terminal:)")
+    score: float = Field(description="0 (benign) to 1")
+    action: str = Field(description="the network's policy: alert, review or block")
+    rules: list[str]
+    reason: str = Field(description="the rules, strongest first, with their key facts")
+    payment_id: str | None
+    session_id: str | None
+    raised_at: datetime
+    review_status: str | None = Field(description="open or cleared for a review alert")
+
+
+class FraudBlock(BaseModel):
+    blocked: bool
+    changed_at: datetime
+    actor: str
+    reason: str
+    alert_id: str | None
+
+
+class FraudBlockChange(BaseModel):
+    blocked: bool
+    at: datetime
+    actor: str
+    reason: str
+
+
+class FraudScore(BaseModel):
+    score_id: str
+    score: float
+    contributions: list[dict[str, Any]] = Field(
+        description="each rule: rule, weight, strength and its evidence (docs/fraud.md)"
+    )
+    input_event_id: str | None
+    scored_at: datetime
+
+
+class FraudSubject(BaseModel):
+    network_id: str
+    subject: str
+    block: FraudBlock | None
+    block_history: list[FraudBlockChange]
+    alerts: list[FraudAlert]
+    scores: list[FraudScore]
+
+
 # -- the app ------------------------------------------------------------------------------------
 def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     """The API for the ledger in ``database_url`` (default: the settings' database)."""
@@ -267,6 +318,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     Db = Depends(http_db.connection)
 
     Reader = http_auth.caller(Scope.FINANCE_READ, Db, current)
+    Risk = http_auth.caller(Scope.RISK, Db, current)
     Admin = http_auth.caller(Scope.ADMIN, Db, current)
 
     http_errors.install(
@@ -274,6 +326,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         overrides={
             finance.UnknownPaymentId: 404,
             UnknownSession: 404,
+            fraud_store.UnknownFraudSubject: 404,
             postgres.SchemaBehind: 503,
             **http_auth.STATUSES,
         },
@@ -397,6 +450,29 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         fetched = sessions_store.held_sessions(current(db), limit + 1, offset,
                                                network=who.network_id)  # fmt: skip
         return _page(finance.Page.of(fetched, limit, offset))
+
+    @app.get("/fraud/alerts", tags=["fraud"], response_model=Page[FraudAlert])
+    def fraud_alerts(
+        since: datetime | None = Since,
+        limit: int = Limit,
+        offset: int = Offset,
+        db: finance.Conn = Db,
+        who: Principal = Risk,
+    ) -> dict[str, Any]:
+        """The key's network's fraud alerts, newest first (the risk scope)."""
+        fetched = fraud_store.alerts(current(db), who.network_id, since=since, limit=limit + 1,
+                                     offset=offset)  # fmt: skip
+        page = finance.Page.of(fetched, limit, offset)
+        return {"items": page.items, "limit": limit, "offset": offset,
+                "next_offset": page.next_offset}  # fmt: skip
+
+    @app.get("/fraud/subjects/{subject}", tags=["fraud"], response_model=FraudSubject)
+    def fraud_subject(
+        subject: str = FraudSubjectId, db: finance.Conn = Db, who: Principal = Risk
+    ) -> dict[str, Any]:
+        """A token, card, station or terminal as the risk team sees it: block state and
+        history, alerts and latest scores with every rule's evidence. 404 if never scored."""
+        return fraud_store.subject_view(current(db), who.network_id, subject)
 
     # After /sessions/held: routes match in order, and 'held' is not a session id.
     @app.get("/sessions/{session_id}", tags=["operations"], response_model=SessionDetail)

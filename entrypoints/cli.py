@@ -57,6 +57,9 @@ register_audit(app)
 from entrypoints.cli_keys import register as register_keys  # noqa: E402
 
 register_keys(app)
+from entrypoints.cli_fraud import register as register_fraud  # noqa: E402
+
+register_fraud(app)
 from entrypoints.cli_ingest import register as register_ingest  # noqa: E402
 
 register_ingest(app)

@@ -16,12 +16,23 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from entrypoints.simulate_places import (
+    STATIONS,
+    VAT,
+    Driver,
+    Drivers,
+    location_of,
+    locations,
+    station_power,
+    terminal_of,
+)
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source, uuid7
 from ledger.events import (
     AuthorizeRequested,
     ChargingState,
     ChargingStateChanged,
+    LocationPublished,
     MeterValueRecorded,
     PaymentAuthorized,
     PaymentCaptured,
@@ -36,9 +47,6 @@ from ledger.events import (
 from ledger.money import Money
 from ledger.pricing.preauth import preauthorization_amount
 from ledger.pricing.tariffs import parse_tariff
-
-STATIONS = [("DE", "Europe/Berlin"), ("NL", "Europe/Amsterdam"), ("FR", "Europe/Paris")]
-VAT = {"DE": 19, "NL": 21, "FR": 20}
 
 
 def sign_ocmf(
@@ -263,6 +271,7 @@ class ChargingNetworkFlow:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self.drivers = Drivers(self.seed, max(50, self.stations * 10))
         self.meters: dict[str, ec.EllipticCurvePrivateKey] = {}
         self.tariff_json = {country: country_tariff(country) for country, _ in STATIONS}
         self.tariff = {country: parse_tariff(t) for country, t in self.tariff_json.items()}
@@ -296,9 +305,24 @@ class ChargingNetworkFlow:
             for tariff in self.tariff_json.values()
         ]
 
-    def session(self, start: datetime) -> Iterator[Any]:
+    def locations(self) -> list[LocationPublished]:
+        """One OCPI location per station, with its coordinates and its EVSE's max power."""
+        return locations(self.network_id, self.stations)
+
+    def session(
+        self,
+        start: datetime,
+        *,
+        station: int | None = None,
+        driver: Driver | None = None,
+        power_w: int | None = None,
+    ) -> Iterator[Any]:
+        """One session's upstream traffic; ``station``, ``driver`` and ``power_w`` override the
+        simulation's choice (the fraud attacks use them; a power above the station's is a
+        tampered meter)."""
         rng = self.rng
-        station = rng.randrange(self.stations)
+        drawn = rng.randrange(self.stations)
+        station = drawn if station is None else station
         country, zone = STATIONS[station % len(STATIONS)]
         station_id = f"{country}*EVL*E{station:04d}"
         session_id, payment_id = f"S-{uuid7()}", f"P-{uuid7()}"
@@ -311,10 +335,13 @@ class ChargingNetworkFlow:
         hold = preauthorization_amount(
             self.tariff[country], starts_at=start, time_zone=zone, cap=self.hold_cap
         )
-        token = "tok_decline" if rng.random() < 0.02 else "tok_visa"
+        declined = rng.random() < 0.02
+        driver = driver or self.drivers.pick(country, start)
+        token = f"tok_decline_{driver.number}" if declined else driver.payment_token
         yield AuthorizeRequested(
-            env(start, Source.terminal), payment_id, hold, "card", token, session_id, station_id
-        )
+            env(start, Source.terminal), payment_id, hold, "card", token, session_id, station_id,
+            token_uid=driver.token_uid, terminal_id=terminal_of(station_id),
+        )  # fmt: skip
         yield SessionStarted(
             env(start),
             session_id,
@@ -328,13 +355,16 @@ class ChargingNetworkFlow:
             payment_id,
             0,
             1,
+            token_uid=driver.token_uid,
+            location_id=location_of(station_id),
         )
         yield ChargingStateChanged(env(start), session_id, ChargingState.Charging, start)
-        power_w = (
+        drawn_power = (
             rng.choice([0, 7_400, 11_000, 22_000, 50_000])
             if rng.random() < 0.05
             else (rng.choice([7_400, 11_000, 22_000, 50_000]))
         )
+        power_w = min(drawn_power, station_power(station)) if power_w is None else power_w
         readings = []
         register, at = 0, start
         for seq in range(1, rng.randrange(2, 18) + 1):
@@ -371,6 +401,7 @@ class ChargingNetworkFlow:
         idle = timedelta(minutes=rng.choice([0, 0, 10, 35]))
         yield ChargingStateChanged(env(at), session_id, ChargingState.SuspendedEV, at)
         yield SessionStopped(env(at + idle), session_id, at + idle, register, "EVDisconnected")
+        self.drivers.release(driver, at + idle)
 
     def sessions(self, count: int, start: datetime | None = None) -> Iterator[Any]:
         """``count`` sessions starting three minutes apart."""

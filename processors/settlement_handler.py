@@ -17,6 +17,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any, TypeVar
 
+from connectors import fraud_store
 from connectors.kafka import Consumed
 from connectors.logging_setup import record_fields
 from connectors.metrics import provider_call
@@ -43,8 +44,8 @@ from connectors.settlement_store import (
     snapshot_command,
 )
 from ledger.errors import LedgerError
-from ledger.events import AuthorizeRequested
-from ledger.settlement.outcomes import instruction_amount
+from ledger.events import AuthorizeRequested, CaptureRequested
+from ledger.settlement.outcomes import card_fingerprint, instruction_amount
 from ledger.settlement.retry import RetryPolicy
 from ledger.settlement.routing import (
     BreakerConfig,
@@ -60,6 +61,14 @@ from processors.settlement_attempts import outcome_events
 
 log = logging.getLogger("evledger.settlement")
 T = TypeVar("T")
+
+
+class FraudCode(StrEnum):
+    """Why the fraud policy stops an instruction (docs/fraud.md)."""
+
+    TOKEN_BLOCKED = "TOKEN_BLOCKED"  # authorization refused: the token or card is blocked
+    FRAUD_REVIEW_HOLD = "FRAUD_REVIEW_HOLD"  # capture held: the payment is under review
+
 
 ACTIONS: dict[type, Action] = dict(zip(COMMAND_TYPES, Action, strict=True))
 
@@ -131,6 +140,10 @@ class SettlementHandler:
             if not isinstance(command, COMMAND_TYPES):
                 tx.reject(record, "NOT_A_SETTLEMENT_COMMAND", f"{type(command).__name__}")
                 continue
+            held = self._held_for_review(command)
+            if held is not None:
+                tx.reject(record, FraudCode.FRAUD_REVIEW_HOLD, held)
+                continue
             try:
                 attempt = self.execute(command)
             except CommandRefused as refused:
@@ -180,6 +193,12 @@ class SettlementHandler:
             amount=instruction_amount(command),
         )
         if isinstance(command, AuthorizeRequested):
+            block = self._blocked(command)
+            if block is not None:
+                attempt = self.store.begin(key, provider="-", **common)  # type: ignore[arg-type]
+                self.store.finish(key, AttemptStatus.FAILED, reason_code=FraudCode.TOKEN_BLOCKED,
+                                  detail=block)  # fmt: skip
+                return self.store.get(key) or attempt
             try:
                 decision = self._route(command, {})
             except NoProviderAvailable as exc:
@@ -204,6 +223,39 @@ class SettlementHandler:
         provider, reference = holding
         route_follow_up(command.payment_id, provider)
         return self.store.begin(key, provider=provider, provider_reference=reference, **common)  # type: ignore[arg-type]
+
+    def _blocked(self, command: AuthorizeRequested) -> str | None:
+        """Why the command's token or card may not authorize (a fraud block), or None."""
+        subjects = [f"card:{card_fingerprint(command.payment_token)}"]
+        if command.token_uid:
+            subjects.insert(0, f"token:{command.token_uid}")
+        block = fraud_store.blocked(self.store.conn, command.envelope.network_id, subjects)
+        if block is None:
+            return None
+        return (
+            f"{block.subject} is blocked since {block.changed_at:%Y-%m-%d %H:%M:%S %Z} by "
+            f"{block.actor}: {block.reason}; after review, `evledger fraud unblock "
+            f"{block.subject} --network {command.envelope.network_id} --reason ...` lets it "
+            "authorize again"
+        )
+
+    def _held_for_review(self, command: Command) -> str | None:
+        """Why a capture waits for a person (its payment is under fraud review), or None. Only
+        a capture not yet begun is held: one already at the provider is carried through."""
+        if not isinstance(command, CaptureRequested):
+            return None
+        network, key = (
+            command.envelope.network_id,
+            idempotency_key(command.envelope.event_id, Action.CAPTURE),
+        )
+        alert = fraud_store.open_review(self.store.conn, network, command.payment_id)
+        if alert is None or self.store.get(key) is not None:
+            return None
+        return (
+            f"capture of {command.payment_id} held: the payment is under fraud review "
+            f"(alert {alert}); `evledger fraud clear {alert} --reason ...` releases it, "
+            "re-driving this capture"
+        )
 
     def _route(self, command: AuthorizeRequested, refused: dict[str, str]) -> dict[str, Any]:
         request = RoutingRequest(

@@ -11,7 +11,7 @@ partial captures until one is ``final`` or the hold is used up.
 
 Test tokens (anything else starting with ``tok_`` is approved):
 ``tok_decline`` → card_declined, ``tok_insufficient_funds`` → insufficient_funds,
-``tok_expired_card`` → expired_card.
+``tok_expired_card`` → expired_card; each also with a suffix (``tok_decline_7``).
 
 Faults, per operation or for all (``"*"``), for ``times`` calls (``None``: until cleared):
 ``Fault.OUTAGE`` (ProviderUnavailable, nothing applied), ``Fault.TIMEOUT_BEFORE`` (ProviderTimeout,
@@ -64,6 +64,17 @@ DECLINING_TOKENS = {
     "tok_insufficient_funds": "insufficient_funds",
     "tok_expired_card": "expired_card",
 }
+
+
+def declined_by(token: str) -> str | None:
+    """The decline code of a test token: ``tok_decline``, or it with a suffix
+    (``tok_decline_4711``: a declined card of its own, for simulations with many cards)."""
+    for prefix, code in DECLINING_TOKENS.items():
+        if token == prefix or token.startswith(prefix + "_"):
+            return code
+    return None
+
+
 OPEN_STATES = (ProviderPaymentState.AUTHORIZED, ProviderPaymentState.PARTIALLY_CAPTURED)
 
 
@@ -227,7 +238,7 @@ class SandboxProvider:
             raise InvalidProviderRequest(
                 "unknown payment token", provider=self._name, payment_id=call.payment_id
             )
-        decline = DECLINING_TOKENS.get(call.payment_token)
+        decline = declined_by(call.payment_token)
         if decline is not None:
             raise PaymentDeclined(
                 f"card declined: {decline}",
