@@ -81,7 +81,7 @@ def book(app: App) -> Iterator[Book]:
                 )
             )
         try:
-            headers = api_key(url, network)
+            headers = api_key(url, network, "finance:read", "admin", "risk")
             yield Book(url, make_conninfo(url, user=role), f"P-{network}-000000", headers)
         finally:
             postgres.drop_database(app.database_url, str(conninfo_to_dict(url)["dbname"]))
