@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from rich.console import Console
@@ -26,8 +27,11 @@ from rich.table import Table
 from connectors import keys_store, postgres, sessions_store
 from connectors.provider_registry import ProviderRegistry, shared_sandbox
 from entrypoints.bootstrap import App
+from entrypoints.demo_fraud import DemoFraud
+from entrypoints.fraud_scenario import demo_attacks
 from entrypoints.observe import serve_processors
-from entrypoints.simulate import ChargingNetworkFlow
+from entrypoints.simulate import ChargingNetworkFlow, past_start
+from ledger.events import SessionStarted
 from processors.base import BatchStats
 from processors.ledger_projector import build_ledger_processor
 from processors.sessions import build_sessions_processor
@@ -45,6 +49,8 @@ class DemoRun:
     database_url: str
     start_offsets: dict[tuple[str, int], int]
     published: int
+    sessions: int
+    """Charging sessions published: the simulated ones and the fraud attacks'."""
 
 
 def run_demo(
@@ -73,6 +79,8 @@ def run_demo(
         app, ProviderRegistry.of(shared_sandbox()), database_url=url
     )
     ledger_p = build_ledger_processor(app, database_url=url)
+    fraud = DemoFraud(app, url, console)
+    fraud.start(ends)
     telemetry = None
     if metrics_port:
         monitors = [sessions_p.lag, settlement_p.lag, ledger_p.lag]
@@ -100,11 +108,18 @@ def run_demo(
     console.print(f"registered the signing meter keys of {len(keys)} stations")
     publisher = app.publisher()
     started = time.perf_counter()
-    # Tariffs come first, as in a real network: a session's tariff is known before it starts.
-    published = publisher.publish_many(flow.tariffs())
+    # Tariffs and locations come first, as in a real network: a session's tariff is known
+    # before it starts, and its station's place (the fraud rules' distances and powers).
+    published = publisher.publish_many([*flow.tariffs(), *flow.locations()])
     publisher.flush()
     sessions_p.drain(idle_seconds=1.0)
-    published += publisher.publish_many(flow.sessions(sessions))
+    fraud.ready()
+    first = past_start(sessions, timedelta(minutes=3))
+    published += publisher.publish_many(flow.sessions(sessions, first))
+    # The attacks come last, in the network's last hours: late records are judged with the
+    # history they belong to only up to the rules' lateness (three days, docs/fraud.md).
+    attacks, labels = demo_attacks(flow, first + timedelta(minutes=3 * sessions - 8 * 60))
+    published += publisher.publish_many(attacks)
     # What an upstream bug could send: garbage bytes, and Avro framed with a schema id no
     # registry knows. Both must end in sessions.events.rejected with a reason, not vanish.
     publisher.produce_bytes("sessions.events", b"not avro at all", b"bad-1")
@@ -113,7 +128,8 @@ def run_demo(
     console.print(
         f"published {published:,} events for {sessions:,} sessions (+2 malformed records) in "
         f"{time.perf_counter() - started:.2f}s: authorization instructions, OCPP 1.6 and 2.0.1 "
-        "meter values (some redelivered, some late), charging-state changes, stops"
+        "meter values (some redelivered, some late), charging-state changes, stops; and "
+        f"{len(labels)} attacks for the fraud rules ({', '.join(x.attack for x in labels)})"
     )
 
     console.rule("[bold]3. processors: sessions → settlement (sandbox) → ledger")
@@ -143,8 +159,11 @@ def run_demo(
         telemetry.close()
 
     _summaries(url, console)
+    console.rule("[bold]5. fraud scoring (faust-streaming worker) → alerts")
+    fraud.finish(labels)
     _finance_key(url, flow.network_id, console)
-    return DemoRun(url, ends, published + 2)
+    attack_sessions = sum(isinstance(e, SessionStarted) for e in attacks)
+    return DemoRun(url, ends, published + 2, sessions + attack_sessions)
 
 
 def _rows(url: str, query: str) -> list[tuple[Any, ...]]:

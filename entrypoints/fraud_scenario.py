@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from entrypoints.simulate import ChargingNetworkFlow
 from entrypoints.simulate_places import (
     STATIONS,
     VAT,
@@ -28,6 +29,7 @@ from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source, uuid7
 from ledger.events import (
     AuthorizationFailed,
+    AuthorizeRequested,
     CdrIssued,
     DisputeOpened,
     MeterValueRecorded,
@@ -237,3 +239,35 @@ class FraudScenario:
         mine = [n for n in range(self.stations) if STATIONS[n % 3][0] == country]
         first, second = self.rng.sample(mine, 2)
         return first, second
+
+
+def demo_attacks(flow: ChargingNetworkFlow, start: datetime) -> tuple[list[Any], list[Label]]:
+    """Four attacks as upstream traffic for the demo (authorization instructions and OCPP
+    sessions, priced and settled by the processors like any other): a card-testing burst, a
+    cloned RFID card, impossible travel Berlin -> Paris, and a tampered meter."""
+    labels: list[Label] = []
+    events: list[Any] = []
+    de = [n for n in range(flow.stations) if STATIONS[n % 3][0] == "DE"]
+    fr = next(n for n in range(flow.stations) if STATIONS[n % 3][0] == "FR")
+    target = station_id(de[0])
+    terminal = terminal_of(target)
+    labels.append(Label("card_testing", (f"station:{target}", f"terminal:{terminal}"), start))
+    for k in range(12):
+        at = start + timedelta(seconds=20 * k)
+        token = f"tok_decline_ct{k}" if k % 3 else f"tok_visa_ct{k}"
+        events.append(AuthorizeRequested(
+            Envelope.new(flow.network_id, Source.terminal, occurred_at=at), f"P-{uuid7()}",
+            Money(100, "EUR"), "card", token, None, target, terminal_id=terminal,
+        ))  # fmt: skip
+    clone = Driver(9_000_001, "DE")
+    labels.append(Label("cloned_token", (f"token:{clone.token_uid}",), start))
+    events += flow.session(start + timedelta(minutes=10), station=de[1], driver=clone)
+    events += flow.session(start + timedelta(minutes=20), station=de[2], driver=clone)
+    traveller = Driver(9_000_002, "DE")
+    labels.append(Label("impossible_travel", (f"token:{traveller.token_uid}",), start))
+    events += flow.session(start + timedelta(hours=2), station=de[3], driver=traveller)
+    events += flow.session(start + timedelta(hours=4), station=fr, driver=traveller)
+    ac = next(n for n in de if station_power(n) == 22_000)
+    labels.append(Label("energy_theft", (f"station:{station_id(ac)}",), start))
+    events += flow.session(start + timedelta(hours=6), station=ac, power_w=90_000)
+    return events, labels

@@ -114,6 +114,11 @@ class PaymentAuthorized:
     terminal_id: str | None = doc(
         "Payment terminal at the charger, when one was used", default=None
     )
+    requested_at: datetime | None = doc(
+        "When the authorization was asked for (the instruction's occurred_at): the fraud rules'"
+        " clock for attempts",
+        default=None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +321,11 @@ class AuthorizationFailed:
     )
     session_id: str | None = doc("Charging session the hold was for", default=None)
     station_id: str | None = doc("Charging station", default=None)
+    requested_at: datetime | None = doc(
+        "When the authorization was asked for (the instruction's occurred_at): the fraud rules'"
+        " clock for attempts",
+        default=None,
+    )
 
 
 # ---------------------------------------------------------------- sessions.events (key: session_id)

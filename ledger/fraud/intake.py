@@ -53,7 +53,7 @@ def observe_payment(event: Any, payments: Lookup) -> Observation | None:
     """The observation of a ``payments.events`` event, or None when the rules do not use it."""
     if isinstance(event, ev.PaymentAuthorized | ev.AuthorizationFailed):
         env = event.envelope
-        at = env.occurred_at.timestamp()
+        at = (event.requested_at or env.occurred_at).timestamp()
         kind = Kind.AUTHORIZED if isinstance(event, ev.PaymentAuthorized) else Kind.DECLINED
         return Observation(
             kind, env.event_id, env.network_id, at, token=event.token_uid,

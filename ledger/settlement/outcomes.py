@@ -106,6 +106,7 @@ def outcome_events(
                     command.token_uid,
                     card_fingerprint(command.payment_token),
                     command.terminal_id,
+                    command.envelope.occurred_at,
                 )
             )
         else:
@@ -123,6 +124,7 @@ def outcome_events(
                     command.terminal_id,
                     command.session_id,
                     command.station_id,
+                    command.envelope.occurred_at,
                 )
             )
         return events, None

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from entrypoints.bootstrap import App
-from entrypoints.fraud_evaluate import BrokerRun, evaluate_on_broker
+from entrypoints.fraud_evaluate import evaluate_on_broker
 from entrypoints.fraud_scenario import FraudScenario
+from entrypoints.fraud_workers import FraudWorkers
 from entrypoints.simulate_places import locations
 from ledger import events as ev
 
@@ -31,11 +32,11 @@ def test_scripted_attacks_alert_and_the_normal_population_stays_quiet(
     assert report.detected == report.attacks, report.by_attack
 
 
-def alerts_of(run: BrokerRun, subject: str) -> list[ev.FraudAlertRaised]:
+def alerts_of(run: FraudWorkers, subject: str) -> list[ev.FraudAlertRaised]:
     return [a for a in run.alerts() if a.subject == subject]
 
 
-def wait_for_alert(run: BrokerRun, subject: str, timeout: float = 120) -> None:
+def wait_for_alert(run: FraudWorkers, subject: str, timeout: float = 120) -> None:
     consumer = run.app.consumer(f"{run.app_id}-watch", **{"auto.offset.reset": "earliest"})
     consumer.subscribe([run.scores_topic])
     deadline = time.monotonic() + timeout
@@ -61,7 +62,7 @@ def test_kill_9_loses_no_window_state_and_repeats_no_alert_under_a_new_id(
     second: list[Any] = list(scenario.card_testing(at + timedelta(minutes=30)))
     station_1, station_2 = (label.subjects[0] for label in scenario.labels)
     assert station_1 != station_2 or first != second
-    run = BrokerRun(app, f"kill-{uuid.uuid4().hex[:8]}")
+    run = FraudWorkers.evaluation(app, f"kill-{uuid.uuid4().hex[:8]}")
     log = tmp_path / "workers.log"
     try:
         run.create_topics()
