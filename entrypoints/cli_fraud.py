@@ -68,7 +68,9 @@ def run(
 
     from connectors.topics import ensure_topics
     from entrypoints.bootstrap import bootstrap
-    from processors.fraud.app import FraudProcessor, faust_app
+    from entrypoints.observe import metrics_port, serve_processors
+    from processors.fraud.app import LOCATIONS, FraudProcessor, faust_app
+    from processors.fraud.places import PlacesReader
 
     try:
         policies = load_policies(policy)
@@ -99,11 +101,18 @@ def run(
     datadir = settings.state_dir / "fraud" / app_id / f"worker-{worker_id}"
     datadir.mkdir(parents=True, exist_ok=True)
     stream = faust_app(settings.bootstrap_servers, settings.partitions, datadir, app_id=app_id)
-    FraudProcessor(stream, app.serde, app.publisher(), policies, topic_prefix=topic_prefix)
+    places = PlacesReader(settings.bootstrap_servers, app.serde, topic_prefix + LOCATIONS)
+    known = places.load()
+    places.start()
+    FraudProcessor(stream, app.serde, app.publisher(), policies, places.get,
+                   topic_prefix=topic_prefix)  # fmt: skip
     console.print(
-        f"fraud worker {worker_id} running (group {stream.conf.id}, state in {datadir}; "
+        f"fraud worker {worker_id} running (group {stream.conf.id}, state in {datadir}, "
+        f"{known} stations' places known; "
         f"{len(siblings)} more started; Ctrl-C stops)"
     )
+    port = metrics_port(settings, "fraud", worker_id)
+    telemetry = serve_processors(settings, "fraud", [], "", port=port)  # /metrics, probes
     worker = faust.Worker(stream, loglevel="WARNING", redirect_stdouts=False)
     for name in ("aiokafka", "faust", "mode"):  # their DEBUG records cost ~8% of a worker's CPU
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -114,6 +123,9 @@ def run(
             sibling.terminate()
         for sibling in siblings:
             sibling.wait(timeout=30)
+        if telemetry is not None:
+            telemetry.close()
+        places.close()
 
 
 @fraud_app.command("evaluate")

@@ -117,7 +117,7 @@ def run_demo(
     first = past_start(sessions, timedelta(minutes=3))
     published += publisher.publish_many(flow.sessions(sessions, first))
     # The attacks come last, in the network's last hours: late records are judged with the
-    # history they belong to only up to the rules' lateness (three days, docs/fraud.md).
+    # history they belong to only up to the rules' lateness (seven days, docs/fraud.md).
     attacks, labels = demo_attacks(flow, first + timedelta(minutes=3 * sessions - 8 * 60))
     published += publisher.publish_many(attacks)
     # What an upstream bug could send: garbage bytes, and Avro framed with a schema id no

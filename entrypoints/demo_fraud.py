@@ -42,12 +42,13 @@ class DemoFraud:
         self.console.print(f"fraud worker {self.workers.app_id} started (log: {log})")
 
     def ready(self, timeout: float = 180.0) -> None:
-        """Wait until the worker runs and has read what was published so far (the stations'
-        locations: a session is checked for travel only once its station's place is known)."""
+        """Wait until the worker has joined its group and holds its partitions: the stations'
+        locations published before are read by then (a session is checked for travel only once
+        its station's place is known)."""
         started = time.perf_counter()
-        self.workers.wait(timeout)
+        self.workers.wait_assigned(timeout)
         took = time.perf_counter() - started
-        self.console.print(f"fraud worker assigned and through the locations in {took:.1f}s")
+        self.console.print(f"fraud worker assigned in {took:.1f}s")
 
     def finish(self, labels: list[Label], timeout: float = 300.0) -> None:
         """Wait for the worker to score everything, project its findings and print them."""

@@ -18,7 +18,7 @@ from entrypoints.bootstrap import App
 from entrypoints.cli_fraud import WORKER_COMMAND
 from ledger import events as ev
 from ledger.errors import InfrastructureError
-from processors.fraud.app import SOURCES
+from processors.fraud.app import LOCATIONS, SOURCES
 from schemas.topics import BENCH_PREFIX, TOPIC_OF
 
 
@@ -76,7 +76,8 @@ class FraudWorkers:
             group.close()
 
     def create_topics(self) -> None:
-        names = [*self.sources, self.scores_topic, self.prefix + "settlement.commands"]
+        names = [*self.sources, self.prefix + LOCATIONS, self.scores_topic,
+                 self.prefix + "settlement.commands"]  # fmt: skip
         partitions = self.app.settings.partitions
         admin = self.admin()  # kept alive until the futures are done
         futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
@@ -100,6 +101,23 @@ class FraudWorkers:
             self.processes.append(
                 subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)  # nosec B603
             )
+
+    def wait_assigned(self, timeout: float = 180.0) -> None:
+        """Wait until every worker has joined the group and it is stable (partitions handed
+        out): what is published from then on is scored, not waited for."""
+        admin = self.admin()
+        deadline = time.monotonic() + timeout
+        while True:
+            if any(p.poll() is not None for p in self.processes):
+                raise EvaluationTimeout("a fraud worker exited; see its log", retriable=False)
+            group = admin.describe_consumer_groups([self.app_id])[self.app_id].result()
+            assigned = [m for m in group.members if m.assignment.topic_partitions]
+            if str(group.state).endswith("STABLE") and len(assigned) >= self.workers:
+                return
+            if time.monotonic() > deadline:
+                raise EvaluationTimeout(f"the fraud workers did not join in {timeout:.0f}s",
+                                        retriable=True)  # fmt: skip
+            time.sleep(0.5)
 
     def kill(self) -> None:
         """``kill -9`` every worker: no shutdown, no last commit."""

@@ -32,7 +32,7 @@ from connectors.telemetry_server import TelemetryServer
 
 log = logging.getLogger("evledger.telemetry")
 
-DEFAULT_PORTS = {"demo": 9400, "ledger": 9410, "sessions": 9420, "settlement": 9430}
+DEFAULT_PORTS = {"demo": 9400, "ledger": 9410, "sessions": 9420, "settlement": 9430, "fraud": 9440}
 """Where each kind of processor serves /metrics unless EVLEDGER_METRICS_PORT says otherwise;
 ``evledger ledger run --instances N`` gives its instances the ports from 9410 up."""
 
@@ -76,13 +76,15 @@ def serve_processors(
     port: int | None = None,
 ) -> TelemetryServer | None:
     """Serve /metrics, /livez and /readyz for the processors whose ``monitors`` are given, the
-    database gauges read from ``database_url``. Returns None, after logging why, when the port
+    database gauges read from ``database_url`` (none for a process without a database: the
+    fraud workers). Returns None, after logging why, when the port
     is 0 or taken: the processors run on without it."""
     port = metrics_port(settings, kind) if port is None else port
     if port == 0:
         return None
-    metrics.DATABASE_GAUGES.watch(lambda: postgres.connect(database_url, autocommit=True))
-    health = ProcessHealth(monitors, database_check(database_url))
+    if database_url:
+        metrics.DATABASE_GAUGES.watch(lambda: postgres.connect(database_url, autocommit=True))
+    health = ProcessHealth(monitors, database_check(database_url) if database_url else None)
     try:
         server = TelemetryServer(health, settings.metrics_host, port).start()
     except OSError as exc:

@@ -3,11 +3,11 @@
 Two stages, because the rules judge tokens, cards, stations and terminals while the topics are
 keyed by payment and session:
 
-1. *Intake* agents read ``payments.events``, ``sessions.events``, ``billing.events`` and
-   ``locations.events``, turn each event into an ``Observation`` (``ledger.fraud.intake``),
-   remembering in tables what later events need (a payment's token and card, a session's token,
-   a station's place and power), and send one copy per subject to the internal topic
-   ``<app id>-observations``, keyed by subject.
+1. *Intake* agents read ``payments.events``, ``sessions.events`` and ``billing.events``, turn
+   each event into an ``Observation`` (``ledger.fraud.intake``), remembering in tables what
+   later events need (a payment's token and card, a session's token), with each station's
+   place and power from ``locations.events`` (``processors.fraud.places``), and send one copy
+   per subject to the internal topic ``<app id>-observations``, keyed by subject.
 2. The *scoring* agent reads that topic; the table ``subjects`` (RocksDB, changelog on Kafka)
    holds each subject's state, ``ledger.fraud.engine.score`` judges the observation, and the
    outputs (``ledger.fraud.outputs``) are published and flushed before the input's offset can
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -39,7 +40,6 @@ from ledger.fraud.intake import (
     observe_payment,
     observe_session,
     payment_facts,
-    places_of,
 )
 from ledger.fraud.observations import Observation, subject_kind, subjects_of
 from ledger.fraud.outputs import outputs
@@ -50,10 +50,11 @@ from schemas.topics import TOPIC_OF
 log = logging.getLogger("evledger.fraud")
 
 APP_ID = "evledger-fraud"
-BATCH = 500
-BATCH_WAIT_S = 0.05
+STATES_CACHED = 50_000
 Agent = Callable[[faust.StreamT[bytes]], AsyncIterator[None]]
-SOURCES = ("payments.events", "sessions.events", "billing.events", "locations.events")
+SOURCES = ("payments.events", "sessions.events", "billing.events")
+LOCATIONS = "locations.events"
+"""Read whole by every worker (``processors.fraud.places``), not by the group."""
 
 
 def faust_app(
@@ -76,6 +77,10 @@ def faust_app(
         # A worker that dies is noticed in 10 s (faust's default: 60 s) and its partitions,
         # with their tables restored from the changelog, move to the others.
         broker_session_timeout=10.0,
+        # No standby copies of other workers' tables: with them, two workers each replayed the
+        # other's changelogs and ran 10x slower than one (bench suite fraud); a moved partition
+        # is restored from its changelog instead.
+        table_standby_replicas=0,
         broker_heartbeat_interval=3.0,
         stream_wait_empty=False,  # shutdown hangs in wait_empty otherwise (faust 0.15)
         table_cleanup_interval=600.0,
@@ -93,11 +98,13 @@ class FraudProcessor:
         serde: EventSerde,
         publisher: EventPublisher,
         policies: Policies,
+        places: Callable[[str], Place | None],
         *,
         on_outputs: Callable[[list[Any]], None] | None = None,
         topic_prefix: str = "",
     ) -> None:
         self.app, self.serde, self.publisher, self.policies = app, serde, publisher, policies
+        self.places = places
         self.on_outputs = on_outputs
         self.prefix = topic_prefix
         """Read ``<prefix><topic>`` and write ``<prefix>fraud.scores`` (an evaluation's own
@@ -111,13 +118,17 @@ class FraudProcessor:
         )  # fmt: skip
         self.payments = app.Table("payments", default=lambda: None, help="payment -> token, card")
         self.sessions = app.Table("sessions", default=lambda: None, help="session -> token")
-        self.places = app.GlobalTable("places", default=lambda: None, help="station -> place")
         self.subjects = app.Table("subjects", default=lambda: None, help="subject -> state")
         self.scored = 0
+        self._states: OrderedDict[str, SubjectState] = OrderedDict()
+        """The states of the subjects scored lately, as decoded: the table holds them too
+        (and its changelog), but decoding one costs more than scoring it. Emptied whenever
+        partitions move, so a state is never read here after another worker changed it."""
+        app.on_partitions_revoked.connect(self._forget)
+        app.on_partitions_assigned.connect(self._forget)
         app.agent(self.sources["payments.events"], name="payments")(self._intake(self._payment))
         app.agent(self.sources["sessions.events"], name="sessions")(self._intake(self._session))
         app.agent(self.sources["billing.events"], name="billing")(self._intake(self._cdr))
-        app.agent(self.sources["locations.events"], name="locations")(self._intake(self._location))
         app.agent(self.observations, name="score")(self._score)
 
     # -- intake ---------------------------------------------------------------------------------
@@ -133,10 +144,6 @@ class FraudProcessor:
                        "offset": message.offset, "reason": exc.code},
             )  # fmt: skip
             return None
-
-    def _place(self, station: str) -> Place | None:
-        found = self.places.get(station)
-        return Place.from_json(found) if found else None
 
     async def _forward(self, obs: Observation | None) -> None:
         """Send ``obs`` to stage two once per subject (faust flushes its producer before it
@@ -155,23 +162,10 @@ class FraudProcessor:
     def _session(self, event: Any) -> Observation | None:
         if isinstance(event, ev.SessionStarted) and event.token_uid:
             self.sessions[event.session_id] = event.token_uid
-        return observe_session(event, self.sessions.get, self._place)
+        return observe_session(event, self.sessions.get, self.places)
 
     def _cdr(self, event: Any) -> Observation | None:
-        return observe_cdr(event, self._place)
-
-    def _location(self, event: Any) -> None:
-        if not isinstance(event, ev.LocationPublished):
-            return None
-        try:
-            found = places_of(event)
-        except ValueError as exc:
-            metrics.FRAUD_SKIPPED.labels("locations.events", "INVALID_LOCATION").inc()
-            log.warning("location %s skipped: %s", event.location_id, exc)
-            return None
-        for station, place in found.items():
-            self.places[station] = place.to_json()
-        return None
+        return observe_cdr(event, self.places)
 
     def _intake(self, observe: Callable[[Any], Observation | None]) -> Agent:
         """A stage-one agent: decode each record, let ``observe`` remember what it needs and
@@ -193,16 +187,28 @@ class FraudProcessor:
             subject = bytes(cast(bytes, record.key)).decode()
             obs = Observation.from_json(cast(dict[str, Any], record.value))
             policy = self.policies.of(obs.network_id)
-            state = SubjectState.from_json(self.subjects.get(subject))
+            state = self._states.get(subject)
+            if state is None:
+                state = SubjectState.from_json(self.subjects.get(subject))
             verdict, after = score(subject, state, obs, policy)
             if after is not state:
                 self.subjects[subject] = after.to_json()
+            self._remember(subject, after)
             metrics.FRAUD_OBSERVATIONS.labels(subject_kind(subject).value).inc()
             self.scored += 1
             emitted = outputs(subject, obs, verdict, policy)
             if emitted:
                 await self._publish([(emitted, verdict, policy.action.value)])
             yield None
+
+    def _remember(self, subject: str, state: SubjectState) -> None:
+        self._states[subject] = state
+        self._states.move_to_end(subject)
+        if len(self._states) > STATES_CACHED:
+            self._states.popitem(last=False)
+
+    async def _forget(self, *args: Any, **kwargs: Any) -> None:
+        self._states.clear()
 
     async def _publish(self, emitted: list[tuple[list[Any], Verdict, str]]) -> None:
         for events, _, _ in emitted:

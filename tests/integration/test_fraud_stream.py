@@ -68,7 +68,7 @@ def test_kill_9_loses_no_window_state_and_repeats_no_alert_under_a_new_id(
         run.create_topics()
         run.publish(locations(scenario.network_id, scenario.stations))
         run.start_workers(log)
-        run.wait(180)
+        run.wait_assigned(180)
 
         # Half a burst, committed; then the worker dies with its disk: the other half must
         # meet the first in the window restored from the changelog.
