@@ -154,7 +154,7 @@ def evaluate_on_broker(
         run.create_topics()
         run.publish(locations(scenario.network_id, scenario.stations))
         run.start_workers(log)
-        run.wait(timeout=180)  # up, assigned, the locations read
+        run.wait_assigned(180)  # up, every worker assigned, the locations read
         started = time.perf_counter()
         count = run.publish(scenario.events())
         run.wait(timeout)

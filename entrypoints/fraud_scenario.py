@@ -79,7 +79,12 @@ class FraudScenario:
 
     # -- the normal population -------------------------------------------------------------
     def events(self) -> Iterator[Any]:
-        """Every event in time order of the sessions (attacks fall between them)."""
+        """Every event in the order it happens (``occurred_at``; the attacks among the
+        sessions), as upstream systems publish them: a refund two days after its session is
+        published two days later, not with the session."""
+        yield from sorted(self._generated(), key=lambda e: e.envelope.occurred_at)
+
+    def _generated(self) -> Iterator[Any]:
         slots = {
             self.rng.randrange(self.sessions): kind
             for kind in ATTACKS for _ in range(self.attacks_each)

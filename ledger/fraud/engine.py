@@ -87,7 +87,7 @@ class SubjectState:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "history": [h.to_json() for h in self.history],
+            "history": [h.to_row() for h in self.history],
             "stats": {str(k): [s.n, s.mean, s.m2] for k, s in self.stats.items()},
             "seen": list(self.seen),
             "verdicts": {k: v.to_json() for k, v in self.verdicts.items()},
@@ -99,7 +99,7 @@ class SubjectState:
         if not data:
             return cls()
         return cls(
-            tuple(Observation.from_json(h) for h in data["history"]),
+            tuple(Observation.from_row(h) for h in data["history"]),
             {int(k): Stats(*v) for k, v in data["stats"].items()},
             tuple(data["seen"]),
             {k: Verdict.from_json(v) for k, v in data["verdicts"].items()},

@@ -60,7 +60,7 @@ class Parameters:
     outlier_min_samples: int = 30
     outlier_z: float = 5.0
     history_max: int = 500
-    lateness_s: int = 3 * 86400
+    lateness_s: int = 7 * 86400
     """How far behind the newest observation of a subject a record may arrive and still be
     judged with the history it belongs to (records of two partitions arrive in no fixed order,
     most of all in a backlog)."""
