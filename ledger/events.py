@@ -437,6 +437,12 @@ class CdrIssued:
         "(SIGNATURE_INVALID, METER_KEY_MISMATCH, ...); null when unsigned",
         default=None,
     )
+    meter_flags: list[str] = doc(
+        "Reason codes of the meter readings the sessions processor did not take at face value "
+        "(METER_REGISTER_DECREASED, METER_IMPLAUSIBLE_ENERGY, SIGNATURE_INVALID, ...; "
+        "docs/sessions.md); empty when none",
+        default_factory=list,
+    )
 
 
 @dataclass(frozen=True, slots=True)

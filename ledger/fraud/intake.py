@@ -105,4 +105,5 @@ def observe_cdr(event: Any, places: Lookup) -> Observation | None:
         amount_minor=event.total_incl_vat.amount_minor, currency=event.total_incl_vat.currency,
         energy_wh=event.total_energy_wh, duration_s=event.total_time_s,
         max_power_w=place.max_power_w if place else None,
+        meter_flags=",".join(event.meter_flags),
     )  # fmt: skip

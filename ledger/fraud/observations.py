@@ -55,6 +55,8 @@ class Observation:
     energy_wh: int = 0
     duration_s: int = 0
     max_power_w: int | None = None
+    meter_flags: str = ""
+    """The CDR's meter anomalies (``CdrIssued.meter_flags``), comma-separated."""
 
     def to_json(self) -> dict[str, Any]:
         """A compact dict (fields at their default are left out) for the processor's tables."""

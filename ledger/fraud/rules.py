@@ -244,23 +244,31 @@ def _travel(first: Observation, then: Observation, p: Parameters) -> Finding | N
 def implausible_energy(obs: Observation, p: Parameters) -> Finding | None:
     """Implausible energy: a session billed for more energy than its EVSE can deliver in its
     duration (max power x time, with ``energy_tolerance`` for meter and clock error) or than any
-    vehicle battery holds: a tampered meter, or energy billed to the wrong session."""
+    vehicle battery holds: a tampered meter, or energy billed to the wrong session. A session
+    whose readings the sessions processor flagged (a register that went back, a signature that
+    failed, ...) counts at 0.6: alone it does not alert, with another finding it may."""
     if obs.kind is not Kind.CDR:
         return None
     evidence: dict[str, Any] = {"session_id": obs.session_id, "energy_wh": obs.energy_wh,
                                 "duration_s": obs.duration_s}  # fmt: skip
+    if obs.meter_flags:
+        evidence["meter_flags"] = obs.meter_flags.split(",")
     if obs.energy_wh > p.battery_max_wh:
         return Finding("implausible_energy", 1.0, {**evidence, "battery_max_wh": p.battery_max_wh})
-    if not obs.max_power_w or obs.duration_s <= 0:
-        return None
-    possible = obs.max_power_w * obs.duration_s / HOUR * p.energy_tolerance
-    if obs.energy_wh <= possible:
-        return None
-    return Finding(
-        "implausible_energy",
-        over(obs.energy_wh, possible),
-        {**evidence, "max_power_w": obs.max_power_w, "possible_wh": round(possible)},
+    possible = (
+        obs.max_power_w * obs.duration_s / HOUR * p.energy_tolerance
+        if obs.max_power_w and obs.duration_s > 0
+        else None
     )
+    if possible is not None and obs.energy_wh > possible:
+        return Finding(
+            "implausible_energy",
+            over(obs.energy_wh, possible),
+            {**evidence, "max_power_w": obs.max_power_w, "possible_wh": round(possible)},
+        )
+    if obs.meter_flags:  # the sessions processor distrusted some readings: worth a look
+        return Finding("implausible_energy", 0.6, evidence)
+    return None
 
 
 def refund_abuse(history: Sequence[Observation], obs: Observation, p: Parameters) -> Finding | None:

@@ -25,7 +25,13 @@ from ledger.pricing._limits import vat_minor
 from ledger.pricing.price import PricedSession, price_session
 from ledger.pricing.tariffs import Tariff, UnknownTariff, parse_tariff_json
 from ledger.sessions.holds import hold_for, positive_hold
-from ledger.sessions.metering import MeteredSession, MeterFlag, MeterFlagCode, SessionMeter
+from ledger.sessions.metering import (
+    METER_ANOMALIES,
+    MeteredSession,
+    MeterFlag,
+    MeterFlagCode,
+    SessionMeter,
+)
 from ledger.sessions.rules import (
     InvalidHold,
     SessionsConfig,
@@ -336,6 +342,7 @@ def cdr_issued(
         replaces_cdr_id=replaces,
         signed_data=s.signed_data,
         signed_status=s.signed_status,
+        meter_flags=sorted({f.code.value for f in s.flags if f.code in METER_ANOMALIES}),
     )
 
 

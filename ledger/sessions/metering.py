@@ -74,6 +74,13 @@ class MeterFlagCode(StrEnum):
     VAT_RATE_MISMATCH = "VAT_RATE_MISMATCH"
 
 
+METER_ANOMALIES = frozenset(MeterFlagCode) - {
+    MeterFlagCode.VAT_RATE_MISMATCH,
+    MeterFlagCode.PARTIAL_PHASES,
+}
+"""The flags about the meter's readings themselves, which a CDR carries for the fraud rules
+(a VAT mismatch is about the bill; partial phases is how a car charges)."""
+
 #: Flags after which the energy total is not the register's word: hold the CDR for review.
 #: A reading outside the session or of only some phases says nothing sure about the session's
 #: energy, so it is never clamped or summed into a bill without a person's review.

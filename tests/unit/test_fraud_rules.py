@@ -4,6 +4,7 @@ traffic, and explains itself; the engine's score is deterministic and idempotent
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -155,6 +156,17 @@ def test_implausible_energy_beyond_any_battery_even_without_power() -> None:
     found = rules.implausible_energy(cdr(0, 250_000, 36_000, power=None), P)
     assert found is not None and found.evidence["battery_max_wh"] == P.battery_max_wh
     assert rules.implausible_energy(cdr(0, 50_000, 3600, power=None), P) is None
+
+
+def test_a_session_with_flagged_readings_counts_but_alone_does_not_alert() -> None:
+    flagged = replace(cdr(0, 5_000, 3600), meter_flags="METER_REGISTER_DECREASED")
+    found = rules.implausible_energy(flagged, P)
+    assert found is not None and found.strength == 0.6
+    assert found.evidence["meter_flags"] == ["METER_REGISTER_DECREASED"]
+    assert not run("station:S1", [flagged])[0].alert
+    both = replace(cdr(0, 60_000, 3600), meter_flags="SIGNATURE_INVALID")
+    strong = rules.implausible_energy(both, P)
+    assert strong is not None and strong.strength == 1.0 and "meter_flags" in strong.evidence
 
 
 # -- refunds and disputes ----------------------------------------------------------------------

@@ -221,6 +221,7 @@ def test_verified_session_carries_signed_data_to_cdr_and_capture() -> None:
     (cdr,) = fold.of(CdrIssued)
     (capture,) = fold.of(CaptureRequested)
     assert cdr.signed_status == "verified" and fold.sessions["S-1"].status == SessionStatus.BILLED
+    assert cdr.meter_flags == []
     data = json.loads(cdr.signed_data)
     assert data["encoding_method"] == "OCMF" and len(data["signed_values"]) == 2
     assert [v["nature"] for v in data["signed_values"]] == ["Start", "End"]
@@ -236,6 +237,7 @@ def test_failed_session_is_billed_and_flagged_by_default() -> None:
     assert s.status == SessionStatus.BILLED and s.signed_status == "SIGNED_ENERGY_MISMATCH"
     assert [f.code.value for f in s.flags] == ["SIGNED_ENERGY_MISMATCH"]
     assert fold.of(CdrIssued)[0].signed_status == "SIGNED_ENERGY_MISMATCH"
+    assert fold.of(CdrIssued)[0].meter_flags == ["SIGNED_ENERGY_MISMATCH"]  # for the fraud rules
 
 
 def test_failed_session_is_held_where_the_network_holds() -> None:
