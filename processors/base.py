@@ -354,8 +354,14 @@ class PostgresProcessor:
         self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         self.relaying = True
         """False for a replay: outgoing events stay in its own outbox, never re-published."""
+        self._closing = False
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        if self._closing:
+            # A rebalance that lands while the consumer closes: assigning from inside the
+            # callback then blocked librdkafka's close for good (seen in a replay test).
+            # Nothing is consumed any more; the client completes the assignment itself.
+            return
         stored = self.checkpoint.stored_offsets(self.group, self.topics)
         for tp in partitions:
             tp.offset = stored.get((tp.topic, tp.partition), 0)  # 0: replay from the start
@@ -559,6 +565,7 @@ class PostgresProcessor:
             self.step(1.0)
 
     def close(self) -> None:
+        self._closing = True
         self.consumer.close()
         self.publisher.flush()
         self.checkpoint.close()
