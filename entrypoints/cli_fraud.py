@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import subprocess  # nosec B404  # the worker starts its sibling workers: this same command
-import sys
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +25,6 @@ fraud_app = typer.Typer(
     help="Fraud scoring: run the processor, see alerts, unblock tokens.", no_args_is_help=True
 )
 POLICY_ENV = "EVLEDGER_FRAUD_POLICY"
-WORKER_COMMAND = (sys.executable, "-m", "entrypoints.cli")
-"""How a worker starts another (this interpreter, whatever started it)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -68,6 +65,7 @@ def run(
 
     from connectors.topics import ensure_topics
     from entrypoints.bootstrap import bootstrap
+    from entrypoints.fraud_workers import WORKER_COMMAND
     from entrypoints.observe import metrics_port, serve_processors
     from processors.fraud.app import LOCATIONS, FraudProcessor, faust_app
     from processors.fraud.places import PlacesReader

@@ -5,6 +5,7 @@ was published, read their alerts, and clean up."""
 from __future__ import annotations
 
 import subprocess  # nosec B404  # fraud workers are evledger itself
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,7 +16,6 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from entrypoints.bootstrap import App
-from entrypoints.cli_fraud import WORKER_COMMAND
 from ledger import events as ev
 from ledger.errors import InfrastructureError
 from processors.fraud.app import LOCATIONS, SOURCES
@@ -24,6 +24,10 @@ from schemas.topics import BENCH_PREFIX, TOPIC_OF
 
 class EvaluationTimeout(InfrastructureError):
     code = "FRAUD_EVALUATION_TIMEOUT"
+
+
+WORKER_COMMAND = (sys.executable, "-m", "entrypoints.cli")
+"""How a fraud worker is started (this interpreter, whatever started this process)."""
 
 
 @dataclass
