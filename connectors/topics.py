@@ -22,6 +22,24 @@ def ensure_topics(
         for name, config in ((t.name, t.config), (t.rejected, FOREVER))
         if name not in existing
     ]
+    return _create(admin, wanted, timeout)
+
+
+def ensure_topic(
+    admin: AdminClient,
+    name: str,
+    partitions: int,
+    config: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> bool:
+    """Create one topic of a processor's own (the fraud app's internal topic) if it is missing;
+    True when it was created. Raises InfrastructureError when the broker refuses it."""
+    if name in admin.list_topics(timeout=timeout).topics:
+        return False
+    return bool(_create(admin, [NewTopic(name, partitions, 1, config=dict(config or {}))], timeout))
+
+
+def _create(admin: AdminClient, wanted: list[NewTopic], timeout: float) -> list[str]:
     if not wanted:
         return []
     created = []

@@ -63,11 +63,16 @@ def run(
     import faust
     from confluent_kafka.admin import AdminClient
 
-    from connectors.topics import ensure_topics
+    from connectors.topics import ensure_topic, ensure_topics
     from entrypoints.bootstrap import bootstrap
     from entrypoints.fraud_workers import WORKER_COMMAND
     from entrypoints.observe import metrics_port, serve_processors
-    from processors.fraud.app import LOCATIONS, FraudProcessor, faust_app
+    from processors.fraud.app import (
+        LOCATIONS,
+        OBSERVATIONS_RETENTION_MS,
+        FraudProcessor,
+        faust_app,
+    )
     from processors.fraud.places import PlacesReader
 
     try:
@@ -76,9 +81,12 @@ def run(
         raise _fail(exc) from exc
     app = bootstrap()
     settings = app.settings
-    ensure_topics(
-        AdminClient({"bootstrap.servers": settings.bootstrap_servers}), settings.partitions
-    )
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    ensure_topics(admin, settings.partitions)
+    # The stage-two topic exists before faust subscribes: created by faust at start-up it was
+    # "ignored as missing" by the consumer, and stage two never ran (seen in a CI run).
+    ensure_topic(admin, f"{app_id}-observations", settings.partitions,
+                 {"retention.ms": str(OBSERVATIONS_RETENTION_MS)})  # fmt: skip
     siblings = [
         subprocess.Popen(  # nosec B603  # this same command, other worker ids
             [

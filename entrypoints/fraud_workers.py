@@ -116,7 +116,13 @@ class FraudWorkers:
                 raise EvaluationTimeout("a fraud worker exited; see its log", retriable=False)
             group = admin.describe_consumer_groups([self.app_id])[self.app_id].result()
             assigned = [m for m in group.members if m.assignment.topic_partitions]
-            if str(group.state).endswith("STABLE") and len(assigned) >= self.workers:
+            topics = {tp.topic for m in assigned for tp in m.assignment.topic_partitions}
+            stages = {*self.sources, f"{self.app_id}-observations"}  # both stages run
+            if (
+                str(group.state).endswith("STABLE")
+                and len(assigned) >= self.workers
+                and (stages <= topics)
+            ):
                 return
             if time.monotonic() > deadline:
                 raise EvaluationTimeout(f"the fraud workers did not join in {timeout:.0f}s",

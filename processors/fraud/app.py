@@ -53,6 +53,7 @@ APP_ID = "evledger-fraud"
 STATES_CACHED = 50_000
 Agent = Callable[[faust.StreamT[bytes]], AsyncIterator[None]]
 SOURCES = ("payments.events", "sessions.events", "billing.events")
+OBSERVATIONS_RETENTION_MS = 7 * 24 * 3600 * 1000
 LOCATIONS = "locations.events"
 """Read whole by every worker (``processors.fraud.places``), not by the group."""
 
@@ -114,7 +115,7 @@ class FraudProcessor:
         self.sources = {name: app.topic(topic_prefix + name, **raw) for name in SOURCES}
         self.observations = app.topic(
             app.conf.id + "-observations", key_type=bytes, internal=True,
-            retention=timedelta(days=7),
+            retention=timedelta(milliseconds=OBSERVATIONS_RETENTION_MS),
         )  # fmt: skip
         self.payments = app.Table("payments", default=lambda: None, help="payment -> token, card")
         self.sessions = app.Table("sessions", default=lambda: None, help="session -> token")
