@@ -70,6 +70,7 @@ def run(
     from processors.fraud.app import (
         LOCATIONS,
         OBSERVATIONS_RETENTION_MS,
+        TABLES,
         FraudProcessor,
         faust_app,
     )
@@ -83,10 +84,14 @@ def run(
     settings = app.settings
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
     ensure_topics(admin, settings.partitions)
-    # The stage-two topic exists before faust subscribes: created by faust at start-up it was
-    # "ignored as missing" by the consumer, and stage two never ran (seen in a CI run).
+    # The app's own topics exist before faust starts: declared by faust at start-up on a fresh
+    # broker, the stage-two topic was "ignored as missing" by its consumer and a changelog had
+    # "0 partitions" when the first record came (both seen in CI runs).
     ensure_topic(admin, f"{app_id}-observations", settings.partitions,
                  {"retention.ms": str(OBSERVATIONS_RETENTION_MS)})  # fmt: skip
+    for table in TABLES:
+        ensure_topic(admin, f"{app_id}-{table}-changelog", settings.partitions,
+                     {"cleanup.policy": "compact"})  # fmt: skip
     siblings = [
         subprocess.Popen(  # nosec B603  # this same command, other worker ids
             [

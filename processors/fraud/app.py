@@ -54,6 +54,8 @@ STATES_CACHED = 50_000
 Agent = Callable[[faust.StreamT[bytes]], AsyncIterator[None]]
 SOURCES = ("payments.events", "sessions.events", "billing.events")
 OBSERVATIONS_RETENTION_MS = 7 * 24 * 3600 * 1000
+TABLES = ("payments", "sessions", "subjects")
+"""The app's tables; each has the changelog topic ``<app id>-<table>-changelog``."""
 LOCATIONS = "locations.events"
 """Read whole by every worker (``processors.fraud.places``), not by the group."""
 
