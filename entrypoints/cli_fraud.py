@@ -4,7 +4,6 @@ and the risk team's view of what it found (docs/fraud.md)."""
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ from typing import Any
 
 import typer
 
-from entrypoints.cli_ledger import _conn, _fail, console
+from entrypoints.cli_ledger import _actor, _conn, _fail, console
 from ledger.envelope import Envelope
 from ledger.errors import LedgerError
 from ledger.fraud.policy import InvalidFraudPolicy, Policies, policies_from
@@ -195,10 +194,6 @@ def evaluate(
 Network = typer.Option(..., "--network", help="the network (tenant) of the subject")
 Reason = typer.Option(..., "--reason", help="why, for the record")
 Actor = typer.Option(None, "--actor", help="who acts (default: the OS user)")
-
-
-def _actor(given: str | None) -> str:
-    return given or getpass.getuser()
 
 
 @fraud_app.command("project")

@@ -4,13 +4,11 @@ to one network with scopes (``ledger.access``), and the append-only log of these
 
 from __future__ import annotations
 
-import getpass
-
 import typer
 from rich.table import Table
 
 from connectors import keys_store
-from entrypoints.cli_ledger import _conn, _fail, console
+from entrypoints.cli_ledger import _actor, _conn, _fail, console
 from ledger.access import KeyRecord, NewKey, Scope
 from ledger.errors import LedgerError
 
@@ -100,10 +98,6 @@ def audit(limit: int = typer.Option(50, min=1, help="how many actions, newest fi
         table.add_row(str(r.seq), r.at.isoformat(timespec="seconds"), r.actor, r.action,
                       r.key_id or "", r.network_id or "", str(r.detail))  # fmt: skip
     console.print(table)
-
-
-def _actor(given: str | None) -> str:
-    return given or getpass.getuser()
 
 
 def _print_new(new: NewKey, record: KeyRecord) -> None:

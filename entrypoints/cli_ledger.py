@@ -13,6 +13,7 @@ database, a schema behind) print one line and exit with status 2.
 from __future__ import annotations
 
 import csv
+import getpass
 import logging
 import signal
 import subprocess
@@ -68,6 +69,11 @@ def _conn() -> Iterator[finance.Conn]:
 def _books_zone() -> ZoneInfo:
     """The books' time zone: where days and months begin (EVLEDGER_BOOKS_TIME_ZONE)."""
     return ZoneInfo(Settings.from_env().books_time_zone)
+
+
+def _actor(given: str | None) -> str:
+    """Who acts, for the records that keep it: the given name, else the OS user."""
+    return given or getpass.getuser()
 
 
 def _fail(exc: LedgerError) -> typer.Exit:
