@@ -4,16 +4,20 @@ schema check every keyed endpoint passes before its first query."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import psycopg
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from psycopg_pool import ConnectionPool
 
 from connectors import postgres
 from ledger.errors import InfrastructureError
+
+POOL_SIZE = 8
+"""Connections per app process; as many requests use the database at once, the rest queue."""
 
 
 class DatabaseUnavailable(InfrastructureError):
@@ -23,17 +27,22 @@ class DatabaseUnavailable(InfrastructureError):
 
 
 def pool_lifespan(
-    url: str, on_close: Callable[[], None] | None = None
+    url: str,
+    on_close: Callable[[], None] | None = None,
+    on_open: Callable[[], None] | None = None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """The app's lifespan: a pool of autocommit connections to ``url`` in ``app.state.pool``
-    while it runs; ``on_close`` after the pool closes (a publisher's flush)."""
+    while it runs; ``on_open`` once the pool is opening (a background refresher's start),
+    ``on_close`` after the pool closes (a publisher's flush, the refresher's stop)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = ConnectionPool(url, min_size=1, max_size=8, open=False,
+        pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=False,
                               kwargs={"autocommit": True})  # fmt: skip
         pool.open(wait=False)
         app.state.pool = pool
+        if on_open is not None:
+            on_open()
         try:
             yield
         finally:
@@ -44,10 +53,23 @@ def pool_lifespan(
     return lifespan
 
 
-def connection(request: Request) -> Iterator[Any]:
-    """A pooled connection (503 DATABASE_UNAVAILABLE when the database does not answer). No
-    query runs here: FastAPI solves dependencies before it validates parameters, and nothing may
-    reach the database for a request it will refuse."""
+async def _slot(request: Request) -> AsyncIterator[None]:
+    """One of the pool's ``POOL_SIZE`` places, awaited on the event loop. Without it, more
+    requests than the threadpool has threads (40) would each take a thread to wait for one of
+    the pool's connections, leaving none to run the requests that hold them: every request
+    then stalled until the pool's timeout and answered 503 (seen with 50 dashboard viewers)."""
+    slots = getattr(request.app.state, "db_slots", None)
+    if slots is None:  # made on the app's event loop, by its first request
+        slots = request.app.state.db_slots = asyncio.Semaphore(POOL_SIZE)
+    async with slots:
+        yield
+
+
+def connection(request: Request, _slot: None = Depends(_slot)) -> Iterator[Any]:
+    """A pooled connection (503 DATABASE_UNAVAILABLE when the database does not answer), once
+    the request holds a place (``_slot``). No query runs here: FastAPI solves dependencies
+    before it validates parameters, and nothing may reach the database for a request it will
+    refuse."""
     pool: ConnectionPool[Any] = request.app.state.pool
     try:
         with pool.connection(timeout=10) as c:
