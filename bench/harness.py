@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -60,6 +61,13 @@ def rate(count: int, fn: Callable[[], Any], repeats: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return count / best
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server a suite starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def percentile(samples: list[float], p: float) -> float:

@@ -23,7 +23,7 @@ import httpx
 import orjson
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from bench.harness import BenchContext, Metric, percentile
+from bench.harness import BenchContext, Metric, free_port, percentile
 from bench.suite_kafka import typical_events
 from connectors import keys_store, postgres
 from entrypoints.bootstrap import bootstrap
@@ -58,12 +58,6 @@ def _wait_for(port: int, server: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the ingest server did not start in 60 s")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run(ctx: BenchContext) -> list[Metric]:
     settings = ctx.settings
     app = bootstrap(settings)
@@ -78,7 +72,7 @@ def run(ctx: BenchContext) -> list[Metric]:
     try:
         with postgres.connect(url, autocommit=True) as conn:
             new, _ = keys_store.create(conn, NETWORK, ["publish"], actor="bench")
-        port = _free_port()
+        port = free_port()
         # The API in a process of its own, as `evledger ingest serve` runs: the client's work
         # (encoding requests, reading answers) does not share its interpreter.
         server = subprocess.Popen(

@@ -27,9 +27,9 @@ from pydantic import BaseModel, Field
 
 from connectors import finance, fraud_store, postgres
 from connectors.settings import Settings
-from entrypoints import http_auth, http_db, http_errors, observe
+from entrypoints import dashboard, http_auth, http_db, http_errors, observe
 from entrypoints.bootstrap import database_url as default_database_url
-from entrypoints.http_errors import ErrorBody
+from entrypoints.http_errors import PRINTABLE, ErrorBody
 from ledger import validation
 from ledger.access import Principal, Scope
 from ledger.sessions.rules import UnknownSession
@@ -37,10 +37,6 @@ from ledger.sessions.rules import UnknownSession
 Limit = Query(100, ge=1, le=finance.MAX_LIMIT, description="rows per page")
 Offset = Query(0, ge=0, le=10**12, description="rows to skip (at most 10^12)")
 AsOf = Query(None, description="business time, with a zone (2026-11-20T00:00:00Z)")
-PRINTABLE = "^[ -~\u00a1-\u00ac\u00ae-\u00ff]*$"
-"""What the OpenAPI promises a text parameter may hold: printable ASCII and Latin-1. The API
-reads any printable text; a control character anywhere is a 400 INVALID_PARAMETER before any
-query (``http_errors.parameter_problem``), which this pattern keeps out of the contract."""
 Prefix = Query(None, max_length=validation.ID_MAX, pattern=PRINTABLE,
                description="account code prefix, e.g. assets:")  # fmt: skip
 PaymentId = Path(min_length=1, max_length=validation.ID_MAX, pattern=PRINTABLE,
@@ -298,9 +294,13 @@ class FraudSubject(BaseModel):
 
 
 # -- the app ------------------------------------------------------------------------------------
-def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
-    """The API for the ledger in ``database_url`` (default: the settings' database)."""
+def create_app(
+    settings: Settings, database_url: str | None = None, *, refresh_rollups_s: float | None = None
+) -> FastAPI:
+    """The API for the ledger in ``database_url`` (default: the settings' database). With
+    ``refresh_rollups_s``, the dashboard's rollups are refreshed that often while it runs."""
     url = database_url or default_database_url(settings)
+    refresher = dashboard.RollupRefresher(url, refresh_rollups_s) if refresh_rollups_s else None
 
     app = FastAPI(
         title="evledger finance API",
@@ -309,7 +309,11 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         "from the ledger projection. Amounts are integer minor units of their currency. "
         "Lists page with limit/offset; next_offset is null on the last page. Every error is "
         "{code, detail, request_id} (docs/errors.md).",
-        lifespan=http_db.pool_lifespan(url),
+        lifespan=http_db.pool_lifespan(
+            url,
+            on_open=refresher.start if refresher else None,
+            on_close=refresher.close if refresher else None,
+        ),
         responses=ERRORS,
     )
 
@@ -333,6 +337,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     )
 
     app.include_router(observe.telemetry_router())  # /metrics, /livez, /readyz
+    app.include_router(dashboard.router(Reader, current, Db))  # /dashboard
 
     @app.get("/health", tags=["operations"], response_model=Health)
     def health(db: finance.Conn = Db) -> dict[str, Any]:

@@ -416,15 +416,20 @@ def ledger_counts(
 def api(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, help="port"),
+    refresh_seconds: float = typer.Option(
+        15.0, min=0, help="refresh the dashboard's hourly rollups this often (0: never)"
+    ),
 ) -> None:
-    """Serve the read-only finance API (OpenAPI at /openapi.json)."""
+    """Serve the read-only finance API (OpenAPI at /openapi.json) and the analytics dashboard
+    (/dashboard)."""
     import uvicorn
 
     from entrypoints.api import create_app
 
     settings = Settings.from_env()
     setup_process_logging(settings)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    app = create_app(settings, refresh_rollups_s=refresh_seconds or None)
+    uvicorn.run(app, host=host, port=port, log_config=None)
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -272,13 +272,16 @@ def _summaries(url: str, console: Console) -> None:
 
 
 def _finance_key(url: str, network_id: str, console: Console) -> None:
-    """An API key for the demo network's finance team, and how to use it (shown once)."""
+    """An API key for the demo network's finance and operations team, and where to use it: the
+    finance API and the analytics dashboard (shown once)."""
     with postgres.connect(url, autocommit=True) as conn:
-        new, _ = keys_store.create(conn, network_id, ["finance:read"], actor="demo",
-                                   name="demo finance team")  # fmt: skip
+        new, _ = keys_store.create(conn, network_id, ["finance:read", "risk", "admin"],
+                                   actor="demo", name="demo finance team")  # fmt: skip
     console.print(
-        f"\nThe finance API for network {network_id} (key shown once; evledger keeps its hash):\n"
+        f"\nThe finance API and the analytics dashboard for network {network_id} (key shown once;"
+        " evledger keeps its hash):\n"
         f"  EVLEDGER_DATABASE_URL='{url}' evledger api --port 8000 &\n"
-        f"  curl -H 'Authorization: Bearer {new.token}' http://127.0.0.1:8000/trial-balance",
+        f"  curl -H 'Authorization: Bearer {new.token}' http://127.0.0.1:8000/trial-balance\n"
+        f"  dashboard: http://127.0.0.1:8000/dashboard (paste the key: {new.token})",
         soft_wrap=True,  # whole lines, to copy and paste
     )

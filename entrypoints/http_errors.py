@@ -149,6 +149,12 @@ def _describe(exc: RequestValidationError) -> str:
     return "; ".join(problems) or "invalid request"
 
 
+PRINTABLE = "^[ -~\u00a1-\u00ac\u00ae-\u00ff]*$"
+"""What the OpenAPI promises a text parameter may hold: printable ASCII and Latin-1. The API
+reads any printable text; a control character anywhere is a 400 INVALID_PARAMETER before any
+query (``parameter_problem``), which this pattern keeps out of the contract."""
+
+
 def parameter_problem(request: Request) -> str | None:
     """Why the path or a query parameter cannot be read, or None. NUL and other control
     characters never reach a query (PostgreSQL text cannot hold NUL), nor does a parameter

@@ -9,16 +9,28 @@ before (same OID: not dropped and created again) or still absent.
 
 from __future__ import annotations
 
+import io
+import socket
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
+from rich.console import Console
 
 from connectors import postgres
 from entrypoints.bootstrap import App
-from entrypoints.demo import DEMO_DATABASE
+from entrypoints.demo import DEMO_DATABASE, DemoRun, run_demo
 
 E2E_DATABASE = "evledger_test_e2e"
 """The database end-to-end tests run the demo's code into; nothing user-facing uses it."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)
@@ -46,8 +58,28 @@ def demo_book_untouched(app: App) -> Iterator[None]:
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def e2e_database(app: App) -> Iterator[str]:
     """The name end-to-end tests pass to ``run_demo``; the database is dropped afterwards."""
     yield E2E_DATABASE
     postgres.drop_database(app.database_url, E2E_DATABASE)
+
+
+@dataclass(frozen=True)
+class DemoBook:
+    """One run of the demo's code, shared by the tests that read its book."""
+
+    run: DemoRun
+    network: str
+    output: str
+
+
+@pytest.fixture(scope="session")
+def demo_book(stack: object, app: App, e2e_database: str) -> DemoBook:
+    """60 simulated sessions (and the demo's attacks) through the whole flow into
+    ``E2E_DATABASE``, for a network of this run's own."""
+    network = f"e2e-{uuid.uuid4().hex[:8]}"
+    out = io.StringIO()
+    run = run_demo(app, 60, Console(file=out, width=120), seed=1234, network_id=network,
+                   database=e2e_database)  # fmt: skip
+    return DemoBook(run, network, out.getvalue())

@@ -9,7 +9,6 @@ the ends of the log first (as the demo does), so they read exactly what is publi
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from connectors import postgres, sessions_store
 from entrypoints.bootstrap import App
 from entrypoints.simulate import ChargingNetworkFlow
 from processors import ledger_projector, sessions, settlement
+from tests.e2e.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSIONS = 40
@@ -57,12 +57,6 @@ class Running:
             for family in text_string_to_metric_families(text)
             for s in family.samples
         }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -3,24 +3,15 @@ invariants that tie the processors together."""
 
 from __future__ import annotations
 
-import io
-import uuid
-
 from psycopg.conninfo import conninfo_to_dict
-from rich.console import Console
 
 from connectors import postgres
-from entrypoints.bootstrap import App
-from entrypoints.demo import run_demo
+from tests.e2e.conftest import E2E_DATABASE, DemoBook
 
 
-def test_simulated_network_is_priced_settled_and_booked_consistently(
-    app: App, e2e_database: str
-) -> None:
-    network = f"e2e-{uuid.uuid4().hex[:8]}"
-    console = Console(file=io.StringIO(), width=120)
-    run = run_demo(app, 60, console, seed=1234, network_id=network, database=e2e_database)
-    assert conninfo_to_dict(run.database_url)["dbname"] == e2e_database
+def test_simulated_network_is_priced_settled_and_booked_consistently(demo_book: DemoBook) -> None:
+    run, network = demo_book.run, demo_book.network
+    assert conninfo_to_dict(run.database_url)["dbname"] == E2E_DATABASE
     ours = f"SELECT payment_id FROM charging_sessions WHERE network_id = '{network}'"
     with postgres.connect(run.database_url) as conn:
 

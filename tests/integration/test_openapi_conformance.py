@@ -44,13 +44,17 @@ def ingest(app: App, database: str) -> Any:
     )
 
 
-def run_all(loaded: Any, excluded: list[Any] | None = None) -> None:
+def run_all(
+    loaded: Any, excluded: list[Any] | None = None, cross_field: set[str] | None = None
+) -> None:
     schema, headers = loaded
     failures = []
     for result in schema.get_all_operations():
         operation = result.ok()
-
-        test = _operation_test(operation, headers, excluded or [])
+        skip = list(excluded or [])
+        if operation.path in (cross_field or set()):
+            skip.append(positive_data_acceptance)
+        test = _operation_test(operation, headers, skip)
         try:
             test()
         except AssertionError as exc:
@@ -73,8 +77,14 @@ def _operation_test(operation: Any, headers: dict[str, str], excluded: list[Any]
     return check
 
 
+CROSS_FIELD = {"/dashboard/data"}
+"""Operations with a rule across parameters that OpenAPI cannot state (the dashboard's `since`
+before `until`, at most 400 days apart): a schema-valid request may get its 422 there, so the
+positive-data check is left out for them (tests/e2e/test_dashboard.py checks those answers)."""
+
+
 def test_the_finance_api_keeps_its_openapi_contract(finance: Any) -> None:
-    run_all(finance)
+    run_all(finance, cross_field=CROSS_FIELD)
 
 
 def test_the_ingest_api_keeps_its_openapi_contract(ingest: Any) -> None:
