@@ -8,8 +8,9 @@ duplicate. ``EventConsumer`` decodes batches and hands undecodable records back 
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,8 @@ from schemas.encoder import encode_each
 from schemas.errors import DecodeError
 from schemas.serde import EventSerde
 from schemas.topics import KEY_FIELD_OF, TOPIC_OF, rejected_topic
+
+log = logging.getLogger(__name__)
 
 __all__ = ["TOPIC_OF", "Consumed", "EventConsumer", "EventPublisher", "key_field", "key_of"]
 
@@ -344,6 +347,22 @@ class EventConsumer:
                 offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
                 asynchronous=False,
             )
+
+    def mirror(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Tell Kafka, asynchronously, the next offsets the caller has just stored with its
+        effects in PostgreSQL. Never read back (a processor resumes from the database's
+        offsets): it is for lag tooling that reads the group's committed offsets, such as
+        KEDA's Kafka scaler and ``kafka-consumer-groups.sh``. A commit refused during a
+        rebalance is dropped; the next batch's carries the newer offsets."""
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=True,
+            )
+        except KafkaException as exc:  # e.g. no longer assigned: harmless, see above
+            log.debug("offsets not mirrored to Kafka: %s", exc)
 
     def close(self) -> None:
         self.consumer.close()

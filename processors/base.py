@@ -432,6 +432,7 @@ class PostgresProcessor:
         if stamps:
             self.metrics.visible(time.time(), min(stamps), max(stamps))
         self.lag.advanced(next_offsets)
+        self.consumer.mirror(next_offsets)  # for lag tooling (KEDA): the database's offsets
         for (topic, partition, offset), (code, detail) in tx.rejected.items():
             log.warning(
                 "rejected %s[%d]@%d %s: %s", topic, partition, offset, code, detail,

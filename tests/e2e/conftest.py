@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 
 from connectors import postgres
@@ -72,6 +73,9 @@ class DemoBook:
     run: DemoRun
     network: str
     output: str
+    committed: dict[str, dict[tuple[str, int], int]]
+    """Each processor group's offsets committed to Kafka right after the run (other tests
+    reuse the group names with databases of their own afterwards)."""
 
 
 @pytest.fixture(scope="session")
@@ -82,4 +86,14 @@ def demo_book(stack: object, app: App, e2e_database: str) -> DemoBook:
     out = io.StringIO()
     run = run_demo(app, 60, Console(file=out, width=120), seed=1234, network_id=network,
                    database=e2e_database)  # fmt: skip
-    return DemoBook(run, network, out.getvalue())
+    committed = {}
+    for group in ("evledger-sessions", "evledger-settlement", "evledger-ledger"):
+        reader = Consumer({"bootstrap.servers": app.settings.bootstrap_servers,
+                           "group.id": group, "enable.auto.commit": False})  # fmt: skip
+        try:
+            parts = [TopicPartition(t, p) for t, p in run.start_offsets]
+            committed[group] = {(tp.topic, tp.partition): tp.offset
+                                for tp in reader.committed(parts, timeout=10)}  # fmt: skip
+        finally:
+            reader.close()
+    return DemoBook(run, network, out.getvalue(), committed)

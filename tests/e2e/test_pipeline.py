@@ -100,3 +100,24 @@ def test_simulated_network_is_priced_settled_and_booked_consistently(demo_book: 
             )
         }
         assert {"UNDECODABLE", "UNKNOWN_SCHEMA_ID"} <= reasons
+
+
+def test_the_groups_offsets_are_mirrored_to_kafka_for_lag_tooling(demo_book: DemoBook) -> None:
+    """The processors resume from the offsets stored with their effects in PostgreSQL, and
+    tell Kafka the same offsets after each batch, so KEDA's Kafka scaler and
+    kafka-consumer-groups.sh see the real lag (deploy/kubernetes/keda.yaml)."""
+    run = demo_book.run
+    with postgres.connect(run.database_url) as conn:
+        rows = conn.execute(
+            "SELECT consumer_group, topic, partition, next_offset FROM consumer_offsets"
+            " WHERE consumer_group IN ('evledger-sessions', 'evledger-settlement',"
+            " 'evledger-ledger')"
+        ).fetchall()
+    moved: dict[str, dict[tuple[str, int], int]] = {}
+    for group, topic, partition, offset in rows:
+        if offset > run.start_offsets.get((topic, partition), 0):  # this run read records there
+            moved.setdefault(group, {})[(topic, partition)] = offset
+    assert set(moved) == {"evledger-sessions", "evledger-settlement", "evledger-ledger"}
+    for group, stored in moved.items():
+        committed = {k: v for k, v in demo_book.committed[group].items() if k in stored}
+        assert committed == stored, group
