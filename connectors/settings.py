@@ -38,6 +38,9 @@ class Settings:
     database_url: str = ""
     network_id: str = "demo-network"
     partitions: int = 6
+    replication_factor: int = 1
+    """Copies of every topic the stack creates: 1 on one broker, 3 on a cluster (then each topic
+    also gets min.insync.replicas=2, and the producers' acks=all waits for two copies)."""
     kafka_version: str = "4.3.1"
     apicurio_version: str = "3.3.3"
     java_home: str = ""
@@ -107,6 +110,8 @@ class Settings:
                 f"EVLEDGER_BOOKS_TIME_ZONE must be an IANA zone such as Europe/Berlin, not "
                 f"{self.books_time_zone!r}"
             ) from None
+        if self.replication_factor < 1:
+            raise SettingsError("EVLEDGER_REPLICATION_FACTOR must be at least 1")
         if self.partitions < 1:
             raise SettingsError("EVLEDGER_PARTITIONS must be at least 1")
 

@@ -17,12 +17,24 @@ def ensure_topics(
     Raises InfrastructureError when the broker refuses a topic."""
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [
-        NewTopic(name, t.partitions or partitions, replication, config=dict(config))
+        NewTopic(
+            name,
+            t.partitions or partitions,
+            replication,
+            config={**config, **durability(replication)},
+        )
         for t in TOPICS
         for name, config in ((t.name, t.config), (t.rejected, FOREVER))
         if name not in existing
     ]
     return _create(admin, wanted, timeout)
+
+
+def durability(replication: int) -> dict[str, str]:
+    """Topic settings for ``replication`` copies: with 3 or more, a write (acks=all) needs two
+    in-sync copies, so one broker may stop without losing an acknowledged record or stopping
+    the writes."""
+    return {"min.insync.replicas": "2"} if replication >= 3 else {}
 
 
 def ensure_topic(
@@ -31,12 +43,14 @@ def ensure_topic(
     partitions: int,
     config: dict[str, str] | None = None,
     timeout: float = 30.0,
+    replication: int = 1,
 ) -> bool:
     """Create one topic of a processor's own (the fraud app's internal topic) if it is missing;
     True when it was created. Raises InfrastructureError when the broker refuses it."""
     if name in admin.list_topics(timeout=timeout).topics:
         return False
-    return bool(_create(admin, [NewTopic(name, partitions, 1, config=dict(config or {}))], timeout))
+    settings = {**(config or {}), **durability(replication)}
+    return bool(_create(admin, [NewTopic(name, partitions, replication, config=settings)], timeout))
 
 
 def _create(admin: AdminClient, wanted: list[NewTopic], timeout: float) -> list[str]:

@@ -90,6 +90,7 @@ class Stack:
         created = ensure_topics(
             AdminClient({"bootstrap.servers": self.settings.bootstrap_servers}),
             self.settings.partitions,
+            self.settings.replication_factor,
         )
         report(f"kafka ready on {self.settings.bootstrap_servers}; topics created: {len(created)}")
         if mode == "local":

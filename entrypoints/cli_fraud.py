@@ -82,15 +82,16 @@ def run(
     app = bootstrap()
     settings = app.settings
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    ensure_topics(admin, settings.partitions)
+    copies = settings.replication_factor
+    ensure_topics(admin, settings.partitions, copies)
     # The app's own topics exist before faust starts: declared by faust at start-up on a fresh
     # broker, the stage-two topic was "ignored as missing" by its consumer and a changelog had
     # "0 partitions" when the first record came (both seen in CI runs).
     ensure_topic(admin, f"{app_id}-observations", settings.partitions,
-                 {"retention.ms": str(OBSERVATIONS_RETENTION_MS)})  # fmt: skip
+                 {"retention.ms": str(OBSERVATIONS_RETENTION_MS)}, replication=copies)  # fmt: skip
     for table in TABLES:
         ensure_topic(admin, f"{app_id}-{table}-changelog", settings.partitions,
-                     {"cleanup.policy": "compact"})  # fmt: skip
+                     {"cleanup.policy": "compact"}, replication=copies)  # fmt: skip
     siblings = [
         subprocess.Popen(  # nosec B603  # this same command, other worker ids
             [
@@ -217,8 +218,16 @@ def project(
                 f"{stats.duplicates:,} duplicates + {stats.rejected:,} rejected"
             )
         else:
+            from entrypoints.observe import observe_processors
+
+            telemetry = observe_processors(app.settings, "fraud-projector", [processor],
+                                           app.database_url)  # fmt: skip
             console.print(f"fraud projector running as group {processor.group} (Ctrl-C stops)")
-            processor.run_forever()
+            try:
+                processor.run_forever()
+            finally:
+                if telemetry is not None:
+                    telemetry.close()
     except KeyboardInterrupt:
         pass
     finally:

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from connectors.ingest import Ingestor, Result
 from connectors.settings import Settings
-from entrypoints import http_auth, http_db, http_errors
+from entrypoints import http_auth, http_db, http_errors, observe
 from entrypoints.bootstrap import App
 from entrypoints.bootstrap import database_url as default_database_url
 from entrypoints.http_errors import ErrorBody, HttpErrorCode, error_response, read_limited
@@ -99,6 +99,7 @@ def create_ingest_app(
         responses=ERRORS,
     )
     http_errors.install(api, overrides={**http_auth.STATUSES, JsonEventError: 422})
+    api.include_router(observe.telemetry_router())  # /metrics, /livez, /readyz
 
     current = http_db.schema_checked(api)
 

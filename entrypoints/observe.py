@@ -32,7 +32,14 @@ from connectors.telemetry_server import TelemetryServer
 
 log = logging.getLogger("evledger.telemetry")
 
-DEFAULT_PORTS = {"demo": 9400, "ledger": 9410, "sessions": 9420, "settlement": 9430, "fraud": 9440}
+DEFAULT_PORTS = {
+    "demo": 9400,
+    "ledger": 9410,
+    "sessions": 9420,
+    "settlement": 9430,
+    "fraud": 9440,
+    "fraud-projector": 9450,
+}
 """Where each kind of processor serves /metrics unless EVLEDGER_METRICS_PORT says otherwise;
 ``evledger ledger run --instances N`` gives its instances the ports from 9410 up."""
 
