@@ -186,6 +186,31 @@ def db_status() -> None:
         raise typer.Exit(1)
 
 
+@db_app.command("refresh-rollups")
+def db_refresh_rollups() -> None:
+    """Refresh the analytics dashboard's rollups once (the API does it every 15 s unless
+    started with --refresh-seconds 0: an API under a read-only role cannot, so run this as the
+    owner from a scheduler instead)."""
+    import psycopg
+
+    from connectors import analytics, postgres
+    from entrypoints.bootstrap import database_url
+
+    try:
+        with postgres.connect(database_url(_settings()), autocommit=True) as conn:
+            took = analytics.refresh_rollups(conn)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        console.print(
+            f"[red]error:[/] this role may not refresh the rollups ({exc.diag.message_primary});"
+            " run it as the database's owner"
+        )
+        raise typer.Exit(2) from exc
+    if took is None:
+        console.print("another process is refreshing the rollups now; nothing done")
+    else:
+        console.print(f"dashboard rollups refreshed in {took:.2f}s")
+
+
 @schemas_app.command("export")
 def schemas_export(directory: Path = typer.Option(None, help="default: schemas/avro")) -> None:
     """Write one .avsc per event, derived from the event dataclasses."""
