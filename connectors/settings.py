@@ -35,12 +35,29 @@ class Settings:
     postgres_port: int = 15432
     bootstrap_servers: str = ""
     registry_url: str = ""
+    kafka_security_protocol: str = "PLAINTEXT"
+    """PLAINTEXT, SSL (TLS; with a client certificate: mTLS), SASL_PLAINTEXT or SASL_SSL
+    (Confluent Cloud: SASL_SSL with PLAIN; self-managed: SCRAM-SHA-512), for every client."""
+    kafka_ssl_ca_file: str = ""
+    """PEM file of the CA that signed the brokers' certificates (empty: the system's CAs)."""
+    kafka_ssl_cert_file: str = ""
+    """PEM certificate this process presents to the brokers (mTLS), with KAFKA_SSL_KEY_FILE."""
+    kafka_ssl_key_file: str = ""
+    """PEM private key of KAFKA_SSL_CERT_FILE."""
+    kafka_sasl_mechanism: str = ""
+    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL_* protocol)."""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = dataclasses.field(default="", repr=False)
+    """Never logged (left out of the settings' repr); from the environment or a secret store."""
     database_url: str = ""
     network_id: str = "demo-network"
     partitions: int = 6
-    replication_factor: int = 1
-    """Copies of every topic the stack creates: 1 on one broker, 3 on a cluster (then each topic
-    also gets min.insync.replicas=2, and the producers' acks=all waits for two copies)."""
+    brokers: int = 0
+    """Kafka nodes of the local stack (`evledger stack up --brokers 3`); 0: as many as the stack
+    was last started with (recorded in <home>/kafka/brokers), else 1."""
+    replication_factor: int = 0
+    """Copies of every topic the stack creates; 0: as many as there are brokers, at most 3. With
+    3 each topic also gets min.insync.replicas=2, and the producers' acks=all waits for two."""
     kafka_version: str = "4.3.1"
     apicurio_version: str = "3.3.3"
     java_home: str = ""
@@ -82,8 +99,15 @@ class Settings:
     """json, human, or auto (human on a terminal, JSON otherwise)."""
 
     def __post_init__(self) -> None:
+        if self.brokers == 0:
+            object.__setattr__(self, "brokers", recorded_brokers(self.state_dir))
+        if not 1 <= self.brokers <= 9:
+            raise SettingsError("EVLEDGER_BROKERS must be between 1 and 9")
+        if self.replication_factor == 0:
+            object.__setattr__(self, "replication_factor", min(3, self.brokers))
         if not self.bootstrap_servers:
-            object.__setattr__(self, "bootstrap_servers", f"127.0.0.1:{self.kafka_port}")
+            nodes = (f"127.0.0.1:{self.kafka_port + 2 * n}" for n in range(self.brokers))
+            object.__setattr__(self, "bootstrap_servers", ",".join(nodes))
         if not self.registry_url:
             url = f"http://127.0.0.1:{self.registry_port}/apis/ccompat/v7"
             object.__setattr__(self, "registry_url", url)
@@ -110,10 +134,57 @@ class Settings:
                 f"EVLEDGER_BOOKS_TIME_ZONE must be an IANA zone such as Europe/Berlin, not "
                 f"{self.books_time_zone!r}"
             ) from None
+        self._check_kafka_security()
         if self.replication_factor < 1:
             raise SettingsError("EVLEDGER_REPLICATION_FACTOR must be at least 1")
         if self.partitions < 1:
             raise SettingsError("EVLEDGER_PARTITIONS must be at least 1")
+
+    def _check_kafka_security(self) -> None:
+        protocol = self.kafka_security_protocol
+        if protocol not in KAFKA_PROTOCOLS:
+            raise SettingsError(
+                f"EVLEDGER_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_PROTOCOLS)}, "
+                f"not {protocol!r}"
+            )
+        if bool(self.kafka_ssl_cert_file) != bool(self.kafka_ssl_key_file):
+            raise SettingsError(
+                "EVLEDGER_KAFKA_SSL_CERT_FILE and EVLEDGER_KAFKA_SSL_KEY_FILE go together "
+                "(a client certificate and its key)"
+            )
+        if protocol.startswith("SASL"):
+            if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
+                raise SettingsError(
+                    f"{protocol} needs EVLEDGER_KAFKA_SASL_MECHANISM: one of "
+                    f"{', '.join(SASL_MECHANISMS)}"
+                )
+            if not (self.kafka_sasl_username and self.kafka_sasl_password):
+                raise SettingsError(
+                    f"{protocol} needs EVLEDGER_KAFKA_SASL_USERNAME and "
+                    "EVLEDGER_KAFKA_SASL_PASSWORD"
+                )
+        elif self.kafka_sasl_mechanism or self.kafka_sasl_username:
+            raise SettingsError(
+                f"SASL settings given but EVLEDGER_KAFKA_SECURITY_PROTOCOL is {protocol}: "
+                "use SASL_SSL (or SASL_PLAINTEXT)"
+            )
+
+    def kafka_client(self) -> dict[str, Any]:
+        """The librdkafka settings every evledger client uses: the brokers and how to reach
+        them securely (a producer, consumer or admin client adds its own)."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        if self.kafka_security_protocol != "PLAINTEXT":
+            config["security.protocol"] = self.kafka_security_protocol
+        if self.kafka_ssl_ca_file:
+            config["ssl.ca.location"] = self.kafka_ssl_ca_file
+        if self.kafka_ssl_cert_file:
+            config["ssl.certificate.location"] = self.kafka_ssl_cert_file
+            config["ssl.key.location"] = self.kafka_ssl_key_file
+        if self.kafka_security_protocol.startswith("SASL"):
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_sasl_username
+            config["sasl.password"] = self.kafka_sasl_password
+        return config
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -153,3 +224,15 @@ def _parse(field: dataclasses.Field[Any], key: str, raw: str) -> Any:
         return raw
     except ValueError:
         raise SettingsError(f"{key}={raw!r} is not a valid {kind}") from None
+
+
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def recorded_brokers(state_dir: Path) -> int:
+    """The broker count the local stack was last started with (1 when never, or unreadable)."""
+    try:
+        return max(1, int((state_dir / "kafka" / "brokers").read_text().strip()))
+    except (OSError, ValueError):
+        return 1

@@ -12,15 +12,15 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
 from connectors import postgres
-from connectors.settings import Settings
+from connectors.settings import Settings, recorded_brokers
 from connectors.topics import ensure_topics
-from devstack.kafka import LocalKafka
+from devstack.kafka import LocalKafkaCluster
 from devstack.postgres import LocalPostgres
 from devstack.process import ServiceError
 from devstack.registry import LocalRegistry
@@ -51,7 +51,7 @@ def docker_engine_answers() -> bool:
 class Stack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.kafka = LocalKafka(settings)
+        self.kafka = LocalKafkaCluster(settings)
         self.registry = LocalRegistry(settings)
         self.postgres = LocalPostgres(settings)
 
@@ -77,6 +77,7 @@ class Stack:
         elif mode == "local":
             self.settings.state_dir.mkdir(parents=True, exist_ok=True)
             report(f"state directory: {self.settings.state_dir}")
+            self._switch_brokers(report)
             report(f"kafka {self.settings.kafka_version}: resolving jars from Maven Central")
             self.kafka.install()
             report(f"apicurio registry {self.settings.apicurio_version}: resolving bundle")
@@ -88,7 +89,7 @@ class Stack:
             self.kafka.start()
         self._wait(self.kafka.ready, "Kafka", 90, self.kafka.log, report)
         created = ensure_topics(
-            AdminClient({"bootstrap.servers": self.settings.bootstrap_servers}),
+            AdminClient(self.settings.kafka_client()),
             self.settings.partitions,
             self.settings.replication_factor,
         )
@@ -104,6 +105,24 @@ class Stack:
         ids = registry.register_all()
         report(f"registry ready at {self.settings.registry_url}; {len(ids)} subjects, BACKWARD")
         report(f"stack up in {time.monotonic() - started:.1f}s")
+
+    def _switch_brokers(self, report: Report) -> None:
+        """Record the broker count (later commands find every node); a stack started before
+        with another count is stopped first: its nodes' data stay, the new layout starts empty."""
+        recorded = self.settings.state_dir / "kafka" / "brokers"
+        before = recorded_brokers(self.settings.state_dir)
+        if before != self.settings.brokers and recorded.parent.exists():
+            old = replace(self.settings, brokers=before, bootstrap_servers="",
+                                      replication_factor=0)  # fmt: skip
+            if LocalKafkaCluster(old).stop():
+                report(f"kafka: stopped the {before}-node layout")
+            report(f"kafka: {self.settings.brokers} node(s) now; the {before}-node layout's "
+                   "data stay in its directories")  # fmt: skip
+        recorded.parent.mkdir(parents=True, exist_ok=True)
+        recorded.write_text(f"{self.settings.brokers}\n")
+        if self.settings.brokers > 1:
+            report(f"kafka: {self.settings.brokers} nodes at {self.settings.bootstrap_servers}, "
+                   f"topics in {self.settings.replication_factor} copies")  # fmt: skip
 
     def postgres_ready(self) -> bool:
         try:

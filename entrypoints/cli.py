@@ -97,9 +97,19 @@ def _stack() -> Stack:
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    brokers: int = typer.Option(
+        None,
+        "--brokers",
+        min=1,
+        max=9,
+        help="Kafka nodes (3: a cluster, each topic in 3 copies); "
+        "default: as last started, else 1 (EVLEDGER_BROKERS)",
+    ),
+) -> None:
     """Install (first run: Maven downloads), start and wait for every service."""
-    _stack().up(report=lambda line: console.print(f"[green]•[/] {line}"))
+    settings = Settings.from_env(brokers=brokers) if brokers else _settings()
+    Stack(settings).up(report=lambda line: console.print(f"[green]•[/] {line}"))
 
 
 @stack_app.command("down")
