@@ -33,7 +33,7 @@ class App:
                 self.settings.bootstrap_servers,
                 self.serde,
                 max_future_skew_seconds=self.settings.max_future_skew_seconds,
-                **config,
+                **{**self.settings.kafka_client(), **config},
             )
             if config:
                 return publisher
@@ -41,7 +41,12 @@ class App:
         return self._publisher
 
     def consumer(self, group_id: str, **config: Any) -> EventConsumer:
-        return EventConsumer(self.settings.bootstrap_servers, self.serde, group_id, **config)
+        return EventConsumer(
+            self.settings.bootstrap_servers,
+            self.serde,
+            group_id,
+            **{**self.settings.kafka_client(), **config},
+        )
 
     def checkpoint(self, database_url: str | None = None) -> Checkpoint:
         """The exactly-once checkpoint a processor commits its batches through: PostgreSQL at

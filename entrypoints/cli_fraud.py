@@ -81,7 +81,7 @@ def run(
         raise _fail(exc) from exc
     app = bootstrap()
     settings = app.settings
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient(settings.kafka_client())
     copies = settings.replication_factor
     ensure_topics(admin, settings.partitions, copies)
     # The app's own topics exist before faust starts: declared by faust at start-up on a fresh
@@ -111,8 +111,9 @@ def run(
     ]
     datadir = settings.state_dir / "fraud" / app_id / f"worker-{worker_id}"
     datadir.mkdir(parents=True, exist_ok=True)
-    stream = faust_app(settings.bootstrap_servers, settings.partitions, datadir, app_id=app_id)
-    places = PlacesReader(settings.bootstrap_servers, app.serde, topic_prefix + LOCATIONS)
+    stream = faust_app(settings.bootstrap_servers, settings.partitions, datadir, app_id=app_id,
+                       kafka=settings.kafka_client(), replication=copies)  # fmt: skip
+    places = PlacesReader(settings.kafka_client(), app.serde, topic_prefix + LOCATIONS)
     known = places.load()
     places.start()
     FraudProcessor(stream, app.serde, app.publisher(), policies, places.get,

@@ -61,7 +61,7 @@ class FraudWorkers:
         return self.prefix + "fraud.scores"
 
     def admin(self) -> AdminClient:
-        return AdminClient({"bootstrap.servers": self.app.settings.bootstrap_servers})
+        return AdminClient(self.app.settings.kafka_client())
 
     def start_at_end(self) -> None:
         """Commit the app's group at today's end of its sources, so its workers score only
@@ -71,8 +71,8 @@ class FraudWorkers:
             ends = probe.end_offsets(self.sources)
         finally:
             probe.close()
-        group = Consumer({"bootstrap.servers": self.app.settings.bootstrap_servers,
-                          "group.id": self.app_id, "enable.auto.commit": False})  # fmt: skip
+        group = Consumer({**self.app.settings.kafka_client(), "group.id": self.app_id,
+                          "enable.auto.commit": False})  # fmt: skip
         try:
             group.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()],
                          asynchronous=False)  # fmt: skip
@@ -153,8 +153,8 @@ class FraudWorkers:
             ends = probe.end_offsets(topics)
         finally:
             probe.close()
-        watcher = Consumer({"bootstrap.servers": self.app.settings.bootstrap_servers,
-                            "group.id": self.app_id, "enable.auto.commit": False})  # fmt: skip
+        watcher = Consumer({**self.app.settings.kafka_client(), "group.id": self.app_id,
+                            "enable.auto.commit": False})  # fmt: skip
         try:
             committed = watcher.committed([TopicPartition(t, p) for t, p in ends], timeout=10)
         finally:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -61,17 +62,26 @@ LOCATIONS = "locations.events"
 
 
 def faust_app(
-    bootstrap_servers: str, partitions: int, datadir: Path, *, app_id: str = APP_ID
+    bootstrap_servers: str,
+    partitions: int,
+    datadir: Path,
+    *,
+    app_id: str = APP_ID,
+    kafka: dict[str, Any] | None = None,
+    replication: int = 1,
 ) -> faust.App:
-    """The faust app, not started: RocksDB tables under ``datadir``, at-least-once."""
+    """The faust app, not started: RocksDB tables under ``datadir``, at-least-once. ``kafka``:
+    the client settings every evledger client uses (``Settings.kafka_client``), for TLS and
+    SASL; ``replication``: copies of the topics faust creates itself."""
     brokers = [f"kafka://{server.strip()}" for server in bootstrap_servers.split(",")]
     return faust.App(
         app_id,
         broker=brokers,
+        broker_credentials=credentials(kafka or {}),
         store="rocksdb://",
         datadir=str(datadir),
         topic_partitions=partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=replication,
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
         key_serializer="raw",
@@ -88,6 +98,26 @@ def faust_app(
         stream_wait_empty=False,  # shutdown hangs in wait_empty otherwise (faust 0.15)
         table_cleanup_interval=600.0,
     )
+
+
+def credentials(kafka: dict[str, Any]) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """faust's (aiokafka's) form of the librdkafka security settings in ``kafka``."""
+    protocol = kafka.get("security.protocol", "PLAINTEXT")
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=kafka.get("ssl.ca.location") or None)
+        if kafka.get("ssl.certificate.location"):
+            context.load_cert_chain(kafka["ssl.certificate.location"], kafka["ssl.key.location"])
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=kafka["sasl.username"],
+            password=kafka["sasl.password"],
+            mechanism=kafka["sasl.mechanism"],
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context)
 
 
 class FraudProcessor:

@@ -28,13 +28,15 @@ log = logging.getLogger("evledger.fraud")
 class PlacesReader:
     """``get(station)``: the station's place from every LocationPublished read so far."""
 
-    def __init__(self, bootstrap_servers: str, serde: EventSerde, topic: str) -> None:
+    def __init__(self, kafka: str | dict[str, Any], serde: EventSerde, topic: str) -> None:
+        """``kafka``: the brokers, or the client settings (``Settings.kafka_client``)."""
         self.topic, self.serde = topic, serde
         self.places: dict[str, Place] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        client = {"bootstrap.servers": kafka} if isinstance(kafka, str) else kafka
         self.consumer = Consumer({
-            "bootstrap.servers": bootstrap_servers,
+            **client,
             "group.id": f"evledger-fraud-places-{uuid.uuid4()}",  # assigned, never committed
             "enable.auto.commit": False,
             "enable.partition.eof": False,

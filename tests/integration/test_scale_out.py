@@ -1,0 +1,94 @@
+"""Instances of the ledger projector join and leave one group mid-stream (cooperative
+rebalancing: only the partitions that move stop; static membership: an instance that comes back
+under its name takes its partitions back at once): the book equals the recomputation from the
+log, every event applied exactly once.
+
+While ~30k events arrive in slices: one instance starts, a second and a third join, the first
+leaves cleanly (SIGTERM), the second is killed (SIGKILL) and comes back under its instance id,
+and the rest drain the log."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from entrypoints.bootstrap import App
+from processors.ledger_projector import TOPICS
+from tests.integration.conftest import end_offsets
+from tests.integration.test_ledger_crash import projector, read_up_to
+from tests.integration.test_ledger_projector import (
+    assert_projection_matches,
+    publish,
+    scratch_book,
+    start_group,
+    stored_offsets,
+)
+from tests.ledger_oracle import mixed_stream, read_range, recompute
+
+SLICES = 6
+
+
+@pytest.fixture
+def book_db(app: App) -> Iterator[str]:
+    with scratch_book(app) as url:
+        yield url
+
+
+def slices(events: list, n: int) -> list[list]:  # type: ignore[type-arg]
+    size = -(-len(events) // n)
+    return [events[i : i + size] for i in range(0, len(events), size)]
+
+
+def test_instances_join_and_leave_mid_stream(app: App, book_db: str, tmp_path: Path) -> None:
+    log = tmp_path / "projector.log"
+    stream = mixed_stream(f"net-{uuid.uuid4().hex[:8]}", payments_count=2500, seed=33)
+    group, starts = start_group(app, book_db)
+    running = {0: projector(book_db, group, log, instance=0)}
+
+    def joins(instance: int) -> None:
+        running[instance] = projector(book_db, group, log, instance=instance)
+
+    def leaves(instance: int, how: signal.Signals) -> None:
+        process = running.pop(instance)
+        process.send_signal(how)
+        process.wait(timeout=60)
+
+    steps = [
+        lambda: joins(1),
+        lambda: joins(2),
+        lambda: leaves(0, signal.SIGTERM),
+        lambda: leaves(1, signal.SIGKILL),
+        lambda: joins(1),  # back under its instance id (static membership)
+        lambda: None,
+    ]
+    parts = [*slices(stream.phase1, SLICES // 2), *slices(stream.phase2, SLICES // 2)]
+    try:
+        for part, step in zip(parts, steps, strict=False):
+            publish(app, part)
+            time.sleep(0.5)  # let the slice be read while the group changes
+            step()
+        ends = end_offsets(app, list(TOPICS))
+        deadline = time.monotonic() + 180
+        while not read_up_to(book_db, group, ends):
+            assert running and all(p.poll() is None for p in running.values()), log.read_text()[
+                -3000:
+            ]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+    finally:
+        for process in running.values():
+            process.send_signal(signal.SIGTERM)
+        for process in running.values():
+            process.wait(timeout=60)
+    records = read_range(app, starts, stored_offsets(book_db, group))
+    ours = {e.envelope.event_id for e in [*stream.phase1, *stream.phase2]}
+    assert ours <= {r.event_id for r in records}
+    book = recompute(records)
+    assert_projection_matches(book_db, group, book)
+    for event_id, code in stream.expect_rejected.items():
+        assert book.rejections[event_id] == code
