@@ -338,16 +338,25 @@ def ledger_run(
         help="static group membership id (default: <group>-<n>); a restarted instance "
         "with the same id takes its partitions back at once",
     ),
+    static: bool = typer.Option(
+        True,
+        help="static group membership; --no-static where instances come and go under new "
+        "names (a Kubernetes Deployment): a static member that leaves holds its partitions "
+        "until the session times out, and two with one id fence each other",
+    ),
 ) -> None:
     """Run the ledger projector (several instances share the partitions of the group)."""
     if instances == 1:
-        run_projector(group, batch_size, database_url_opt, drain, instance_id or f"{group}-0")
+        member = (instance_id or f"{group}-0") if static else None
+        run_projector(group, batch_size, database_url_opt, drain, member)
         return
     args = ["--group", group, "--batch-size", str(batch_size)]
     if database_url_opt:
         args += ["--database-url", database_url_opt]
     if drain:
         args.append("--drain")
+    if not static:
+        args.append("--no-static")
     command = [sys.executable, "-m", "entrypoints.cli", "ledger", "run", *args]
     procs = [
         subprocess.Popen([*command, "--instance-id", f"{group}-{i}"], env=instance_env("ledger", i))
@@ -365,7 +374,7 @@ def ledger_run(
 
 
 def run_projector(
-    group: str, batch_size: int, database_url: str | None, drain: bool, instance_id: str
+    group: str, batch_size: int, database_url: str | None, drain: bool, instance_id: str | None
 ) -> None:
     """One projector instance in this process, until stopped or (``drain``) caught up with
     the ends of its partitions as they were at the start."""

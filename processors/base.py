@@ -16,6 +16,8 @@ from __future__ import annotations
 import gc
 import logging
 import re
+import signal
+import threading
 import time
 import uuid
 from collections import Counter
@@ -321,6 +323,11 @@ def drain_steps(
     return total
 
 
+COOPERATIVE = "cooperative-sticky"
+"""The processors' rebalance protocol: a joining or leaving instance stops only the partitions
+that move (docs/scaling.md, "Joining and leaving")."""
+
+
 class PostgresProcessor:
     """Runs a Handler for one consumer group, its progress kept in a ``Checkpoint``: the one
     given, else the composition root's (``app.checkpoint``, PostgreSQL at ``database_url``)."""
@@ -348,7 +355,9 @@ class PostgresProcessor:
         self.checkpoint: Checkpoint = checkpoint
         self.conn: Conn | None = getattr(checkpoint, "conn", None)
         self.publisher: EventPublisher = app.publisher()
-        self.consumer: EventConsumer = app.consumer(group, **(consumer_config or {}))
+        config = {"partition.assignment.strategy": COOPERATIVE, **(consumer_config or {})}
+        self._cooperative = config["partition.assignment.strategy"] == COOPERATIVE
+        self.consumer: EventConsumer = app.consumer(group, **config)
         self.metrics = metrics.GroupMetrics(group)
         self.lag = LagMonitor(group, getattr(self.consumer, "consumer", None))
         self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -365,7 +374,10 @@ class PostgresProcessor:
         stored = self.checkpoint.stored_offsets(self.group, self.topics)
         for tp in partitions:
             tp.offset = stored.get((tp.topic, tp.partition), 0)  # 0: replay from the start
-        consumer.assign(partitions)
+        if self._cooperative:  # only the partitions that moved here; the others keep flowing
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
         self.lag.assigned({(tp.topic, tp.partition): tp.offset for tp in partitions})
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -562,14 +574,34 @@ class PostgresProcessor:
         return drain_steps(self.step, idle_seconds, max_seconds)
 
     def run_forever(self) -> None:
-        while True:
-            self.step(1.0)
+        """Step until SIGTERM (``until_terminated``)."""
+        with until_terminated() as stopping:
+            while not stopping.is_set():
+                self.step(1.0)
 
     def close(self) -> None:
         self._closing = True
         self.consumer.close()
         self.publisher.flush()
         self.checkpoint.close()
+
+
+@contextmanager
+def until_terminated() -> Iterator[threading.Event]:
+    """An event set by SIGTERM while the block runs (in the main thread; elsewhere it is never
+    set). A processor loop checks it between batches, so the batch in hand commits and the
+    caller's ``close`` leaves the consumer group at once: without it SIGTERM (a pod stopping,
+    a scale-down) ended the process mid-batch without leaving, and its partitions waited for
+    the group's session to expire (45 s) before another instance took them."""
+    stopping = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping
+        return
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
+    try:
+        yield stopping
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def relay_outbox(conn: Conn, publisher: EventPublisher, limit: int = 10_000) -> int:

@@ -28,7 +28,14 @@ from connectors.provider_registry import ProviderRegistry
 from connectors.settlement_store import Attempt, AttemptStore, mark_emitted, restore_command
 from ledger.settlement.outcomes import outcome_event_id
 from ledger.settlement.routing import BreakerState
-from processors.base import BatchStats, Effects, PostgresProcessor, Wiring, drain_steps
+from processors.base import (
+    BatchStats,
+    Effects,
+    PostgresProcessor,
+    Wiring,
+    drain_steps,
+    until_terminated,
+)
 from processors.settlement_attempts import outcome_events
 from processors.settlement_handler import CommandRefused, ConnectorConfig, SettlementHandler
 
@@ -143,8 +150,10 @@ class SettlementConnector:
         return drain_steps(self.step, idle_seconds, max_seconds)
 
     def run_forever(self) -> None:
-        while True:
-            self.step(1.0)
+        """Step until SIGTERM (``until_terminated``: the batch in hand commits first)."""
+        with until_terminated() as stopping:
+            while not stopping.is_set():
+                self.step(1.0)
 
     def close(self) -> None:
         self.processor.close()

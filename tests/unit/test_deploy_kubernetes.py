@@ -58,6 +58,13 @@ def command_exists(args: list[str]) -> None:
     assert result.exit_code == 0, (args, result.output[-500:])
 
 
+def assert_no_shared_member_id(args: list[str]) -> None:
+    """Replicas of ``ledger run`` must not share its default static member id (they would
+    fence each other) nor hold a leaver's partitions until its session expires."""
+    if args[:2] == ["ledger", "run"]:
+        assert "--no-static" in args, args
+
+
 def test_kustomize_lists_every_manifest_and_nothing_else() -> None:
     kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
     files = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
@@ -83,6 +90,7 @@ def test_every_process_is_a_real_command_probed_where_it_serves() -> None:
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         command_exists(container["args"])
+        assert_no_shared_member_id(container["args"])
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
         port = HTTP_PORTS.get(kind) or int(env.get("EVLEDGER_METRICS_PORT") or DEFAULT_PORTS[kind])
         assert [p["containerPort"] for p in container["ports"]] == [port], name
@@ -127,6 +135,7 @@ def test_the_compose_processes_are_real_commands_with_healthchecks_on_their_port
     partitions = Settings().partitions
     for name, service in services.items():
         command_exists(service["command"])
+        assert_no_shared_member_id(service["command"])
         if name == "init":
             assert service["command"] == ["stack", "up"]
             continue
