@@ -13,6 +13,7 @@ on first use) that reads each field once; no per-event reflection.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -98,6 +99,18 @@ class NaiveTimestamp(InvalidInput):
     code = "NAIVE_TIMESTAMP"
 
 
+class InvalidCoordinate(InvalidInput):
+    code = "INVALID_COORDINATE"
+
+
+class InvalidPower(InvalidInput):
+    code = "INVALID_POWER"
+
+
+class InvalidChoice(InvalidInput):
+    code = "INVALID_CHOICE"
+
+
 class CardNumberInField(InvalidInput):
     """A card number (PAN) in a field: card data never enters evledger (docs/input-rules.md)."""
 
@@ -151,6 +164,14 @@ COUNTS = frozenset(
      "max_electric_power_w"}
 )  # fmt: skip
 """Integer fields that count something and cannot be negative."""
+COORDINATE_FIELDS = {"latitude": 90, "longitude": 180}
+"""WGS 84 degrees as OCPI GeoLocation sends them: decimal text (``52.520008``), within +-limit."""
+COORDINATE = re.compile(r"-?[0-9]{1,3}(\.[0-9]{1,10})?")
+POWER_FIELDS = frozenset({"max_electric_power_w"})
+POWER_MAX_W = 4_000_000
+"""The most an EVSE may deliver, in W: above today's megawatt chargers (MCS: 3.75 MW)."""
+CHOICES = {"power_type": frozenset({"AC_1_PHASE", "AC_3_PHASE", "DC"})}
+"""Fields that hold one of a few values (OCPI enumerations)."""
 NOT_CHECKED: frozenset[type] = frozenset({ev.EventRejected})
 """Written by evledger itself around someone else's bytes; its fields are kept as they came."""
 
@@ -265,6 +286,27 @@ def _bad_count(event: Any, field: str, value: Any) -> NoReturn:
     _fail(NegativeQuantity, event, field, value, "cannot be negative")
 
 
+def _bad_degrees(value: Any, limit: int) -> bool:
+    """Whether ``value`` is not decimal text of degrees within +-``limit``."""
+    if not isinstance(value, str) or COORDINATE.fullmatch(value) is None:
+        return True
+    return abs(float(value)) > limit
+
+
+def _bad_coordinate(event: Any, field: str, value: Any, limit: int) -> NoReturn:
+    rule = f"WGS 84 degrees as decimal text, from -{limit} to {limit} (52.520008)"
+    _fail(InvalidCoordinate, event, field, value, rule)
+
+
+def _bad_power(event: Any, field: str, value: Any) -> NoReturn:
+    _fail(InvalidPower, event, field, value, f"watts, more than 0 and at most {POWER_MAX_W:,}")
+
+
+def _bad_choice(event: Any, field: str, value: Any) -> NoReturn:
+    choices = CHOICES[field.rsplit(".", 1)[-1].split("[")[0]]
+    _fail(InvalidChoice, event, field, value, f"one of {', '.join(sorted(choices))}")
+
+
 # -- one generated function per event class ---------------------------------------------------
 def _build(cls: type) -> Checker:
     """Compile the checks for ``cls`` into one function (see the module docstring)."""
@@ -282,7 +324,9 @@ def _build(cls: type) -> Checker:
         "_bad_time": _bad_time, "_bad_country": _bad_country, "_bad_rate": _bad_rate,
         "_rate_segment": rate_segment, "UNASSIGNED": UNASSIGNED, "_bad_count": _bad_count,
         "_text_ok": _text_ok, "enumerate": enumerate, "_bad_card": _bad_card,
-        "_has_card": contains_card_number,
+        "_has_card": contains_card_number, "_bad_degrees": _bad_degrees,
+        "_bad_coordinate": _bad_coordinate, "POWER_MAX_W": POWER_MAX_W, "_bad_power": _bad_power,
+        "CHOICES": CHOICES, "_bad_choice": _bad_choice,
     }  # fmt: skip
     exec(compile(source, f"<input rules for {cls.__name__}>", "exec"), scope)  # nosec B102  # code generated from our own dataclasses, no outside input
     checker: Checker = scope["check"]
@@ -325,6 +369,8 @@ def _emit_field(
     elif tp is datetime and name not in UNCHECKED_TIMES:
         cond = f"{var}.tzinfo is None or {var} > latest or {var} < EARLIEST"
         checks = [f"if {cond}: _bad_time(event, {where}, {var}, latest)"]
+    elif tp is int and name in POWER_FIELDS:
+        checks = [f"if not 0 < {var} <= POWER_MAX_W: _bad_power(event, {where}, {var})"]
     elif tp is int and name in COUNTS:
         checks = [f"if {var} < 0: _bad_count(event, {where}, {var})"]
     elif typing.get_origin(tp) is list:
@@ -353,6 +399,13 @@ def _string_checks(name: str, var: str, where: str) -> list[str]:
         return []  # the processor checks it is a UUID before anything else
     if name in VAT_RATE_FIELDS:
         return [f"if _rate_segment({var}) == UNASSIGNED: _bad_rate(event, {where}, {var})"]
+    if name in COORDINATE_FIELDS:
+        degrees = COORDINATE_FIELDS[name]
+        return [
+            f"if _bad_degrees({var}, {degrees}): _bad_coordinate(event, {where}, {var}, {degrees})"
+        ]
+    if name in CHOICES:
+        return [f"if {var} not in CHOICES[{name!r}]: _bad_choice(event, {where}, {var})"]
     if name in COUNTRY_FIELDS:
         cond = f"len({var}) != 2 or not ({var}.isascii() and {var}.isalpha() and {var}.isupper())"
         return [f"if {cond}: _bad_country(event, {where}, {var})"]

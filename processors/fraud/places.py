@@ -12,17 +12,26 @@ import logging
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connectors import metrics
 from ledger import events as ev
+from ledger import validation
 from ledger.errors import LedgerError
 from ledger.fraud.intake import Place, places_of
 from schemas.serde import EventSerde
 
 log = logging.getLogger("evledger.fraud")
+
+
+def _latest(message: Any) -> datetime:
+    """The latest plausible time for a record: its log time (or now) plus the allowed skew."""
+    kind, stamp = message.timestamp()
+    at = datetime.fromtimestamp(stamp / 1000, UTC) if kind and stamp > 0 else datetime.now(UTC)
+    return at + timedelta(seconds=validation.DEFAULT_FUTURE_SKEW_SECONDS)
 
 
 class PlacesReader:
@@ -90,6 +99,12 @@ class PlacesReader:
                             message.offset(), exc)  # fmt: skip
                 continue
             if not isinstance(event, ev.LocationPublished):
+                continue
+            try:  # the input rules the SDK applies, for records a raw producer wrote
+                validation.check(event, _latest(message))
+            except LedgerError as exc:
+                metrics.FRAUD_SKIPPED.labels(self.topic, exc.code).inc()
+                log.warning("location %s skipped: %s", event.location_id, exc)
                 continue
             try:
                 self.places.update(places_of(event))

@@ -241,3 +241,43 @@ def test_every_amount_rule_names_a_money_field_of_its_event() -> None:
         field_types = {f.name: f.type for f in dataclasses.fields(cls)}
         assert name in field_types and "Money" in str(field_types[name]), (cls, name)
         assert rule in {validation.POSITIVE, validation.NON_NEGATIVE, validation.ANY_SIGN}
+
+
+# -- locations: where a station is and what its EVSEs deliver (the fraud rules' facts) -------
+def location(lat: str = "52.520008", lon: str = "13.404954", power: int = 22_000,
+             power_type: str = "AC_3_PHASE") -> Any:  # fmt: skip
+    from ledger.events import LocationEvse, LocationPublished
+
+    evse = LocationEvse("E-1", "ST-1", power, power_type)
+    return LocationPublished(envelope(), "LOC-1", "Alexanderplatz", "DE", lat, lon,
+                             "Europe/Berlin", [evse])  # fmt: skip
+
+
+def test_a_plausible_location_passes() -> None:
+    check(location(), LATEST)
+    check(location(lat="-33.8688", lon="151.2093", power=350_000, power_type="DC"), LATEST)
+    check(location(lat="90", lon="-180"), LATEST)  # the edges are places too
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "field"),
+    [
+        ({"lat": "91.0"}, "INVALID_COORDINATE", "latitude"),
+        ({"lon": "-180.000001"}, "INVALID_COORDINATE", "longitude"),
+        ({"lat": "52,520008"}, "INVALID_COORDINATE", "latitude"),  # a decimal comma
+        ({"lat": "nan"}, "INVALID_COORDINATE", "latitude"),
+        ({"lon": "1e2"}, "INVALID_COORDINATE", "longitude"),
+        ({"lat": ""}, "INVALID_COORDINATE", "latitude"),
+        ({"power": 0}, "INVALID_POWER", "evses[0].max_electric_power_w"),
+        ({"power": -11_000}, "INVALID_POWER", "evses[0].max_electric_power_w"),
+        ({"power": 40_000_000}, "INVALID_POWER", "evses[0].max_electric_power_w"),
+        ({"power_type": "AC"}, "INVALID_CHOICE", "evses[0].power_type"),
+    ],
+)
+def test_an_implausible_location_is_refused_naming_the_field(
+    changes: dict[str, Any], code: str, field: str
+) -> None:
+    with pytest.raises(validation.InvalidInput) as refused:
+        check(location(**changes), LATEST)
+    assert refused.value.code == code
+    assert refused.value.context["field"] == field
