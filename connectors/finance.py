@@ -263,10 +263,12 @@ def balances(
     network: str | None = None,
     limit: int = 1000,
     offset: int = 0,
+    known_at: datetime | None = None,
 ) -> Page[BalanceRow]:
     """Account balances now (the aggregated table) or ``as_of`` a business time (recomputed
-    from the postings). ``prefix`` filters account codes (``assets:``). Raises ValidationError
-    for a bad page or a naive ``as_of``."""
+    from the postings), as the books knew them at processing time ``known_at`` (default: now;
+    entries booked later are left out). ``prefix`` filters account codes (``assets:``). Raises
+    ValidationError for a bad page or a naive ``as_of`` or ``known_at``."""
     where, params = ["true"], []
     if view is BalanceView.POSTED:
         where.append("account NOT LIKE 'memo:%%'")
@@ -277,7 +279,11 @@ def balances(
         params.append(_like_prefix(prefix))
     if as_of is not None and as_of.tzinfo is None:
         raise ValidationError("as_of needs a time zone (e.g. 2026-11-20T00:00:00Z)")
-    if network is not None:
+    if known_at is not None and known_at.tzinfo is None:
+        raise ValidationError("known_at needs a time zone (e.g. 2026-11-20T00:00:00Z)")
+    if known_at is not None:
+        source, args = "balances_known(%s, %s, %s)", [network, as_of, known_at]
+    elif network is not None:
         source, args = "balances_of(%s, %s)", [network, as_of]
     elif as_of is None:
         source, args = "balances", []

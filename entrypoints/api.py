@@ -37,6 +37,8 @@ from ledger.sessions.rules import UnknownSession
 Limit = Query(100, ge=1, le=finance.MAX_LIMIT, description="rows per page")
 Offset = Query(0, ge=0, le=10**12, description="rows to skip (at most 10^12)")
 AsOf = Query(None, description="business time, with a zone (2026-11-20T00:00:00Z)")
+KnownAt = Query(None, description="processing time, with a zone: the books as they stood then "
+                "(entries booked later left out; default: now)")  # fmt: skip
 Prefix = Query(None, max_length=validation.ID_MAX, pattern=PRINTABLE,
                description="account code prefix, e.g. assets:")  # fmt: skip
 PaymentId = Path(min_length=1, max_length=validation.ID_MAX, pattern=PRINTABLE,
@@ -352,13 +354,15 @@ def create_app(
         prefix: str | None = Prefix,
         limit: int = Limit,
         offset: int = Offset,
+        known_at: datetime | None = KnownAt,
         db: finance.Conn = Db,
         who: Principal = Reader,
     ) -> dict[str, Any]:
-        """Account balances of the key's network, now or as of a business time."""
+        """Account balances of the key's network, now or as of a business time, as known now
+        or at a processing time."""
         return _page(finance.balances(current(db), as_of=as_of, view=view, prefix=prefix,
-                                      network=who.network_id, limit=limit,
-                                      offset=offset))  # fmt: skip
+                                      network=who.network_id, limit=limit, offset=offset,
+                                      known_at=known_at))  # fmt: skip
 
     @app.get("/trial-balance", tags=["balances"], response_model=TrialBalance)
     def trial_balance(

@@ -96,19 +96,30 @@ def balances(
     limit: int = typer.Option(1000, help="rows per page"),
     offset: int = typer.Option(0, help="rows to skip"),
     csv_file: Path = typer.Option(None, "--csv", help="write CSV here instead of a table"),
+    known_at: datetime = typer.Option(
+        None,
+        "--known-at",
+        help="processing time: the books as they stood then, entries booked later left out",
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%d"],
+    ),
 ) -> None:
-    """Account balances now, or as of a business time (recomputed from the journal); a bare
-    date means its midnight in the books' time zone (EVLEDGER_BOOKS_TIME_ZONE)."""
+    """Account balances now, or as of a business time (recomputed from the journal), as known
+    now or at a processing time (--known-at); a bare date means its midnight in the books' time
+    zone (EVLEDGER_BOOKS_TIME_ZONE)."""
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=_books_zone())
+    if known_at is not None and known_at.tzinfo is None:
+        known_at = known_at.replace(tzinfo=_books_zone())
     try:
         with _conn() as conn:
             page = finance.balances(conn, as_of=as_of, view=view, prefix=prefix, limit=limit,
-                                    offset=offset)  # fmt: skip
+                                    offset=offset, known_at=known_at)  # fmt: skip
     except LedgerError as exc:
         raise _fail(exc) from exc
     if not _csv(csv_file, page, finance.BalanceRow):
         title = f"balances as of {as_of.isoformat()} ({as_of.tzinfo})" if as_of else "balances"
+        if known_at is not None:
+            title += f", as known at {known_at.isoformat()}"
         table = Table("account", "currency", "debit", "credit", "balance (Dr+)", title=title)
         for r in page:
             cells = _amounts(r.currency, r.debit, r.credit, r.balance)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -39,6 +40,10 @@ class Projected:
     stream: Stream
     network: str
     url: str
+    known_after_phase1: datetime
+    """The database's clock between the two phases' projections."""
+    phase1_book: Book
+    """The recomputation of what phase 1 alone booked."""
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +56,9 @@ def projected(app: App) -> Iterator[Projected]:
         try:
             publish(app, stream.phase1)
             run_to(processor, end_offsets(app, list(TOPICS)))
+            phase1_book = recompute(read_range(app, starts, stored_offsets(url, group)))
+            with psycopg.connect(url) as conn:
+                known = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
             publish(app, stream.phase2)
             run_to(processor, end_offsets(app, list(TOPICS)))
         finally:
@@ -58,7 +66,7 @@ def projected(app: App) -> Iterator[Projected]:
         book = recompute(read_range(app, starts, stored_offsets(url, group)))
         headers = api_key(url, network)
         with TestClient(create_app(app.settings, database_url=url), headers=headers) as client:
-            yield Projected(client, book, stream, network, url)
+            yield Projected(client, book, stream, network, url, known, phase1_book)
 
 
 LISTS = ["/balances", "/trial-balance", "/authorizations/open", "/revenue", "/providers/flows",
@@ -110,6 +118,21 @@ def test_balances_as_of(projected: Projected) -> None:
     assert before["items"] == []
     naive = projected.client.get("/balances", params={"as_of": "2026-11-05T00:00:00"})
     assert naive.status_code == 422 and naive.json()["code"] == "VALIDATION_ERROR"
+
+
+def test_balances_as_known_at_a_processing_time(projected: Projected) -> None:
+    """What the books said between the two phases: phase 2's entries, booked later, are left
+    out whatever their business time."""
+    at = projected.known_after_phase1.isoformat()
+    then = every_item(projected.client, "/balances", 50, known_at=at)
+    got = {(r["account"], r["currency"]): (r["debit"], r["credit"]) for r in then}
+    assert got == {k: (d, c) for k, (d, c) in projected.phase1_book.balances.items()}
+    now = {k: (d, c) for k, (d, c) in projected.book.balances.items()}
+    assert got != now  # phase 2 changed the books since
+    both = every_item(projected.client, "/balances", 50, known_at=at, as_of="2100-01-01T00:00:00Z")
+    assert {(r["account"], r["currency"]): (r["debit"], r["credit"]) for r in both} == got
+    naive = projected.client.get("/balances", params={"known_at": "2026-11-05T00:00:00"})
+    assert naive.status_code == 422 and "known_at" in naive.json()["detail"]
 
 
 def test_trial_balance_balances_and_matches(projected: Projected) -> None:
