@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from connectors.settings import Settings
@@ -13,14 +15,26 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def stack(settings: Settings) -> Settings:
-    """The real local stack: reused when running, started (idempotently) otherwise.
+def stack(settings: Settings) -> Iterator[Settings]:
+    """The real stack. With a Docker engine (``EVLEDGER_STACK=docker``, or ``auto`` when
+    ``docker info`` answers): disposable containers for this session (``devstack.containers``,
+    testcontainers). Otherwise (CI here) the local processes: reused when running, started
+    (idempotently) otherwise.
 
-    Never skipped: a missing Java, Maven or service fails the run with the reason."""
+    Never skipped: a missing Java, Maven, engine or service fails the run with the reason."""
+    from devstack import containers
     from devstack.stack import Stack
 
-    Stack(settings).up(report=lambda line: print(f"[stack] {line}"))
-    return settings
+    def report(line: str) -> None:
+        print(f"[stack] {line}")
+
+    if containers.wanted(settings):
+        disposable = containers.ContainerStack(settings)
+        yield disposable.start(report=report)
+        disposable.stop()
+        return
+    Stack(settings).up(report=report)
+    yield settings
 
 
 @pytest.fixture(scope="session")
