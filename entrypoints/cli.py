@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -152,6 +154,21 @@ def stack_logs(
                 time.sleep(0.5)
 
 
+@contextmanager
+def _as_owner(what: str, command: str) -> Iterator[None]:
+    """Exit 2 with what to do when this role may not ``what`` (only the schema's owner may)."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege as exc:
+        console.print(
+            f"[red]error:[/] this role may not {what} ({exc.diag.message_primary}); "
+            f"run {command} as the database's owner"
+        )
+        raise typer.Exit(2) from exc
+
+
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply the migrations the database lacks and print each one applied.
@@ -159,20 +176,12 @@ def db_migrate() -> None:
     Read commands and the finance API never migrate (they run under a role that may only
     SELECT); run this with a role that may change the schema after installing a new version.
     Processors, the demo and `evledger stack up` still migrate on start."""
-    import psycopg
-
     from connectors import postgres
     from entrypoints.bootstrap import database_url
 
     url = database_url(_settings())
-    try:
+    with _as_owner("change the schema", "`evledger db migrate`"):
         applied = postgres.migrate(url)
-    except psycopg.errors.InsufficientPrivilege as exc:
-        console.print(
-            f"[red]error:[/] this role may not change the schema ({exc.diag.message_primary}); "
-            "run `evledger db migrate` as the database's owner"
-        )
-        raise typer.Exit(2) from exc
     for name in applied:
         console.print(f"applied {name}")
     total = len(postgres.migrations())
@@ -201,20 +210,14 @@ def db_refresh_rollups() -> None:
     """Refresh the analytics dashboard's rollups once (the API does it every 15 s unless
     started with --refresh-seconds 0: an API under a read-only role cannot, so run this as the
     owner from a scheduler instead)."""
-    import psycopg
-
     from connectors import analytics, postgres
     from entrypoints.bootstrap import database_url
 
-    try:
-        with postgres.connect(database_url(_settings()), autocommit=True) as conn:
-            took = analytics.refresh_rollups(conn)
-    except psycopg.errors.InsufficientPrivilege as exc:
-        console.print(
-            f"[red]error:[/] this role may not refresh the rollups ({exc.diag.message_primary});"
-            " run it as the database's owner"
-        )
-        raise typer.Exit(2) from exc
+    with (
+        _as_owner("refresh the rollups", "it"),
+        postgres.connect(database_url(_settings()), autocommit=True) as conn,
+    ):
+        took = analytics.refresh_rollups(conn)
     if took is None:
         console.print("another process is refreshing the rollups now; nothing done")
     else:

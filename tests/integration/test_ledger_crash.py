@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -98,6 +99,14 @@ def test_kill_9_repeatedly_then_the_book_matches(app: App, book_db: str, tmp_pat
         run = projector(book_db, group, log, "--drain")
         assert run.wait() == 0, log.read_text()[-3000:]
 
+    assert_book_is_the_log(app, book_db, group, starts, stream)
+
+
+def assert_book_is_the_log(
+    app: App, book_db: str, group: str, starts: dict[tuple[str, int], int], stream: Any
+) -> None:
+    """The book equals the recomputation from what the group read of the log, every event of
+    ``stream`` among it, the expected ones rejected with their codes."""
     records = read_range(app, starts, stored_offsets(book_db, group))
     ours = {e.envelope.event_id for e in [*stream.phase1, *stream.phase2]}
     assert ours <= {r.event_id for r in records}
