@@ -101,6 +101,12 @@ def _valid_field(name: str, tp: Any, owner: type, validation: Any) -> st.SearchS
             return _COUNTRY
         if name in validation.VAT_RATE_FIELDS:
             return _VAT_RATE
+        if name in validation.COORDINATE_FIELDS:
+            limit = validation.COORDINATE_FIELDS[name]
+            degrees = st.decimals(min_value=-limit, max_value=limit, places=6)
+            return degrees.map(lambda d: format(d, "f"))
+        if name in validation.CHOICES:
+            return st.sampled_from(sorted(validation.CHOICES[name]))
         if name in validation.TEXT_FIELDS or name in validation.DOCUMENT_FIELDS:
             return _FREE_TEXT
         return _IDENTIFIER
@@ -111,6 +117,8 @@ def _valid_field(name: str, tp: Any, owner: type, validation: Any) -> st.SearchS
     if tp is datetime:
         return _PLAUSIBLE_TIMES
     if tp is int:
+        if name in validation.POWER_FIELDS:
+            return st.integers(1, validation.POWER_MAX_W)
         return st.integers(0, 2**63 - 1) if name in validation.COUNTS else _LONG
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return valid_strategy_for(tp, owner)
