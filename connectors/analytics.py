@@ -87,7 +87,7 @@ def figures(
     currencies = [
         str(c)
         for (c,) in conn.execute(
-            "SELECT currency FROM dashboard_revenue_hourly WHERE network_id = %s"
+            "SELECT currency FROM dashboard_revenue_daily WHERE network_id = %s"
             " GROUP BY currency ORDER BY sum(revenue) DESC, currency",
             (f.network,),
         ).fetchall()
@@ -362,7 +362,11 @@ def _operations(conn: Conn, f: Filters) -> dict[str, Any]:
     }
 
 
-def default_range(now: datetime, days: int = 7) -> tuple[datetime, datetime]:
-    """The last ``days`` whole hours up to the end of the current hour."""
+DEFAULT_SPAN = timedelta(days=7)
+"""The range shown when none is asked for: the week before ``until``."""
+
+
+def default_range(now: datetime) -> tuple[datetime, datetime]:
+    """The ``DEFAULT_SPAN`` of whole hours up to the end of the current hour."""
     until = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    return until - timedelta(days=days), until
+    return until - DEFAULT_SPAN, until

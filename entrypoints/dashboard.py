@@ -240,9 +240,8 @@ def router(reader: Any, ready: Any, db: Any) -> APIRouter:
         provider and payment method, open holds by age, settlement in doubt, fraud alerts;
         with the admin scope also processing counts and rejections by reason."""
         now = datetime.now(UTC)
-        default_since, default_until = analytics.default_range(now)
-        until = until or default_until
-        since = since or (until - (default_until - default_since))
+        until = until or analytics.default_range(now)[1]
+        since = since or until - analytics.DEFAULT_SPAN
         for name, value in (("since", since), ("until", until)):
             if value.tzinfo is None:
                 raise ValidationError(f"{name} needs a time zone (e.g. 2026-11-20T00:00:00Z)")

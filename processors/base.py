@@ -213,7 +213,7 @@ def _shown_key(key: bytes | None) -> str:
     return ascii(key[:40].decode("utf-8", "replace")) + ("..." if len(key) > 40 else "")
 
 
-def _log_time(timestamp_ms: int) -> datetime:
+def log_time(timestamp_ms: int) -> datetime:
     """A record's log time; now when the broker gave none."""
     if timestamp_ms < 0:
         return datetime.now(UTC)
@@ -495,7 +495,7 @@ class PostgresProcessor:
             return records
         skew = self.skew
         floor = min(r.timestamp_ms for r in records)
-        earliest_latest = _log_time(floor) + skew
+        earliest_latest = log_time(floor) + skew
         check = validation.check
         good = []
         for record in records:
@@ -503,7 +503,7 @@ class PostgresProcessor:
                 check(record.event, earliest_latest)
             except validation.InvalidInput:
                 try:  # the batch's earliest log time was too strict for this record?
-                    check(record.event, _log_time(record.timestamp_ms) + skew)
+                    check(record.event, log_time(record.timestamp_ms) + skew)
                 except validation.InvalidInput as exc:
                     tx.reject(record, exc.code, str(exc))
                     continue

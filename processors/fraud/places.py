@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -22,16 +22,20 @@ from ledger import events as ev
 from ledger import validation
 from ledger.errors import LedgerError
 from ledger.fraud.intake import Place, places_of
+from processors.base import log_time
 from schemas.serde import EventSerde
 
 log = logging.getLogger("evledger.fraud")
 
 
+SKEW = timedelta(seconds=validation.DEFAULT_FUTURE_SKEW_SECONDS)
+"""The allowed clock skew (the default: the reader has no settings of its own)."""
+
+
 def _latest(message: Any) -> datetime:
     """The latest plausible time for a record: its log time (or now) plus the allowed skew."""
     kind, stamp = message.timestamp()
-    at = datetime.fromtimestamp(stamp / 1000, UTC) if kind and stamp > 0 else datetime.now(UTC)
-    return at + timedelta(seconds=validation.DEFAULT_FUTURE_SKEW_SECONDS)
+    return log_time(stamp if kind else -1) + SKEW
 
 
 class PlacesReader:
