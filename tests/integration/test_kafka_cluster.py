@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from connectors.settings import Settings
@@ -49,7 +49,16 @@ def test_topics_are_created_in_three_copies_needing_two(cluster: Settings) -> No
     topic = admin.list_topics(TOPIC, timeout=10).topics[TOPIC]
     assert all(len(p.replicas) == 3 and len(p.isrs) == 3 for p in topic.partitions.values())
     resource = ConfigResource(ConfigResource.Type.TOPIC, TOPIC)
-    config = admin.describe_configs([resource])[resource].result()
+    deadline = time.monotonic() + 30
+    while True:  # the broker asked may learn of the new topic a moment after the controller
+        try:
+            config = admin.describe_configs([resource])[resource].result()
+            break
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+            assert time.monotonic() < deadline, exc
+            time.sleep(0.2)
     assert config["min.insync.replicas"].value == "2"
 
 
