@@ -25,10 +25,12 @@ import psycopg
 from connectors import postgres
 from connectors.fingerprint import Sighting, fingerprint, sightings
 from connectors.kafka import EventPublisher
+from connectors.personal_data import MasterKeyError, Vault, seal_event
 from ledger import validation
 from ledger.access import Principal
 from ledger.card_numbers import mask_card_numbers
 from ledger.envelope import utcnow
+from ledger.errors import ValidationError
 from schemas.json_events import JsonEventError, JsonLimits, parse_document
 from schemas.topics import TOPIC_OF
 
@@ -77,10 +79,13 @@ class Ingestor:
         future_skew_seconds: float,
         *,
         topic: str | None = None,
+        vault: Vault | None = None,
     ) -> None:
         """``topic``: publish every event there instead of its catalogue topic (benchmarks
-        write to a scratch ``bench.`` topic, keeping the event log clean)."""
+        write to a scratch ``bench.`` topic, keeping the event log clean). ``vault`` seals the
+        personal fields that arrive in plain text (without one, they are refused)."""
         self.topic = topic
+        self.vault = vault
         self.publisher = publisher
         self.limits = limits
         self.skew = timedelta(seconds=future_skew_seconds)
@@ -93,11 +98,11 @@ class Ingestor:
         candidates: list[_Candidate] = []
         latest = utcnow() + self.skew
         for i, doc in enumerate(docs):
-            outcome = self._check(i, doc, who, latest)
+            outcome = self._check(conn, i, doc, who, latest)
             if isinstance(outcome, Result):
                 results[i] = outcome
             else:
-                candidates.append(_Candidate(i, outcome, fingerprint(outcome)))
+                candidates.append(_Candidate(i, *outcome))
         fresh = self._first_sightings(conn, candidates, results)
         if fresh:
             with self._lock:
@@ -108,8 +113,12 @@ class Ingestor:
                 results[c.index] = _result(c, "accepted")
         return [results[i] for i in range(len(docs))]
 
-    def _check(self, i: int, doc: Any, who: Principal, latest: Any) -> Any:
-        """The document's event, or its rejection."""
+    def _check(
+        self, conn: Conn, i: int, doc: Any, who: Principal, latest: Any
+    ) -> Result | tuple[Any, bytes]:
+        """The document's event with its content fingerprint, or its rejection. Personal
+        fields are sealed here; the fingerprint is of the document as sent, so a retry of it is
+        a duplicate although sealing is not repeated."""
         try:
             event = parse_document(doc, self.limits)
         except JsonEventError as exc:
@@ -121,14 +130,17 @@ class Ingestor:
                           path="$.event.envelope.network_id",
                           detail=f"this key publishes for network {who.network_id!r} only, "
                           f"not {mask_card_numbers(env.network_id)[:40]!r}")  # fmt: skip
+        print_ = fingerprint(event)
         try:
+            if self.vault is not None:
+                event = seal_event(conn, self.vault, event)
             validation.check(event, latest)
-        except validation.InvalidInput as exc:
+        except (ValidationError, MasterKeyError) as exc:
             field = exc.context.get("field")
             return Result(i, "rejected", env.event_id, name, code=exc.code,
                           path=f"$.event.{field}" if field else None,
                           detail=mask_card_numbers(exc.message))  # fmt: skip
-        return event
+        return event, print_
 
     def _first_sightings(
         self, conn: Conn, candidates: list[_Candidate], results: dict[int, Result]

@@ -81,6 +81,9 @@ class Settings:
     webhook_max_json_depth: int = 32
     """Deepest JSON nesting the receiver parses; a Stripe event nests about 8 levels."""
     audit_signing_key_file: str = ""
+    master_key_file: str = ""
+    """File of the master keys that wrap each data subject's key (docs/security.md, "Personal
+    data"); empty: <home>/master.keys, made by `evledger stack up` for the local stack."""
     """PEM file of the Ed25519 key that signs journal checkpoints (`evledger audit keygen`)."""
     ingest_max_body_bytes: int = 4_194_304
     """Largest body POST /v1/events reads (413 beyond, before parsing; docs/ingest.md)."""
@@ -207,6 +210,12 @@ class Settings:
     @property
     def state_dir(self) -> Path:
         return self.home.resolve()
+
+    @property
+    def master_key_path(self) -> Path:
+        return (
+            Path(self.master_key_file) if self.master_key_file else self.state_dir / "master.keys"
+        )
 
     @property
     def local_database_url(self) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from connectors import postgres
+from connectors import personal_data, postgres
 from connectors.settings import Settings, recorded_brokers
 from connectors.topics import ensure_topics
 from devstack.kafka import LocalKafkaCluster
@@ -78,6 +78,7 @@ class Stack:
             self.settings.state_dir.mkdir(parents=True, exist_ok=True)
             report(f"state directory: {self.settings.state_dir}")
             self._switch_brokers(report)
+            self._master_key(report)
             report(f"kafka {self.settings.kafka_version}: resolving jars from Maven Central")
             self.kafka.install()
             report(f"apicurio registry {self.settings.apicurio_version}: resolving bundle")
@@ -105,6 +106,13 @@ class Stack:
         ids = registry.register_all()
         report(f"registry ready at {self.settings.registry_url}; {len(ids)} subjects, BACKWARD")
         report(f"stack up in {time.monotonic() - started:.1f}s")
+
+    def _master_key(self, report: Report) -> None:
+        """The local stack's master key file (personal data), made once; a configured
+        EVLEDGER_MASTER_KEY_FILE is the operator's and is never made here."""
+        path = self.settings.master_key_path
+        if not self.settings.master_key_file and personal_data.ensure_key_file(path):
+            report(f"master key for personal data made: {path} (mode 600)")
 
     def _switch_brokers(self, report: Report) -> None:
         """Record the broker count (later commands find every node); a stack started before

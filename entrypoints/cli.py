@@ -68,6 +68,9 @@ register_ingest(app)
 from entrypoints.cli_replay import register as register_replay  # noqa: E402
 
 register_replay(app)
+from entrypoints.cli_drivers import register as register_drivers  # noqa: E402
+
+register_drivers(app)
 
 
 @app.callback()

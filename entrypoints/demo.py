@@ -26,6 +26,7 @@ from rich.table import Table
 
 from connectors import keys_store, postgres, sessions_store
 from connectors.provider_registry import ProviderRegistry, shared_sandbox
+from entrypoints import demo_drivers
 from entrypoints.bootstrap import App
 from entrypoints.demo_fraud import DemoFraud
 from entrypoints.fraud_scenario import demo_attacks
@@ -161,6 +162,8 @@ def run_demo(
     _summaries(url, console)
     console.rule("[bold]5. fraud scoring (faust-streaming worker) → alerts")
     fraud.finish(labels)
+    console.rule("[bold]6. personal data: sealed per driver, one driver erased")
+    demo_drivers.run(app, url, flow.network_id, ends, console)
     _finance_key(url, flow.network_id, console)
     attack_sessions = sum(isinstance(e, SessionStarted) for e in attacks)
     return DemoRun(url, ends, published + 2, sessions + attack_sessions)

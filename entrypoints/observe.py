@@ -39,6 +39,7 @@ DEFAULT_PORTS = {
     "settlement": 9430,
     "fraud": 9440,
     "fraud-projector": 9450,
+    "drivers-projector": 9460,
 }
 """Where each kind of processor serves /metrics unless EVLEDGER_METRICS_PORT says otherwise;
 ``evledger ledger run --instances N`` gives its instances the ports from 9410 up."""

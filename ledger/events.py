@@ -663,6 +663,24 @@ class LocationPublished:
     )
 
 
+# ------------------------------------------------------------- drivers.events (key: subject_id)
+@dataclass(frozen=True, slots=True)
+class DriverProfileUpdated:
+    """A driver's profile (new version): the personal fields are sealed, each encrypted with
+    AES-GCM under the driver's own key (docs/security.md, "Personal data"); erasing the driver
+    destroys that key, and the fields then read as erased while the event still replays."""
+
+    envelope: Envelope = doc("Event metadata")
+    subject_id: str = doc("The data subject (driver) id, not personal itself; the topic key")
+    email: str | None = doc("E-mail for receipts, sealed (pd1:...)", default=None)
+    full_name: str | None = doc("Name as on invoices, sealed (pd1:...)", default=None)
+    billing_address: str | None = doc("Postal billing address, sealed (pd1:...)", default=None)
+    token_uids: list[str] = doc(
+        "The driver's tokens (OCPI Token.uid) as sessions and authorizations carry them",
+        default_factory=list,
+    )
+
+
 # ------------------------------------------------------- <topic>.rejected (key: original key)
 @dataclass(frozen=True, slots=True)
 class EventRejected:

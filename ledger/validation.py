@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from ledger import events as ev
+from ledger import personal
 from ledger.accounting.accounts import UNASSIGNED, rate_segment
 from ledger.card_numbers import contains_card_number, mask_card_numbers
 from ledger.errors import ValidationError
@@ -109,6 +110,13 @@ class InvalidPower(InvalidInput):
 
 class InvalidChoice(InvalidInput):
     code = "INVALID_CHOICE"
+
+
+class PersonalDataNotSealed(InvalidInput):
+    """A personal field in plain text: it must be sealed before it is published
+    (ledger.personal)."""
+
+    code = "PERSONAL_DATA_NOT_SEALED"
 
 
 class CardNumberInField(InvalidInput):
@@ -302,6 +310,15 @@ def _bad_power(event: Any, field: str, value: Any) -> NoReturn:
     _fail(InvalidPower, event, field, value, f"watts, more than 0 and at most {POWER_MAX_W:,}")
 
 
+def _bad_personal(event: Any, field: str, value: Any) -> NoReturn:
+    shown = f"<{len(value)} characters, not shown>" if isinstance(value, str) else value
+    rule = (
+        "personal data travels sealed (pd1:..., encrypted under the data subject's key): "
+        "publish through the SDK's personal-data vault or HTTP ingest, which seal it"
+    )
+    _fail(PersonalDataNotSealed, event, field, shown, rule)
+
+
 def _bad_choice(event: Any, field: str, value: Any) -> NoReturn:
     choices = CHOICES[field.rsplit(".", 1)[-1].split("[")[0]]
     _fail(InvalidChoice, event, field, value, f"one of {', '.join(sorted(choices))}")
@@ -326,7 +343,8 @@ def _build(cls: type) -> Checker:
         "_text_ok": _text_ok, "enumerate": enumerate, "_bad_card": _bad_card,
         "_has_card": contains_card_number, "_bad_degrees": _bad_degrees,
         "_bad_coordinate": _bad_coordinate, "POWER_MAX_W": POWER_MAX_W, "_bad_power": _bad_power,
-        "CHOICES": CHOICES, "_bad_choice": _bad_choice,
+        "CHOICES": CHOICES, "_bad_choice": _bad_choice, "_is_sealed": personal.is_sealed,
+        "_bad_personal": _bad_personal,
     }  # fmt: skip
     exec(compile(source, f"<input rules for {cls.__name__}>", "exec"), scope)  # nosec B102  # code generated from our own dataclasses, no outside input
     checker: Checker = scope["check"]
@@ -406,6 +424,9 @@ def _string_checks(name: str, var: str, where: str) -> list[str]:
         ]
     if name in CHOICES:
         return [f"if {var} not in CHOICES[{name!r}]: _bad_choice(event, {where}, {var})"]
+    if name in personal.PERSONAL_FIELDS:
+        cond = f"not (str is type({var}) and _is_sealed({var}))"
+        return [f"if {cond}: _bad_personal(event, {where}, {var})"]
     if name in COUNTRY_FIELDS:
         cond = f"len({var}) != 2 or not ({var}.isascii() and {var}.isalpha() and {var}.isupper())"
         return [f"if {cond}: _bad_country(event, {where}, {var})"]

@@ -65,6 +65,7 @@ TOPICS: tuple[Topic, ...] = (
     ),
     Topic("tariffs.events", (ev.TariffPublished,), ("tariff_id",)),
     Topic("locations.events", (ev.LocationPublished,), ("location_id",)),
+    Topic("drivers.events", (ev.DriverProfileUpdated,), ("subject_id",)),
     Topic("billing.events", (ev.CdrIssued, ev.CdrCredited), ("session_id",)),
     Topic(
         "settlement.commands",

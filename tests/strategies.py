@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import types
 import typing
@@ -61,6 +62,10 @@ _COUNTRY = st.text(st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), min_size=2, ma
 _VAT_RATE = st.sampled_from(["0", "7", "19", "20", "5.5", "100"]) | st.decimals(
     min_value=0, max_value=100, places=2
 ).map(lambda d: format(d.normalize(), "f"))
+_SEALED = st.binary(min_size=28, max_size=200).map(
+    lambda b: "pd1:" + base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+)
+"""Sealed personal values as ``connectors.personal_data`` writes them (nonce, ciphertext, tag)."""
 _PLAUSIBLE_TIMES = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2026, 1, 1), timezones=st.just(UTC)
 )
@@ -107,6 +112,8 @@ def _valid_field(name: str, tp: Any, owner: type, validation: Any) -> st.SearchS
             return degrees.map(lambda d: format(d, "f"))
         if name in validation.CHOICES:
             return st.sampled_from(sorted(validation.CHOICES[name]))
+        if name in validation.personal.PERSONAL_FIELDS:
+            return _SEALED
         if name in validation.TEXT_FIELDS or name in validation.DOCUMENT_FIELDS:
             return _FREE_TEXT
         return _IDENTIFIER

@@ -121,3 +121,21 @@ def test_the_groups_offsets_are_mirrored_to_kafka_for_lag_tooling(demo_book: Dem
     for group, stored in moved.items():
         committed = {k: v for k, v in demo_book.committed[group].items() if k in stored}
         assert committed == stored, group
+
+
+def test_the_demo_seals_each_drivers_fields_and_erases_one(demo_book: DemoBook) -> None:
+    from ledger import personal
+
+    with postgres.connect(demo_book.run.database_url) as conn:
+        rows = conn.execute(
+            "SELECT email, full_name, billing_address FROM driver_profiles WHERE network_id = %s",
+            (demo_book.network,),
+        ).fetchall()
+        erased = conn.execute(
+            "SELECT subject_id FROM data_subject_keys WHERE network_id = %s"
+            " AND erased_at IS NOT NULL AND wrapped_key IS NULL",
+            (demo_book.network,),
+        ).fetchall()
+    assert len(rows) == 3 and all(personal.is_sealed(v) for row in rows for v in row)
+    assert erased == [("drv-0001",)]
+    assert "e-mail [erased], name [erased]; trial balance unchanged" in demo_book.output

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from connectors.settings import Settings
 from entrypoints.cli import app as cli
 from entrypoints.observe import DEFAULT_PORTS
-from processors import ledger_projector, sessions, settlement
+from processors import drivers, ledger_projector, sessions, settlement
 from processors.fraud import app as fraud_app
 from processors.fraud import projector as fraud_projector
 
@@ -32,6 +32,7 @@ GROUPS = {
     "ledger": ledger_projector.GROUP,
     "fraud": fraud_app.APP_ID,
     "fraud-projector": fraud_projector.GROUP,
+    "drivers-projector": drivers.GROUP,
 }
 HTTP_PORTS = {"api": 8000, "ingest": 8100, "webhooks": 8090}
 
