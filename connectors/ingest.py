@@ -106,7 +106,8 @@ class Ingestor:
         fresh = self._first_sightings(conn, candidates, results)
         if fresh:
             with self._lock:
-                self.publisher.publish_many([c.event for c in fresh], topic=self.topic)
+                self.publisher.publish_many([c.event for c in fresh], topic=self.topic,
+                                            checked=True)  # fmt: skip
                 self.publisher.flush()
             _record(conn, fresh, who)
             for c in fresh:

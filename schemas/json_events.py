@@ -175,6 +175,8 @@ def _dataclass(cls: type, value: Any, path: str, limits: JsonLimits, depth: int)
             if not f.optional:
                 raise JsonEventError(f"{key} may not be null", f"{path}.{key}")
             args[key] = None
+        elif f.read is _read_str and type(raw) is str and len(raw) <= limits.max_string:
+            args[key] = raw  # the common case, without building the field's path
         else:
             args[key] = f.read(raw, f"{path}.{key}", limits, depth + 1)
     if len(args) < len(fields):
