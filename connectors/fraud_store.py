@@ -143,6 +143,21 @@ def alerts(
         ).fetchall()
 
 
+def first_known_view(
+    conn: Conn, network_id: str, candidates: list[str], limit: int = 20
+) -> dict[str, Any]:
+    """The view of the first of ``candidates`` anything is known about: a token typed by a
+    person is looked up under its pseudonym first, then as typed (records published before
+    the front door pseudonymized it). Raises UnknownFraudSubject naming the first."""
+    for subject in dict.fromkeys(candidates):
+        try:
+            return subject_view(conn, network_id, subject, limit)
+        except UnknownFraudSubject:
+            continue
+    raise UnknownFraudSubject("nothing known about this subject", subject=candidates[0],
+                              network_id=network_id)  # fmt: skip
+
+
 def subject_view(conn: Conn, network_id: str, subject: str, limit: int = 20) -> dict[str, Any]:
     """A subject as the risk team looks at it: block state and history, alerts and the latest
     scores with every rule's evidence."""

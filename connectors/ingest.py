@@ -31,6 +31,7 @@ from ledger.access import Principal
 from ledger.card_numbers import mask_card_numbers
 from ledger.envelope import utcnow
 from ledger.errors import ValidationError
+from ledger.pseudonyms import Pseudonymizer
 from schemas.json_events import JsonEventError, JsonLimits, parse_document
 from schemas.topics import TOPIC_OF
 
@@ -80,12 +81,15 @@ class Ingestor:
         *,
         topic: str | None = None,
         vault: Vault | None = None,
+        pseudonyms: Pseudonymizer | None = None,
     ) -> None:
         """``topic``: publish every event there instead of its catalogue topic (benchmarks
         write to a scratch ``bench.`` topic, keeping the event log clean). ``vault`` seals the
-        personal fields that arrive in plain text (without one, they are refused)."""
+        personal fields that arrive in plain text (without one, they are refused);
+        ``pseudonyms`` replaces tokens and card fingerprints by their pseudonyms."""
         self.topic = topic
         self.vault = vault
+        self.pseudonyms = pseudonyms
         self.publisher = publisher
         self.limits = limits
         self.skew = timedelta(seconds=future_skew_seconds)
@@ -132,6 +136,8 @@ class Ingestor:
                           detail=f"this key publishes for network {who.network_id!r} only, "
                           f"not {mask_card_numbers(env.network_id)[:40]!r}")  # fmt: skip
         print_ = fingerprint(event)
+        if self.pseudonyms is not None:
+            event = self.pseudonyms.event(event)
         try:
             if self.vault is not None:
                 event = seal_event(conn, self.vault, event)

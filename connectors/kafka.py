@@ -22,6 +22,7 @@ from ledger.envelope import Envelope, Source, utcnow
 from ledger.errors import InfrastructureError, LedgerError
 from ledger.events import EventRejected
 from ledger.fastpaths import slot_setters
+from ledger.pseudonyms import Pseudonymizer
 from schemas.encoder import encode_each
 from schemas.errors import DecodeError
 from schemas.serde import EventSerde
@@ -64,9 +65,13 @@ class EventPublisher:
         serde: EventSerde,
         *,
         max_future_skew_seconds: float = validation.DEFAULT_FUTURE_SKEW_SECONDS,
+        pseudonyms: Pseudonymizer | None = None,
         **config: Any,
     ) -> None:
+        """``pseudonyms``: replace tokens and card fingerprints by their pseudonyms before
+        anything else (a publisher at the front door; ``ledger.pseudonyms``)."""
         self.serde = serde
+        self.pseudonyms = pseudonyms
         self.skew = timedelta(seconds=max_future_skew_seconds)
         self._failures: list[tuple[str, KafkaError]] = []
         self._lock = threading.Lock()
@@ -108,6 +113,8 @@ class EventPublisher:
         The hot path: one dict lookup per event for its (topic, encoder, key field) route.
         Raises ledger.validation.InvalidInput for an event that breaks an input rule
         (docs/input-rules.md): it is refused here, before any consumer has to reject it."""
+        if self.pseudonyms is not None:
+            event = self.pseudonyms.event(event)
         validation.check(event, utcnow() + self.skew)
         route = self._routes.get((type(event), topic)) or self._route(type(event), topic)
         target, encode, key_attr = route
@@ -132,6 +139,8 @@ class EventPublisher:
         input rule. ``checked``: the caller has just applied ``validation.check`` to every
         event with this publisher's skew (HTTP ingest, which answers per event); not again."""
         batch = events if isinstance(events, list) else list(events)
+        if self.pseudonyms is not None:
+            batch = [self.pseudonyms.event(e) for e in batch]
         if not checked:
             latest = utcnow() + self.skew
             check = validation.check

@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from ledger import personal
 from ledger.card_numbers import contains_card_number
 from ledger.errors import LedgerError, ValidationError
+from ledger.pseudonyms import Pseudonymizer
 from ledger.validation import CardNumberInField
 
 Conn = psycopg.Connection[Any]
@@ -449,3 +450,42 @@ def seal_event(conn: Conn, vault: Vault, event: Any) -> Any:
         for f, value in sorted(plain.items())
     }
     return dataclasses.replace(event, **sealed)
+
+
+# -- the pseudonym key --------------------------------------------------------------------------
+def read_pseudonymizer(path: Path) -> Pseudonymizer:
+    """The deployment's token pseudonymizer from its key file (base64 of 32 bytes, mode 600).
+    The key never rotates: a new key would give every token a new pseudonym and cut the fraud
+    rules' history in two."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text()
+    except FileNotFoundError:
+        raise MasterKeyError(
+            f"no pseudonym key file at {path}: create one with `evledger keys pseudonym-init` "
+            f"(or point EVLEDGER_PSEUDONYM_KEY_FILE at yours)",
+            path=str(path),
+        ) from None
+    if mode & 0o027:
+        raise MasterKeyError(
+            f"the pseudonym key file {path} is open to others (mode {mode & 0o777:o}): "
+            f"chmod 600 it",
+            path=str(path),
+        )
+    lines = [x.strip() for x in text.splitlines() if x.strip() and not x.startswith("#")]
+    key = _decode_key(lines[0]) if len(lines) == 1 else None
+    if key is None:
+        raise MasterKeyError(f"{path}: expected one line, the base64 of {KEY_BYTES} bytes")
+    return Pseudonymizer(key)
+
+
+def ensure_pseudonym_key(path: Path) -> bool:
+    """Make the pseudonym key file unless ``path`` exists; True if made."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("# evledger pseudonym key (driver tokens). Keep secret; never rotate.\n")
+        out.write(base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode() + "\n")
+    return True

@@ -82,6 +82,9 @@ class Settings:
     """Deepest JSON nesting the receiver parses; a Stripe event nests about 8 levels."""
     audit_signing_key_file: str = ""
     master_key_file: str = ""
+    pseudonym_key_file: str = ""
+    """File of the key that pseudonymizes tokens and card fingerprints at the front door
+    (docs/security.md); empty: <home>/pseudonym.key, made by `evledger stack up` locally."""
     """File of the master keys that wrap each data subject's key (docs/security.md, "Personal
     data"); empty: <home>/master.keys, made by `evledger stack up` for the local stack."""
     """PEM file of the Ed25519 key that signs journal checkpoints (`evledger audit keygen`)."""
@@ -216,6 +219,12 @@ class Settings:
         return (
             Path(self.master_key_file) if self.master_key_file else self.state_dir / "master.keys"
         )
+
+    @property
+    def pseudonym_key_path(self) -> Path:
+        if self.pseudonym_key_file:
+            return Path(self.pseudonym_key_file)
+        return self.state_dir / "pseudonym.key"
 
     @property
     def local_database_url(self) -> str:

@@ -78,7 +78,7 @@ class Stack:
             self.settings.state_dir.mkdir(parents=True, exist_ok=True)
             report(f"state directory: {self.settings.state_dir}")
             self._switch_brokers(report)
-            self._master_key(report)
+            self._local_keys(report)
             report(f"kafka {self.settings.kafka_version}: resolving jars from Maven Central")
             self.kafka.install()
             report(f"apicurio registry {self.settings.apicurio_version}: resolving bundle")
@@ -107,12 +107,15 @@ class Stack:
         report(f"registry ready at {self.settings.registry_url}; {len(ids)} subjects, BACKWARD")
         report(f"stack up in {time.monotonic() - started:.1f}s")
 
-    def _master_key(self, report: Report) -> None:
-        """The local stack's master key file (personal data), made once; a configured
-        EVLEDGER_MASTER_KEY_FILE is the operator's and is never made here."""
+    def _local_keys(self, report: Report) -> None:
+        """The local stack's master key file (personal data) and pseudonym key (tokens), made
+        once; configured files are the operator's and are never made here."""
         path = self.settings.master_key_path
         if not self.settings.master_key_file and personal_data.ensure_key_file(path):
             report(f"master key for personal data made: {path} (mode 600)")
+        path = self.settings.pseudonym_key_path
+        if not self.settings.pseudonym_key_file and personal_data.ensure_pseudonym_key(path):
+            report(f"pseudonym key for tokens made: {path} (mode 600)")
 
     def _switch_brokers(self, report: Report) -> None:
         """Record the broker count (later commands find every node); a stack started before

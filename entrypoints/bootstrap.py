@@ -11,7 +11,9 @@ from typing import Any
 from connectors import postgres
 from connectors.checkpoint import Checkpoint, PostgresCheckpoint
 from connectors.kafka import EventConsumer, EventPublisher
+from connectors.personal_data import read_pseudonymizer
 from connectors.settings import Settings
+from ledger.pseudonyms import Pseudonymizer
 from schemas.registry import Registry
 from schemas.serde import EventSerde
 
@@ -27,7 +29,19 @@ class App:
     def database_url(self) -> str:
         return database_url(self.settings)
 
-    def publisher(self, **config: Any) -> EventPublisher:
+    def publisher(self, *, pseudonymize: bool = False, **config: Any) -> EventPublisher:
+        """The app's publisher (one per app), or a new one with ``config``. ``pseudonymize``:
+        a publisher at the front door, replacing tokens and card fingerprints by their
+        pseudonyms under the deployment's key (``EVLEDGER_PSEUDONYM_KEY_FILE``); upstream
+        systems publish with it, processors (which copy pseudonyms) need not."""
+        if pseudonymize:
+            return EventPublisher(
+                self.settings.bootstrap_servers,
+                self.serde,
+                max_future_skew_seconds=self.settings.max_future_skew_seconds,
+                pseudonyms=self.pseudonymizer(),
+                **{**self.settings.kafka_client(), **config},
+            )
         if self._publisher is None or config:
             publisher = EventPublisher(
                 self.settings.bootstrap_servers,
@@ -39,6 +53,10 @@ class App:
                 return publisher
             self._publisher = publisher
         return self._publisher
+
+    def pseudonymizer(self) -> Pseudonymizer:
+        """The deployment's token pseudonymizer (raises MasterKeyError without its key)."""
+        return read_pseudonymizer(self.settings.pseudonym_key_path)
 
     def consumer(self, group_id: str, **config: Any) -> EventConsumer:
         return EventConsumer(

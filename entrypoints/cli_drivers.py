@@ -3,7 +3,8 @@
 - ``evledger drivers register|show|project``: publish a driver's profile with its personal
   fields sealed, read it back opened, and run the projector that stores it;
 - ``evledger subjects erase|status``: crypto-shredding of a data subject, and its state;
-- ``evledger keys master-init|rotate-master``: the master key file and its rotation.
+- ``evledger keys master-init|rotate-master|pseudonym-init``: the master key file and its
+  rotation, and the key that pseudonymizes tokens.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from typing import Any
 
 import typer
 
-from connectors.personal_data import KeyFile, Keyring, Vault, new_master_key, write_keyring
+from connectors.personal_data import (
+    KeyFile,
+    Keyring,
+    MasterKeyError,
+    Vault,
+    new_master_key,
+    write_keyring,
+)
 from connectors.settings import Settings
 from entrypoints.cli_keys import keys_app
 from entrypoints.cli_ledger import _actor, _conn, _fail, console
@@ -64,7 +72,7 @@ def register_driver(
     try:
         with _write_conn() as conn:
             event = seal_event(conn, _vault(), event)
-        publisher = bootstrap().publisher()
+        publisher = bootstrap().publisher(pseudonymize=True)  # the tokens become pseudonyms
         publisher.publish(event)
         publisher.flush()
     except LedgerError as exc:
@@ -205,3 +213,19 @@ def rotate_master(
     retired = ", ".join(result.retired) or "none"
     console.print(f"master key is now {result.new_key_id}; {result.rewrapped:,} data keys "
                   f"re-wrapped; retired: {retired}")  # fmt: skip
+
+
+@keys_app.command("pseudonym-init")
+def pseudonym_init(
+    path: Path = typer.Option(
+        None, help="default: EVLEDGER_PSEUDONYM_KEY_FILE or <home>/pseudonym.key"
+    ),
+) -> None:
+    """Make the key that pseudonymizes drivers' tokens at the front door (mode 600). Made once
+    per deployment and never rotated: a new key would give every token a new pseudonym."""
+    from connectors.personal_data import ensure_pseudonym_key
+
+    target = path or Settings.from_env().pseudonym_key_path
+    if not ensure_pseudonym_key(target):
+        raise _fail(MasterKeyError(f"{target} exists already; a pseudonym key is never replaced"))
+    console.print(f"pseudonym key written to {target}; keep a copy in your secret store")

@@ -265,7 +265,7 @@ def show(subject: str, network: str = Network) -> None:
 
     try:
         with _conn() as conn:
-            view = fraud_store.subject_view(conn, network, subject)
+            view = fraud_store.first_known_view(conn, network, _candidates(network, subject))
     except LedgerError as exc:
         raise _fail(exc) from exc
     block = view["block"]
@@ -291,12 +291,32 @@ def show(subject: str, network: str = Network) -> None:
                           f"{json.dumps(c['evidence'], sort_keys=True)}")  # fmt: skip
 
 
-def _publish(event: Any) -> None:
+def _publish(event: Any) -> str:
+    """Publish at the front door: a token or card typed here becomes its pseudonym
+    (ledger.pseudonyms). Returns the subject as published."""
     from entrypoints.bootstrap import bootstrap
 
-    publisher = bootstrap().publisher()
-    publisher.publish(event)
+    app = bootstrap()
+    try:
+        publisher = app.publisher(pseudonymize=True)
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    published = publisher.pseudonyms.event(event) if publisher.pseudonyms else event
+    publisher.publish(published)
     publisher.flush()
+    return str(published.subject)
+
+
+def _candidates(network: str, subject: str) -> list[str]:
+    """Where to look a typed subject up: under its pseudonym, then as typed."""
+    from connectors.personal_data import MasterKeyError, read_pseudonymizer
+    from connectors.settings import Settings
+
+    try:
+        pseudonyms = read_pseudonymizer(Settings.from_env().pseudonym_key_path)
+    except MasterKeyError:
+        return [subject]
+    return [pseudonyms.subject(network, subject), subject]
 
 
 @fraud_app.command("block")
@@ -307,8 +327,8 @@ def block(
     from ledger.events import TokenBlocked
 
     _require_blockable(subject)
-    _publish(TokenBlocked(Envelope.new(network), subject, reason, _actor(actor)))
-    console.print(f"{subject} blocked in {network}; the fraud projector records it")
+    published = _publish(TokenBlocked(Envelope.new(network), subject, reason, _actor(actor)))
+    console.print(f"{subject} ({published}) blocked in {network}; the fraud projector records it")
 
 
 @fraud_app.command("unblock")
@@ -319,8 +339,8 @@ def unblock(
     from ledger.events import TokenUnblocked
 
     _require_blockable(subject)
-    _publish(TokenUnblocked(Envelope.new(network), subject, reason, _actor(actor)))
-    console.print(f"{subject} unblocked in {network}; the fraud projector records it")
+    published = _publish(TokenUnblocked(Envelope.new(network), subject, reason, _actor(actor)))
+    console.print(f"{subject} ({published}) unblocked in {network}; the fraud projector records it")
 
 
 def _require_blockable(subject: str) -> None:

@@ -14,6 +14,7 @@ name (tests/e2e/conftest.py, held by tests/unit/test_tests_keep_off_user_databas
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -107,7 +108,10 @@ def run_demo(
             sessions_store.register_meter_key(conn, station_id, key, "demo meter")
         conn.commit()
     console.print(f"registered the signing meter keys of {len(keys)} stations")
-    publisher = app.publisher()
+    # The simulated upstream publishes at the front door: tokens and card fingerprints become
+    # pseudonyms (docs/security.md), and the attacks' labels name the pseudonyms too.
+    publisher = app.publisher(pseudonymize=True)
+    pseudonyms = app.pseudonymizer()
     started = time.perf_counter()
     # Tariffs and locations come first, as in a real network: a session's tariff is known
     # before it starts, and its station's place (the fraud rules' distances and powers).
@@ -120,6 +124,11 @@ def run_demo(
     # The attacks come last, in the network's last hours: late records are judged with the
     # history they belong to only up to the rules' lateness (seven days, docs/fraud.md).
     attacks, labels = demo_attacks(flow, first + timedelta(minutes=3 * sessions - 8 * 60))
+    labels = [
+        dataclasses.replace(x, subjects=tuple(pseudonyms.subject(flow.network_id, s)
+                                              for s in x.subjects))
+        for x in labels
+    ]  # fmt: skip
     published += publisher.publish_many(attacks)
     # What an upstream bug could send: garbage bytes, and Avro framed with a schema id no
     # registry knows. Both must end in sessions.events.rejected with a reason, not vanish.

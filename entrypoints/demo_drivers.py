@@ -36,7 +36,7 @@ def run(
                 Envelope.new(network_id), subject, email, name, address, [f"TOK-{subject[-4:]}"]))
             for subject, email, name, address in DRIVERS
         ]  # fmt: skip
-    publisher = app.publisher()
+    publisher = app.publisher(pseudonymize=True)
     publisher.publish_many(events)
     publisher.flush()
     projector = build_drivers_projector(app, database_url=url)

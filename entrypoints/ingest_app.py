@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from connectors.ingest import Ingestor, Result
-from connectors.personal_data import KeyFile, Vault
+from connectors.personal_data import KeyFile, Vault, read_pseudonymizer
 from connectors.settings import Settings
 from entrypoints import http_auth, http_db, http_errors, observe
 from entrypoints.bootstrap import App
@@ -88,8 +88,9 @@ def create_ingest_app(
     url = database_url or default_database_url(settings)
     limits = JsonLimits(max_string=settings.ingest_max_string, max_depth=settings.ingest_max_depth)
     vault = Vault(KeyFile(settings.master_key_path))
+    pseudonyms = read_pseudonymizer(settings.pseudonym_key_path)
     ingestor = Ingestor(app.publisher(), limits, settings.max_future_skew_seconds, topic=topic,
-                        vault=vault)  # fmt: skip
+                        vault=vault, pseudonyms=pseudonyms)  # fmt: skip
     max_body, max_batch = settings.ingest_max_body_bytes, settings.ingest_max_batch
 
     api = FastAPI(

@@ -123,8 +123,10 @@ def test_the_groups_offsets_are_mirrored_to_kafka_for_lag_tooling(demo_book: Dem
         assert committed == stored, group
 
 
-def test_the_demo_seals_each_drivers_fields_and_erases_one(demo_book: DemoBook) -> None:
-    from ledger import personal
+def test_the_demo_pseudonymizes_tokens_seals_each_drivers_fields_and_erases_one(
+    demo_book: DemoBook,
+) -> None:
+    from ledger import personal, pseudonyms
 
     with postgres.connect(demo_book.run.database_url) as conn:
         rows = conn.execute(
@@ -136,6 +138,13 @@ def test_the_demo_seals_each_drivers_fields_and_erases_one(demo_book: DemoBook) 
             " AND erased_at IS NOT NULL AND wrapped_key IS NULL",
             (demo_book.network,),
         ).fetchall()
+        tokens = conn.execute(
+            "SELECT DISTINCT subject FROM fraud_alerts WHERE network_id = %s"
+            " AND subject LIKE 'token:%%'",
+            (demo_book.network,),
+        ).fetchall()
+    # The simulated upstream publishes at the front door: the attacks' tokens are pseudonyms.
+    assert tokens and all(pseudonyms.is_pseudonym(t.removeprefix("token:")) for (t,) in tokens)
     assert len(rows) == 3 and all(personal.is_sealed(v) for row in rows for v in row)
     assert erased == [("drv-0001",)]
     assert "e-mail [erased], name [erased]; trial balance unchanged" in demo_book.output
