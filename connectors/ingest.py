@@ -95,14 +95,17 @@ class Ingestor:
         self.skew = timedelta(seconds=future_skew_seconds)
         self._lock = threading.Lock()
 
-    def ingest(self, conn: Conn, docs: Sequence[Any], who: Principal) -> list[Result]:
+    def ingest(
+        self, conn: Conn, docs: Sequence[Any], who: Principal, *, parsed: bool = False
+    ) -> list[Result]:
         """One result per document, in order. Raises PublishError when Kafka did not confirm
-        the accepted events (nothing is recorded then)."""
+        the accepted events (nothing is recorded then). ``parsed``: the documents are events
+        already (the fast JSON path, ``schemas.json_fast``)."""
         results: dict[int, Result] = {}
         candidates: list[_Candidate] = []
         latest = utcnow() + self.skew
         for i, doc in enumerate(docs):
-            outcome = self._check(conn, i, doc, who, latest)
+            outcome = self._check(conn, i, doc, who, latest, parsed)
             if isinstance(outcome, Result):
                 results[i] = outcome
             else:
@@ -119,15 +122,18 @@ class Ingestor:
         return [results[i] for i in range(len(docs))]
 
     def _check(
-        self, conn: Conn, i: int, doc: Any, who: Principal, latest: Any
+        self, conn: Conn, i: int, doc: Any, who: Principal, latest: Any, parsed: bool
     ) -> Result | tuple[Any, bytes]:
         """The document's event with its content fingerprint, or its rejection. Personal
         fields are sealed here; the fingerprint is of the document as sent, so a retry of it is
         a duplicate although sealing is not repeated."""
-        try:
-            event = parse_document(doc, self.limits)
-        except JsonEventError as exc:
-            return Result(i, "rejected", code=exc.code, path=exc.path, detail=exc.message)
+        if parsed:
+            event = doc
+        else:
+            try:
+                event = parse_document(doc, self.limits)
+            except JsonEventError as exc:
+                return Result(i, "rejected", code=exc.code, path=exc.path, detail=exc.message)
         env = event.envelope
         name = type(event).__name__
         if env.network_id != who.network_id:

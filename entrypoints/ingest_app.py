@@ -29,6 +29,7 @@ from entrypoints.bootstrap import database_url as default_database_url
 from entrypoints.http_errors import ErrorBody, HttpErrorCode, error_response, read_limited
 from ledger.access import Principal, Scope
 from schemas.json_events import JsonErrorCode, JsonEventError, JsonLimits, loads
+from schemas.json_fast import FastDecoder
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "UNAUTHENTICATED: no API key, or not a valid one"},
@@ -92,6 +93,7 @@ def create_ingest_app(
     ingestor = Ingestor(app.publisher(), limits, settings.max_future_skew_seconds, topic=topic,
                         vault=vault, pseudonyms=pseudonyms)  # fmt: skip
     max_body, max_batch = settings.ingest_max_body_bytes, settings.ingest_max_batch
+    fast = FastDecoder(limits)
 
     api = FastAPI(
         title="evledger ingest API",
@@ -126,8 +128,11 @@ def create_ingest_app(
         body = await read_limited(request, max_body)
         if body is None:
             return _too_large(request, max_body)
-        doc = loads(body)
-        (result,) = await run_in_threadpool(ingestor.ingest, db, [doc], who)
+        event = fast.single(body)
+        if event is not None:
+            (result,) = await run_in_threadpool(ingestor.ingest, db, [event], who, parsed=True)
+        else:  # the reference parser reads it, and names what is wrong
+            (result,) = await run_in_threadpool(ingestor.ingest, db, [loads(body)], who)
         if result.status == "rejected":
             return _rejected(request, result)
         return JSONResponse(result.as_dict(), status_code=202 if result.status == "accepted"
@@ -145,21 +150,24 @@ def create_ingest_app(
         body = await read_limited(request, max_body)
         if body is None:
             return _too_large(request, max_body)
-        doc = loads(body)
-        if (
-            not isinstance(doc, dict)
-            or set(doc) != {"events"}
-            or not isinstance(doc["events"], list)
-        ):
-            raise JsonEventError('a batch is {"events": [<event document>, ...]}', "$")
-        events = doc["events"]
+        events: list[Any] | None = fast.batch(body)
+        parsed = events is not None
+        if events is None:  # the reference parser reads it, and names what is wrong
+            doc = loads(body)
+            if (
+                not isinstance(doc, dict)
+                or set(doc) != {"events"}
+                or not isinstance(doc["events"], list)
+            ):
+                raise JsonEventError('a batch is {"events": [<event document>, ...]}', "$")
+            events = doc["events"]
         if not events or len(events) > max_batch:
             raise JsonEventError(
                 f"a batch holds 1 to {max_batch} events, not {len(events)}",
                 "$.events",
                 JsonErrorCode.BATCH_TOO_LARGE if events else None,
             )
-        results = await run_in_threadpool(ingestor.ingest, db, events, who)
+        results = await run_in_threadpool(ingestor.ingest, db, events, who, parsed=parsed)
         counts = {s: sum(r.status == s for r in results) for s in
                   ("accepted", "duplicate", "rejected")}  # fmt: skip
         # The answer is built here, not validated through the response model (documented in

@@ -21,6 +21,9 @@ and the test that holds it equal to the plain code it replaces.
   ``test_encoder.py`` and ``test_avro_schemas.py`` against fastavro.
 - **Input rules compiled per event class** (``ledger.validation``). Held by
   ``test_input_rules.py`` against the rules written plainly.
+- **HTTP ingest's JSON decoded by msgspec into mirrored structs**, events built by generated
+  code (``schemas.json_fast``); anything it cannot decode goes to the reference parser
+  (``schemas.json_events``). Held by ``test_json_fast.py`` against the reference.
 
 A new fast path comes with its row here and its equality test; ``make bench-ab`` says whether it
 pays for itself.
