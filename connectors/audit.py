@@ -112,14 +112,17 @@ def verify_checkpoints(conn: Conn, key: Ed25519PublicKey) -> tuple[int, list[str
 
 # -- comparing a rebuilt projection with the live one ----------------------------------------
 def compare_projections(
-    live: Conn, rebuilt: Conn, limit: int = 20
+    live: Conn, rebuilt: Conn, limit: int = 20, projections: tuple[str, ...] = ("ledger",)
 ) -> tuple[dict[str, int], list[str]]:
-    """(rows compared per table, differences): the journal entry by entry (the canonical line
-    each hash covers), the chain links, the balances and the payment states. At most ``limit``
-    differences are listed per table, then how many more."""
+    """(rows compared per table, differences). ``ledger``: the journal entry by entry (the
+    canonical line each hash covers), the chain links, the balances and the payment states;
+    ``sessions``: sessions, meter values, charging states, holds, CDRs, held reasons and tariff
+    versions, every column but the processing times. At most ``limit`` differences are listed
+    per table, then how many more."""
     counts: dict[str, int] = {}
     problems: list[str] = []
-    for table, query in _COMPARED.items():
+    compared = {t: q for p in projections for t, q in PROJECTION_TABLES[p].items()}
+    for table, query in compared.items():
         a, b = _keyed(live, query), _keyed(rebuilt, query)
         counts[table] = max(len(a), len(b))
         found = [f"{table} {k}: only in the live projection" for k in sorted(a.keys() - b.keys())]
@@ -138,6 +141,19 @@ _COMPARED = {
     "balances": "SELECT account || ' ' || currency, debit, credit, balance FROM balances",
     "payments": "SELECT payment_id, state::text FROM payments",
 }
+_SESSIONS_COMPARED = {
+    "sessions": "SELECT session_id, (to_jsonb(s) - 'updated_at')::text FROM charging_sessions s",
+    "meter values": "SELECT station_id || ' ' || transaction_id || ' #' || seq_no,"
+    " to_jsonb(m)::text FROM session_meter_values m",
+    "charging states": "SELECT session_id || ' ' || changed_at, state FROM session_charging_states",
+    "holds": "SELECT payment_id, (to_jsonb(h) - 'updated_at')::text FROM session_payment_holds h",
+    "cdrs": "SELECT cdr_id, (to_jsonb(c) - 'created_at')::text FROM session_cdrs c",
+    "held reasons": "SELECT session_id || ' ' || reason_code || ' ' || since,"
+    " (to_jsonb(r) - 'id')::text FROM session_held_reasons r",
+    "tariffs": "SELECT tariff_id || ' v' || version, to_jsonb(t)::text FROM tariff_versions t",
+}
+PROJECTION_TABLES = {"ledger": _COMPARED, "sessions": _SESSIONS_COMPARED}
+"""What ``compare_projections`` compares per projection: table name -> keyed query."""
 
 
 def _keyed(conn: Conn, query: str) -> dict[str, Any]:

@@ -201,17 +201,24 @@ def verify_pack(
 def compare(
     live: str = typer.Option(..., help="URL of the live projection's database"),
     rebuilt: str = typer.Option(..., help="URL of the replayed one (evledger replay --into)"),
+    projection: list[str] = typer.Option(
+        ["ledger"], help="ledger and/or sessions (repeat for both)"
+    ),
 ) -> None:
     """Prove a replayed projection identical to the live one: the journal entry by entry, the
-    chain links, the balances and the payment states; each difference is listed (exit 1)."""
+    chain links, the balances and the payment states (ledger); sessions, meter values, holds,
+    CDRs and tariff versions (sessions). Each difference is listed (exit 1)."""
     from connectors import postgres
 
+    unknown = sorted(set(projection) - set(audit.PROJECTION_TABLES))
+    if unknown:
+        raise typer.BadParameter(f"no projection {unknown[0]!r}: ledger or sessions")
     try:
         with (
             postgres.connect(live, autocommit=True) as a,
             postgres.connect(rebuilt, autocommit=True) as b,
         ):
-            counts, problems = audit.compare_projections(a, b)
+            counts, problems = audit.compare_projections(a, b, projections=tuple(projection))
     except LedgerError as exc:
         raise _fail(exc) from exc
     for problem in problems:

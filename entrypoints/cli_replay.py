@@ -1,5 +1,5 @@
-"""``evledger replay``: rebuild the ledger projection from the log into another database, with
-progress, resumable (``entrypoints.replay``; docs/audit.md, "Replay")."""
+"""``evledger replay``: rebuild the ledger or the sessions projection from the log into another
+database, with progress, resumable (``entrypoints.replay``; docs/audit.md, "Replay")."""
 
 from __future__ import annotations
 
@@ -24,10 +24,18 @@ def replay(
         None, help="start at the first records at or after this time (default: offset 0)"
     ),
     batch_size: int = typer.Option(5000, help="records per transaction"),
+    projection: str = typer.Option(
+        "ledger",
+        help="ledger (journal, chains, balances, payment states) or sessions"
+        " (sessions, meter values, holds, CDRs; the meter keys copied from the live database)",
+    ),
 ) -> None:
-    """Rebuild the journal, chains, balances and payment states from the log into INTO while
-    the live database keeps serving. Killed, it resumes where it stopped when run again."""
-    from entrypoints.replay import replay_ledger
+    """Rebuild a projection from the log into INTO while the live database keeps serving.
+    Killed, it resumes where it stopped when run again."""
+    from entrypoints.replay import replay_ledger, replay_sessions
+
+    if projection not in ("ledger", "sessions"):
+        raise typer.BadParameter(f"no projection {projection!r}: ledger or sessions")
 
     settings = Settings.from_env()
     app = bootstrap(settings)
@@ -47,9 +55,14 @@ def replay(
             bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} ev/s",
                        description=f"replay {topics}")  # fmt: skip
 
-        result = replay_ledger(app, url, from_time=from_time, progress=show,
-                               batch_size=batch_size)  # fmt: skip
+        if projection == "sessions":
+            result = replay_sessions(app, url, reference_url=app.database_url,
+                                     from_time=from_time, progress=show,
+                                     batch_size=batch_size)  # fmt: skip
+        else:
+            result = replay_ledger(app, url, from_time=from_time, progress=show,
+                                   batch_size=batch_size)  # fmt: skip
     console.print(
         f"replayed {result.consumed:,} records into {into} in {result.seconds:.1f}s; compare "
-        f"with `evledger audit compare --live URL --rebuilt {url!r}`"
+        f"with `evledger audit compare --live URL --rebuilt {url!r} --projection {projection}`"
     )

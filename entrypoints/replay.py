@@ -1,6 +1,6 @@
 """``evledger replay``: rebuild the ledger projection (journal, hash chains, balances, payment
-states) from the log into another database while the live one keeps serving (docs/audit.md,
-"Replay").
+states) and the sessions projection (sessions, meter values, holds, CDRs) from the log into
+another database while the live one keeps serving (docs/audit.md, "Replay").
 
 The replay is the ledger projector itself, under a consumer group of its own whose offsets are
 stored with its effects in the target database: killed at any point, the next run resumes where
@@ -24,9 +24,13 @@ from confluent_kafka import TopicPartition
 from connectors import postgres
 from connectors.kafka import Consumed
 from entrypoints.bootstrap import App
+from processors.base import PostgresProcessor
 from processors.ledger_projector import TOPICS, build_ledger_processor
+from processors.sessions import TOPICS as SESSIONS_TOPICS
+from processors.sessions import build_sessions_processor
 
 GROUP = "evledger-replay-ledger"
+SESSIONS_GROUP = "evledger-replay-sessions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +76,71 @@ def replay_ledger(
     independently, a replay could meet it first and reject it. The merge makes the replay
     apply what the live projector applied, in its order."""
     processor = build_ledger_processor(app, group=GROUP, database_url=url, batch_size=batch_size)
+    return _replay(app, url, processor, GROUP, TOPICS, starts, from_time, progress, max_steps,
+                   batch_size)  # fmt: skip
+
+
+def replay_sessions(
+    app: App,
+    url: str,
+    *,
+    reference_url: str | None = None,
+    starts: dict[tuple[str, int], int] | None = None,
+    from_time: datetime | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    max_steps: int | None = None,
+    batch_size: int = 2000,
+) -> Replayed:
+    """Rebuild the sessions projection (sessions, meter values, holds, CDRs, tariff versions)
+    into ``url``, as ``replay_ledger`` does the ledger's. The stations' meter keys are reference
+    data, registered by operators and not on the log: a first run copies them from
+    ``reference_url`` (the live database), so signed meter values verify as they did live.
+    What the sessions processor emits (CDRs, settlement commands) stays in the target's outbox:
+    the log already holds it."""
+    processor = build_sessions_processor(app, group=SESSIONS_GROUP, database_url=url,
+                                         batch_size=batch_size)  # fmt: skip
+    if reference_url is not None:
+        _copy_meter_keys(reference_url, url)
+    return _replay(app, url, processor, SESSIONS_GROUP, SESSIONS_TOPICS, starts, from_time,
+                   progress, max_steps, batch_size)  # fmt: skip
+
+
+def _copy_meter_keys(source: str, target: str) -> None:
+    with postgres.connect(source) as a, postgres.connect(target) as b:
+        if b.execute("SELECT count(*) FROM station_meter_keys").fetchone() != (0,):
+            return  # a resumed replay: copied by its first run
+        rows = a.execute("SELECT station_id, public_key, registered_at, note"
+                         " FROM station_meter_keys").fetchall()  # fmt: skip
+        with b.cursor() as cur:
+            cur.executemany("INSERT INTO station_meter_keys (station_id, public_key,"
+                            " registered_at, note) VALUES (%s, %s, %s, %s)", rows)  # fmt: skip
+        b.commit()
+
+
+def _replay(
+    app: App,
+    url: str,
+    processor: PostgresProcessor,
+    group: str,
+    topics: tuple[str, ...],
+    starts: dict[tuple[str, int], int] | None,
+    from_time: datetime | None,
+    progress: Callable[[Progress], None] | None,
+    max_steps: int | None,
+    batch_size: int,
+) -> Replayed:
+    """Feed ``processor`` the records of ``topics`` in log order (``_Merge``) from where its
+    group stands in ``url`` (first run: ``starts``, the offsets at ``from_time``, or 0) to the
+    ends of the topics now, publishing nothing."""
     processor.relaying = False
-    reader = app.consumer(f"{GROUP}-reader-{uuid.uuid4().hex[:8]}")
+    reader = app.consumer(f"{group}-reader-{uuid.uuid4().hex[:8]}")
     try:
-        ends = reader.end_offsets(list(TOPICS))
+        ends = reader.end_offsets(list(topics))
         with postgres.connect(url) as conn:
-            stored = postgres.stored_offsets(conn, GROUP, TOPICS)
+            stored = postgres.stored_offsets(conn, group, topics)
             if not stored:
                 stored = starts or _offsets_at(reader.consumer, ends, from_time)
-                postgres.store_offsets(conn, GROUP, stored)
+                postgres.store_offsets(conn, group, stored)
                 conn.commit()
         origin = {tp: min(stored.get(tp, 0), ends[tp]) for tp in ends}
         todo = {tp: (origin[tp], ends[tp]) for tp in ends if origin[tp] < ends[tp]}
