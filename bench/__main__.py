@@ -19,7 +19,7 @@ from connectors.settings import Settings
 def available() -> list[str]:
     here = Path(__file__).parent
     return sorted(
-        m.name[len("suite_") :]
+        m.name[len("suite_") :].replace("_", "-")
         for m in pkgutil.iter_modules([str(here)])
         if m.name.startswith("suite_")
     )
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     for name in suites:
         print(f"\n=== suite {name}")
         started = time.perf_counter()
-        metrics = importlib.import_module(f"bench.suite_{name}").run(ctx)
+        metrics = importlib.import_module(f"bench.suite_{name.replace('-', '_')}").run(ctx)
         path = write_results(name, metrics)
         for m in metrics:
             ratio = f"  ratio {m.ratio:.2f} vs {m.baseline_metric}" if m.ratio is not None else ""
