@@ -103,24 +103,31 @@ def new_master_key() -> tuple[str, bytes]:
     return f"mk-{stamp}-{secrets.token_hex(4)}", secrets.token_bytes(KEY_BYTES)
 
 
-def read_keyring(path: Path) -> Keyring:
-    """The key file's keys; MasterKeyError saying what to do when it cannot be used."""
+def _read_secret(path: Path, what: str, init: str, setting: str) -> str:
+    """The text of a key file, refused when missing, unreadable or open to others (group
+    read is allowed: Kubernetes mounts secrets for an fsGroup)."""
     try:
         mode = path.stat().st_mode
         text = path.read_text()
     except FileNotFoundError:
         raise MasterKeyError(
-            f"no master key file at {path}: create one with `evledger keys master-init` "
-            f"(or point EVLEDGER_MASTER_KEY_FILE at yours)",
+            f"no {what} file at {path}: create one with `evledger keys {init}` "
+            f"(or point EVLEDGER_{setting} at yours)",
             path=str(path),
         ) from None
     except OSError as exc:
-        raise MasterKeyError(f"cannot read the master key file {path}: {exc}") from None
-    if mode & 0o027:  # group-readable is allowed: Kubernetes mounts secrets for an fsGroup
+        raise MasterKeyError(f"cannot read the {what} file {path}: {exc}") from None
+    if mode & 0o027:
         raise MasterKeyError(
-            f"the master key file {path} is open to others (mode {mode & 0o777:o}): chmod 600 it",
+            f"the {what} file {path} is open to others (mode {mode & 0o777:o}): chmod 600 it",
             path=str(path),
         )
+    return text
+
+
+def read_keyring(path: Path) -> Keyring:
+    """The key file's keys; MasterKeyError saying what to do when it cannot be used."""
+    text = _read_secret(path, "master key", "master-init", "MASTER_KEY_FILE")
     keys: list[tuple[str, bytes]] = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -457,21 +464,7 @@ def read_pseudonymizer(path: Path) -> Pseudonymizer:
     """The deployment's token pseudonymizer from its key file (base64 of 32 bytes, mode 600).
     The key never rotates: a new key would give every token a new pseudonym and cut the fraud
     rules' history in two."""
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text()
-    except FileNotFoundError:
-        raise MasterKeyError(
-            f"no pseudonym key file at {path}: create one with `evledger keys pseudonym-init` "
-            f"(or point EVLEDGER_PSEUDONYM_KEY_FILE at yours)",
-            path=str(path),
-        ) from None
-    if mode & 0o027:
-        raise MasterKeyError(
-            f"the pseudonym key file {path} is open to others (mode {mode & 0o777:o}): "
-            f"chmod 600 it",
-            path=str(path),
-        )
+    text = _read_secret(path, "pseudonym key", "pseudonym-init", "PSEUDONYM_KEY_FILE")
     lines = [x.strip() for x in text.splitlines() if x.strip() and not x.startswith("#")]
     key = _decode_key(lines[0]) if len(lines) == 1 else None
     if key is None:

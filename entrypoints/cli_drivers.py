@@ -24,7 +24,7 @@ from connectors.personal_data import (
 )
 from connectors.settings import Settings
 from entrypoints.cli_keys import keys_app
-from entrypoints.cli_ledger import _actor, _conn, _fail, console
+from entrypoints.cli_ledger import _actor, _conn, _fail, console, serve_projector
 from ledger.envelope import Envelope
 from ledger.errors import LedgerError
 
@@ -103,35 +103,9 @@ def project(
 ) -> None:
     """Run the drivers projector: drivers.events into PostgreSQL, sealed as on the log,
     exactly once."""
-    from connectors import postgres
-    from entrypoints.bootstrap import bootstrap
     from processors.drivers import build_drivers_projector
 
-    app = bootstrap()
-    postgres.migrate(app.database_url)
-    processor = build_drivers_projector(app)
-    try:
-        if drain:
-            stats = processor.drain()
-            console.print(
-                f"consumed {stats.consumed:,} = {stats.applied:,} applied + "
-                f"{stats.duplicates:,} duplicates + {stats.rejected:,} rejected"
-            )
-        else:
-            from entrypoints.observe import observe_processors
-
-            telemetry = observe_processors(app.settings, "drivers-projector", [processor],
-                                           app.database_url)  # fmt: skip
-            console.print(f"drivers projector running as group {processor.group} (Ctrl-C stops)")
-            try:
-                processor.run_forever()
-            finally:
-                if telemetry is not None:
-                    telemetry.close()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        processor.close()
+    serve_projector(build_drivers_projector, "drivers-projector", drain)
 
 
 @subjects_app.command("erase")

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from entrypoints.cli_ledger import _actor, _conn, _fail, console
+from entrypoints.cli_ledger import _actor, _conn, _fail, console, serve_projector
 from ledger.envelope import Envelope
 from ledger.errors import LedgerError
 from ledger.fraud.policy import InvalidFraudPolicy, Policies, policies_from
@@ -204,35 +204,9 @@ def project(
 ) -> None:
     """Run the fraud projector: fraud.scores into PostgreSQL (scores, alerts, blocks), exactly
     once, for `evledger fraud alerts|show`, the API and the settlement connector's checks."""
-    from connectors import postgres
-    from entrypoints.bootstrap import bootstrap
     from processors.fraud.projector import build_fraud_projector
 
-    app = bootstrap()
-    postgres.migrate(app.database_url)
-    processor = build_fraud_projector(app)
-    try:
-        if drain:
-            stats = processor.drain()
-            console.print(
-                f"consumed {stats.consumed:,} = {stats.applied:,} applied + "
-                f"{stats.duplicates:,} duplicates + {stats.rejected:,} rejected"
-            )
-        else:
-            from entrypoints.observe import observe_processors
-
-            telemetry = observe_processors(app.settings, "fraud-projector", [processor],
-                                           app.database_url)  # fmt: skip
-            console.print(f"fraud projector running as group {processor.group} (Ctrl-C stops)")
-            try:
-                processor.run_forever()
-            finally:
-                if telemetry is not None:
-                    telemetry.close()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        processor.close()
+    serve_projector(build_fraud_projector, "fraud-projector", drain)
 
 
 @fraud_app.command("alerts")

@@ -81,6 +81,40 @@ def _fail(exc: LedgerError) -> typer.Exit:
     return typer.Exit(2)
 
 
+def serve_projector(build: Any, kind: str, drain: bool) -> None:
+    """Run a projector on the shared exactly-once loop: ``build(app)`` makes it; ``--drain``
+    stops once caught up and prints the counts, otherwise it runs until Ctrl-C or SIGTERM with
+    its /metrics and probes (``kind``: its name in entrypoints.observe.DEFAULT_PORTS)."""
+    from connectors import postgres
+    from entrypoints.bootstrap import bootstrap
+
+    app = bootstrap()
+    postgres.migrate(app.database_url)
+    processor = build(app)
+    try:
+        if drain:
+            stats = processor.drain()
+            console.print(
+                f"consumed {stats.consumed:,} = {stats.applied:,} applied + "
+                f"{stats.duplicates:,} duplicates + {stats.rejected:,} rejected"
+            )
+        else:
+            from entrypoints.observe import observe_processors
+
+            telemetry = observe_processors(app.settings, kind, [processor], app.database_url)
+            name = kind.replace("-", " ")
+            console.print(f"{name} running as group {processor.group} (Ctrl-C stops)")
+            try:
+                processor.run_forever()
+            finally:
+                if telemetry is not None:
+                    telemetry.close()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        processor.close()
+
+
 # -- queries ------------------------------------------------------------------------------------
 def balances(
     as_of: datetime = typer.Option(
