@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from ledger.dimensions import Dimension
+from ledger.errors import ValidationError
 from ledger.events import ChargingState, RevenueLine
 from ledger.sessions.metering import MeterFlag, MeterFlagCode, MeterReading
 from ledger.sessions.rules import SessionStatus
@@ -445,14 +446,18 @@ def sessions_of_cdrs(conn: Conn, cdr_ids: Collection[str]) -> dict[str, str]:
     return {cdr: session for cdr, session in rows}
 
 
-def cdrs_of(conn: Conn, session_id: str) -> list[CdrRecord]:
-    """Every CDR of the session in the order it was written (issued, credited, issued, ...)."""
+def cdrs_of(conn: Conn, session_id: str, known_at: datetime | None = None) -> list[CdrRecord]:
+    """Every CDR of the session in the order it was written (issued, credited, issued, ...);
+    ``known_at``: only those written by then (a CDR row is never changed once written, so this
+    is the session's bill history as evledger knew it at that processing time)."""
+    if known_at is not None and known_at.tzinfo is None:
+        raise ValidationError("known_at needs a time zone (e.g. 2026-11-20T00:00:00Z)")
     rows = conn.execute(
         "SELECT cdr_id, session_id, kind, event_id, tariff_id, tariff_version, waived,"
         " currency, total_excl_vat, total_incl_vat, lines, replaces_cdr_id, credited_cdr_id,"
         " reason, signed_data, signed_status FROM session_cdrs WHERE session_id = %s"
-        " ORDER BY created_at, kind DESC",
-        (session_id,),
+        " AND (%s::timestamptz IS NULL OR created_at <= %s) ORDER BY created_at, kind DESC",
+        (session_id, known_at, known_at),
     ).fetchall()
     return [
         CdrRecord(

@@ -35,12 +35,15 @@ from ledger import validation
 from ledger.access import Principal, Scope
 from ledger.pseudonyms import Pseudonymizer
 from ledger.sessions.rules import UnknownSession
+from ledger.sessions.session import standing_cdr
 
 Limit = Query(100, ge=1, le=finance.MAX_LIMIT, description="rows per page")
 Offset = Query(0, ge=0, le=10**12, description="rows to skip (at most 10^12)")
 AsOf = Query(None, description="business time, with a zone (2026-11-20T00:00:00Z)")
 KnownAt = Query(None, description="processing time, with a zone: the books as they stood then "
                 "(entries booked later left out; default: now)")  # fmt: skip
+SessionKnownAt = Query(None, description="processing time, with a zone: the session's CDRs "
+                       "and standing bill as known then (default: now)")  # fmt: skip
 Prefix = Query(None, max_length=validation.ID_MAX, pattern=PRINTABLE,
                description="account code prefix, e.g. assets:")  # fmt: skip
 PaymentId = Path(min_length=1, max_length=validation.ID_MAX, pattern=PRINTABLE,
@@ -247,6 +250,10 @@ class SessionDetail(BaseModel):
     )
     flags: list[dict[str, Any]]
     cdrs: list[SessionCdr]
+    standing_cdr_id: str | None = Field(
+        description="the bill that stands: the last issued CDR no credit cancels (as known at "
+        "known_at, when given); null if none"
+    )
 
 
 class FraudAlert(BaseModel):
@@ -501,10 +508,14 @@ def create_app(
     # After /sessions/held: routes match in order, and 'held' is not a session id.
     @app.get("/sessions/{session_id}", tags=["operations"], response_model=SessionDetail)
     def session(
-        session_id: str = SessionId, db: finance.Conn = Db, who: Principal = Reader
+        session_id: str = SessionId,
+        known_at: datetime | None = SessionKnownAt,
+        db: finance.Conn = Db,
+        who: Principal = Reader,
     ) -> dict[str, Any]:
         """One charging session: its status and reason, what was billed and captured, the
-        verification of its signed meter values and its CDRs. 404 if unknown."""
+        verification of its signed meter values and its CDRs, and the bill that stands; with
+        ``known_at``, its CDRs and standing bill as evledger knew them then. 404 if unknown."""
         from connectors import sessions_store
 
         conn = current(db)
@@ -518,10 +529,13 @@ def create_app(
         }
         fields["status"] = found.status.value
         fields["flags"] = [sessions_store.flag_json(f) for f in found.flags]
+        cdrs = sessions_store.cdrs_of(conn, session_id, known_at)
         fields["cdrs"] = [
             {name: getattr(c, name) for name in SessionCdr.model_fields} | {"kind": c.kind.value}
-            for c in sessions_store.cdrs_of(conn, session_id)
+            for c in cdrs
         ]
+        standing = standing_cdr(cdrs)
+        fields["standing_cdr_id"] = standing.cdr_id if standing is not None else None
         return fields
 
     return app

@@ -125,10 +125,20 @@ def run(
 
 
 @sessions_app.command("show")
-def show(session_id: str) -> None:
-    """A session's state, meter readings, flags, CDRs and the history of its held reasons."""
+def show(
+    session_id: str,
+    known_at: datetime = typer.Option(
+        None,
+        "--known-at",
+        help="processing time, with a zone: the CDRs and the standing bill as known then",
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%z"],
+    ),
+) -> None:
+    """A session's state, meter readings, flags, CDRs (all, or as known at a processing time),
+    the bill that stands, and the history of its held reasons."""
     from connectors import postgres
     from connectors import sessions_store as store
+    from ledger.sessions.session import standing_cdr
 
     with postgres.connect(_app().database_url) as conn:
         found = store.load_sessions(conn, [session_id]).get(session_id)
@@ -136,7 +146,7 @@ def show(session_id: str) -> None:
             console.print(f"[red]no session {session_id}[/]")
             raise typer.Exit(1)
         readings = store.meter_rows_of(conn, session_id)
-        cdrs = store.cdrs_of(conn, session_id)
+        cdrs = store.cdrs_of(conn, session_id, known_at)
         reasons = store.reason_history(conn, session_id)
         issued = [c for c in cdrs if c.kind == "issued"]
         entries = store.journal_entries_of_cdr(conn, issued[-1].cdr_id) if issued else []
@@ -162,6 +172,11 @@ def show(session_id: str) -> None:
         )
     if cdrs:
         console.print(cdr_table)
+    standing = standing_cdr(cdrs)
+    known = f" as known at {known_at:%Y-%m-%d %H:%M:%S%z}" if known_at else ""
+    console.print(f"standing bill{known}: " + (f"{standing.cdr_id}, "
+                  f"{Money(standing.total_incl_vat, standing.currency)} incl. VAT"
+                  if standing else "none"))  # fmt: skip
     if issued and issued[-1].signed_data is not None:
         digest = hashlib.sha256(issued[-1].signed_data.encode()).hexdigest()
         console.print(f"CDR {issued[-1].cdr_id} signed_data sha256 {digest}")

@@ -117,6 +117,15 @@ class CdrRecord:
     signed_status: str | None = None
 
 
+def standing_cdr(cdrs: Sequence[CdrRecord]) -> CdrRecord | None:
+    """The bill that stands among ``cdrs`` (in the order they were written): the last issued
+    CDR that no credit among them cancels; None if there is none (never billed, or credited
+    without a replacement)."""
+    credited = {c.credited_cdr_id for c in cdrs if c.kind == CdrKind.CREDITED}
+    standing = [c for c in cdrs if c.kind == CdrKind.ISSUED and c.cdr_id not in credited]
+    return standing[-1] if standing else None
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """Where one charging session stands: what its start said, its stop once known, its status

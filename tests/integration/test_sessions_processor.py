@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from connectors import postgres
+from connectors import postgres, sessions_store
 from entrypoints.bootstrap import App
 from ledger.dimensions import Dimension
 from ledger.envelope import Envelope, Source
@@ -38,6 +38,7 @@ from ledger.events import (
 )
 from ledger.money import Money
 from ledger.sessions.billing import derived_id
+from ledger.sessions.session import standing_cdr
 from processors.sessions import TOPICS, build_sessions_processor
 from processors.sessions_corrections import release, reprice
 from tests.integration.conftest import consume_from, create_database, drop_database, end_offsets
@@ -415,6 +416,8 @@ def test_idle_fee_waiver_credits_reissues_and_refunds(world: World) -> None:
     s = world.sessions["ocpp16"]
     original: CdrIssued = _one(world, "CdrIssued", s)
     starts = end_offsets(world.app, OUT[:2])
+    with psycopg.connect(world.database_url) as conn:
+        (before,) = conn.execute("SELECT now()").fetchone() or (None,)
     correction = reprice(
         world.app,
         s.id,
@@ -444,6 +447,17 @@ def test_idle_fee_waiver_credits_reissues_and_refunds(world: World) -> None:
     assert {(x.dimension, x.amount_excl_vat, x.vat_amount) for x in refund[0].lines} == {
         (Dimension.PARKING_TIME, 300, 60)
     }
+    # The bill as known before the correction, and now (session_cdrs rows are never changed).
+    with psycopg.connect(world.database_url) as conn:
+        then = sessions_store.cdrs_of(conn, s.id, before)
+        now = sessions_store.cdrs_of(conn, s.id)
+    assert [c.cdr_id for c in then] == [original.cdr_id]
+    was = standing_cdr(then)
+    assert was is not None and was.cdr_id == original.cdr_id
+    assert sorted(c.kind for c in now) == ["credited", "issued", "issued"]
+    standing = standing_cdr(now)
+    assert standing is not None and standing.cdr_id == reissued[0].cdr_id
+    assert standing.total_incl_vat == 432
 
 
 def test_without_a_known_hold_the_preauthorization_is_assumed(world: World) -> None:

@@ -435,3 +435,18 @@ def test_correction_checks_session_and_currency() -> None:
         correct_cdr(original, other, original.total_incl_vat, "x")
     with pytest.raises(ValidationError):
         correct_cdr(original, original, Money(1, "USD"), "x")
+
+
+def test_the_standing_bill_is_the_last_issued_cdr_no_credit_cancels() -> None:
+    from ledger.sessions.session import CdrKind, CdrRecord, standing_cdr
+
+    def cdr(cdr_id: str, kind: CdrKind, credits: str | None = None) -> CdrRecord:
+        return CdrRecord(cdr_id, "S-1", kind, f"e-{cdr_id}", "T", 1, (), "EUR", 100, 119, (),
+                         credited_cdr_id=credits)  # fmt: skip
+
+    first, credit = cdr("C1", CdrKind.ISSUED), cdr("C1-credit", CdrKind.CREDITED, "C1")
+    second = cdr("C2", CdrKind.ISSUED)
+    assert standing_cdr([]) is None
+    assert standing_cdr([first]) == first
+    assert standing_cdr([first, credit]) is None  # credited, not (yet) replaced
+    assert standing_cdr([first, credit, second]) == second
