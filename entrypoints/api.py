@@ -525,7 +525,7 @@ def create_app(
         fields = {
             name: getattr(found, name)
             for name in SessionDetail.model_fields
-            if name not in ("flags", "cdrs")
+            if name not in ("flags", "cdrs", "standing_cdr_id")
         }
         fields["status"] = found.status.value
         fields["flags"] = [sessions_store.flag_json(f) for f in found.flags]

@@ -425,6 +425,8 @@ def test_one_session_is_shown_by_the_api_with_its_cdrs_and_signed_status(
     headers = api_key(harness.url, NET)
     with TestClient(create_app(app.settings, database_url=harness.url), headers=headers) as client:
         answer = client.get(f"/sessions/{s.id}")
+        before = client.get(f"/sessions/{s.id}", params={"known_at": "2000-01-01T00:00:00Z"})
+        naive = client.get(f"/sessions/{s.id}", params={"known_at": "2026-01-01T00:00:00"})
         unknown = client.get("/sessions/S-nowhere")
         held = client.get("/sessions/held", params={"limit": 1})
     assert answer.status_code == 200, answer.text
@@ -432,6 +434,10 @@ def test_one_session_is_shown_by_the_api_with_its_cdrs_and_signed_status(
     assert (body["session_id"], body["status"], body["signed_status"]) == (s.id, "billed", None)
     (cdr,) = body["cdrs"]
     assert cdr["kind"] == "issued" and cdr["total_incl_vat"] == body["captured_minor"] > 0
+    assert body["standing_cdr_id"] == cdr["cdr_id"]
+    assert before.status_code == 200 and before.json()["cdrs"] == []
+    assert before.json()["standing_cdr_id"] is None  # not billed yet, as known in 2000
+    assert naive.status_code == 422, naive.text
     assert unknown.status_code == 404 and unknown.json()["code"] == "UNKNOWN_SESSION"
     assert held.status_code == 200  # /sessions/held is still its own route
 
