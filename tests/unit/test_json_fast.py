@@ -133,3 +133,31 @@ def test_repeated_members_and_wide_characters_read_as_the_reference_reads_them()
         for fast, limits in ((FAST, LIMITS), (FastDecoder(JsonLimits(max_string=100)),
                                               JsonLimits(max_string=100))):  # fmt: skip
             agrees(body, fast, limits)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(EVENTS)
+def test_a_single_document_decodes_to_the_reference_event(event: Any) -> None:
+    """Accepted: the reference's event; refused by the reference: refused here too."""
+    body = orjson.dumps(to_document(event))
+    try:
+        want = parse_document(loads(body), LIMITS)
+    except JsonEventError:
+        assert FAST.single(body) is None
+    else:
+        assert FAST.single(body) == want
+
+
+@pytest.mark.parametrize("mutate", MUTATIONS)
+def test_a_mutated_single_document_goes_to_the_reference(mutate: Any) -> None:
+    doc = {"type": "PaymentAuthorized", "event": {
+        "envelope": {"event_id": "01a2406e-b9be-7f78-a40e-8a009b36dcd5",
+                     "occurred_at": "2026-11-20T18:00:00Z", "recorded_at": "2026-11-20T18:00:01Z",
+                     "source": "psp", "network_id": "n"},
+        "payment_id": "P-1", "provider": "sandbox", "provider_reference": "pi_1",
+        "amount": {"amount_minor": 5000, "currency": "EUR"}, "payment_method": "card"}}  # fmt: skip
+    assert FAST.single(orjson.dumps(doc)) == parse_document(doc, LIMITS)
+    mutate(doc)
+    got = FAST.single(orjson.dumps(doc))
+    if got is not None:
+        assert got == parse_document(loads(orjson.dumps(doc)), LIMITS)
