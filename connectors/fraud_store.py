@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 
 from ledger import events as ev
 from ledger.errors import LedgerError
+from ledger.pseudonyms import Pseudonymizer
 
 Conn = psycopg.Connection[Any]
 
@@ -143,15 +144,21 @@ def alerts(
         ).fetchall()
 
 
-def first_known_view(
-    conn: Conn, network_id: str, candidates: list[str], limit: int = 20
+def typed_subject_view(
+    conn: Conn,
+    network_id: str,
+    subject: str,
+    pseudonyms: Pseudonymizer | None,
+    limit: int = 20,
 ) -> dict[str, Any]:
-    """The view of the first of ``candidates`` anything is known about: a token typed by a
-    person is looked up under its pseudonym first, then as typed (records published before
-    the front door pseudonymized it). Raises UnknownFraudSubject naming the first."""
-    for subject in dict.fromkeys(candidates):
+    """The view of a subject as a person typed it: a token is looked up under its pseudonym
+    first, then as typed (records published before the front door pseudonymized it). Raises
+    UnknownFraudSubject naming the first form looked up."""
+    candidates = [subject] if pseudonyms is None else [pseudonyms.subject(network_id, subject)]
+    candidates += [subject] if candidates[0] != subject else []
+    for candidate in candidates:
         try:
-            return subject_view(conn, network_id, subject, limit)
+            return subject_view(conn, network_id, candidate, limit)
         except UnknownFraudSubject:
             continue
     raise UnknownFraudSubject("nothing known about this subject", subject=candidates[0],

@@ -86,7 +86,7 @@ class Ingestor:
         """``topic``: publish every event there instead of its catalogue topic (benchmarks
         write to a scratch ``bench.`` topic, keeping the event log clean). ``vault`` seals the
         personal fields that arrive in plain text (without one, they are refused);
-        ``pseudonyms`` replaces tokens and card fingerprints by their pseudonyms."""
+        ``pseudonyms`` replaces drivers' tokens by their pseudonyms."""
         self.topic = topic
         self.vault = vault
         self.pseudonyms = pseudonyms

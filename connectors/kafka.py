@@ -68,8 +68,8 @@ class EventPublisher:
         pseudonyms: Pseudonymizer | None = None,
         **config: Any,
     ) -> None:
-        """``pseudonyms``: replace tokens and card fingerprints by their pseudonyms before
-        anything else (a publisher at the front door; ``ledger.pseudonyms``)."""
+        """``pseudonyms``: replace drivers' tokens by their pseudonyms before anything else (a
+        publisher at the front door; ``ledger.pseudonyms``)."""
         self.serde = serde
         self.pseudonyms = pseudonyms
         self.skew = timedelta(seconds=max_future_skew_seconds)

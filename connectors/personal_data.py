@@ -472,6 +472,15 @@ def read_pseudonymizer(path: Path) -> Pseudonymizer:
     return Pseudonymizer(key)
 
 
+def pseudonymizer_if_configured(path: Path) -> Pseudonymizer | None:
+    """The pseudonymizer, or None where its key file is missing or unusable: for readers that
+    then look a typed token up as typed (the API under a read-only role, the CLI)."""
+    try:
+        return read_pseudonymizer(path)
+    except MasterKeyError:
+        return None
+
+
 def ensure_pseudonym_key(path: Path) -> bool:
     """Make the pseudonym key file unless ``path`` exists; True if made."""
     if path.exists():

@@ -26,14 +26,13 @@ from fastapi import Depends, FastAPI, Path, Query
 from pydantic import BaseModel, Field
 
 from connectors import finance, fraud_store, postgres
-from connectors.personal_data import MasterKeyError, read_pseudonymizer
+from connectors.personal_data import pseudonymizer_if_configured
 from connectors.settings import Settings
 from entrypoints import dashboard, http_auth, http_db, http_errors, observe
 from entrypoints.bootstrap import database_url as default_database_url
 from entrypoints.http_errors import PRINTABLE, ErrorBody
 from ledger import validation
 from ledger.access import Principal, Scope
-from ledger.pseudonyms import Pseudonymizer
 from ledger.sessions.rules import UnknownSession
 from ledger.sessions.session import standing_cdr
 
@@ -305,22 +304,14 @@ class FraudSubject(BaseModel):
 
 
 # -- the app ------------------------------------------------------------------------------------
-def _pseudonymizer(settings: Settings) -> Pseudonymizer | None:
-    """The front door's token pseudonymizer, so a token typed by a person finds its records;
-    None where the API runs without the key (it then looks subjects up as given)."""
-    try:
-        return read_pseudonymizer(settings.pseudonym_key_path)
-    except MasterKeyError:
-        return None
-
-
 def create_app(
     settings: Settings, database_url: str | None = None, *, refresh_rollups_s: float | None = None
 ) -> FastAPI:
     """The API for the ledger in ``database_url`` (default: the settings' database). With
     ``refresh_rollups_s``, the dashboard's rollups are refreshed that often while it runs."""
     url = database_url or default_database_url(settings)
-    pseudonyms = _pseudonymizer(settings)
+    # A token typed by a person finds its records under its pseudonym (None without the key).
+    pseudonyms = pseudonymizer_if_configured(settings.pseudonym_key_path)
     refresher = dashboard.RollupRefresher(url, refresh_rollups_s) if refresh_rollups_s else None
 
     app = FastAPI(
@@ -500,10 +491,7 @@ def create_app(
     ) -> dict[str, Any]:
         """A token, card, station or terminal as the risk team sees it: block state and
         history, alerts and latest scores with every rule's evidence. 404 if never scored."""
-        candidates = (
-            [pseudonyms.subject(who.network_id, subject), subject] if pseudonyms else [subject]
-        )
-        return fraud_store.first_known_view(current(db), who.network_id, candidates)
+        return fraud_store.typed_subject_view(current(db), who.network_id, subject, pseudonyms)
 
     # After /sessions/held: routes match in order, and 'held' is not a session id.
     @app.get("/sessions/{session_id}", tags=["operations"], response_model=SessionDetail)

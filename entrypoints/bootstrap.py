@@ -31,25 +31,18 @@ class App:
 
     def publisher(self, *, pseudonymize: bool = False, **config: Any) -> EventPublisher:
         """The app's publisher (one per app), or a new one with ``config``. ``pseudonymize``:
-        a publisher at the front door, replacing tokens and card fingerprints by their
-        pseudonyms under the deployment's key (``EVLEDGER_PSEUDONYM_KEY_FILE``); upstream
-        systems publish with it, processors (which copy pseudonyms) need not."""
-        if pseudonymize:
-            return EventPublisher(
-                self.settings.bootstrap_servers,
-                self.serde,
-                max_future_skew_seconds=self.settings.max_future_skew_seconds,
-                pseudonyms=self.pseudonymizer(),
-                **{**self.settings.kafka_client(), **config},
-            )
-        if self._publisher is None or config:
+        a new publisher at the front door, replacing drivers' tokens by their pseudonyms under
+        the deployment's key (``EVLEDGER_PSEUDONYM_KEY_FILE``); upstream systems publish with
+        it, processors (which copy pseudonyms) need not."""
+        if self._publisher is None or config or pseudonymize:
             publisher = EventPublisher(
                 self.settings.bootstrap_servers,
                 self.serde,
                 max_future_skew_seconds=self.settings.max_future_skew_seconds,
+                pseudonyms=self.pseudonymizer() if pseudonymize else None,
                 **{**self.settings.kafka_client(), **config},
             )
-            if config:
+            if config or pseudonymize:
                 return publisher
             self._publisher = publisher
         return self._publisher

@@ -19,6 +19,7 @@ from entrypoints.cli_ledger import _actor, _conn, _fail, console, serve_projecto
 from ledger.envelope import Envelope
 from ledger.errors import LedgerError
 from ledger.fraud.policy import InvalidFraudPolicy, Policies, policies_from
+from ledger.pseudonyms import Pseudonymizer
 
 fraud_app = typer.Typer(
     help="Fraud scoring: run the processor, see alerts, unblock tokens.", no_args_is_help=True
@@ -239,7 +240,7 @@ def show(subject: str, network: str = Network) -> None:
 
     try:
         with _conn() as conn:
-            view = fraud_store.first_known_view(conn, network, _candidates(network, subject))
+            view = fraud_store.typed_subject_view(conn, network, subject, _pseudonyms())
     except LedgerError as exc:
         raise _fail(exc) from exc
     block = view["block"]
@@ -266,31 +267,27 @@ def show(subject: str, network: str = Network) -> None:
 
 
 def _publish(event: Any) -> str:
-    """Publish at the front door: a token or card typed here becomes its pseudonym
-    (ledger.pseudonyms). Returns the subject as published."""
+    """Publish at the front door: a token typed here becomes its pseudonym (ledger.pseudonyms).
+    Returns the subject as published."""
     from entrypoints.bootstrap import bootstrap
 
     app = bootstrap()
     try:
-        publisher = app.publisher(pseudonymize=True)
+        published = app.pseudonymizer().event(event)
     except LedgerError as exc:
         raise _fail(exc) from exc
-    published = publisher.pseudonyms.event(event) if publisher.pseudonyms else event
+    publisher = app.publisher()
     publisher.publish(published)
     publisher.flush()
     return str(published.subject)
 
 
-def _candidates(network: str, subject: str) -> list[str]:
-    """Where to look a typed subject up: under its pseudonym, then as typed."""
-    from connectors.personal_data import MasterKeyError, read_pseudonymizer
+def _pseudonyms() -> Pseudonymizer | None:
+    """The pseudonymizer a typed token is looked up with, if its key is here."""
+    from connectors.personal_data import pseudonymizer_if_configured
     from connectors.settings import Settings
 
-    try:
-        pseudonyms = read_pseudonymizer(Settings.from_env().pseudonym_key_path)
-    except MasterKeyError:
-        return [subject]
-    return [pseudonyms.subject(network, subject), subject]
+    return pseudonymizer_if_configured(Settings.from_env().pseudonym_key_path)
 
 
 @fraud_app.command("block")

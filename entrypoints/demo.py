@@ -111,7 +111,8 @@ def run_demo(
     # The simulated upstream publishes at the front door: tokens and card fingerprints become
     # pseudonyms (docs/security.md), and the attacks' labels name the pseudonyms too.
     publisher = app.publisher(pseudonymize=True)
-    pseudonyms = app.pseudonymizer()
+    pseudonyms = publisher.pseudonyms
+    assert pseudonyms is not None
     started = time.perf_counter()
     # Tariffs and locations come first, as in a real network: a session's tariff is known
     # before it starts, and its station's place (the fraud rules' distances and powers).
