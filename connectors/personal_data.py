@@ -154,26 +154,36 @@ def _decode_key(text: str) -> bytes | None:
     return key if len(key) == KEY_BYTES else None
 
 
-def write_keyring(path: Path, keyring: Keyring, *, exclusive: bool = False) -> None:
-    """Write the key file atomically with mode 600 (``exclusive``: refuse to replace one)."""
+def _write_secret(path: Path, text: str, *, exclusive: bool) -> bool:
+    """Write a key file with mode 600, its bytes on disk before it counts. ``exclusive``:
+    create it, or return False when it exists (O_EXCL: two makers cannot both win);
+    otherwise replace it atomically (a reader sees the old file or the new one, never half)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if exclusive and path.exists():
-        raise MasterKeyError(f"{path} exists already; rotate with `evledger keys rotate-master`")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    target = path if exclusive else path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if exclusive:
+            return False
+        raise
     with os.fdopen(fd, "w") as out:
-        out.write(keyring.render())
+        out.write(text)
         out.flush()
         os.fsync(out.fileno())
-    os.replace(tmp, path)
+    if not exclusive:
+        os.replace(target, path)
+    return True
+
+
+def write_keyring(path: Path, keyring: Keyring, *, exclusive: bool = False) -> None:
+    """Write the key file atomically with mode 600 (``exclusive``: refuse to replace one)."""
+    if not _write_secret(path, keyring.render(), exclusive=exclusive):
+        raise MasterKeyError(f"{path} exists already; rotate with `evledger keys rotate-master`")
 
 
 def ensure_key_file(path: Path) -> bool:
     """Make a key file with one new master key unless ``path`` exists; True if made."""
-    if path.exists():
-        return False
-    write_keyring(path, Keyring((new_master_key(),)), exclusive=True)
-    return True
+    return _write_secret(path, Keyring((new_master_key(),)).render(), exclusive=True)
 
 
 class KeyFile:
@@ -483,11 +493,6 @@ def pseudonymizer_if_configured(path: Path) -> Pseudonymizer | None:
 
 def ensure_pseudonym_key(path: Path) -> bool:
     """Make the pseudonym key file unless ``path`` exists; True if made."""
-    if path.exists():
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write("# evledger pseudonym key (driver tokens). Keep secret; never rotate.\n")
-        out.write(base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode() + "\n")
-    return True
+    key = base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
+    header = "# evledger pseudonym key (driver tokens). Keep secret; never rotate.\n"
+    return _write_secret(path, f"{header}{key}\n", exclusive=True)
