@@ -18,11 +18,11 @@ import uuid
 import psycopg
 
 from bench.harness import BenchContext, Metric
-from bench.suite_ledger import BATCH, consume_decode, ends, fresh_book, payment_events
+from bench.suite_ledger import BATCH, busy_run, consume_decode, ends, fresh_book, payment_events
 from connectors import audit, postgres
 from entrypoints.bootstrap import bootstrap
 from entrypoints.replay import replay_ledger
-from processors.ledger_projector import build_ledger_processor, caught_up
+from processors.ledger_projector import build_ledger_processor
 
 TARGET = 100_000
 
@@ -50,15 +50,8 @@ def run(ctx: BenchContext) -> list[Metric]:
     rebuilt = postgres.create_database(app.database_url, rebuilt_name)
     try:
         processor = build_ledger_processor(app, group=group, database_url=live, batch_size=BATCH)
-        busy = 0.0
         try:
-            while True:
-                t = time.perf_counter()
-                stats = processor.step(0.5)
-                if stats.consumed:
-                    busy += time.perf_counter() - t
-                elif caught_up(processor, targets):
-                    break
+            busy, _ = busy_run(processor, targets)
         finally:
             processor.close()
         live_rate = total / busy

@@ -58,6 +58,16 @@ def test_valid_events_of_every_type_decode_to_the_reference_events(events: list[
         assert got == want
 
 
+def authorized() -> dict[str, Any]:
+    """A valid PaymentAuthorized document, for the mutations below to break."""
+    return {"type": "PaymentAuthorized", "event": {
+        "envelope": {"event_id": "01a2406e-b9be-7f78-a40e-8a009b36dcd5",
+                     "occurred_at": "2026-11-20T18:00:00Z", "recorded_at": "2026-11-20T18:00:01Z",
+                     "source": "psp", "network_id": "n"},
+        "payment_id": "P-1", "provider": "sandbox", "provider_reference": "pi_1",
+        "amount": {"amount_minor": 5000, "currency": "EUR"}, "payment_method": "card"}}  # fmt: skip
+
+
 MUTATIONS = [
     lambda d: d["event"].update(unknown_member=1),
     lambda d: d.update(extra=1),
@@ -81,12 +91,7 @@ MUTATIONS = [
 
 @pytest.mark.parametrize("mutate", MUTATIONS)
 def test_a_mutated_document_goes_to_the_reference(mutate: Any) -> None:
-    good = {"type": "PaymentAuthorized", "event": {
-        "envelope": {"event_id": "01a2406e-b9be-7f78-a40e-8a009b36dcd5",
-                     "occurred_at": "2026-11-20T18:00:00Z", "recorded_at": "2026-11-20T18:00:01Z",
-                     "source": "psp", "network_id": "n"},
-        "payment_id": "P-1", "provider": "sandbox", "provider_reference": "pi_1",
-        "amount": {"amount_minor": 5000, "currency": "EUR"}, "payment_method": "card"}}  # fmt: skip
+    good = authorized()
     bad = copy.deepcopy(good)
     mutate(bad)
     agrees(orjson.dumps({"events": [good, bad]}))
@@ -150,12 +155,7 @@ def test_a_single_document_decodes_to_the_reference_event(event: Any) -> None:
 
 @pytest.mark.parametrize("mutate", MUTATIONS)
 def test_a_mutated_single_document_goes_to_the_reference(mutate: Any) -> None:
-    doc = {"type": "PaymentAuthorized", "event": {
-        "envelope": {"event_id": "01a2406e-b9be-7f78-a40e-8a009b36dcd5",
-                     "occurred_at": "2026-11-20T18:00:00Z", "recorded_at": "2026-11-20T18:00:01Z",
-                     "source": "psp", "network_id": "n"},
-        "payment_id": "P-1", "provider": "sandbox", "provider_reference": "pi_1",
-        "amount": {"amount_minor": 5000, "currency": "EUR"}, "payment_method": "card"}}  # fmt: skip
+    doc = authorized()
     assert FAST.single(orjson.dumps(doc)) == parse_document(doc, LIMITS)
     mutate(doc)
     got = FAST.single(orjson.dumps(doc))
