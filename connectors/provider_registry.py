@@ -16,6 +16,10 @@ File form (TOML shown; JSON has the same shape)::
     api_key_env = "STRIPE_API_KEY"        # or api_key = "sk_test_..."
     api_base = "http://127.0.0.1:12111"
 
+    [providers.acquirer]                   # the sandbox as a service (evledger sandbox serve)
+    kind = "sandbox-http"
+    url = "http://127.0.0.1:12112"
+
     [[routing]]                            # first match wins; default: every provider in order
     network_id = "demo-network"
     currencies = ["EUR"]
@@ -148,6 +152,15 @@ def _build(name: str, spec: dict[str, Any], environ: Mapping[str, str]) -> Payme
     kind = spec.get("kind", name)
     if kind == "sandbox":
         return shared_sandbox(name)
+    if kind == "sandbox-http":
+        from connectors.providers.sandbox_remote import RemoteSandbox
+
+        url = _value(spec, "url", environ, "SANDBOX_URL")
+        if not url:
+            raise ProviderConfigError(
+                "sandbox-http needs url (evledger sandbox serve)", provider=name
+            )
+        return RemoteSandbox(url, name=name, timeout=float(spec.get("timeout", 5.0)))
     if kind == "stripe":
         from connectors.providers.stripe import StripeProvider
 

@@ -41,6 +41,10 @@ reconcile_app = typer.Typer(
     help="Match a provider settlement report against the ledger's captures and refunds."
 )
 webhooks_app = typer.Typer(help="Provider webhook receiver.", no_args_is_help=True)
+sandbox_app = typer.Typer(
+    help="The sandbox provider as a service of its own (outlives the connectors).",
+    no_args_is_help=True,
+)
 
 SETTLEMENT_LAG = timedelta(days=3)
 PROVIDERS_OPTION = typer.Option(None, "--providers", help="provider config file (JSON or TOML)")
@@ -51,6 +55,7 @@ def register(root: typer.Typer) -> None:
     root.add_typer(settlement_app, name="settlement")
     root.add_typer(reconcile_app, name="reconcile")
     root.add_typer(webhooks_app, name="webhooks")
+    root.add_typer(sandbox_app, name="sandbox")
 
 
 # ---------------------------------------------------------------------------- settlement
@@ -262,6 +267,31 @@ def webhooks_serve(
     setup_process_logging(settings)
     api = create_webhooks_app(settings, providers=load_providers(providers))
     uvicorn.run(api, host=host, port=port, log_config=None)
+
+
+# ---------------------------------------------------------------------------- sandbox
+@sandbox_app.command("serve")
+def sandbox_serve(
+    port: int = typer.Option(12112, help="TCP port"),
+    host: str = typer.Option("127.0.0.1", help="bind address (loopback: the admin API is open)"),
+    name: str = typer.Option("sandbox-http", help="the provider's name in results and reports"),
+    multi_capture: bool = typer.Option(
+        False, help="allow several partial captures per authorization (as Stripe multicapture)"
+    ),
+) -> None:
+    """Serve one sandbox provider over HTTP (kind "sandbox-http" in --providers files)."""
+    from connectors.providers.sandbox import SandboxProvider
+    from entrypoints.sandbox_service import make_server
+
+    setup_process_logging(Settings.from_env())
+    server = make_server(SandboxProvider(name, multi_capture=multi_capture), port, host)
+    console.print(f"sandbox provider {name!r} serving on http://{host}:{server.server_address[1]}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def _database_url() -> str:

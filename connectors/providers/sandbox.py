@@ -411,6 +411,14 @@ class SandboxProvider:
         return self._call("report", report)
 
     # -- sandbox-only helpers ---------------------------------------------------------------
+    def snapshot(self) -> tuple[list[tuple[str, ProviderStatus]], list[SettlementLine]]:
+        """Every payment (our payment id, the provider's view) and every line of its books
+        (charges, refunds, payouts), without faults or latency: the provider's own state, for
+        an auditor or a checker that must not trust the ledger."""
+        with self._lock:
+            payments = [(p.payment_id, self._status(ref)) for ref, p in self._payments.items()]
+            return payments, list(self._lines)
+
     def pay_out(self, currency: str) -> SettlementLine | None:
         """Pay the net of every unpaid charge and refund in ``currency`` to the bank (a payout
         line in the report), as a provider does on its payout schedule."""

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -27,7 +27,9 @@ import stripe
 from connectors.providers.base import PaymentProvider
 from connectors.providers.braintree import BraintreeProvider
 from connectors.providers.sandbox import Fault, SandboxProvider
+from connectors.providers.sandbox_remote import RemoteSandbox
 from connectors.providers.stripe import StripeProvider
+from entrypoints.sandbox_service import make_server
 from tests.fakes.braintree_gateway import FakeBraintreeGateway
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,6 +148,27 @@ def sandbox_harness() -> Harness:
     )
 
 
+@pytest.fixture
+def sandbox_http_harness() -> Iterator[Harness]:
+    """The sandbox served over HTTP (``evledger sandbox serve``) and its client adapter."""
+    sandbox = SandboxProvider("sandbox-http")
+    server = make_server(sandbox, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = RemoteSandbox(f"http://127.0.0.1:{server.server_address[1]}", timeout=10)
+    try:
+        yield Harness(
+            name="sandbox-http",
+            provider=client,
+            approve_token="tok_visa",
+            decline_token="tok_decline",
+            lose_next_response=lambda op: sandbox.inject(Fault.TIMEOUT_AFTER, op),
+        )
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+
+
 def stripe_harness(url: str) -> Harness:
     recorder = RecordingRequestsClient()
     provider = StripeProvider.connect("sk_test_contract", api_base=url, http_client=recorder)
@@ -178,21 +201,25 @@ def braintree_harness(gateway: FakeBraintreeGateway) -> Harness:
     )
 
 
-@pytest.fixture(params=["sandbox", "stripe", "braintree"])
+@pytest.fixture(params=["sandbox", "sandbox-http", "stripe", "braintree"])
 def harness(request: pytest.FixtureRequest) -> Harness:
     """Every adapter: assertions that hold for stateless stripe-mock too."""
     if request.param == "sandbox":
         return sandbox_harness()
+    if request.param == "sandbox-http":
+        return cast(Harness, request.getfixturevalue("sandbox_http_harness"))
     if request.param == "stripe":
         return stripe_harness(request.getfixturevalue("stripe_mock_url"))
     return braintree_harness(request.getfixturevalue("braintree_gateway"))
 
 
-@pytest.fixture(params=["sandbox", "braintree"])
+@pytest.fixture(params=["sandbox", "sandbox-http", "braintree"])
 def stateful_harness(request: pytest.FixtureRequest) -> Harness:
     """Adapters whose backend keeps state. stripe-mock answers every call with canned objects
     (a PaymentIntent is always ``requires_payment_method``), so state assertions cannot hold
     against it; they are checked against real Stripe test mode only (not in CI)."""
     if request.param == "sandbox":
         return sandbox_harness()
+    if request.param == "sandbox-http":
+        return cast(Harness, request.getfixturevalue("sandbox_http_harness"))
     return braintree_harness(request.getfixturevalue("braintree_gateway"))
