@@ -26,6 +26,7 @@ from connectors.providers.base import (
     Action,
     AuthorizeCall,
     CaptureCall,
+    CaptureResult,
     PaymentProvider,
     ProviderPaymentState,
     RefundCall,
@@ -367,7 +368,16 @@ class SettlementHandler:
             attempt.action is Action.VOID and captured
         )
         detail = f"{error.message}; provider status {status.state.value}"
-        if done:
+        replayed = self._replay_capture(command, attempt, provider) if done else None
+        if replayed is not None:  # the first answer, with its fee and capture reference
+            self.store.finish(
+                key,
+                AttemptStatus.SUCCEEDED,
+                result=result_json(replayed),
+                outcome_reference=replayed.capture_reference,
+                fee_minor=replayed.fee.amount_minor if replayed.fee else None,
+            )
+        elif done:
             result = {
                 "resolved_by": "fetch_status",
                 "state": status.state.value,
@@ -379,6 +389,24 @@ class SettlementHandler:
             self.store.finish(key, AttemptStatus.FAILED, reason_code=error.code, detail=detail)
         else:
             self.store.finish(key, AttemptStatus.IN_DOUBT, reason_code=error.code, detail=detail)
+
+    def _replay_capture(
+        self, command: Command, attempt: Attempt, provider: PaymentProvider
+    ) -> CaptureResult | None:
+        """A capture the status shows done, asked once more under its own key: the provider
+        replays its first answer (Stripe keeps keys 24 h), so the booking gets the capture's fee
+        and reference, which a status does not carry. None when it is not a capture or the
+        provider gives no such answer now (the status alone then settles the attempt)."""
+        if attempt.action is not Action.CAPTURE:
+            return None
+        call = CaptureCall(command.payment_id, attempt.provider_reference or "",
+                           instruction_amount(command), attempt.idempotency_key,
+                           getattr(command, "final", True))  # fmt: skip
+        try:
+            with provider_call(provider.name, "capture"):
+                return provider.capture(call)
+        except ProviderError:
+            return None
 
     def _authorize(self, command: AuthorizeRequested, attempt: Attempt, *, resumed: bool) -> None:
         key = attempt.idempotency_key

@@ -26,6 +26,7 @@ from ledger.settlement.routing import BreakerConfig, RoutingRule
 from processors.settlement import outcome_event_id
 from tests.integration.conftest import end_offsets
 from tests.integration.test_settlement_processor import (
+    FAST_RETRY,
     NETWORK,
     authorize,
     capture,
@@ -277,3 +278,16 @@ def test_outage_opens_the_breaker_fails_over_and_traffic_returns(app: App, datab
     captured = [e for e in events if isinstance(e, PaymentCaptured)]
     assert [(c.payment_id, c.provider) for c in captured] == [(p1, "sandbox-b")]
     assert primary.find_authorization(p1) is None and primary.find_authorization(p2) is None
+
+
+def test_a_capture_resolved_by_status_keeps_its_fee_and_reference(app: App, database: str) -> None:
+    """Every try timed out after the provider applied it, so the tries ran out in doubt; the
+    status shows it captured, and the provider's replay under the same key gives the booking
+    the capture's own reference and fee (a status carries neither)."""
+    sandbox = SandboxProvider("sandbox")
+    sandbox.inject(Fault.TIMEOUT_AFTER, "capture", times=FAST_RETRY.max_attempts)  # every try
+    _, capture_cmd, events = run_capture_flow(app, database, sandbox)
+
+    captured = only_capture(events, capture_cmd)
+    assert charges(sandbox, hold_reference(events)) == [captured.provider_reference]
+    assert captured.fee == sandbox.fees.fee(captured.amount)
