@@ -9,7 +9,7 @@ EVLEDGER := $(VENV)/bin/evledger
 PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 
-.PHONY: help install demo test test-unit test-integration bench bench-ab up down status lint format schemas clean
+.PHONY: help install demo test test-unit test-integration bench bench-ab chaos up down status lint format schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,6 +45,11 @@ test-unit: install ## fast tests that need no services
 bench: install ## run the benchmark suites; results land in bench/results/
 	$(PYTHON) -m bench $(SUITES)
 
+SEED ?= 1
+CHAOS_ARGS ?=
+chaos: install ## the whole flow under seeded faults (SEED=n), judged by an independent checker; report in chaos/reports/
+	$(PYTHON) -m chaos --seed $(SEED) $(CHAOS_ARGS)
+
 bench-ab: install ## the ledger projector against git revision REV, alternating pairs
 	@test -n "$(REV)" || { echo "usage: make bench-ab REV=<git revision>"; exit 2; }
 	$(PYTHON) -m bench.ab_projector $(REV)
@@ -62,7 +67,7 @@ lint: install ## ruff (lint + format check), mypy --strict and bandit (security,
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/bandit -q -ll -c pyproject.toml -r connectors ledger processors entrypoints schemas devstack
+	$(VENV)/bin/bandit -q -ll -c pyproject.toml -r connectors ledger processors entrypoints schemas devstack chaos
 
 format: ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .

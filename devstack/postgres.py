@@ -94,14 +94,16 @@ class LocalPostgres:
         except psycopg.Error:
             return False
 
-    def stop(self) -> bool:
+    def stop(self, mode: str = "fast") -> bool:
+        """Stop the server: ``fast`` (roll back open transactions, checkpoint) or ``immediate``
+        (no checkpoint: the next start recovers from the WAL, as after a crash)."""
         if not (self.data / "postmaster.pid").exists():
             return False
         from pgserver import _commands
 
         try:
             _pg(_commands, "pg_ctl")(
-                ["-w", "-m", "fast", "stop"], pgdata=self.data, user=self._user(), timeout=60
+                ["-w", "-m", mode, "stop"], pgdata=self.data, user=self._user(), timeout=60
             )
         except Exception:
             return False
