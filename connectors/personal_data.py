@@ -441,7 +441,7 @@ def _check_plain(field: str, plain: str) -> None:
         raise PersonalValueRefused(
             f"{field}: a text of at most {personal.PLAIN_MAX} characters", field=field
         )
-    if any(not (c.isprintable() or c in "\n\t") for c in plain):
+    if any(not (c.isprintable() or c in "\n\r\t") for c in plain):  # the text rule's set
         raise PersonalValueRefused(
             f"{field}: control or formatting characters are not allowed", field=field
         )

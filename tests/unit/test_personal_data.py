@@ -107,3 +107,11 @@ def test_a_process_reloads_the_file_for_a_master_key_it_has_not_seen(tmp_path: P
     assert keys.key(second[0]) == second[1]
     with pytest.raises(MasterKeyError, match="restore"):
         keys.key("mk-never")
+
+
+def test_a_plain_value_obeys_the_text_rule_line_breaks_included() -> None:
+    """A Windows client's address ends its lines with CR LF: the free-text rule allows tab, LF
+    and CR, so sealing does too; other control characters stay refused."""
+    personal_data._check_plain("billing_address", "Hauptstr. 1\r\n10115 Berlin\tDE")
+    with pytest.raises(personal_data.PersonalValueRefused, match="control"):
+        personal_data._check_plain("billing_address", "Hauptstr. 1\x0b10115 Berlin")
