@@ -8,8 +8,8 @@ The same token in two networks gets two pseudonyms (no linking across tenants). 
 already has a pseudonym's form is left alone, so pseudonymizing twice changes nothing and the
 processors, which copy tokens from event to event, pass them through. Card fingerprints are not
 taken from upstream: the settlement connector derives them from the provider's vaulted payment
-token (``ledger.settlement.outcomes.card_fingerprint``). docs/security.md, "Pseudonymized
-tokens".
+token with the same key (``Pseudonymizer.card``, through
+``ledger.settlement.outcomes.card_fingerprint``). docs/security.md, "Pseudonymized tokens".
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import re
 from typing import Any
 
 TOKEN_PREFIX = "tk1_"
+CARD_PREFIX = "cd1_"
+"""Card fingerprints: the keyed hash of a vaulted payment token (``Pseudonymizer.card``)."""
 FIELDS = {"token_uid": TOKEN_PREFIX}
 """Event fields holding one token, and the form their pseudonym takes."""
 LIST_FIELDS = {"token_uids": TOKEN_PREFIX}
@@ -50,6 +52,13 @@ class Pseudonymizer:
             return raw
         mac = hmac.new(self._key, f"{network}\x00{raw}".encode(), hashlib.sha256)
         return prefix + mac.hexdigest()[:40]
+
+    def card(self, network: str, payment_token: str) -> str:
+        """The card fingerprint of a provider-vaulted payment token in ``network``: ``cd1_`` and
+        40 hex digits of HMAC-SHA256 under the pseudonym key, over a domain separator, the
+        network and the token. Without the key a known token cannot be matched to it."""
+        data = f"card\x00{network}\x00{payment_token}".encode()
+        return CARD_PREFIX + hmac.new(self._key, data, hashlib.sha256).hexdigest()[:40]
 
     def subject(self, network: str, subject: str) -> str:
         """A fraud subject with its token pseudonymized (``token:X`` -> ``token:tk1_...``);

@@ -19,13 +19,16 @@ provider gives a definite answer.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
 from connectors import metrics
 from connectors.consumer_lag import LagMonitor
+from connectors.personal_data import read_pseudonymizer
 from connectors.provider_registry import ProviderRegistry
 from connectors.settlement_store import Attempt, AttemptStore, mark_emitted, restore_command
+from ledger.pseudonyms import Pseudonymizer
 from ledger.settlement.outcomes import outcome_event_id
 from ledger.settlement.routing import BreakerState
 from processors.base import (
@@ -70,6 +73,8 @@ class SettlementConnector:
         batch_size: int = 200,
     ) -> None:
         self.config = config or ConnectorConfig()
+        if self.config.pseudonyms is None:
+            self.config = dataclasses.replace(self.config, pseudonyms=_card_key(app))
         url = database_url or app.database_url
         self.store = AttemptStore.connect(url)
         self.handler = SettlementHandler(providers, self.store, self.config)
@@ -130,7 +135,7 @@ class SettlementConnector:
         if done is None or not done.status.final:
             return 0
         processor = self.processor
-        events, refusal = outcome_events(command, done)
+        events, refusal = outcome_events(command, done, self.config.pseudonyms)
         with processor.checkpoint.batch() as batch:
             tx = Effects(
                 batch,
@@ -158,6 +163,20 @@ class SettlementConnector:
     def close(self) -> None:
         self.processor.close()
         self.store.close()
+
+
+def _card_key(app: Wiring) -> Pseudonymizer | None:
+    """The deployment's pseudonym key, which card fingerprints are keyed with. A configured or
+    present key file that cannot be read stops the connector (MasterKeyError); with none, card
+    fingerprints are an unkeyed hash, and the connector says so."""
+    settings = getattr(app, "settings", None)
+    path = getattr(settings, "pseudonym_key_path", None)
+    configured = bool(getattr(settings, "pseudonym_key_file", ""))
+    if path is None or not (configured or path.exists()):
+        log.warning("no pseudonym key file: card fingerprints are an unkeyed hash of the payment "
+                    "token (evledger keys pseudonym-init; docs/security.md)")  # fmt: skip
+        return None
+    return read_pseudonymizer(path)
 
 
 def build_settlement_processor(

@@ -6,15 +6,19 @@ from datetime import datetime
 from typing import Any
 
 from connectors.settlement_store import Attempt, AttemptStatus, Command, result_money
+from ledger.pseudonyms import Pseudonymizer
 from ledger.settlement import outcomes as settlement_outcomes
 
 
-def outcome_events(command: Command, attempt: Attempt) -> tuple[list[Any], tuple[str, str] | None]:
+def outcome_events(
+    command: Command, attempt: Attempt, pseudonyms: Pseudonymizer | None = None
+) -> tuple[list[Any], tuple[str, str] | None]:
     """The events a finished attempt stands for, and a (reason code, detail) when the record is
-    to be rejected instead (a void the provider refused). Pending / in-doubt: nothing yet."""
+    to be rejected instead (a void the provider refused). Pending / in-doubt: nothing yet.
+    ``pseudonyms``: the key card fingerprints are made with."""
     if not attempt.status.final:
         return [], None
-    return settlement_outcomes.outcome_events(command, settled_attempt(attempt))
+    return settlement_outcomes.outcome_events(command, settled_attempt(attempt), pseudonyms)
 
 
 def settled_attempt(attempt: Attempt) -> settlement_outcomes.SettledAttempt:

@@ -46,6 +46,7 @@ from connectors.settlement_store import (
 )
 from ledger.errors import LedgerError
 from ledger.events import AuthorizeRequested, CaptureRequested
+from ledger.pseudonyms import Pseudonymizer
 from ledger.settlement.outcomes import card_fingerprint, instruction_amount
 from ledger.settlement.retry import RetryPolicy
 from ledger.settlement.routing import (
@@ -85,6 +86,9 @@ class ConnectorConfig:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     seed: int | None = None
+    pseudonyms: Pseudonymizer | None = None
+    """The deployment's pseudonym key: card fingerprints are keyed with it
+    (``ledger.settlement.outcomes.card_fingerprint``); None: an unkeyed hash."""
 
 
 class NoHoldCode(StrEnum):
@@ -150,7 +154,7 @@ class SettlementHandler:
             except CommandRefused as refused:
                 tx.reject(record, refused.code, str(refused))
                 continue
-            events, refusal = outcome_events(command, attempt)
+            events, refusal = outcome_events(command, attempt, self.config.pseudonyms)
             for event in events:
                 tx.emit(event)
             if refusal is not None:
@@ -227,7 +231,9 @@ class SettlementHandler:
 
     def _blocked(self, command: AuthorizeRequested) -> str | None:
         """Why the command's token or card may not authorize (a fraud block), or None."""
-        subjects = [f"card:{card_fingerprint(command.payment_token)}"]
+        card = card_fingerprint(command.payment_token, command.envelope.network_id,
+                                self.config.pseudonyms)  # fmt: skip
+        subjects = [f"card:{card}"]
         if command.token_uid:
             subjects.insert(0, f"token:{command.token_uid}")
         block = fraud_store.blocked(self.store.conn, command.envelope.network_id, subjects)

@@ -30,6 +30,7 @@ from ledger.events import (
     VoidRequested,
 )
 from ledger.money import Money
+from ledger.pseudonyms import Pseudonymizer
 
 Instruction = AuthorizeRequested | CaptureRequested | VoidRequested | RefundRequested
 OUTCOME_NAMESPACE = ids.SETTLEMENT_OUTCOMES.namespace
@@ -58,9 +59,17 @@ def outcome_event_id(command_event_id: str, kind: str) -> str:
     return ids.SETTLEMENT_OUTCOMES.derive(command_event_id, kind)
 
 
-def card_fingerprint(payment_token: str) -> str:
+def card_fingerprint(
+    payment_token: str, network: str = "", pseudonyms: Pseudonymizer | None = None
+) -> str:
     """A stable pseudonym of a provider-vaulted payment token, for the fraud rules: the same
-    token gives the same value, and the value does not give the token back."""
+    token gives the same value, and the value does not give the token back. With the
+    deployment's pseudonym key (``pseudonyms``) it is keyed, per network (``cd1_...``): without
+    the key a known token cannot be matched to it. Without a key it is an unkeyed hash, which
+    anyone holding a token can recompute (a deployment without a pseudonym key file;
+    docs/security.md)."""
+    if pseudonyms is not None:
+        return pseudonyms.card(network, payment_token)
     return hashlib.sha256(b"evledger-card:" + payment_token.encode()).hexdigest()[:24]
 
 
@@ -71,10 +80,11 @@ def instruction_amount(command: Instruction) -> Money:
 
 
 def outcome_events(
-    command: Instruction, settled: SettledAttempt
+    command: Instruction, settled: SettledAttempt, pseudonyms: Pseudonymizer | None = None
 ) -> tuple[list[Any], tuple[str, str] | None]:
     """The events a settled attempt stands for, and a (reason code, detail) when the record is
-    to be rejected instead (a void the provider refused)."""
+    to be rejected instead (a void the provider refused). ``pseudonyms``: the key card
+    fingerprints are made with (``card_fingerprint``)."""
 
     def envelope(kind: str) -> Envelope:
         return command.envelope.caused(
@@ -85,6 +95,7 @@ def outcome_events(
     reason, detail = settled.reason_code or "PROVIDER_ERROR", settled.detail or ""
     pid = command.payment_id
     if isinstance(command, AuthorizeRequested):
+        card = card_fingerprint(command.payment_token, command.envelope.network_id, pseudonyms)
         events: list[Any] = [
             ProviderRouted(
                 envelope(f"routed:{n}"), pid, r["provider"], r["reason"], list(r["skipped"]), n
@@ -104,7 +115,7 @@ def outcome_events(
                     command.station_id,
                     settled.expires_at,
                     command.token_uid,
-                    card_fingerprint(command.payment_token),
+                    card,
                     command.terminal_id,
                     command.envelope.occurred_at,
                 )
@@ -120,7 +131,7 @@ def outcome_events(
                     settled.refused_by,
                     settled.decline_code,
                     command.token_uid,
-                    card_fingerprint(command.payment_token),
+                    card,
                     command.terminal_id,
                     command.session_id,
                     command.station_id,

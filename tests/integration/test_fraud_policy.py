@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from connectors import fraud_store, postgres
+from connectors.personal_data import read_pseudonymizer
 from connectors.providers.sandbox import SandboxProvider
 from entrypoints.bootstrap import App
 from entrypoints.cli import app as cli
@@ -27,6 +28,7 @@ from ledger.events import (
 from ledger.settlement.outcomes import card_fingerprint
 from tests.integration.conftest import create_database, drop_database, end_offsets
 from tests.integration.test_settlement_processor import (
+    NETWORK,
     authorize,
     capture,
     connector,
@@ -54,6 +56,14 @@ def record(url: str, *events: object) -> None:
                 fraud_store.record_alert(conn, e)
 
 
+def card(app: App, payment_token: str) -> str:
+    """The card fingerprint the connector derives: keyed with the stack's pseudonym key."""
+    keyed = read_pseudonymizer(app.settings.pseudonym_key_path)
+    fingerprint = card_fingerprint(payment_token, NETWORK, keyed)
+    assert fingerprint.startswith("cd1_") and payment_token not in fingerprint
+    return fingerprint
+
+
 def test_a_blocked_token_or_card_is_refused_until_unblocked(app: App, database: str) -> None:
     registry = registry_of(SandboxProvider("sandbox"))
     token = f"DE-EVL-C{uuid.uuid4().hex[:8]}"
@@ -61,7 +71,7 @@ def test_a_blocked_token_or_card_is_refused_until_unblocked(app: App, database: 
     record(
         database,
         TokenBlocked(envelope(), f"token:{token}", "cloned_token (alert)", "fraud-policy"),
-        TokenBlocked(envelope(), f"card:{card_fingerprint(stolen)}", "card testing", "risk-team"),
+        TokenBlocked(envelope(), f"card:{card(app, stolen)}", "card testing", "risk-team"),
     )
     p1, p2, p3 = (f"P-{uuid.uuid4()}" for _ in range(3))
     by_token = replace(authorize(p1), token_uid=token)
@@ -78,9 +88,7 @@ def test_a_blocked_token_or_card_is_refused_until_unblocked(app: App, database: 
     detail = next(e.detail for e in refused if e.payment_id == p1)
     assert f"token:{token} is blocked" in detail and "by fraud-policy" in detail
     assert "evledger fraud unblock" in detail
-    assert next(e for e in refused if e.payment_id == p2).card_fingerprint == card_fingerprint(
-        stolen
-    )
+    assert next(e for e in refused if e.payment_id == p2).card_fingerprint == card(app, stolen)
 
     record(database, TokenUnblocked(envelope(), f"token:{token}", "customer verified", "ana"))
     group = new_group(app, database)
@@ -92,7 +100,7 @@ def test_a_blocked_token_or_card_is_refused_until_unblocked(app: App, database: 
     authorized = [e for e in outcomes(app, database, starts, {p3}, 2)
                   if isinstance(e, PaymentAuthorized)]  # fmt: skip
     assert [(e.token_uid, e.card_fingerprint) for e in authorized] == [
-        (token, card_fingerprint("tok_visa"))
+        (token, card(app, "tok_visa"))
     ]
 
 

@@ -68,3 +68,21 @@ def test_the_key_file_is_made_once_and_must_be_private(tmp_path: Path) -> None:
         personal_data.read_pseudonymizer(path)
     with pytest.raises(personal_data.MasterKeyError, match="pseudonym-init"):
         personal_data.read_pseudonymizer(tmp_path / "none.key")
+
+
+@given(st.text(min_size=1, max_size=60))
+def test_a_card_fingerprint_is_keyed_per_network_and_stable(payment_token: str) -> None:
+    keyed = Pseudonymizer(KEY)
+    fingerprint = keyed.card("net-a", payment_token)
+    assert fingerprint == keyed.card("net-a", payment_token)
+    assert fingerprint.startswith(pseudonyms.CARD_PREFIX) and len(fingerprint) == 44
+    assert fingerprint != keyed.card("net-b", payment_token)
+    assert fingerprint != Pseudonymizer(bytes(32)).card("net-a", payment_token)  # another key
+
+
+def test_the_connector_keys_card_fingerprints_when_the_deployment_has_a_key() -> None:
+    from ledger.settlement.outcomes import card_fingerprint
+
+    keyed = card_fingerprint("tok_visa", "net-a", Pseudonymizer(KEY))
+    assert keyed == Pseudonymizer(KEY).card("net-a", "tok_visa")
+    assert card_fingerprint("tok_visa") != keyed  # without a key: the unkeyed hash
