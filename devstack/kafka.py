@@ -101,6 +101,9 @@ class LocalKafka:
             f"{self.libs}/*",
         ]
 
+    format_args: tuple[str, ...] = ()
+    """More ``kafka-storage format`` arguments (a test broker's ``--add-scram`` credentials)."""
+
     def _format(self, cluster_id: str | None = None) -> None:
         java = self._java_cmd()
         cluster_id = cluster_id or new_cluster_id(java)
@@ -115,6 +118,7 @@ class LocalKafka:
                 "-t",
                 cluster_id,
                 *quorum,
+                *self.format_args,
                 "--ignore-formatted",
             ],
             capture_output=True,

@@ -1,8 +1,9 @@
-"""Kafka over TLS with client certificates (mTLS), as the settings configure every client:
-a broker of its own with a TLS listener (certificates made here with ``cryptography``), the SDK
-publishing and consuming evledger events through ``EVLEDGER_KAFKA_*`` settings with the broker's
-name verified, and the refusals: a client that trusts another CA, and one without a client
-certificate."""
+"""Kafka over TLS, as the settings configure every client: a broker of its own with two secured
+listeners (certificates made here with ``cryptography``): TLS with client certificates (mTLS),
+and SASL_SSL with SCRAM-SHA-512 (Confluent Cloud's style, a user the broker's storage was
+formatted with). The SDK publishes and consumes evledger events through ``EVLEDGER_KAFKA_*``
+settings with the broker's name verified on both; and the refusals: a client that trusts another
+CA, one without a client certificate, one with a wrong SCRAM password."""
 
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ from ledger.envelope import Envelope, Source
 from ledger.events import PaymentAuthorized
 from ledger.money import Money
 
-PLAIN, CONTROLLER, TLS = 28092, 28093, 28094
+PLAIN, CONTROLLER, TLS, SCRAM = 28092, 28093, 28094, 28095
 """Below the kernel's ephemeral range (32768-60999): a port in it can be taken, at the moment
 the broker binds, by some client's outgoing connection (a CI rehearsal saw BindException)."""
 TOPIC = "payments.events"  # on the TLS broker of this test only
+SCRAM_USER, SCRAM_PASSWORD = "evledger-processor", "scram-test-" + uuid.uuid4().hex
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
 
 
 def _name(common: str) -> x509.Name:
@@ -108,7 +111,10 @@ def make_certificates(directory: Path) -> dict[str, Path]:
 
 
 class TlsKafka(LocalKafka):
-    """One node with a second listener: TLS, client certificates required."""
+    """One node with two more listeners: TLS with client certificates required, and SASL_SSL
+    with SCRAM-SHA-512 (server certificate only)."""
+
+    format_args = ("--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER},password={SCRAM_PASSWORD}]")
 
     def __init__(self, settings: Settings, certs: dict[str, Path]) -> None:
         super().__init__(settings)
@@ -118,9 +124,14 @@ class TlsKafka(LocalKafka):
         props = dict(line.split("=", 1) for line in super()._properties().splitlines())
         props |= {
             "listeners": f"PLAINTEXT://127.0.0.1:{PLAIN},CONTROLLER://127.0.0.1:{CONTROLLER},"
-            f"SSL://127.0.0.1:{TLS}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{PLAIN},SSL://127.0.0.1:{TLS}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL",
+            f"SSL://127.0.0.1:{TLS},SASL_SSL://127.0.0.1:{SCRAM}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{PLAIN},SSL://127.0.0.1:{TLS},"
+            f"SASL_SSL://127.0.0.1:{SCRAM}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,"
+            "SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": SCRAM_LOGIN,
+            "listener.name.sasl_ssl.ssl.client.auth": "none",
             "ssl.keystore.type": "PEM",
             "ssl.keystore.location": str(self.certs["broker-keystore.pem"]),
             "ssl.truststore.type": "PEM",
@@ -163,10 +174,28 @@ def tls_settings(stack: Settings, certs: dict[str, Path], **changes: str) -> Set
     return Settings.from_env({k: v for k, v in env.items() if v})
 
 
-def test_the_sdk_publishes_and_consumes_over_mutual_tls(
-    stack: Settings, broker: dict[str, Path]
+def scram_settings(stack: Settings, certs: dict[str, Path], password: str) -> Settings:
+    """The stack's settings with Kafka reached over SASL_SSL, SCRAM-SHA-512."""
+    return Settings.from_env({
+        "EVLEDGER_BOOTSTRAP_SERVERS": f"127.0.0.1:{SCRAM}",
+        "EVLEDGER_REGISTRY_URL": stack.registry_url,
+        "EVLEDGER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "EVLEDGER_KAFKA_SSL_CA_FILE": str(certs["ca.pem"]),
+        "EVLEDGER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "EVLEDGER_KAFKA_SASL_USERNAME": SCRAM_USER,
+        "EVLEDGER_KAFKA_SASL_PASSWORD": password,
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize("secured", ["mtls", "scram"])
+def test_the_sdk_publishes_and_consumes_over_a_secured_listener(
+    stack: Settings, broker: dict[str, Path], secured: str
 ) -> None:
-    settings = tls_settings(stack, broker)
+    if secured == "mtls":
+        settings = tls_settings(stack, broker)
+    else:
+        settings = scram_settings(stack, broker, SCRAM_PASSWORD)
+        assert settings.kafka_client()["sasl.mechanism"] == "SCRAM-SHA-512"
     admin = AdminClient(settings.kafka_client())
     ensure_topic(admin, TOPIC, 2)
     app: App = bootstrap(settings)
@@ -202,3 +231,9 @@ def test_a_client_without_a_certificate_is_refused(
     assert "ssl.certificate.location" not in settings.kafka_client()
     with pytest.raises(KafkaException):
         AdminClient({**settings.kafka_client(), "log_level": 0}).list_topics(timeout=3)
+
+
+def test_a_wrong_scram_password_is_refused(stack: Settings, broker: dict[str, Path]) -> None:
+    settings = scram_settings(stack, broker, "not-the-password")
+    with pytest.raises(KafkaException):
+        AdminClient({**settings.kafka_client(), "log_level": 0}).list_topics(timeout=5)
