@@ -35,6 +35,13 @@ class Settings:
     postgres_port: int = 15432
     bootstrap_servers: str = ""
     registry_url: str = ""
+    registry_username: str = ""
+    """Basic-auth user of the schema registry (Confluent Cloud: the Schema Registry API key);
+    with ``registry_password``. Empty: no credentials."""
+    registry_password: str = dataclasses.field(default="", repr=False)
+    """Never logged (left out of the settings' repr)."""
+    registry_ca_file: str = ""
+    """PEM file of the CA that signed the registry's certificate (empty: the system's CAs)."""
     kafka_security_protocol: str = "PLAINTEXT"
     """PLAINTEXT, SSL (TLS; with a client certificate: mTLS), SASL_PLAINTEXT or SASL_SSL
     (Confluent Cloud: SASL_SSL with PLAIN; self-managed: SCRAM-SHA-512), for every client."""
@@ -117,6 +124,10 @@ class Settings:
         if not self.registry_url:
             url = f"http://127.0.0.1:{self.registry_port}/apis/ccompat/v7"
             object.__setattr__(self, "registry_url", url)
+        if bool(self.registry_username) != bool(self.registry_password):
+            raise SettingsError(
+                "EVLEDGER_REGISTRY_USERNAME and EVLEDGER_REGISTRY_PASSWORD go together"
+            )
         if self.stack not in {"auto", "local", "docker", "external"}:
             raise SettingsError(
                 f"EVLEDGER_STACK must be auto, local, docker or external, not {self.stack!r}"
@@ -174,6 +185,17 @@ class Settings:
                 f"SASL settings given but EVLEDGER_KAFKA_SECURITY_PROTOCOL is {protocol}: "
                 "use SASL_SSL (or SASL_PLAINTEXT)"
             )
+
+    def registry_client(self) -> dict[str, Any]:
+        """The schema registry client's settings: its URL and, when set, basic-auth
+        credentials and the CA that signed its certificate."""
+        config: dict[str, Any] = {"url": self.registry_url}
+        if self.registry_username:
+            config["basic.auth.credentials.source"] = "USER_INFO"
+            config["basic.auth.user.info"] = f"{self.registry_username}:{self.registry_password}"
+        if self.registry_ca_file:
+            config["ssl.ca.location"] = self.registry_ca_file
+        return config
 
     def kafka_client(self) -> dict[str, Any]:
         """The librdkafka settings every evledger client uses: the brokers and how to reach

@@ -101,7 +101,7 @@ class Stack:
         applied = postgres.migrate(self.database_url)
         report(f"postgresql ready; migrations applied: {', '.join(applied) or 'none pending'}")
         self._wait(self.registry.ready, "Apicurio Registry", 180, self.registry.log, report)
-        registry = Registry(self.settings.registry_url)
+        registry = Registry(self.settings.registry_url, self.settings.registry_client())
         registry.set_global_compatibility()
         ids = registry.register_all()
         report(f"registry ready at {self.settings.registry_url}; {len(ids)} subjects, BACKWARD")

@@ -77,7 +77,7 @@ def bootstrap(settings: Settings | None = None) -> App:
     collector for streaming work (``tune_gc``)."""
     settings = settings or Settings.from_env()
     tune_gc()
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry_url, settings.registry_client())
     return App(settings, registry, EventSerde(registry))
 
 

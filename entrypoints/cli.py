@@ -250,7 +250,8 @@ def schemas_register() -> None:
     """Register every schema with the registry (BACKWARD compatibility)."""
     from schemas.registry import Registry
 
-    registry = Registry(_settings().registry_url)
+    settings = _settings()
+    registry = Registry(settings.registry_url, settings.registry_client())
     registry.set_global_compatibility()
     ids = registry.register_all()
     table = Table("topic", "event", "schema id")

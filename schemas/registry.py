@@ -47,9 +47,11 @@ def topic_event_pairs() -> list[tuple[str, type]]:
 class Registry:
     """A thin, caching wrapper over confluent-kafka's registry client that translates errors."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, config: dict[str, Any] | None = None) -> None:
+        """``config``: the client's settings beyond the URL (``Settings.registry_client``:
+        basic-auth credentials, the registry's CA)."""
         self.url = url
-        self.client = SchemaRegistryClient({"url": url})
+        self.client = SchemaRegistryClient({**(config or {}), "url": url})
         self._by_id: dict[int, dict[str, Any]] = {}
 
     def set_global_compatibility(self, level: str = COMPATIBILITY) -> None:
