@@ -191,7 +191,6 @@ class Settings:
         credentials and the CA that signed its certificate."""
         config: dict[str, Any] = {"url": self.registry_url}
         if self.registry_username:
-            config["basic.auth.credentials.source"] = "USER_INFO"
             config["basic.auth.user.info"] = f"{self.registry_username}:{self.registry_password}"
         if self.registry_ca_file:
             config["ssl.ca.location"] = self.registry_ca_file
