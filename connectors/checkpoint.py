@@ -139,6 +139,9 @@ class Checkpoint(Protocol):
 
 
 # ------------------------------------------------------------------------------------ PostgreSQL
+OUTBOX_RELAY_LOCK = 0x65766C6F7574626F  # "evloutbo": the advisory lock key of the outbox relay
+
+
 class PostgresCheckpoint:
     """The checkpoint in PostgreSQL: ``consumer_offsets``, ``processed_events``, ``rejections``,
     ``outbox`` and ``processing_counts``, written in the caller's transaction."""
@@ -157,10 +160,17 @@ class PostgresCheckpoint:
         return offsets
 
     def relay(self, produce: Produce, flush: Callable[[], None], limit: int = 10_000) -> int:
+        """One relay at a time per database (a transaction's advisory lock): the processors
+        that share a database share its outbox, and two relays that split the rows between
+        them (as ``SKIP LOCKED`` did) publish through two producers, so a later row of a key
+        could land before an earlier one: a capture before its authorization, which the
+        ledger then refuses (``make chaos`` found it). Waiting for the other relay keeps the
+        log in outbox order."""
         with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (OUTBOX_RELAY_LOCK,))
             rows = self.conn.execute(
                 "SELECT id, topic, key, value FROM outbox WHERE published_at IS NULL"
-                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                " ORDER BY id LIMIT %s",
                 (limit,),
             ).fetchall()
             if not rows:
