@@ -300,13 +300,7 @@ class SettlementHandler:
                     getattr(command, "final", True),
                 )
                 c = self._call(provider, key, Action.CAPTURE, lambda: provider.capture(capture))
-                self.store.finish(
-                    key,
-                    AttemptStatus.SUCCEEDED,
-                    result=result_json(c),
-                    outcome_reference=c.capture_reference,
-                    fee_minor=c.fee.amount_minor if c.fee else None,
-                )
+                self._captured(key, c)
             elif attempt.action is Action.VOID:
                 void = VoidCall(command.payment_id, reference, key)
                 v = self._call(provider, key, Action.VOID, lambda: provider.void(void))
@@ -376,13 +370,7 @@ class SettlementHandler:
         detail = f"{error.message}; provider status {status.state.value}"
         replayed = self._replay_capture(command, attempt, provider) if done else None
         if replayed is not None:  # the first answer, with its fee and capture reference
-            self.store.finish(
-                key,
-                AttemptStatus.SUCCEEDED,
-                result=result_json(replayed),
-                outcome_reference=replayed.capture_reference,
-                fee_minor=replayed.fee.amount_minor if replayed.fee else None,
-            )
+            self._captured(key, replayed)
         elif done:
             result = {
                 "resolved_by": "fetch_status",
@@ -395,6 +383,16 @@ class SettlementHandler:
             self.store.finish(key, AttemptStatus.FAILED, reason_code=error.code, detail=detail)
         else:
             self.store.finish(key, AttemptStatus.IN_DOUBT, reason_code=error.code, detail=detail)
+
+    def _captured(self, key: str, result: CaptureResult) -> None:
+        """The attempt succeeded with the provider's capture: its reference and fee kept."""
+        self.store.finish(
+            key,
+            AttemptStatus.SUCCEEDED,
+            result=result_json(result),
+            outcome_reference=result.capture_reference,
+            fee_minor=result.fee.amount_minor if result.fee else None,
+        )
 
     def _replay_capture(
         self, command: Command, attempt: Attempt, provider: PaymentProvider

@@ -110,10 +110,12 @@ def parse_document(doc: Any, limits: JsonLimits = JsonLimits(), path: str = "$")
 
 def to_document(event: Any) -> dict[str, Any]:
     """The JSON document of ``event``: ``parse_document(to_document(e)) == e``."""
-    return {"type": type(event).__name__, "event": _json(event)}
+    return {"type": type(event).__name__, "event": json_value(event)}
 
 
-def _json(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """``value`` as JSON-ready data: Money as ``{amount_minor, currency}``, times in ISO 8601,
+    enums by value, dataclasses as objects of their fields, lists element by element."""
     if isinstance(value, Money):
         return {"amount_minor": value.amount_minor, "currency": value.currency}
     if isinstance(value, datetime):
@@ -121,9 +123,9 @@ def _json(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, list):
-        return [_json(v) for v in value]
+        return [json_value(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: json_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
     return value
 
 

@@ -41,6 +41,7 @@ from connectors.providers.base import (
 )
 from ledger.money import Money
 from ledger.settlement.reconciliation import SettlementLine
+from schemas.json_events import json_value
 
 T = TypeVar("T")
 
@@ -52,19 +53,9 @@ ERRORS: dict[str, type[errors.ProviderError]] = {
 
 
 def to_wire(value: Any) -> Any:
-    """A call or result as JSON-ready data: Money as ``{amount_minor, currency}``, times in
-    ISO 8601, enums by value."""
-    if isinstance(value, Money):
-        return {"amount_minor": value.amount_minor, "currency": value.currency}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, list | tuple):
-        return [to_wire(v) for v in value]
-    return value
+    """A call or result as JSON-ready data, as events are (``schemas.json_events.json_value``):
+    Money as ``{amount_minor, currency}``, times in ISO 8601, enums by value."""
+    return json_value(list(value) if isinstance(value, tuple) else value)
 
 
 def from_wire(cls: type[T], data: dict[str, Any]) -> T:
