@@ -12,7 +12,8 @@ Invariants (each reported with its figures, and up to ten examples when it fails
 - ``offsets-accounted``: every offset each consumer group read since the run began is applied
   (its dedup mark points at it), a duplicate (the id was applied at another offset with the same
   content) or rejected (a row in ``rejections``); nothing else.
-- ``groups-at-end``: each group's stored next offset is the end of each partition it reads.
+- ``groups-at-end``: each group's stored next offset is the end of each partition it reads (for
+  the fraud workers, whose offsets faust keeps in Kafka: their committed offsets).
 - ``sessions-billed-once``: every stopped session of the run that delivered energy has exactly
   one CDR on the log (one event id) and one in ``session_cdrs``; one that delivered none has no
   CDR and one void instruction.
@@ -26,6 +27,8 @@ Invariants (each reported with its figures, and up to ten examples when it fails
 - ``provider-equals-clearing``: what the provider owes (charges - fees - refunds - payouts) equals
   the ledger's ``assets:provider_clearing:<provider>`` balance.
 - ``attempts-settled``: no provider attempt is left pending or in doubt.
+- ``fraud-scored-once``: each input the fraud workers scored has one score per subject (one event
+  id whatever the restarts), and each score is one row in ``fraud_scores``.
 """
 
 from __future__ import annotations
@@ -57,9 +60,11 @@ class Scope:
     provider: str
     network_id: str
     groups: dict[str, tuple[str, ...]]
-    """Consumer group -> the topics it reads."""
+    """Consumer group -> the topics it reads (offsets stored in PostgreSQL with the effects)."""
     starts: dict[tuple[str, int], int]
     """(topic, partition) -> the offset at which the run began."""
+    kafka_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Consumer group -> the topics it reads (offsets committed to Kafka: the fraud workers)."""
 
 
 @dataclass
@@ -190,6 +195,7 @@ def check(scope: Scope) -> list[Finding]:
             trial_balance_zero(conn),
             provider_equals_clearing(scope, provider, conn),
             attempts_settled(conn),
+            fraud_scored_once(scope, log, conn),
         ]
 
 
@@ -255,7 +261,22 @@ def groups_at_end(scope: Scope, conn: psycopg.Connection[Any]) -> Finding:
             if at != end:
                 behind += end - (at or scope.starts[(topic, partition)])
                 finding.problem(f"{group} stored {at} for {topic}[{partition}], log end {end}")
-    finding.figures = {"groups": len(scope.groups), "records behind": behind}
+    for group, topics in scope.kafka_groups.items():
+        consumer = Consumer({"bootstrap.servers": scope.bootstrap_servers, "group.id": group,
+                             "enable.auto.commit": False})  # fmt: skip
+        try:
+            parts = [TopicPartition(t, p) for (t, p), end in ends.items()
+                     if t in topics and end > scope.starts[(t, p)]]  # fmt: skip
+            for tp in consumer.committed(parts, timeout=30) if parts else []:
+                end = ends[(tp.topic, tp.partition)]
+                if tp.offset < end:
+                    behind += end - max(tp.offset, scope.starts[(tp.topic, tp.partition)])
+                    finding.problem(f"{group} committed {tp.offset} for {tp.topic}"
+                                    f"[{tp.partition}], log end {end}")  # fmt: skip
+        finally:
+            consumer.close()
+    groups = len(scope.groups) + len(scope.kafka_groups)
+    finding.figures = {"groups": groups, "records behind": behind}
     return finding
 
 
@@ -459,6 +480,38 @@ def attempts_settled(conn: psycopg.Connection[Any]) -> Finding:
         if counts.get(status):
             finding.problem(f"{counts[status]} provider attempts left {status}")
     finding.figures = {str(k): int(v) for k, v in sorted(counts.items())}
+    return finding
+
+
+def fraud_scored_once(
+    scope: Scope, log: dict[str, list[Record]], conn: psycopg.Connection[Any]
+) -> Finding:
+    """Each input the fraud workers scored has one score per subject (one event id, whatever
+    the restarts), and each score on the log is one row in ``fraud_scores``. (The workers
+    publish a score only when it is above zero; that they read every input is
+    ``groups-at-end``.)"""
+    finding = Finding("fraud-scored-once", True)
+    scores: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in log.get("fraud.scores", []):
+        if r.event_type == "FraudScored" and r.body and r.network_id == scope.network_id:
+            scores[(r.body.get("input_event_id") or "", r.body["subject"])].add(r.event_id or "")
+    for (scored, subject), ids in sorted(scores.items()):
+        if len(ids) > 1:
+            finding.problem(f"input {scored} scored {len(ids)} times for {subject}")
+    inputs = {scored for scored, _ in scores}
+    ids = {i for v in scores.values() for i in v}
+    rows = Counter(
+        str(e)
+        for (e,) in conn.execute(
+            "SELECT event_id FROM fraud_scores WHERE network_id = %s", (scope.network_id,)
+        )
+    )
+    for event_id in sorted(ids):
+        if rows.get(event_id, 0) != 1:
+            finding.problem(f"score {event_id}: {rows.get(event_id, 0)} rows in fraud_scores")
+    for event_id in sorted(set(rows) - ids):
+        finding.problem(f"fraud_scores row {event_id} has no score on the log")
+    finding.figures = {"scores above zero": len(ids), "inputs scored": len(inputs)}
     return finding
 
 

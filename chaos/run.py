@@ -4,10 +4,11 @@ independent checker (``chaos.checker``) and a report.
 The flow: upstream traffic (authorization instructions and OCPP sessions, with duplicates,
 reordered and late meter values, reused event ids and malformed records mixed in) -> the sessions
 processor -> the settlement connector -> the sandbox provider, served as a process of its own so
-its state outlives the connectors -> the ledger projector. Each processor runs as processes of
-its own in one consumer group (two instances of the sessions processor and of the projector: the
-killed one's partitions move to the other and back), on a fresh database, reading from the log's
-end at the start.
+its state outlives the connectors -> the ledger projector; beside them the fraud workers (faust)
+score payments, sessions and CDRs, and the fraud projector books their scores. Each processor
+runs as processes of its own in one consumer group (two instances of the sessions processor and
+of the ledger projector: the killed one's partitions move to the other and back), on a fresh
+database, reading from the log's end at the start.
 
 Faults (``chaos.plan``): kill -9 of every kind of process, one Kafka node (or the broker) and
 PostgreSQL stopped without a checkpoint, the provider timing out after applying captures,
@@ -37,6 +38,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from chaos import checker
 from chaos.plan import Fault, Injections, plan
@@ -60,8 +62,12 @@ GROUP_TOPICS = {
     "sessions": SESSIONS_TOPICS,
     "settlement": ("settlement.commands",),
     "ledger": LEDGER_TOPICS,
+    "fraud-projector": ("fraud.scores",),
 }
-INSTANCES = {"sessions": 2, "settlement": 1, "ledger": 2}
+"""The processors on the exactly-once loop, and what each group reads."""
+FRAUD_SOURCES = ("payments.events", "sessions.events", "billing.events")
+"""What the fraud workers (faust, offsets in Kafka) read."""
+INSTANCES = {"sessions": 2, "settlement": 1, "ledger": 2, "fraud": 1, "fraud-projector": 1}
 PLANTS = {"commit-before-effects": "ledger", "fresh-capture-key": "settlement"}
 """The bugs ``chaos.planted`` can plant, and the kind of process that carries each."""
 
@@ -216,7 +222,7 @@ class ChaosRun:
                     "PYTHONPATH": str(ROOT)}  # fmt: skip
         flow = ChargingNetworkFlow(self.network, seed=o.seed, stations=o.stations)
         groups = {kind: f"chaos-{kind}-{self.run_id}" for kind in GROUP_TOPICS}
-        topics = sorted({t for ts in GROUP_TOPICS.values() for t in ts} | {"billing.events"})
+        topics = sorted({t for ts in GROUP_TOPICS.values() for t in ts} | set(FRAUD_SOURCES))
         probe = app.consumer(f"chaos-probe-{self.run_id}")
         starts = probe.end_offsets(topics)
         probe.close()
@@ -227,6 +233,8 @@ class ChaosRun:
             for station_id, key in flow.meter_keys().items():
                 sessions_store.register_meter_key(conn, station_id, key, "chaos meter")
             conn.commit()
+        self.fraud_app = f"chaos-fraud-{self.run_id}"
+        self._start_fraud_group_at(starts)
         provider_url = self._start_provider()
         self._start_processes(groups, provider_url)
         publisher = app.publisher()
@@ -251,7 +259,8 @@ class ChaosRun:
             proc.stop()
         read = {groups[k]: tuple(GROUP_TOPICS[k]) for k in groups}
         scope = checker.Scope(self.settings.bootstrap_servers, self.settings.registry_url, url,
-                              provider_url, PROVIDER, self.network, read, starts)  # fmt: skip
+                              provider_url, PROVIDER, self.network, read, starts,
+                              {self.fraud_app: FRAUD_SOURCES})  # fmt: skip
         self.say(f"checking the invariants (independent checker) at {time.time() - started:.0f} s")
         findings = checker.check(scope)
         if self.provider is not None:
@@ -300,6 +309,8 @@ class ChaosRun:
             "settlement": ["settlement", "run", "--group", groups["settlement"], "--providers",
                            str(providers)],
             "ledger": ["ledger", "run", "--group", groups["ledger"], "--no-static"],
+            "fraud": ["fraud", "run", "--app-id", self.fraud_app],
+            "fraud-projector": ["fraud", "project", "--group", groups["fraud-projector"]],
         }  # fmt: skip
         planted = PLANTS.get(self.o.plant or "")
         for kind, count in INSTANCES.items():
@@ -313,6 +324,27 @@ class ChaosRun:
                 self.procs[name] = proc
         self.say(f"started {', '.join(self.procs)} and the provider"
                  + (f"; planted bug {self.o.plant} in {planted}" if planted else ""))  # fmt: skip
+
+    def _start_fraud_group_at(self, starts: dict[tuple[str, int], int]) -> None:
+        """The fraud workers' group (offsets in Kafka, as faust keeps them) begins where the
+        run begins, like the other groups."""
+        consumer = Consumer({**self.settings.kafka_client(), "group.id": self.fraud_app,
+                             "enable.auto.commit": False})  # fmt: skip
+        try:
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in starts.items()
+                                     if t in FRAUD_SOURCES], asynchronous=False)  # fmt: skip
+        finally:
+            consumer.close()
+
+    def _fraud_at_end(self, ends: dict[tuple[str, int], int]) -> bool:
+        consumer = Consumer({**self.settings.kafka_client(), "group.id": self.fraud_app,
+                             "enable.auto.commit": False})  # fmt: skip
+        try:
+            parts = [TopicPartition(t, p) for (t, p) in ends if t in FRAUD_SOURCES]
+            committed = consumer.committed(parts, timeout=10)
+            return all(tp.offset >= ends[(tp.topic, tp.partition)] for tp in committed)
+        finally:
+            consumer.close()
 
     # -- faults -----------------------------------------------------------------------------
     def _strike(self, faults: list[Fault], provider_url: str) -> None:
@@ -459,8 +491,10 @@ class ChaosRun:
         while time.time() - began < self.o.settle_timeout:
             time.sleep(3)
             try:
-                calm = calm + 1 if self._quiet(url, groups, checker.ends_of(reach)) else 0
-            except psycopg.Error:
+                ends = checker.ends_of(reach)
+                quiet = self._quiet(url, groups, ends) and self._fraud_at_end(ends)
+                calm = calm + 1 if quiet else 0
+            except (psycopg.Error, KafkaException):
                 calm = 0
             if calm >= 2:
                 self.journal.note(f"settled {time.time() - began:.0f} s after the faults ended")

@@ -202,12 +202,13 @@ Actor = typer.Option(None, "--actor", help="who acts (default: the OS user)")
 @fraud_app.command("project")
 def project(
     drain: bool = typer.Option(False, "--drain", help="stop once nothing arrives for 3 s"),
+    group: str = typer.Option("evledger-fraud-projector", help="consumer group"),
 ) -> None:
     """Run the fraud projector: fraud.scores into PostgreSQL (scores, alerts, blocks), exactly
     once, for `evledger fraud alerts|show`, the API and the settlement connector's checks."""
     from processors.fraud.projector import build_fraud_projector
 
-    serve_projector(build_fraud_projector, "fraud-projector", drain)
+    serve_projector(lambda app: build_fraud_projector(app, group=group), "fraud-projector", drain)
 
 
 @fraud_app.command("alerts")
