@@ -18,6 +18,7 @@ the report says so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -39,6 +40,7 @@ from typing import Any
 import httpx
 import psycopg
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from chaos import checker
 from chaos.plan import Fault, Injections, plan
@@ -50,6 +52,7 @@ from devstack.stack import Stack
 from entrypoints.bootstrap import bootstrap
 from entrypoints.simulate import ChargingNetworkFlow
 from ledger import events as ev
+from processors.fraud.app import TABLES as FRAUD_TABLES
 from processors.ledger_projector import TOPICS as LEDGER_TOPICS
 from processors.sessions import TOPICS as SESSIONS_TOPICS
 
@@ -87,6 +90,9 @@ class Options:
     keep_stack: bool = False
     report: Path | None = None
     settle_timeout: float = 300.0
+    keep_failed: bool = True
+    """A failing run keeps its database, logs and fraud topics for inspection (the planted-bug
+    tests, which fail on purpose, do not)."""
 
 
 def chaos_settings() -> Settings:
@@ -269,9 +275,10 @@ class ChaosRun:
         if o.report is not None:
             outcome.report = o.report
             self._write_report(o.report, faults, findings, sessions, settled, started)
-        if outcome.ok:
+        if outcome.ok or not o.keep_failed:
             postgres.drop_database(app.database_url, db_name)
             shutil.rmtree(self.dir, ignore_errors=True)
+            self._drop_fraud_app()
         else:
             self.say(f"kept for inspection: database {db_name}, logs in {self.dir}")
         return outcome
@@ -335,6 +342,18 @@ class ChaosRun:
                                      if t in FRAUD_SOURCES], asynchronous=False)  # fmt: skip
         finally:
             consumer.close()
+
+    def _drop_fraud_app(self) -> None:
+        """The run's fraud app leaves its topics (observations, table changelogs) and its
+        workers' local state behind; a passing run removes them, so runs do not pile up topics
+        on a stack they share."""
+        names = [f"{self.fraud_app}-observations", f"{self.fraud_app}-__assignor-__leader",
+                 *(f"{self.fraud_app}-{table}-changelog" for table in FRAUD_TABLES)]  # fmt: skip
+        admin = AdminClient(self.settings.kafka_client())
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            with contextlib.suppress(KafkaException):  # already gone, or never made
+                future.result()
+        shutil.rmtree(self.settings.state_dir / "fraud" / self.fraud_app, ignore_errors=True)
 
     def _fraud_at_end(self, ends: dict[tuple[str, int], int]) -> bool:
         consumer = Consumer({**self.settings.kafka_client(), "group.id": self.fraud_app,

@@ -15,7 +15,8 @@ from connectors.settings import Settings
 
 
 def short_run(stack: Settings, plant: str, seed: int) -> list[str]:
-    outcome = ChaosRun(Options(seed=seed, seconds=15, own_stack=False, plant=plant), stack).run()
+    options = Options(seed=seed, seconds=15, own_stack=False, plant=plant, keep_failed=False)
+    outcome = ChaosRun(options, stack).run()
     assert outcome.sessions == 30
     return outcome.failed
 
