@@ -75,8 +75,11 @@ def _field(hint: Any, raw: Any) -> Any:
         return None
     kinds = typing.get_args(hint) if typing.get_origin(hint) is not None else (hint,)
     for kind in kinds:
-        if kind is Money:
-            return Money(int(raw["amount_minor"]), str(raw["currency"]))
+        if kind is Money:  # integer minor units only: a float or a bool is refused, not cut
+            minor = raw["amount_minor"]
+            if not isinstance(minor, int) or isinstance(minor, bool):
+                raise ValueError(f"amount_minor must be an integer of minor units, not {minor!r}")
+            return Money(minor, str(raw["currency"]))
         if kind is datetime:
             return datetime.fromisoformat(raw)
         if isinstance(kind, type) and issubclass(kind, Enum):

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 import stripe
 
@@ -465,3 +466,18 @@ class TestSandboxSpecifics:
         payout = sandbox.pay_out("EUR")
         assert payout is not None and payout.amount == Money(10_000 - 110 - 2_000, "EUR")
         assert sandbox.pay_out("EUR") is None
+
+
+def test_the_sandbox_service_refuses_an_amount_that_is_not_integer_minor_units(
+    sandbox_http_harness: Harness,
+) -> None:
+    """The wire form takes money as integer minor units: a float, a string or a bool amount is
+    a 400 with the reason, never rounded into a capture."""
+    url = sandbox_http_harness.provider._http.base_url  # type: ignore[attr-defined]
+    for amount in (12.5, "1250", True):
+        body = {"payment_id": "P-1", "amount": {"amount_minor": amount, "currency": "EUR"},
+                "payment_token": "tok_visa", "idempotency_key": "evl-authorize-x"}  # fmt: skip
+        answer = httpx.post(f"{url}/v1/authorize", json=body, timeout=10)
+        assert answer.status_code == 400
+        assert answer.json()["error"]["code"] == "PROVIDER_INVALID_REQUEST"
+        assert "minor units" in answer.json()["error"]["message"]
