@@ -255,7 +255,11 @@ class ChaosRun:
         self.journal.note(f"traffic done: {sessions} sessions")
         self.faults_done.wait()
         self.say(f"traffic and faults done after {time.time() - started:.0f} s; settling")
-        settled = self._settle(url, groups, starts)
+        read = {groups[k]: tuple(GROUP_TOPICS[k]) for k in groups}
+        scope = checker.Scope(self.settings.bootstrap_servers, self.settings.registry_url, url,
+                              provider_url, PROVIDER, self.network, read, starts,
+                              {self.fraud_app: FRAUD_SOURCES})  # fmt: skip
+        settled = self._settle(scope)
         self.stop_faults.set()
         thread.join(timeout=30)
         for proc in self.procs.values():  # all at once: each closes its consumer on its own
@@ -263,10 +267,6 @@ class ChaosRun:
                 proc.popen.send_signal(signal.SIGTERM)
         for proc in self.procs.values():
             proc.stop()
-        read = {groups[k]: tuple(GROUP_TOPICS[k]) for k in groups}
-        scope = checker.Scope(self.settings.bootstrap_servers, self.settings.registry_url, url,
-                              provider_url, PROVIDER, self.network, read, starts,
-                              {self.fraud_app: FRAUD_SOURCES})  # fmt: skip
         self.say(f"checking the invariants (independent checker) at {time.time() - started:.0f} s")
         findings = checker.check(scope)
         if self.provider is not None:
@@ -354,16 +354,6 @@ class ChaosRun:
             with contextlib.suppress(KafkaException):  # already gone, or never made
                 future.result()
         shutil.rmtree(self.settings.state_dir / "fraud" / self.fraud_app, ignore_errors=True)
-
-    def _fraud_at_end(self, ends: dict[tuple[str, int], int]) -> bool:
-        consumer = Consumer({**self.settings.kafka_client(), "group.id": self.fraud_app,
-                             "enable.auto.commit": False})  # fmt: skip
-        try:
-            parts = [TopicPartition(t, p) for (t, p) in ends if t in FRAUD_SOURCES]
-            committed = consumer.committed(parts, timeout=10)
-            return all(tp.offset >= ends[(tp.topic, tp.partition)] for tp in committed)
-        finally:
-            consumer.close()
 
     # -- faults -----------------------------------------------------------------------------
     def _strike(self, faults: list[Fault], provider_url: str) -> None:
@@ -499,19 +489,20 @@ class ChaosRun:
         self.injected[label] += 1
 
     # -- the end ----------------------------------------------------------------------------
-    def _settle(
-        self, url: str, groups: dict[str, str], starts: dict[tuple[str, int], int]
-    ) -> float:
-        """Wait until every group has read to the end of its topics, the outboxes are relayed
-        and no provider attempt is open, twice in a row. Returns the seconds it took."""
+    def _settle(self, scope: checker.Scope) -> float:
+        """Wait until the checker's ``groups-at-end`` and ``attempts-settled`` hold and the
+        outboxes are relayed, twice in a row. Returns the seconds it took."""
         began, calm = time.time(), 0
-        reach = checker.Scope(self.settings.bootstrap_servers, "", url, "", PROVIDER,
-                              self.network, {}, starts)  # fmt: skip
         while time.time() - began < self.o.settle_timeout:
             time.sleep(3)
             try:
-                ends = checker.ends_of(reach)
-                quiet = self._quiet(url, groups, ends) and self._fraud_at_end(ends)
+                with psycopg.connect(scope.database_url, autocommit=True, connect_timeout=5) as c:
+                    row = c.execute(
+                        "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+                    ).fetchone()
+                    quiet = (row is not None and row[0] == 0
+                             and checker.attempts_settled(c).ok
+                             and checker.groups_at_end(scope, c).ok)  # fmt: skip
                 calm = calm + 1 if quiet else 0
             except (psycopg.Error, KafkaException):
                 calm = 0
@@ -520,25 +511,6 @@ class ChaosRun:
                 return time.time() - began
         self.journal.note(f"not settled after {self.o.settle_timeout:.0f} s; checking anyway")
         return time.time() - began
-
-    def _quiet(self, url: str, groups: dict[str, str], ends: dict[tuple[str, int], int]) -> bool:
-        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-            stored = {
-                (g, t, p): o
-                for g, t, p, o in conn.execute(
-                    "SELECT consumer_group, topic, partition, next_offset FROM consumer_offsets"
-                )
-            }
-            for kind, group in groups.items():
-                for (topic, partition), end in ends.items():
-                    if topic in GROUP_TOPICS[kind] and stored.get((group, topic, partition),
-                                                                  end) < end:  # fmt: skip
-                        return False
-            row = conn.execute(
-                "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),"
-                " (SELECT count(*) FROM provider_attempts WHERE status IN ('pending', 'in_doubt'))"
-            ).fetchone()
-            return row is not None and row[0] == 0 and row[1] == 0
 
     def _write_report(
         self, path: Path, faults: list[Fault], findings: list[checker.Finding], sessions: int,
