@@ -5,10 +5,12 @@ Per document, in order: parse (``schemas.json_events``), the key's network must 
 (a key cannot write for another network), the input rules (``ledger.validation``, card numbers
 included), then the event_id as idempotency key: the same id with the same content (its
 ``connectors.fingerprint``) as an event accepted before, or earlier in the request, is a
-``duplicate``; with other content it is ``rejected`` with ``EVENT_ID_CONFLICT``. The new events
-are published and flushed, and only once Kafka confirmed them are they recorded as accepted
-(``ingest_accepted``). A failed delivery fails the request (503) and records nothing: the caller
-retries, and consumers deduplicate whatever got through.
+``duplicate``; with other content it is ``rejected`` with ``EVENT_ID_CONFLICT``. The new ids are
+reserved in ``ingest_accepted`` in a transaction, the events published and flushed, and only once
+Kafka confirmed them does the reservation commit: they are accepted. A failed delivery fails the
+request (503) and rolls the reservation back: the caller retries, and consumers deduplicate
+whatever got through. A concurrent request with the same ids waits on the reserved rows, so an
+id is published by one request only.
 """
 
 from __future__ import annotations
@@ -110,13 +112,14 @@ class Ingestor:
                 results[i] = outcome
             else:
                 candidates.append(_Candidate(i, *outcome))
-        fresh = self._first_sightings(conn, candidates, results)
-        if fresh:
-            with self._lock:
-                self.publisher.publish_many([c.event for c in fresh], topic=self.topic,
-                                            checked=True)  # fmt: skip
-                self.publisher.flush()
-            _record(conn, fresh, who)
+        if candidates:
+            with conn.transaction():
+                fresh = self._reserve(conn, candidates, results, who)
+                if fresh:
+                    with self._lock:
+                        self.publisher.publish_many([c.event for c in fresh], topic=self.topic,
+                                                    checked=True)  # fmt: skip
+                        self.publisher.flush()  # raises PublishError: the reservation rolls back
             for c in fresh:
                 results[c.index] = _result(c, "accepted")
         return [results[i] for i in range(len(docs))]
@@ -155,15 +158,22 @@ class Ingestor:
                           detail=mask_card_numbers(exc.message))  # fmt: skip
         return event, print_
 
-    def _first_sightings(
-        self, conn: Conn, candidates: list[_Candidate], results: dict[int, Result]
+    def _reserve(
+        self, conn: Conn, candidates: list[_Candidate], results: dict[int, Result], who: Principal
     ) -> list[_Candidate]:
-        """The candidates never accepted before; the others answered duplicate or conflict."""
+        """Record the candidates whose ids were never accepted as accepted, in the caller's
+        transaction (committed only once Kafka confirmed them, rolled back otherwise), and
+        return them; answer the others duplicate or conflict. One statement in the usual case
+        (every id new). A request racing this one with the same ids waits on their rows, then
+        finds them: an id is published by one request only."""
         ids = [c.event.envelope.event_id for c in candidates]
-        seen: dict[str, bytes | None] = dict(_accepted(conn, ids))
+        prints = [c.print for c in candidates]
+        new = _insert_new(conn, candidates, who)
+        seen: dict[str, bytes | None] = {}
+        if len(new) < len(set(ids)):  # some ids were accepted before: judge them by content
+            seen.update(_accepted(conn, [i for i in ids if i not in new]))
         fresh = []
-        for c, sighting in zip(candidates, sightings(ids, [c.print for c in candidates], seen),
-                               strict=True):  # fmt: skip
+        for c, sighting in zip(candidates, sightings(ids, prints, seen), strict=True):
             if sighting is Sighting.NEW:
                 fresh.append(c)
             elif sighting is Sighting.REPEAT:
@@ -193,18 +203,21 @@ def _accepted(conn: Conn, event_ids: list[str]) -> dict[str, bytes]:
     return {e: bytes(f) for e, f in rows}
 
 
-def _record(conn: Conn, accepted: list[_Candidate], who: Principal) -> None:
-    conn.execute(
+def _insert_new(conn: Conn, candidates: list[_Candidate], who: Principal) -> set[str]:
+    """Insert a row per id not accepted before (the first candidate of each id); the ids
+    inserted."""
+    rows = conn.execute(
         "INSERT INTO ingest_accepted (event_id, fingerprint, event_type, topic, network_id,"
         " key_id) SELECT e, decode(f, 'hex'), t, tp, %s, %s"
         " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS x(e, f, t, tp)"
-        " ON CONFLICT (event_id) DO NOTHING",
+        " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
         (
             who.network_id,
             who.key_id,
-            postgres.array_literal(c.event.envelope.event_id for c in accepted),
-            postgres.array_literal(c.print.hex() for c in accepted),
-            postgres.array_literal(type(c.event).__name__ for c in accepted),
-            postgres.array_literal(TOPIC_OF[type(c.event)] for c in accepted),
+            postgres.array_literal(c.event.envelope.event_id for c in candidates),
+            postgres.array_literal(c.print.hex() for c in candidates),
+            postgres.array_literal(type(c.event).__name__ for c in candidates),
+            postgres.array_literal(TOPIC_OF[type(c.event)] for c in candidates),
         ),
-    )
+    ).fetchall()
+    return {r[0] for r in rows}

@@ -7,8 +7,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -16,9 +18,15 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.harness import free_port
+from connectors import postgres
+from connectors.ingest import Ingestor
+from connectors.kafka import PublishError
 from entrypoints.bootstrap import App
 from entrypoints.ingest_app import create_ingest_app
+from ledger.access import Principal, Scope
 from ledger.envelope import uuid7
+from schemas.json_events import JsonLimits
 from tests.integration.conftest import (
     api_key,
     consume_from,
@@ -145,3 +153,46 @@ def test_no_json_body_gives_a_server_error(client: TestClient, body: Any) -> Non
         answer = client.post(path, content=raw, headers={"Content-Type": "application/json"})
         assert answer.status_code in {200, 202, 413, 422}, (path, raw, answer.text)
         assert "code" in answer.json() or "results" in answer.json() or "status" in answer.json()
+
+
+def _ingestor(app: App, **publisher_config: Any) -> Ingestor:
+    publisher = app.publisher(**publisher_config) if publisher_config else app.publisher()
+    return Ingestor(publisher, JsonLimits(), app.settings.max_future_skew_seconds)
+
+
+WHO = Principal(key_id="tests", network_id=NETWORK, scopes=frozenset([Scope.PUBLISH]))
+
+
+def test_a_batch_kafka_did_not_confirm_is_not_recorded_and_its_retry_is_accepted(
+    app: App, database: str
+) -> None:
+    docs = [authorized(), authorized()]
+    ids = [d["event"]["envelope"]["event_id"] for d in docs]
+    nobody = f"127.0.0.1:{free_port()}"  # no broker listens: every delivery times out
+    unconfirmed = _ingestor(app, **{"bootstrap.servers": nobody, "message.timeout.ms": 1000})
+    with postgres.connect(database, autocommit=True) as conn:
+        with pytest.raises(PublishError):
+            unconfirmed.ingest(conn, docs, WHO)
+        kept = conn.execute("SELECT count(*) FROM ingest_accepted WHERE event_id = ANY(%s)",
+                            (ids,)).fetchone()  # fmt: skip
+        assert kept == (0,)  # the reservation rolled back: no id is taken
+        retried = _ingestor(app).ingest(conn, docs, WHO)
+    assert [r.status for r in retried] == ["accepted", "accepted"]
+
+
+def test_two_requests_racing_with_the_same_ids_publish_each_id_once(
+    app: App, database: str
+) -> None:
+    docs = [authorized() for _ in range(50)]
+    ingestors = [_ingestor(app), _ingestor(app, **{"client.id": "second"})]
+    start = threading.Barrier(2)
+
+    def send(ingestor: Ingestor) -> list[str]:
+        with postgres.connect(database, autocommit=True) as conn:
+            start.wait()
+            return [r.status for r in ingestor.ingest(conn, docs, WHO)]
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(send, ingestors)
+    for a, b in zip(first, second, strict=True):  # per event: one accepted, one duplicate
+        assert sorted([a, b]) == ["accepted", "duplicate"]
