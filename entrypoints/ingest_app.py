@@ -24,9 +24,10 @@ from connectors.ingest import Ingestor, Result
 from connectors.personal_data import KeyFile, Vault, read_pseudonymizer
 from connectors.settings import Settings
 from entrypoints import http_auth, http_db, http_errors, observe
-from entrypoints.bootstrap import App
+from entrypoints.bootstrap import App, bootstrap
 from entrypoints.bootstrap import database_url as default_database_url
 from entrypoints.http_errors import ErrorBody, HttpErrorCode, error_response, read_limited
+from entrypoints.observe import setup_process_logging
 from ledger.access import Principal, Scope
 from schemas.json_events import JsonErrorCode, JsonEventError, JsonLimits, loads
 from schemas.json_fast import FastDecoder
@@ -181,6 +182,14 @@ def create_ingest_app(
         }), media_type="application/json")  # fmt: skip
 
     return api
+
+
+def app_from_env() -> FastAPI:
+    """The ingest API configured from the environment: what each worker of ``evledger ingest
+    serve --workers N`` runs."""
+    settings = Settings.from_env()
+    setup_process_logging(settings)
+    return create_ingest_app(bootstrap(settings))
 
 
 def _too_large(request: Request, limit: int) -> JSONResponse:
