@@ -93,9 +93,10 @@ SELECT 'S' || substr(e.payment_id, 2), e.network_id, 'start:' || e.payment_id, e
 FROM journal_entries e WHERE e.kind = 'CAPTURE';
 
 INSERT INTO session_cdrs (cdr_id, session_id, kind, event_id, tariff_id, tariff_version, currency,
-                          total_excl_vat, total_incl_vat, lines)
+                          total_excl_vat, total_incl_vat, lines, occurred_at)
 SELECT 'CDR-' || s.session_id, s.session_id, 'issued', 'cdr:' || s.session_id, 'T-bench', 1,
-       'EUR', s.captured_minor - round(s.captured_minor / 1.2), s.captured_minor, '[]'
+       'EUR', s.captured_minor - round(s.captured_minor / 1.2), s.captured_minor, '[]',
+       coalesce(s.stopped_at, now())
 FROM charging_sessions s;
 
 INSERT INTO provider_attempts (idempotency_key, command_event_id, payment_id, provider, action,

@@ -206,7 +206,8 @@ class PaymentDetail(Row):
     station_id: str | None
     created_at: datetime
     last_event_at: datetime
-    state: dict[str, Any]
+    state: dict[str, Any] | None
+    """the ledger's stored state document (None at a point in time)"""
     postings: list[EntryLine]
 
 
@@ -513,9 +514,25 @@ def vat(
     )
 
 
-def payment(conn: Conn, payment_id: str, *, network: str | None = None) -> PaymentDetail:
+def payment(
+    conn: Conn,
+    payment_id: str,
+    *,
+    network: str | None = None,
+    as_of: datetime | None = None,
+    known_at: datetime | None = None,
+) -> PaymentDetail:
     """One payment: its state and every posting booked for it. Raises UnknownPaymentId, also
-    for another network's payment when ``network`` is given (its existence is not revealed)."""
+    for another network's payment when ``network`` is given (its existence is not revealed).
+
+    At a point in time (migration 036): ``as_of`` a business time, the status and totals after
+    its last event dated by then and the postings dated by then; ``known_at`` a processing time,
+    as the ledger knew it then (events booked later left out). Both may be given. The payment is
+    unknown at a time before its first known step, and its ``state`` document is today's only
+    (None at a point in time). Raises ValidationError for a naive time."""
+    for name, at in (("as_of", as_of), ("known_at", known_at)):
+        if at is not None and at.tzinfo is None:
+            raise ValidationError(f"{name} needs a time zone (e.g. 2026-11-20T00:00:00Z)")
     row = conn.execute(
         "SELECT payment_id, network_id, status, provider, currency, authorized, captured,"
         " refunded, hold, station_id, created_at, last_event_at, state FROM payments"
@@ -524,14 +541,29 @@ def payment(conn: Conn, payment_id: str, *, network: str | None = None) -> Payme
     ).fetchone()
     if row is None:
         raise UnknownPaymentId(f"no payment {payment_id!r} in the ledger", payment_id=payment_id)
+    p, n, s, pr, c, a, cp, rf, h, st, ca, la, state = row
+    when = "" if as_of is None else f" as of {as_of.isoformat()}"
+    when += "" if known_at is None else f" as known at {known_at.isoformat()}"
+    if when:
+        step = conn.execute(
+            "SELECT status, authorized, captured, refunded, hold, occurred_at FROM"
+            " payment_history WHERE payment_id = %s"
+            " AND (%s::timestamptz IS NULL OR occurred_at <= %s)"
+            " AND (%s::timestamptz IS NULL OR recorded_at <= %s) ORDER BY step DESC LIMIT 1",
+            (payment_id, as_of, as_of, known_at, known_at),
+        ).fetchone()
+        if step is None:
+            raise UnknownPaymentId(f"no payment {payment_id!r} in the ledger{when}",
+                                   payment_id=payment_id)  # fmt: skip
+        (s, a, cp, rf, h, la), state = step, None
     lines = conn.execute(
         "SELECT e.entry_id::text, e.event_id, e.event_type, e.kind, e.occurred_at, p.account,"
         " p.currency, p.amount_minor FROM journal_entries e JOIN postings p USING (entry_id)"
-        " WHERE e.payment_id = %s ORDER BY e.occurred_at, e.recorded_at, e.entry_id,"
-        " p.amount_minor DESC, p.account",
-        (payment_id,),
+        " WHERE e.payment_id = %s AND (%s::timestamptz IS NULL OR e.occurred_at <= %s)"
+        " AND (%s::timestamptz IS NULL OR e.recorded_at <= %s)"
+        " ORDER BY e.occurred_at, e.recorded_at, e.entry_id, p.amount_minor DESC, p.account",
+        (payment_id, as_of, as_of, known_at, known_at),
     ).fetchall()
-    p, n, s, pr, c, a, cp, rf, h, st, ca, la, state = row
     postings = [
         EntryLine(eid, ev, et, k, at, acc, cur.strip(), int(amt))
         for eid, ev, et, k, at, acc, cur, amt in lines

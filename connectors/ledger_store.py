@@ -64,6 +64,24 @@ class PaymentRow:
     last_event_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentStep:
+    """A payment's status and totals right after one event was applied to it: one row of
+    ``payment_history`` (migration 036), what a payment "as of" and "as known at" reads."""
+
+    payment_id: str
+    step: int
+    """how many events the payment has applied, this one included (1: its authorization)"""
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    status: str
+    authorized: int
+    captured: int
+    refunded: int
+    hold: int
+
+
 # -- reading ------------------------------------------------------------------------------------
 LOCK_STATES = (
     "SELECT p.payment_id, p.state FROM unnest(%s::text[]) AS q(payment_id)"
@@ -350,6 +368,27 @@ def write_payments(conn: Conn, rows: Sequence[PaymentRow], known: Collection[str
             copy.write("".join(_payment_line(r) for r in created))
     if updated:
         _update_payments(conn, updated)
+
+
+def write_payment_history(conn: Conn, steps: Sequence[PaymentStep]) -> None:
+    """Append the batch's payment steps, in the order they were applied (one COPY; the rows
+    take the transaction's time as ``recorded_at``, as the journal entries booked with them)."""
+    if not steps:
+        return
+    lines = "".join(
+        f"{_text(s.payment_id)}\t{s.step}\t{_text(s.event_id)}\t{s.event_type}\t"
+        f"{s.occurred_at.isoformat()}"
+        f"\t{s.status}\t{s.authorized}\t{s.captured}\t{s.refunded}\t{s.hold}\n"
+        for s in steps
+    )
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY payment_history (payment_id, step, event_id, event_type, occurred_at, status,"
+            " authorized, captured, refunded, hold) FROM STDIN"
+        ) as copy,
+    ):
+        copy.write(lines)
 
 
 def state_json(state: PaymentState) -> str:

@@ -408,8 +408,8 @@ def insert_cdrs(conn: Conn, cdrs: Sequence[CdrRecord]) -> None:
             "INSERT INTO session_cdrs (cdr_id, session_id, kind, event_id, tariff_id,"
             " tariff_version, waived, currency, total_excl_vat, total_incl_vat, lines,"
             " replaces_cdr_id, credited_cdr_id, reason, signed_data, signed_status,"
-            " signed_data_sha256)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " signed_data_sha256, occurred_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING",
             [
                 (
@@ -430,6 +430,7 @@ def insert_cdrs(conn: Conn, cdrs: Sequence[CdrRecord]) -> None:
                     c.signed_data,
                     c.signed_status,
                     _sha256(c.signed_data),
+                    c.occurred_at,
                 )
                 for c in cdrs
             ],
@@ -446,18 +447,28 @@ def sessions_of_cdrs(conn: Conn, cdr_ids: Collection[str]) -> dict[str, str]:
     return {cdr: session for cdr, session in rows}
 
 
-def cdrs_of(conn: Conn, session_id: str, known_at: datetime | None = None) -> list[CdrRecord]:
+def cdrs_of(
+    conn: Conn,
+    session_id: str,
+    known_at: datetime | None = None,
+    *,
+    as_of: datetime | None = None,
+) -> list[CdrRecord]:
     """Every CDR of the session in the order it was written (issued, credited, issued, ...);
     ``known_at``: only those written by then (a CDR row is never changed once written, so this
-    is the session's bill history as evledger knew it at that processing time)."""
-    if known_at is not None and known_at.tzinfo is None:
-        raise ValidationError("known_at needs a time zone (e.g. 2026-11-20T00:00:00Z)")
+    is the session's bill history as evledger knew it at that processing time); ``as_of``: only
+    those whose event occurred by then (the bills of that business time). Raises
+    ValidationError for a naive time."""
+    for name, at in (("known_at", known_at), ("as_of", as_of)):
+        if at is not None and at.tzinfo is None:
+            raise ValidationError(f"{name} needs a time zone (e.g. 2026-11-20T00:00:00Z)")
     rows = conn.execute(
         "SELECT cdr_id, session_id, kind, event_id, tariff_id, tariff_version, waived,"
         " currency, total_excl_vat, total_incl_vat, lines, replaces_cdr_id, credited_cdr_id,"
-        " reason, signed_data, signed_status FROM session_cdrs WHERE session_id = %s"
-        " AND (%s::timestamptz IS NULL OR created_at <= %s) ORDER BY created_at, kind DESC",
-        (session_id, known_at, known_at),
+        " reason, signed_data, signed_status, occurred_at FROM session_cdrs"
+        " WHERE session_id = %s AND (%s::timestamptz IS NULL OR created_at <= %s)"
+        " AND (%s::timestamptz IS NULL OR occurred_at <= %s) ORDER BY created_at, kind DESC",
+        (session_id, known_at, known_at, as_of, as_of),
     ).fetchall()
     return [
         CdrRecord(
@@ -477,6 +488,7 @@ def cdrs_of(conn: Conn, session_id: str, known_at: datetime | None = None) -> li
             r[13],
             r[14],
             r[15],
+            r[16],
         )
         for r in rows
     ]

@@ -41,6 +41,10 @@ Offset = Query(0, ge=0, le=10**12, description="rows to skip (at most 10^12)")
 AsOf = Query(None, description="business time, with a zone (2026-11-20T00:00:00Z)")
 KnownAt = Query(None, description="processing time, with a zone: the books as they stood then "
                 "(entries booked later left out; default: now)")  # fmt: skip
+SessionAsOf = Query(None, description="business time, with a zone: the session's CDRs and "
+                    "standing bill of that time (corrections made later left out)")  # fmt: skip
+PaymentKnownAt = Query(None, description="processing time, with a zone: the payment as the "
+                       "ledger knew it then (later bookings left out; default: now)")  # fmt: skip
 SessionKnownAt = Query(None, description="processing time, with a zone: the session's CDRs "
                        "and standing bill as known then (default: now)")  # fmt: skip
 Prefix = Query(None, max_length=validation.ID_MAX, pattern=PRINTABLE,
@@ -147,7 +151,9 @@ class Payment(BaseModel):
     station_id: str | None
     created_at: datetime
     last_event_at: datetime
-    state: dict[str, Any] = Field(description="the ledger's stored payment state")
+    state: dict[str, Any] | None = Field(
+        description="the ledger's stored payment state; null at a point in time (as_of, known_at)"
+    )
     postings: list[Posting]
 
 
@@ -225,6 +231,10 @@ class SessionCdr(BaseModel):
     credited_cdr_id: str | None
     signed_status: str | None = Field(description="verified, a reason code, or null (unsigned)")
     signed_data: str | None = Field(description="OCPI CDR signed_data, JSON text")
+    occurred_at: datetime | None = Field(
+        description="business time of the CDR's event: the session's stop for a bill, the "
+        "correction's time for a credit and its re-issue"
+    )
 
 
 class SessionDetail(BaseModel):
@@ -391,11 +401,17 @@ def create_app(
 
     @app.get("/payments/{payment_id}", tags=["payments"], response_model=Payment)
     def payment(
-        payment_id: str = PaymentId, db: finance.Conn = Db, who: Principal = Reader
+        payment_id: str = PaymentId,
+        as_of: datetime | None = AsOf,
+        known_at: datetime | None = PaymentKnownAt,
+        db: finance.Conn = Db,
+        who: Principal = Reader,
     ) -> dict[str, Any]:
-        """One payment: totals, status, state and its postings. 404 if unknown (or another
-        network's)."""
-        return finance.payment(current(db), payment_id, network=who.network_id).as_dict()
+        """One payment: totals, status, state and its postings; ``as_of`` a business time (after
+        its last event dated by then) and ``known_at`` a processing time (as the ledger knew it
+        then). 404 if unknown (or another network's, or not yet known at that time)."""
+        return finance.payment(current(db), payment_id, network=who.network_id, as_of=as_of,
+                               known_at=known_at).as_dict()  # fmt: skip
 
     @app.get("/authorizations/open", tags=["payments"], response_model=Page[OpenAuthorization])
     def open_authorizations(
@@ -498,12 +514,14 @@ def create_app(
     def session(
         session_id: str = SessionId,
         known_at: datetime | None = SessionKnownAt,
+        as_of: datetime | None = SessionAsOf,
         db: finance.Conn = Db,
         who: Principal = Reader,
     ) -> dict[str, Any]:
         """One charging session: its status and reason, what was billed and captured, the
         verification of its signed meter values and its CDRs, and the bill that stands; with
-        ``known_at``, its CDRs and standing bill as evledger knew them then. 404 if unknown."""
+        ``known_at``, its CDRs and standing bill as evledger knew them then; with ``as_of``,
+        those of that business time. 404 if unknown."""
         from connectors import sessions_store
 
         conn = current(db)
@@ -517,7 +535,7 @@ def create_app(
         }
         fields["status"] = found.status.value
         fields["flags"] = [sessions_store.flag_json(f) for f in found.flags]
-        cdrs = sessions_store.cdrs_of(conn, session_id, known_at)
+        cdrs = sessions_store.cdrs_of(conn, session_id, known_at, as_of=as_of)
         fields["cdrs"] = [
             {name: getattr(c, name) for name in SessionCdr.model_fields} | {"kind": c.kind.value}
             for c in cdrs

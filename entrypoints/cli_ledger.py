@@ -190,14 +190,42 @@ def trial_balance(
         raise typer.Exit(1)
 
 
+POINT_IN_TIME = ["%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z",
+                 "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%d"]  # fmt: skip
+"""The forms ``payments show --as-of/--known-at`` read (a database's now() has microseconds)."""
+
+
 @payments_app.command("show")
-def payments_show(payment_id: str = typer.Argument(..., help="evledger payment id")) -> None:
-    """One payment: totals, status and every posting booked for it."""
+def payments_show(
+    payment_id: str = typer.Argument(..., help="evledger payment id"),
+    as_of: datetime = typer.Option(
+        None,
+        "--as-of",
+        help="business time: after the payment's last event dated by then",
+        formats=POINT_IN_TIME,
+    ),
+    known_at: datetime = typer.Option(
+        None,
+        "--known-at",
+        help="processing time: the payment as the ledger knew it then",
+        formats=POINT_IN_TIME,
+    ),
+) -> None:
+    """One payment: totals, status and every posting booked for it, now or at a point in time
+    (a bare date means its midnight in the books' time zone)."""
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=_books_zone())
+    if known_at is not None and known_at.tzinfo is None:
+        known_at = known_at.replace(tzinfo=_books_zone())
     try:
         with _conn() as conn:
-            p = finance.payment(conn, payment_id)
+            p = finance.payment(conn, payment_id, as_of=as_of, known_at=known_at)
     except LedgerError as exc:
         raise _fail(exc) from exc
+    if as_of is not None or known_at is not None:
+        when = [f"as of {as_of.isoformat()}"] if as_of else []
+        when += [f"as known at {known_at.isoformat()}"] if known_at else []
+        console.print(f"[bold]{', '.join(when)}")
     c = p.currency
     head = Table.grid(padding=(0, 2))
     for label, value in [

@@ -133,9 +133,16 @@ def show(
         help="processing time, with a zone: the CDRs and the standing bill as known then",
         formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%z"],
     ),
+    as_of: datetime = typer.Option(
+        None,
+        "--as-of",
+        help="business time, with a zone: the CDRs and the standing bill of that time "
+        "(a correction made later left out)",
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%z"],
+    ),
 ) -> None:
-    """A session's state, meter readings, flags, CDRs (all, or as known at a processing time),
-    the bill that stands, and the history of its held reasons."""
+    """A session's state, meter readings, flags, CDRs (all, or as of a business time, as known
+    at a processing time), the bill that stands, and the history of its held reasons."""
     from connectors import postgres
     from connectors import sessions_store as store
     from ledger.sessions.session import standing_cdr
@@ -146,7 +153,7 @@ def show(
             console.print(f"[red]no session {session_id}[/]")
             raise typer.Exit(1)
         readings = store.meter_rows_of(conn, session_id)
-        cdrs = store.cdrs_of(conn, session_id, known_at)
+        cdrs = store.cdrs_of(conn, session_id, known_at, as_of=as_of)
         reasons = store.reason_history(conn, session_id)
         issued = [c for c in cdrs if c.kind == "issued"]
         entries = store.journal_entries_of_cdr(conn, issued[-1].cdr_id) if issued else []
@@ -173,7 +180,8 @@ def show(
     if cdrs:
         console.print(cdr_table)
     standing = standing_cdr(cdrs)
-    known = f" as known at {known_at:%Y-%m-%d %H:%M:%S%z}" if known_at else ""
+    known = f" as of {as_of:%Y-%m-%d %H:%M:%S%z}" if as_of else ""
+    known += f" as known at {known_at:%Y-%m-%d %H:%M:%S%z}" if known_at else ""
     console.print(f"standing bill{known}: " + (f"{standing.cdr_id}, "
                   f"{Money(standing.total_incl_vat, standing.currency)} incl. VAT"
                   if standing else "none"))  # fmt: skip

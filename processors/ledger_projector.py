@@ -65,6 +65,8 @@ class _Batch:
     """The (topic, partition) of each entry's record, in step with ``entries``: its chain."""
     documents: list[tuple[str, str]] = field(default_factory=list)
     """(entry_id, cdr_id) of entries whose event names the CDR it pays."""
+    history: list[store.PaymentStep] = field(default_factory=list)
+    """Each payment's status and totals after each event applied to it, in order."""
 
 
 class LedgerHandler:
@@ -108,6 +110,7 @@ class LedgerHandler:
         text = store.write_entries(tx.conn, batch.entries)
         store.link_entries(tx.conn, text, batch.entries, batch.sources)
         store.write_payments(tx.conn, list(batch.touched.values()), known)
+        store.write_payment_history(tx.conn, batch.history)
         store.insert_references(tx.conn, batch.new_references)
         store.insert_documents(tx.conn, batch.documents)
         # Last, so the hot balance rows stay locked only from here to the commit.
@@ -156,6 +159,11 @@ class LedgerHandler:
             row = store.PaymentRow(new, station, at, at)
             batch.touched[new.payment_id] = row
         row.state, row.last_event_at = new, at
+        batch.history.append(store.PaymentStep(
+            new.payment_id, len(new.applied_event_ids), event.envelope.event_id, kind, at,
+            new.status.value,
+            new.authorized_total, new.captured, new.refunded, new.hold,
+        ))  # fmt: skip
         row.station_id = station or row.station_id
         for ref in new.provider_references:
             if (new.provider, ref) not in batch.references:

@@ -274,7 +274,8 @@ def bill(
     cdr_id = derived_id(cause_id, "cdr")
     billed = _cleared(s, SessionStatus.BILLED, version, priced.currency)
     issued = cdr_issued(envelope("cdr-issued"), billed, cdr_id, version, priced, None)
-    cdr = cdr_record(cdr_id, billed, derived_id(cause_id, "cdr-issued"), version, priced)
+    cdr = cdr_record(cdr_id, billed, derived_id(cause_id, "cdr-issued"), version, priced,
+                     occurred_at=issued.envelope.occurred_at)  # fmt: skip
     if s.payment_id is None or hold is None:
         return Applied(billed, events=(issued,), cdrs=(cdr,))
     held, source = hold
@@ -353,8 +354,11 @@ def cdr_record(
     version: int,
     priced: PricedSession,
     replaces: str | None = None,
+    *,
+    occurred_at: datetime,
 ) -> CdrRecord:
-    """The issued CDR of ``priced``, as kept with the session."""
+    """The issued CDR of ``priced``, as kept with the session; ``occurred_at``: its event's
+    business time."""
     return CdrRecord(
         cdr_id,
         s.session_id,
@@ -370,6 +374,7 @@ def cdr_record(
         replaces,
         signed_data=s.signed_data,
         signed_status=s.signed_status,
+        occurred_at=occurred_at,
     )
 
 

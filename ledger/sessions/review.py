@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Collection, Iterable, Sequence
 
 from ledger.dimensions import Dimension
-from ledger.envelope import Envelope, Source
+from ledger.envelope import Envelope, Source, utcnow
 from ledger.errors import ValidationError
 from ledger.events import CdrCredited, RefundRequested
 from ledger.money import Money
@@ -83,20 +83,23 @@ def reprice(
     captured = Money(s.captured_minor - s.refunded_minor, repriced.currency)
     correction = correct_cdr(original, repriced, captured, reason)
     cause = current.event_id
+    made_at = utcnow()  # one act: the credit, the re-issue and the refund share its time
 
     def envelope(kind: str) -> Envelope:
         return Envelope.new(
             s.network_id,
             Source.internal,
+            occurred_at=made_at,
             correlation_id=s.correlation_id,
             causation_id=cause,
             event_id=derived_id(cause, kind),
         )
 
     credit_id, new_id = derived_id(cause, "credit"), derived_id(cause, "reissue")
+    credited_env, reissued_env = envelope("cdr-credited"), envelope("cdr-reissued")
     events: list[object] = [
         CdrCredited(
-            envelope("cdr-credited"),
+            credited_env,
             s.session_id,
             credit_id,
             current.cdr_id,
@@ -105,7 +108,7 @@ def reprice(
             list(correction.credit.lines),
             s.payment_id,
         ),
-        cdr_issued(envelope("cdr-reissued"), s, new_id, version.version, repriced, current.cdr_id),
+        cdr_issued(reissued_env, s, new_id, version.version, repriced, current.cdr_id),
     ]
     credit = dataclasses.replace(
         current,
@@ -116,10 +119,12 @@ def reprice(
         replaces_cdr_id=None,
         credited_cdr_id=current.cdr_id,
         reason=reason,
+        occurred_at=credited_env.occurred_at,
     )
     reissued = cdr_record(
-        new_id, s, derived_id(cause, "cdr-reissued"), version.version, repriced, current.cdr_id
-    )
+        new_id, s, derived_id(cause, "cdr-reissued"), version.version, repriced, current.cdr_id,
+        occurred_at=reissued_env.occurred_at,
+    )  # fmt: skip
     refunded = s.refunded_minor
     if correction.kind is SettlementKind.REFUND and s.payment_id is not None:
         events.append(

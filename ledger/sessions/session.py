@@ -115,6 +115,9 @@ class CdrRecord:
     #: OCPI ``signed_data`` (JSON text) and its verification (``verified`` or a reason code).
     signed_data: str | None = None
     signed_status: str | None = None
+    #: Business time: when the CDR's event occurred (an issued bill: the session's stop; a credit
+    #: and its re-issue: when the correction was made).
+    occurred_at: datetime | None = None
 
 
 def standing_cdr(cdrs: Sequence[CdrRecord]) -> CdrRecord | None:

@@ -40,9 +40,8 @@ def authorized() -> dict[str, Any]:
 
 
 def test_two_workers_share_the_port_and_accept_each_event_once(app: App, tmp_path: Path) -> None:
-    url = postgres.create_database(
-        app.database_url, f"evledger_test_workers_{uuid.uuid4().hex[:8]}"
-    )
+    name = f"evledger_test_workers_{uuid.uuid4().hex[:8]}"
+    url = postgres.create_database(app.database_url, name)
     port = free_port()
     log = tmp_path / "ingest.log"
     process = subprocess.Popen(
@@ -87,4 +86,4 @@ def test_two_workers_share_the_port_and_accept_each_event_once(app: App, tmp_pat
     finally:
         process.terminate()
         process.wait(timeout=30)
-        postgres.drop_database(app.database_url, url.rsplit("/", 1)[-1])
+        postgres.drop_database(app.database_url, name)

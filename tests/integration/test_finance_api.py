@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from entrypoints.api import create_app
 from entrypoints.bootstrap import App
 from entrypoints.cli import app as cli
 from ledger.payments.state import PaymentStatus
-from processors.ledger_projector import TOPICS, build_ledger_processor
+from processors.ledger_projector import PAYMENT_EVENTS, TOPICS, build_ledger_processor
 from tests.integration.conftest import api_key, end_offsets
 from tests.integration.test_ledger_projector import (
     publish,
@@ -44,6 +45,8 @@ class Projected:
     """The database's clock between the two phases' projections."""
     phase1_book: Book
     """The recomputation of what phase 1 alone booked."""
+    records: list[Any]
+    """Every record the projector consumed, in order."""
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +66,11 @@ def projected(app: App) -> Iterator[Projected]:
             run_to(processor, end_offsets(app, list(TOPICS)))
         finally:
             processor.close()
-        book = recompute(read_range(app, starts, stored_offsets(url, group)))
+        records = list(read_range(app, starts, stored_offsets(url, group)))
+        book = recompute(records)
         headers = api_key(url, network)
         with TestClient(create_app(app.settings, database_url=url), headers=headers) as client:
-            yield Projected(client, book, stream, network, url, known, phase1_book)
+            yield Projected(client, book, stream, network, url, known, phase1_book, records)
 
 
 LISTS = ["/balances", "/trial-balance", "/authorizations/open", "/revenue", "/providers/flows",
@@ -158,6 +162,76 @@ def test_payment_detail_and_unknown_payment(projected: Projected) -> None:
     assert sum(line["amount_minor"] for line in body["postings"]) == 0
     missing = projected.client.get("/payments/no-such-payment")
     assert missing.status_code == 404 and missing.json()["code"] == "UNKNOWN_PAYMENT_ID"
+
+
+def _totals(state: Any) -> tuple[str, int, int, int, int]:
+    return (state.status.value, state.authorized_total, state.captured, state.refunded, state.hold)
+
+
+def _shown(body: dict[str, Any]) -> tuple[str, int, int, int, int]:
+    return (body["status"], body["authorized"], body["captured"], body["refunded"], body["hold"])
+
+
+def test_payments_as_known_at_a_processing_time(projected: Projected) -> None:
+    """Between the two phases each payment read as phase 1 alone left it; before the
+    projection none was known."""
+    at = projected.known_after_phase1.isoformat()
+    assert projected.phase1_book.states
+    changed = 0
+    for pid, state in projected.book.states.items():
+        then = projected.client.get(f"/payments/{pid}", params={"known_at": at})
+        before = projected.phase1_book.states.get(pid)
+        if before is None:
+            assert then.status_code == 404 and then.json()["code"] == "UNKNOWN_PAYMENT_ID"
+            continue
+        body = then.json()
+        assert _shown(body) == _totals(before), pid
+        assert body["state"] is None  # the state document is today's only
+        assert sum(line["amount_minor"] for line in body["postings"]) == 0
+        now = projected.client.get(f"/payments/{pid}").json()
+        assert _shown(now) == _totals(state)
+        changed += _totals(before) != _totals(state)
+    assert changed  # phase 2 moved some payments on
+    early = projected.client.get(f"/payments/{pid}", params={"known_at": "2000-01-01T00:00:00Z"})
+    assert early.status_code == 404 and "as known at 2000-01-01" in early.json()["detail"]
+    naive = projected.client.get(f"/payments/{pid}", params={"known_at": "2026-11-05T00:00:00"})
+    assert naive.status_code == 422 and "known_at" in naive.json()["detail"]
+
+
+def test_payments_as_of_a_business_time(projected: Projected) -> None:
+    """As of a business time, a payment is what it was after the last event dated by then, of
+    those the ledger applied to it, in the order it applied them (recomputed independently by
+    feeding the records one at a time). A counterfactual refold of only the events dated by
+    then would differ: a capture re-driven after its payment expired stays refused."""
+    book, steps = Book(), defaultdict(list)
+    for r in sorted(projected.records, key=lambda r: r.topic == "provider.events"):
+        applied = book.applied
+        book.feed(r)
+        if book.applied > applied and isinstance(r.event, PAYMENT_EVENTS):
+            pid = book._payment_of(r.event)
+            steps[pid].append((r.event.envelope.occurred_at, _totals(book.states[pid])))
+    times = sorted(at for history in steps.values() for at, _ in history)
+    for cut in (times[len(times) * k // 6] for k in range(6)):
+        for pid, history in steps.items():
+            then = projected.client.get(f"/payments/{pid}", params={"as_of": cut.isoformat()})
+            dated = [totals for at, totals in history if at <= cut]
+            if not dated:
+                assert then.status_code == 404, (pid, cut)
+                continue
+            assert then.status_code == 200 and _shown(then.json()) == dated[-1], (pid, cut)
+            assert all(
+                datetime.fromisoformat(line["occurred_at"]) <= cut
+                for line in then.json()["postings"]
+            )
+
+
+def test_payments_show_at_a_point_in_time_in_the_cli(projected: Projected) -> None:
+    pid = next(iter(projected.phase1_book.states))
+    at = projected.known_after_phase1.isoformat()
+    result = CliRunner().invoke(cli, ["payments", "show", pid, "--known-at", at],
+                                env={"EVLEDGER_DATABASE_URL": projected.url})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "as known at" in result.output and pid in result.output
 
 
 def test_bad_parameters_answer_in_the_one_error_shape(projected: Projected) -> None:

@@ -416,6 +416,13 @@ def test_held_sessions_are_listed_by_the_api_and_the_cli(app: App, harness: Harn
     assert "INVALID_HOLD" in line and "INVALID_AMOUNT" in line and "authorized" in line
 
 
+def answer_of(client: TestClient, session_id: str) -> dict[str, Any]:
+    answer = client.get(f"/sessions/{session_id}")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
 def test_one_session_is_shown_by_the_api_with_its_cdrs_and_signed_status(
     app: App, harness: Harness
 ) -> None:
@@ -427,6 +434,9 @@ def test_one_session_is_shown_by_the_api_with_its_cdrs_and_signed_status(
         answer = client.get(f"/sessions/{s.id}")
         before = client.get(f"/sessions/{s.id}", params={"known_at": "2000-01-01T00:00:00Z"})
         naive = client.get(f"/sessions/{s.id}", params={"known_at": "2026-01-01T00:00:00"})
+        stopped = answer_of(client, s.id)["stopped_at"]
+        at_stop = client.get(f"/sessions/{s.id}", params={"as_of": stopped})
+        before_stop = client.get(f"/sessions/{s.id}", params={"as_of": "2000-01-01T00:00:00Z"})
         unknown = client.get("/sessions/S-nowhere")
         held = client.get("/sessions/held", params={"limit": 1})
     assert answer.status_code == 200, answer.text
@@ -437,6 +447,9 @@ def test_one_session_is_shown_by_the_api_with_its_cdrs_and_signed_status(
     assert body["standing_cdr_id"] == cdr["cdr_id"]
     assert before.status_code == 200 and before.json()["cdrs"] == []
     assert before.json()["standing_cdr_id"] is None  # not billed yet, as known in 2000
+    assert cdr["occurred_at"] == stopped  # a bill's business time is the session's stop
+    assert at_stop.json()["standing_cdr_id"] == cdr["cdr_id"]
+    assert before_stop.json()["cdrs"] == [] and before_stop.json()["standing_cdr_id"] is None
     assert naive.status_code == 422, naive.text
     assert unknown.status_code == 404 and unknown.json()["code"] == "UNKNOWN_SESSION"
     assert held.status_code == 200  # /sessions/held is still its own route

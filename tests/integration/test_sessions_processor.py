@@ -458,6 +458,19 @@ def test_idle_fee_waiver_credits_reissues_and_refunds(world: World) -> None:
     standing = standing_cdr(now)
     assert standing is not None and standing.cdr_id == reissued[0].cdr_id
     assert standing.total_incl_vat == 432
+    # In business time: each row carries its event's time (the bill: the session's stop; the
+    # credit and the re-issue: when the correction was made), and the bill as of the stop is
+    # the original, the correction being made later.
+    dated = {c.cdr_id: c.occurred_at for c in now}
+    assert dated == {original.cdr_id: original.envelope.occurred_at,
+                     credit[0].cdr_id: credit[0].envelope.occurred_at,
+                     reissued[0].cdr_id: reissued[0].envelope.occurred_at}  # fmt: skip
+    assert original.envelope.occurred_at < credit[0].envelope.occurred_at
+    with psycopg.connect(world.database_url) as conn:
+        at_stop = sessions_store.cdrs_of(conn, s.id, as_of=original.envelope.occurred_at)
+        after = sessions_store.cdrs_of(conn, s.id, as_of=credit[0].envelope.occurred_at)
+    assert [c.cdr_id for c in at_stop] == [original.cdr_id]
+    assert standing_cdr(after) == standing
 
 
 def test_without_a_known_hold_the_preauthorization_is_assumed(world: World) -> None:

@@ -29,11 +29,12 @@ def test_cdrs_taxed_at_another_rate_than_their_country_s_are_listed(app: App) ->
                 )  # fmt: skip
                 conn.execute(
                     "INSERT INTO session_cdrs (cdr_id, session_id, kind, event_id, tariff_id,"
-                    " tariff_version, currency, total_excl_vat, total_incl_vat, lines) VALUES"
-                    " (%s, %s, 'issued', 'e', 'T', 1, 'EUR', 1000, 1190, %s)",
+                    " tariff_version, currency, total_excl_vat, total_incl_vat, lines,"
+                    " occurred_at) VALUES (%s, %s, 'issued', 'e', 'T', 1, 'EUR', 1000, 1190, %s,"
+                    " %s)",
                     (f"cdr-{country}", sid,
                      '[{"dimension": "ENERGY", "amount_excl_vat": 1000, "vat_amount": 190,'
-                     ' "vat_rate": "19", "quantity": "4"}]'),
+                     ' "vat_rate": "19", "quantity": "4"}]', datetime(2026, 11, 20, 1, tzinfo=UTC)),
                 )  # fmt: skip
             conn.commit()
         result = CliRunner().invoke(cli, ["vat-check"], env={"EVLEDGER_DATABASE_URL": url})
