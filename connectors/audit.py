@@ -158,7 +158,27 @@ _SESSIONS_COMPARED = {
     " (to_jsonb(r) - 'id')::text FROM session_held_reasons r",
     "tariffs": "SELECT tariff_id || ' v' || version, to_jsonb(t)::text FROM tariff_versions t",
 }
-PROJECTION_TABLES = {"ledger": _COMPARED, "sessions": _SESSIONS_COMPARED}
+_OUTCOME = "(status = 'succeeded' OR (status = 'failed' AND action <> 'void'))"
+"""An attempt whose outcome is on the log (a refused void's record is rejected, not emitted)."""
+_SETTLEMENT_COMPARED = {
+    # What the log holds of an attempt (processors.settlement_replay): the instruction, and
+    # once it has an outcome, that outcome; the tries, their history and the raw answer not.
+    "attempts": "SELECT idempotency_key, command_event_id, payment_id, action, request::text,"
+    " amount_minor, currency,"
+    f" CASE WHEN {_OUTCOME} THEN status ELSE 'no outcome on the log' END,"
+    f" CASE WHEN {_OUTCOME} OR action <> 'authorize' THEN provider END,"
+    f" CASE WHEN {_OUTCOME} OR action <> 'authorize' THEN coalesce(provider_reference, '') END,"
+    f" CASE WHEN {_OUTCOME} THEN outcome_reference END, CASE WHEN {_OUTCOME} THEN fee_minor END,"
+    " CASE WHEN status = 'failed' AND action <> 'void'"
+    " THEN coalesce(reason_code, 'PROVIDER_ERROR') || ': ' || coalesce(detail, '') END,"
+    f" CASE WHEN {_OUTCOME} THEN jsonb_path_query_array(routing, '$[*].provider')::text END"
+    " FROM provider_attempts",  # nosec B608  # constant fragments
+}
+PROJECTION_TABLES = {
+    "ledger": _COMPARED,
+    "sessions": _SESSIONS_COMPARED,
+    "settlement": _SETTLEMENT_COMPARED,
+}
 """What ``compare_projections`` compares per projection: table name -> keyed query."""
 
 

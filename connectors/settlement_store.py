@@ -98,6 +98,60 @@ _COLUMNS = (
 )
 
 
+def insert_attempt(
+    conn: Conn,
+    key: str,
+    *,
+    command_event_id: str,
+    payment_id: str,
+    provider: str,
+    action: Action,
+    request: dict[str, Any],
+    amount: Money,
+    provider_reference: str | None = None,
+    routing: list[dict[str, Any]] | None = None,
+) -> None:
+    """Write an instruction's attempt row (pending) unless ``key`` has one."""
+    conn.execute(
+        "INSERT INTO provider_attempts (idempotency_key, command_event_id, payment_id,"
+        " provider, action, request, provider_reference, amount_minor, currency, routing)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (
+            key,
+            command_event_id,
+            payment_id,
+            provider,
+            action.value,
+            Jsonb(request),
+            provider_reference,
+            amount.amount_minor,
+            amount.currency,
+            Jsonb(routing or []),
+        ),
+    )
+
+
+def holding_of(conn: Conn, payment_id: str) -> tuple[str, str] | None:
+    """(provider, provider reference) of the authorization the connector placed for
+    ``payment_id``, if it succeeded."""
+    row = conn.execute(
+        "SELECT provider, provider_reference FROM provider_attempts WHERE payment_id = %s"
+        " AND action = 'authorize' AND status = 'succeeded' ORDER BY updated_at DESC LIMIT 1",
+        (payment_id,),
+    ).fetchone()
+    return (str(row[0]), str(row[1])) if row else None
+
+
+def authorization_status_of(conn: Conn, payment_id: str) -> AttemptStatus | None:
+    """Status of the latest authorize attempt for ``payment_id``, if there was one."""
+    row = conn.execute(
+        "SELECT status FROM provider_attempts WHERE payment_id = %s AND action = 'authorize'"
+        " ORDER BY updated_at DESC LIMIT 1",
+        (payment_id,),
+    ).fetchone()
+    return AttemptStatus(row[0]) if row else None
+
+
 class AttemptStore:
     """The provider-attempt log (table ``provider_attempts``)."""
 
@@ -136,23 +190,10 @@ class AttemptStore:
     ) -> Attempt:
         """Persist the instruction before any call (committed on return); an existing row for
         ``key`` is returned unchanged."""
-        self.conn.execute(
-            "INSERT INTO provider_attempts (idempotency_key, command_event_id, payment_id,"
-            " provider, action, request, provider_reference, amount_minor, currency, routing)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (
-                key,
-                command_event_id,
-                payment_id,
-                provider,
-                action.value,
-                Jsonb(request),
-                provider_reference,
-                amount.amount_minor,
-                amount.currency,
-                Jsonb([routing] if routing else []),
-            ),
-        )
+        insert_attempt(self.conn, key, command_event_id=command_event_id, payment_id=payment_id,
+                       provider=provider, action=action, request=request, amount=amount,
+                       provider_reference=provider_reference,
+                       routing=[routing] if routing else [])  # fmt: skip
         attempt = self.get(key)
         assert attempt is not None
         return attempt
@@ -211,21 +252,11 @@ class AttemptStore:
 
     def holding(self, payment_id: str) -> tuple[str, str] | None:
         """(provider, provider reference) of the authorization this connector placed."""
-        row = self.conn.execute(
-            "SELECT provider, provider_reference FROM provider_attempts WHERE payment_id = %s"
-            " AND action = 'authorize' AND status = 'succeeded' ORDER BY updated_at DESC LIMIT 1",
-            (payment_id,),
-        ).fetchone()
-        return (str(row[0]), str(row[1])) if row else None
+        return holding_of(self.conn, payment_id)
 
     def authorization_status(self, payment_id: str) -> AttemptStatus | None:
         """Status of the latest authorize attempt for ``payment_id``, if there was one."""
-        row = self.conn.execute(
-            "SELECT status FROM provider_attempts WHERE payment_id = %s AND action = 'authorize'"
-            " ORDER BY updated_at DESC LIMIT 1",
-            (payment_id,),
-        ).fetchone()
-        return AttemptStatus(row[0]) if row else None
+        return authorization_status_of(self.conn, payment_id)
 
     def unresolved(self, pending_for: timedelta, limit: int = 100) -> list[Attempt]:
         """In-doubt rows; pending rows untouched for ``pending_for`` (their process died mid-call

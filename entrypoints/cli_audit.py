@@ -202,17 +202,19 @@ def compare(
     live: str = typer.Option(..., help="URL of the live projection's database"),
     rebuilt: str = typer.Option(..., help="URL of the replayed one (evledger replay --into)"),
     projection: list[str] = typer.Option(
-        ["ledger"], help="ledger and/or sessions (repeat for both)"
+        ["ledger"], help="ledger, sessions and/or settlement (repeat for several)"
     ),
 ) -> None:
     """Prove a replayed projection identical to the live one: the journal entry by entry, the
     chain links, the balances and the payment states (ledger); sessions, meter values, holds,
-    CDRs and tariff versions (sessions). Each difference is listed (exit 1)."""
+    CDRs and tariff versions (sessions); the provider attempts as far as the log holds them
+    (settlement). Each difference is listed (exit 1)."""
     from connectors import postgres
 
     unknown = sorted(set(projection) - set(audit.PROJECTION_TABLES))
     if unknown:
-        raise typer.BadParameter(f"no projection {unknown[0]!r}: ledger or sessions")
+        known = ", ".join(audit.PROJECTION_TABLES)
+        raise typer.BadParameter(f"no projection {unknown[0]!r}: one of {known}")
     try:
         with (
             postgres.connect(live, autocommit=True) as a,

@@ -1,5 +1,6 @@
-"""``evledger replay``: rebuild the ledger or the sessions projection from the log into another
-database, with progress, resumable (``entrypoints.replay``; docs/audit.md, "Replay")."""
+"""``evledger replay``: rebuild the ledger or the sessions projection or the settlement attempt
+log from the log into another database, with progress, resumable (``entrypoints.replay``;
+docs/audit.md, "Replay")."""
 
 from __future__ import annotations
 
@@ -26,16 +27,17 @@ def replay(
     batch_size: int = typer.Option(5000, help="records per transaction"),
     projection: str = typer.Option(
         "ledger",
-        help="ledger (journal, chains, balances, payment states) or sessions"
-        " (sessions, meter values, holds, CDRs; the meter keys copied from the live database)",
+        help="ledger (journal, chains, balances, payment states), sessions (sessions, meter"
+        " values, holds, CDRs; the meter keys copied from the live database) or settlement (the"
+        " provider attempts, from instructions and their outcomes; no provider is called)",
     ),
 ) -> None:
     """Rebuild a projection from the log into INTO while the live database keeps serving.
     Killed, it resumes where it stopped when run again."""
-    from entrypoints.replay import replay_ledger, replay_sessions
+    from entrypoints.replay import replay_ledger, replay_sessions, replay_settlement
 
-    if projection not in ("ledger", "sessions"):
-        raise typer.BadParameter(f"no projection {projection!r}: ledger or sessions")
+    if projection not in ("ledger", "sessions", "settlement"):
+        raise typer.BadParameter(f"no projection {projection!r}: ledger, sessions or settlement")
 
     settings = Settings.from_env()
     app = bootstrap(settings)
@@ -55,7 +57,10 @@ def replay(
             bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} ev/s",
                        description=f"replay {topics}")  # fmt: skip
 
-        if projection == "sessions":
+        if projection == "settlement":
+            result = replay_settlement(app, url, from_time=from_time, progress=show,
+                                       batch_size=batch_size)  # fmt: skip
+        elif projection == "sessions":
             result = replay_sessions(app, url, reference_url=app.database_url,
                                      from_time=from_time, progress=show,
                                      batch_size=batch_size)  # fmt: skip

@@ -1,6 +1,7 @@
 """``evledger replay``: rebuild the ledger projection (journal, hash chains, balances, payment
-states) and the sessions projection (sessions, meter values, holds, CDRs) from the log into
-another database while the live one keeps serving (docs/audit.md, "Replay").
+states), the sessions projection (sessions, meter values, holds, CDRs) and the settlement
+attempt log from the log into another database while the live one keeps serving (docs/audit.md,
+"Replay").
 
 The replay is the ledger projector itself, under a consumer group of its own whose offsets are
 stored with its effects in the target database: killed at any point, the next run resumes where
@@ -28,9 +29,12 @@ from processors.base import PostgresProcessor
 from processors.ledger_projector import TOPICS, build_ledger_processor
 from processors.sessions import TOPICS as SESSIONS_TOPICS
 from processors.sessions import build_sessions_processor
+from processors.settlement_replay import TOPICS as SETTLEMENT_TOPICS
+from processors.settlement_replay import AttemptsFromLog
 
 GROUP = "evledger-replay-ledger"
 SESSIONS_GROUP = "evledger-replay-sessions"
+SETTLEMENT_GROUP = "evledger-replay-settlement"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,27 @@ def replay_sessions(
     if reference_url is not None:
         _copy_meter_keys(reference_url, url)
     return _replay(app, url, processor, SESSIONS_GROUP, SESSIONS_TOPICS, starts, from_time,
+                   progress, max_steps, batch_size)  # fmt: skip
+
+
+def replay_settlement(
+    app: App,
+    url: str,
+    *,
+    starts: dict[tuple[str, int], int] | None = None,
+    from_time: datetime | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    max_steps: int | None = None,
+    batch_size: int = 2000,
+) -> Replayed:
+    """Rebuild the settlement attempt log (``provider_attempts``) into ``url`` from the
+    instructions on settlement.commands and their outcomes on payments.events, as
+    ``replay_ledger`` does the ledger's, never calling a provider
+    (``processors.settlement_replay``: what the log holds of an attempt, and what not)."""
+    postgres.migrate(url)
+    processor = PostgresProcessor(app, AttemptsFromLog(), SETTLEMENT_GROUP, SETTLEMENT_TOPICS,
+                                  batch_size=batch_size, database_url=url)  # fmt: skip
+    return _replay(app, url, processor, SETTLEMENT_GROUP, SETTLEMENT_TOPICS, starts, from_time,
                    progress, max_steps, batch_size)  # fmt: skip
 
 

@@ -99,6 +99,18 @@ class NoHoldCode(StrEnum):
     AUTHORIZATION_IN_DOUBT = "AUTHORIZATION_IN_DOUBT"
 
 
+def no_hold(payment_id: str, status: AttemptStatus | None) -> CommandRefused:
+    """The refusal of a capture, void or refund whose payment has no authorization by this
+    connector to act on, given the status of its latest authorize attempt (None: none)."""
+    code = {
+        None: NoHoldCode.UNKNOWN_AUTHORIZATION,
+        AttemptStatus.FAILED: NoHoldCode.AUTHORIZATION_FAILED,
+    }.get(status, NoHoldCode.AUTHORIZATION_IN_DOUBT)
+    return CommandRefused(
+        code.value, "no authorization by this connector to act on", payment_id=payment_id
+    )
+
+
 class CommandRefused(LedgerError):
     """The instruction cannot be carried out as sent: the record is rejected with ``code``."""
 
@@ -216,15 +228,7 @@ class SettlementHandler:
         holding = self.store.holding(command.payment_id)
         if holding is None:
             status = self.store.authorization_status(command.payment_id)
-            code = {
-                None: NoHoldCode.UNKNOWN_AUTHORIZATION,
-                AttemptStatus.FAILED: NoHoldCode.AUTHORIZATION_FAILED,
-            }.get(status, NoHoldCode.AUTHORIZATION_IN_DOUBT)
-            raise CommandRefused(
-                code.value,
-                "no authorization by this connector to act on",
-                payment_id=command.payment_id,
-            )
+            raise no_hold(command.payment_id, status)
         provider, reference = holding
         route_follow_up(command.payment_id, provider)
         return self.store.begin(key, provider=provider, provider_reference=reference, **common)  # type: ignore[arg-type]
