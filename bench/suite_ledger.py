@@ -58,9 +58,14 @@ def payment_events(n: int, network: str, seed: int = 1) -> list[Any]:
 
 
 def ends(app: App) -> dict[tuple[str, int], int]:
+    """The end offsets of the ledger projector's topics."""
+    return ends_of(app, list(TOPICS))
+
+
+def ends_of(app: App, topics: list[str]) -> dict[tuple[str, int], int]:
     consumer = app.consumer(f"bench-probe-{uuid.uuid4()}")
     try:
-        return consumer.end_offsets(list(TOPICS))
+        return consumer.end_offsets(topics)
     finally:
         consumer.close()
 

@@ -211,6 +211,33 @@ def project(
     serve_projector(lambda app: build_fraud_projector(app, group=group), "fraud-projector", drain)
 
 
+@fraud_app.command("score")
+def score(
+    policy: Path = PolicyOption,
+    drain: bool = typer.Option(False, "--drain", help="stop once nothing arrives for 3 s"),
+    group: str = typer.Option("evledger-fraud-batch", help="consumer group"),
+) -> None:
+    """Run the batch fraud scorer: the same rules and outputs as `fraud run`, on the exactly-once
+    loop of the other processors, its state in PostgreSQL (docs/fraud.md, "The batch scorer").
+    Run one group of scorers or the faust workers, not both."""
+    from processors.fraud.app import LOCATIONS
+    from processors.fraud.batch import build_fraud_batch_processor
+    from processors.fraud.places import PlacesReader
+
+    try:
+        policies = load_policies(policy)
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+
+    def build(app: Any) -> Any:
+        places = PlacesReader(app.settings.kafka_client(), app.serde, LOCATIONS)
+        console.print(f"{places.load():,} stations' places read from {LOCATIONS}")
+        places.start()
+        return build_fraud_batch_processor(app, policies, places.get, group=group)
+
+    serve_projector(build, "fraud-scorer", drain)
+
+
 @fraud_app.command("alerts")
 def alerts(
     network: str | None = typer.Option(None, "--network", help="only this network's"),

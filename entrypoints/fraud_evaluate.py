@@ -20,18 +20,9 @@ from entrypoints.fraud_scenario import ATTACKS, FraudScenario, Label
 from entrypoints.fraud_workers import FraudWorkers
 from entrypoints.simulate_places import locations
 from ledger import events as ev
-from ledger.fraud.engine import SubjectState, score
-from ledger.fraud.intake import (
-    Place,
-    observe_cdr,
-    observe_payment,
-    observe_session,
-    payment_facts,
-    places_of,
-)
-from ledger.fraud.observations import subjects_of
-from ledger.fraud.outputs import outputs
+from ledger.fraud.intake import Place, places_of
 from ledger.fraud.policy import Policies
+from ledger.fraud.scorer import Memory, judge, observe
 
 
 @dataclass
@@ -93,37 +84,20 @@ def measure(
 
 
 def offline_alerts(events: Iterable[Any], policies: Policies) -> list[ev.FraudAlertRaised]:
-    """The alerts the rules raise on ``events`` in this process: the fraud app's two stages
-    with dictionaries for its tables, in the order given."""
-    payments: dict[str, Any] = {}
-    sessions: dict[str, str] = {}
+    """The alerts the rules raise on ``events`` in this process, in the order given, with the
+    memory in dictionaries (``ledger.fraud.scorer``)."""
+    memory = Memory()
     places: dict[str, Place] = {}
-    states: dict[str, SubjectState] = {}
     alerts: list[ev.FraudAlertRaised] = []
     for event in events:
         if isinstance(event, ev.LocationPublished):
             places.update(places_of(event))
             continue
-        if isinstance(event, ev.PaymentAuthorized | ev.AuthorizationFailed):
-            payments[event.payment_id] = payment_facts(event)
-        if isinstance(event, ev.SessionStarted) and event.token_uid:
-            sessions[event.session_id] = event.token_uid
-        obs = (
-            observe_payment(event, payments.get)
-            or observe_session(event, sessions.get, places.get)
-            or observe_cdr(event, places.get)
-        )
-        if obs is None:
-            continue
-        for subject in subjects_of(obs):
-            policy = policies.of(obs.network_id)
-            verdict, states[subject] = score(
-                subject, states.get(subject, SubjectState()), obs, policy
-            )
+        obs = observe(event, memory, places.get)
+        if obs is not None:
             alerts += [
-                e for e in outputs(subject, obs, verdict, policy)
-                if isinstance(e, ev.FraudAlertRaised)
-            ]  # fmt: skip
+                e for e in judge(obs, memory, policies) if isinstance(e, ev.FraudAlertRaised)
+            ]
     return alerts
 
 

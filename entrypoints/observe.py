@@ -40,6 +40,7 @@ DEFAULT_PORTS = {
     "fraud": 9440,
     "fraud-projector": 9450,
     "drivers-projector": 9460,
+    "fraud-scorer": 9470,
 }
 """Where each kind of processor serves /metrics unless EVLEDGER_METRICS_PORT says otherwise;
 ``evledger ledger run --instances N`` gives its instances the ports from 9410 up."""
