@@ -18,25 +18,11 @@ import psutil
 
 from connectors import keys_store, postgres
 from entrypoints.bootstrap import App
-from ledger.envelope import uuid7
 from tests.e2e.conftest import free_port
+from tests.integration.test_ingest import authorized
 
 ROOT = Path(__file__).resolve().parents[2]
 NETWORK = f"net-workers-{uuid.uuid4().hex[:8]}"
-
-
-def authorized() -> dict[str, Any]:
-    return {
-        "type": "PaymentAuthorized",
-        "event": {
-            "envelope": {"event_id": uuid7(), "occurred_at": "2026-11-20T18:00:00Z",
-                         "recorded_at": "2026-11-20T18:00:01Z", "source": "psp",
-                         "network_id": NETWORK},
-            "payment_id": f"P-{uuid.uuid4()}", "provider": "sandbox",
-            "provider_reference": f"pi_{uuid.uuid4().hex[:8]}",
-            "amount": {"amount_minor": 2500, "currency": "EUR"}, "payment_method": "card",
-        },
-    }  # fmt: skip
 
 
 def test_two_workers_share_the_port_and_accept_each_event_once(app: App, tmp_path: Path) -> None:
@@ -67,7 +53,7 @@ def test_two_workers_share_the_port_and_accept_each_event_once(app: App, tmp_pat
         workers = psutil.Process(process.pid).children(recursive=True)
         assert len([w for w in workers if "spawn_main" in " ".join(w.cmdline())]) == 2
 
-        batches = [[authorized() for _ in range(20)] for _ in range(6)]
+        batches = [[authorized(2500, NETWORK) for _ in range(20)] for _ in range(6)]
 
         def send(batch: list[dict[str, Any]]) -> list[str]:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
