@@ -23,6 +23,7 @@ whose record the connector rejects).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -64,7 +65,11 @@ OUTCOMES: dict[type, tuple[str, Action, bool]] = {
 }
 """Per outcome event type: the kind its id is derived with, the action it settles, success."""
 
-UNKNOWN_INSTRUCTION = "UNKNOWN_INSTRUCTION"
+
+class ReplayCode(StrEnum):
+    """Why a record is rejected by the rebuild (docs/errors.md)."""
+
+    UNKNOWN_INSTRUCTION = "UNKNOWN_INSTRUCTION"
 
 
 class AttemptsFromLog:
@@ -155,7 +160,7 @@ class AttemptsFromLog:
 def _unknown(tx: Effects, record: Consumed, cause: str) -> None:
     tx.reject(
         record,
-        UNKNOWN_INSTRUCTION,
+        ReplayCode.UNKNOWN_INSTRUCTION,
         f"an outcome of instruction {cause} whose attempt is not in this rebuild: replay "
         "settlement.commands from an offset at or before that instruction",
     )
