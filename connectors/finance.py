@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import psycopg
 
+from ledger import validation
 from ledger.errors import LedgerError, ValidationError
 from ledger.money import Money
 
@@ -278,10 +279,7 @@ def balances(
     if prefix:
         where.append("account LIKE %s")
         params.append(_like_prefix(prefix))
-    if as_of is not None and as_of.tzinfo is None:
-        raise ValidationError("as_of needs a time zone (e.g. 2026-11-20T00:00:00Z)")
-    if known_at is not None and known_at.tzinfo is None:
-        raise ValidationError("known_at needs a time zone (e.g. 2026-11-20T00:00:00Z)")
+    validation.require_zones(as_of=as_of, known_at=known_at)
     if known_at is not None:
         source, args = "balances_known(%s, %s, %s)", [network, as_of, known_at]
     elif network is not None:
@@ -530,9 +528,7 @@ def payment(
     as the ledger knew it then (events booked later left out). Both may be given. The payment is
     unknown at a time before its first known step, and its ``state`` document is today's only
     (None at a point in time). Raises ValidationError for a naive time."""
-    for name, at in (("as_of", as_of), ("known_at", known_at)):
-        if at is not None and at.tzinfo is None:
-            raise ValidationError(f"{name} needs a time zone (e.g. 2026-11-20T00:00:00Z)")
+    validation.require_zones(as_of=as_of, known_at=known_at)
     row = conn.execute(
         "SELECT payment_id, network_id, status, provider, currency, authorized, captured,"
         " refunded, hold, station_id, created_at, last_event_at, state FROM payments"

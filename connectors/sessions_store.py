@@ -19,8 +19,8 @@ from typing import Any
 
 import psycopg
 
+from ledger import validation
 from ledger.dimensions import Dimension
-from ledger.errors import ValidationError
 from ledger.events import ChargingState, RevenueLine
 from ledger.sessions.metering import MeterFlag, MeterFlagCode, MeterReading
 from ledger.sessions.rules import SessionStatus
@@ -459,9 +459,7 @@ def cdrs_of(
     is the session's bill history as evledger knew it at that processing time); ``as_of``: only
     those whose event occurred by then (the bills of that business time). Raises
     ValidationError for a naive time."""
-    for name, at in (("known_at", known_at), ("as_of", as_of)):
-        if at is not None and at.tzinfo is None:
-            raise ValidationError(f"{name} needs a time zone (e.g. 2026-11-20T00:00:00Z)")
+    validation.require_zones(known_at=known_at, as_of=as_of)
     rows = conn.execute(
         "SELECT cdr_id, session_id, kind, event_id, tariff_id, tariff_version, waived,"
         " currency, total_excl_vat, total_incl_vat, lines, replaces_cdr_id, credited_cdr_id,"

@@ -242,9 +242,7 @@ def router(reader: Any, ready: Any, db: Any) -> APIRouter:
         now = datetime.now(UTC)
         until = until or analytics.default_range(now)[1]
         since = since or until - analytics.DEFAULT_SPAN
-        for name, value in (("since", since), ("until", until)):
-            if value.tzinfo is None:
-                raise ValidationError(f"{name} needs a time zone (e.g. 2026-11-20T00:00:00Z)")
+        validation.require_zones(since=since, until=until)
         if since >= until:
             raise ValidationError("since must come before until")
         if until - since > MAX_SPAN:

@@ -198,6 +198,14 @@ def check(event: Any, latest: datetime) -> None:
     checker(event, latest)
 
 
+def require_zones(**times: datetime | None) -> None:
+    """Raise ValidationError naming the first of ``times`` (a query's points in time) given
+    without a time zone: a naive time would be read in whatever zone the server runs in."""
+    for name, at in times.items():
+        if at is not None and at.tzinfo is None:
+            raise ValidationError(f"{name} needs a time zone (e.g. 2026-11-20T00:00:00Z)")
+
+
 def is_identifier(value: str) -> bool:
     """Whether ``value`` passes the identifier rule (for callers that take ids from outside)."""
     return 0 < len(value) <= ID_MAX and value.isprintable() and " " not in value
