@@ -45,7 +45,8 @@ Conn = psycopg.Connection[Any]
 GROUP = "evledger-fraud-batch"
 TOPICS = ("payments.events", "sessions.events", "billing.events")
 CACHED = 200_000
-"""States kept in memory at most (then the oldest written are dropped, and read again)."""
+"""States kept in memory at most (then the least recently written are dropped, and read again
+when next needed)."""
 
 
 class FraudBatchHandler:
@@ -122,6 +123,7 @@ class FraudBatchHandler:
                 (postgres.array_literal(changed), versions, bodies),
             )
             for subject, version in zip(changed, versions, strict=True):
+                self._written.pop(subject, None)  # to the end: the most recently written
                 self._written[subject] = (version, memory.states[subject])
                 if len(self._written) > CACHED:
                     del self._written[next(iter(self._written))]
