@@ -37,16 +37,25 @@ from tests.integration.test_ledger_projector import scratch_book
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def population(app: App) -> Iterator[tuple[FraudScenario, list[Any], dict[tuple[str, int], int]]]:
-    """600 sessions with two attacks of each kind, published once for every test here."""
-    scenario = FraudScenario(f"net-fraud-batch-{uuid.uuid4().hex[:8]}", sessions=600, seed=41)
+Population = tuple[FraudScenario, list[Any], dict[tuple[str, int], int]]
+
+
+def published(app: App, name: str, seed: int) -> Population:
+    """600 sessions with two attacks of each kind, published now: the scenario, its events and
+    the offsets they start at. Each test's own seed: token ids repeat across seeds."""
+    scenario = FraudScenario(f"{name}-{uuid.uuid4().hex[:8]}", sessions=600, seed=seed)
     events = list(scenario.events())
     starts = end_offsets(app, list(TOPICS))
     publisher = app.publisher()
     publisher.publish_many(events)
     publisher.flush()
-    yield scenario, events, starts
+    return scenario, events, starts
+
+
+@pytest.fixture(scope="module")
+def population(app: App) -> Iterator[Population]:
+    """Published once for the tests that only read it."""
+    yield published(app, "net-fraud-batch", 41)
 
 
 def _places(scenario: FraudScenario) -> dict[str, Place]:
@@ -96,7 +105,7 @@ def _consumed(url: str) -> int:
 
 
 def test_the_attacks_are_found_once_across_a_scorer_replaced_mid_stream(
-    app: App, population: tuple[FraudScenario, list[Any], dict[tuple[str, int], int]]
+    app: App, population: Population
 ) -> None:
     """Which records share a batch depends on timing, and with it the order in which records of
     different partitions are scored; so two runs may differ in a score, never in what they
@@ -181,12 +190,8 @@ def test_a_scorer_killed_mid_stream_and_restarted_loses_nothing_and_repeats_noth
     """`evledger fraud score` killed with SIGKILL in the middle of a population of its own,
     then run again to the end: every record consumed once, every output emitted once, every
     attack found (the batch in flight rolled back with its outputs and offsets)."""
-    scenario = FraudScenario(f"net-fraud-kill-{uuid.uuid4().hex[:8]}", sessions=600, seed=43)
-    events = list(scenario.events())
-    starts = end_offsets(app, list(TOPICS))
+    scenario, events, starts = published(app, "net-fraud-kill", 43)
     publisher = app.publisher()
-    publisher.publish_many(events)
-    publisher.flush()
     group = f"test-fraud-batch-{uuid.uuid4().hex[:8]}"
     with scratch_book(app) as url:
         with postgres.connect(url) as conn:
