@@ -25,6 +25,13 @@ def replay(
         None, help="start at the first records at or after this time (default: offset 0)"
     ),
     batch_size: int = typer.Option(5000, help="records per transaction"),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        max=64,
+        help="ledger only: processes sharing the partitions of payments.events (one per core;"
+        " one while a refund reported at a provider is in the range)",
+    ),
     projection: str = typer.Option(
         "ledger",
         help="ledger (journal, chains, balances, payment states), sessions (sessions, meter"
@@ -38,6 +45,8 @@ def replay(
 
     if projection not in ("ledger", "sessions", "settlement"):
         raise typer.BadParameter(f"no projection {projection!r}: ledger, sessions or settlement")
+    if workers > 1 and projection != "ledger":
+        raise typer.BadParameter("--workers applies to the ledger projection only")
 
     settings = Settings.from_env()
     app = bootstrap(settings)
@@ -66,8 +75,9 @@ def replay(
                                      batch_size=batch_size)  # fmt: skip
         else:
             result = replay_ledger(app, url, from_time=from_time, progress=show,
-                                   batch_size=batch_size)  # fmt: skip
+                                   batch_size=batch_size, workers=workers)  # fmt: skip
     console.print(
-        f"replayed {result.consumed:,} records into {into} in {result.seconds:.1f}s; compare "
+        f"replayed {result.consumed:,} records into {into} in {result.seconds:.1f}s"
+        f"{f' ({result.workers} workers)' if result.workers > 1 else ''}; compare "
         f"with `evledger audit compare --live URL --rebuilt {url!r} --projection {projection}`"
     )

@@ -14,17 +14,23 @@ offsets at or after a time, or from given offsets, up to the ends of the topics 
 from __future__ import annotations
 
 import heapq
+import multiprocessing
+import queue
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from confluent_kafka import TopicPartition
 
 from connectors import postgres
-from connectors.kafka import Consumed
-from entrypoints.bootstrap import App
+from connectors.kafka import Consumed, EventConsumer
+from connectors.settings import Settings
+from entrypoints.bootstrap import App, bootstrap
+from ledger.errors import InfrastructureError
+from ledger.events import ExternalRefundReported
 from processors.base import PostgresProcessor
 from processors.ledger_projector import TOPICS, build_ledger_processor
 from processors.sessions import TOPICS as SESSIONS_TOPICS
@@ -57,6 +63,8 @@ class Replayed:
     consumed: int
     seconds: float
     targets: dict[tuple[str, int], int]
+    workers: int = 1
+    """how many processes shared the partitions"""
 
 
 def replay_ledger(
@@ -68,10 +76,12 @@ def replay_ledger(
     progress: Callable[[Progress], None] | None = None,
     max_steps: int | None = None,
     batch_size: int = 5000,
+    workers: int = 1,
 ) -> Replayed:
     """Rebuild the ledger projection into ``url`` (migrated here). A first run starts at
     ``starts``, or the offsets at ``from_time``, or 0; a later run on the same database resumes
-    from its stored offsets. ``max_steps`` bounds the run (a test's simulated crash).
+    from its stored offsets. ``max_steps`` bounds the run (a test's simulated crash; per worker).
+    ``workers`` > 1 shares the partitions among that many processes (``_replay_in_parallel``).
 
     Records are applied in the order of their log timestamps across all partitions, each
     partition's own order kept (a merge behind a watermark: a record is applied once every
@@ -79,9 +89,162 @@ def replay_ledger(
     and a refund reported on provider.events arrives after the payment it refunds; read
     independently, a replay could meet it first and reject it. The merge makes the replay
     apply what the live projector applied, in its order."""
+    if workers > 1:
+        return _replay_in_parallel(app, url, workers, starts, from_time, progress, max_steps,
+                                   batch_size)  # fmt: skip
     processor = build_ledger_processor(app, group=GROUP, database_url=url, batch_size=batch_size)
     return _replay(app, url, processor, GROUP, TOPICS, starts, from_time, progress, max_steps,
                    batch_size)  # fmt: skip
+
+
+def _replay_in_parallel(
+    app: App,
+    url: str,
+    workers: int,
+    starts: dict[tuple[str, int], int] | None,
+    from_time: datetime | None,
+    progress: Callable[[Progress], None] | None,
+    max_steps: int | None,
+    batch_size: int,
+) -> Replayed:
+    """``replay_ledger`` in ``workers`` processes, each owning some partitions of
+    payments.events (a payment's events are all on one, keyed by its id), the first also the
+    other topics; their effects and offsets go to the one target, each partition's to its
+    owner alone (``share_partitions``). Progress is the sum of the workers'. Resumable as one
+    replay: every partition resumes from its own stored offset, whoever owns it next."""
+    postgres.migrate(url)
+    begun = time.perf_counter()
+    todo = _first_offsets(app, url, GROUP, TOPICS, starts, from_time)
+    shares = share_partitions(todo, workers, _refunds_reported(app, todo))
+    context = multiprocessing.get_context("spawn")  # no fork: librdkafka's threads
+    updates: Any = context.Queue()
+    procs = [
+        context.Process(target=_ledger_worker, name=f"replay-worker-{i}", daemon=True,
+                        args=(i, app.settings, url, share, max_steps, batch_size, updates))
+        for i, share in enumerate(shares)
+    ]  # fmt: skip
+    for proc in procs:
+        proc.start()
+    latest: dict[int, Progress] = {}
+    results: dict[int, Replayed] = {}
+    try:
+        while len(results) < len(procs):
+            try:
+                worker, item = updates.get(timeout=1.0)
+            except queue.Empty:
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise InfrastructureError(f"replay worker {dead[0].name} exited with "
+                                              f"{dead[0].exitcode}; run the replay again to "
+                                              "resume", retriable=True) from None  # fmt: skip
+                continue
+            if isinstance(item, WorkerFailed):
+                raise InfrastructureError(f"replay worker {worker} failed: {item}; run the "
+                                          "replay again to resume", retriable=True)  # fmt: skip
+            if isinstance(item, Replayed):
+                results[worker] = item
+            else:
+                latest[worker] = item
+            if progress is not None and latest:
+                progress(_summed(latest.values(), time.perf_counter() - begun))
+    finally:
+        for proc in procs:
+            proc.join(timeout=60 if proc.exitcode is None and not results else 5)
+            if proc.is_alive():
+                proc.terminate()
+    done = list(results.values())
+    return Replayed(all(r.finished for r in done), sum(r.consumed for r in done),
+                    time.perf_counter() - begun,
+                    {tp: end for r in done for tp, end in r.targets.items()},
+                    len(procs))  # fmt: skip
+
+
+def share_partitions(
+    todo: dict[tuple[str, int], int], workers: int, refunds_reported: bool
+) -> list[set[tuple[str, int]]]:
+    """The partitions of each worker: payments.events's dealt round-robin, billing.events's and
+    provider.events's to the first. A refund reported at a provider (``ExternalRefundReported``,
+    on provider.events, keyed by the provider's reference) changes a payment that may live on
+    any partition, at its place in time between the payment's own events; while one is in the
+    range, one worker replays everything, in the order of the log."""
+    if refunds_reported or workers <= 1:
+        return [set(todo)]
+    payments_tps = sorted(tp for tp in todo if tp[0] == "payments.events")
+    shares: list[set[tuple[str, int]]] = [set() for _ in range(min(workers, len(payments_tps)))]
+    for i, tp in enumerate(payments_tps):
+        shares[i % len(shares)].add(tp)
+    if not shares:
+        return [set(todo)]
+    shares[0].update(tp for tp in todo if tp[0] != "payments.events")
+    return shares
+
+
+def _refunds_reported(app: App, todo: dict[tuple[str, int], int]) -> bool:
+    """Whether provider.events holds an ExternalRefundReported between the replay's start
+    offsets and its current ends (a read of that topic alone: payouts and webhooks, few)."""
+    reader = app.consumer(f"{GROUP}-scan-{uuid.uuid4().hex[:8]}")
+    try:
+        ends = reader.end_offsets(["provider.events"])
+        left = {tp: todo.get(tp, 0) for tp, end in ends.items() if todo.get(tp, 0) < end}
+        if not left:
+            return False
+        reader.assign_at(left)
+        while left:
+            records = reader.poll(5000, 1.0)
+            for r in records:
+                tp = (r.topic, r.partition)
+                if tp in left and r.offset < ends[tp]:
+                    if isinstance(r.event, ExternalRefundReported):
+                        return True
+                    if r.offset + 1 >= ends[tp]:
+                        del left[tp]
+            if not records:  # the ends may be past the last record (transaction markers)
+                at = reader.consumer.position([TopicPartition(t, p) for t, p in left])
+                left = {(x.topic, x.partition): 0 for x in at if x.offset < ends[(x.topic,
+                        x.partition)]}  # fmt: skip
+        return False
+    finally:
+        reader.close()
+
+
+def _ledger_worker(
+    index: int,
+    settings: Settings,
+    url: str,
+    share: set[tuple[str, int]],
+    max_steps: int | None,
+    batch_size: int,
+    updates: Any,
+) -> None:
+    """One worker of a parallel replay (a process of its own): its share of the partitions,
+    its progress and its result (or the exception that stopped it) sent to ``updates``."""
+    try:
+        app = bootstrap(settings)
+        processor = build_ledger_processor(app, group=GROUP, database_url=url,
+                                           batch_size=batch_size, migrate=False)  # fmt: skip
+        result = _replay(app, url, processor, GROUP, TOPICS, None, None,
+                         lambda p: updates.put((index, p)), max_steps, batch_size,
+                         only=share)  # fmt: skip
+        updates.put((index, result))
+    except BaseException as exc:  # told to the parent, which raises it
+        updates.put((index, WorkerFailed(f"{type(exc).__name__}: {exc}")))
+        raise
+
+
+class WorkerFailed(Exception):
+    """What stopped a worker of a parallel replay (its type and message; its traceback is in
+    its own output)."""
+
+
+def _summed(parts: Iterable[Progress], elapsed: float) -> Progress:
+    per_topic: dict[str, tuple[int, int]] = {}
+    done = total = 0
+    for p in parts:
+        done, total = done + p.done, total + p.total
+        for topic, (a, b) in p.per_topic.items():
+            x, y = per_topic.get(topic, (0, 0))
+            per_topic[topic] = (x + a, y + b)
+    return Progress(done, total, per_topic, done / elapsed if elapsed > 0 else 0.0)
 
 
 def replay_sessions(
@@ -153,20 +316,19 @@ def _replay(
     progress: Callable[[Progress], None] | None,
     max_steps: int | None,
     batch_size: int,
+    *,
+    only: set[tuple[str, int]] | None = None,
 ) -> Replayed:
-    """Feed ``processor`` the records of ``topics`` in log order (``_Merge``) from where its
-    group stands in ``url`` (first run: ``starts``, the offsets at ``from_time``, or 0) to the
-    ends of the topics now, publishing nothing."""
+    """Feed ``processor`` the records of ``topics`` (of the partitions ``only``, if given) in
+    log order (``_Merge``) from where its group stands in ``url`` (first run: ``starts``, the
+    offsets at ``from_time``, or 0) to the ends of the topics now, publishing nothing."""
     processor.relaying = False
     reader = app.consumer(f"{group}-reader-{uuid.uuid4().hex[:8]}")
     try:
         ends = reader.end_offsets(list(topics))
-        with postgres.connect(url) as conn:
-            stored = postgres.stored_offsets(conn, group, topics)
-            if not stored:
-                stored = starts or _offsets_at(reader.consumer, ends, from_time)
-                postgres.store_offsets(conn, group, stored)
-                conn.commit()
+        if only is not None:
+            ends = {tp: end for tp, end in ends.items() if tp in only}
+        stored = _first_offsets(app, url, group, topics, starts, from_time, reader)
         origin = {tp: min(stored.get(tp, 0), ends[tp]) for tp in ends}
         todo = {tp: (origin[tp], ends[tp]) for tp in ends if origin[tp] < ends[tp]}
         reader.assign_at({tp: o for tp, (o, _) in todo.items()})
@@ -242,6 +404,34 @@ class _Merge:
             del self.buffers[tp][:n]
             self.applied[tp] += n
         return out
+
+
+def _first_offsets(
+    app: App,
+    url: str,
+    group: str,
+    topics: tuple[str, ...],
+    starts: dict[tuple[str, int], int] | None,
+    from_time: datetime | None,
+    reader: EventConsumer | None = None,
+) -> dict[tuple[str, int], int]:
+    """Where the replay of ``group`` into ``url`` stands: its stored offsets, or on a first run
+    ``starts``, the offsets at ``from_time`` or 0, stored now."""
+    with postgres.connect(url) as conn:
+        stored = postgres.stored_offsets(conn, group, topics)
+        if stored:
+            return stored
+        own = reader is None
+        reader = reader or app.consumer(f"{group}-reader-{uuid.uuid4().hex[:8]}")
+        try:
+            stored = starts or _offsets_at(reader.consumer, reader.end_offsets(list(topics)),
+                                           from_time)  # fmt: skip
+        finally:
+            if own:
+                reader.close()
+        postgres.store_offsets(conn, group, stored)
+        conn.commit()
+    return stored
 
 
 def _report(

@@ -55,3 +55,39 @@ def test_a_replay_killed_halfway_and_resumed_equals_the_live_projection(app: App
         result = CliRunner().invoke(cli, ["audit", "compare", "--live", live, "--rebuilt",
                                           rebuilt], env={"COLUMNS": "300"})  # fmt: skip
         assert result.exit_code == 1 and "balances" in result.output and "differs" in result.output
+
+
+def test_a_replay_in_two_workers_equals_the_live_projection_and_keeps_one_for_provider_refunds(
+    app: App,
+) -> None:
+    """Phase 1 (payments, CDRs; no refund reported at a provider) is replayed by two processes
+    sharing the partitions, stopped after two batches each and resumed; phase 2 holds refunds
+    reported at the provider, which may change a payment of any partition, so its replay runs in
+    one process. Both equal the live projection."""
+    stream = mixed_stream(f"net-replay-{uuid.uuid4().hex[:8]}", payments_count=48, seed=21)
+    with scratch_book(app) as live, scratch_book(app) as rebuilt:
+        group, starts = start_group(app, live)
+        processor = build_ledger_processor(app, group=group, database_url=live, batch_size=50)
+        try:
+            publish(app, stream.phase1)
+            run_to(processor, end_offsets(app, list(TOPICS)))
+            seen: list[Progress] = []
+            first = replay_ledger(app, rebuilt, starts=starts, progress=seen.append,
+                                  max_steps=2, batch_size=15, workers=2)  # fmt: skip
+            assert not first.finished and first.workers == 2
+            second = replay_ledger(app, rebuilt, batch_size=15, workers=2, progress=seen.append)
+            assert second.finished and second.workers == 2
+            assert seen[-1].done == seen[-1].total > 0
+            with psycopg.connect(live) as a, psycopg.connect(rebuilt) as b:
+                counts, problems = audit.compare_projections(a, b)
+            assert problems == [] and counts["payments"] >= 48
+
+            publish(app, stream.phase2)
+            run_to(processor, end_offsets(app, list(TOPICS)))
+        finally:
+            processor.close()
+        third = replay_ledger(app, rebuilt, batch_size=15, workers=2)
+        assert third.finished and third.workers == 1
+        with psycopg.connect(live) as a, psycopg.connect(rebuilt) as b:
+            counts, problems = audit.compare_projections(a, b)
+        assert problems == [] and counts["journal"] > 100

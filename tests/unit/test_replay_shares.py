@@ -1,0 +1,37 @@
+"""How a parallel ledger replay deals out the partitions (``entrypoints.replay.share_partitions``):
+each partition to one worker, payments.events round-robin, the other topics to the first worker,
+and everything to one worker while refunds reported at a provider are in the range."""
+
+from __future__ import annotations
+
+from entrypoints.replay import share_partitions
+
+TODO = {
+    **{("payments.events", p): 0 for p in range(6)},
+    **{("billing.events", p): 0 for p in range(6)},
+    **{("provider.events", p): 0 for p in range(6)},
+}
+
+
+def test_each_partition_has_one_worker_and_payments_are_dealt_round_robin() -> None:
+    shares = share_partitions(TODO, 2, refunds_reported=False)
+    assert len(shares) == 2
+    assert set().union(*shares) == set(TODO) and not shares[0] & shares[1]
+    assert {p for t, p in shares[1] if t == "payments.events"} == {1, 3, 5}
+    assert all(t == "payments.events" for t, _ in shares[1])
+    assert {t for t, _ in shares[0]} == {"payments.events", "billing.events", "provider.events"}
+
+
+def test_no_more_workers_than_payment_partitions() -> None:
+    shares = share_partitions(TODO, 16, refunds_reported=False)
+    assert len(shares) == 6 and set().union(*shares) == set(TODO)
+
+
+def test_one_worker_while_refunds_reported_at_a_provider_are_in_the_range() -> None:
+    assert share_partitions(TODO, 4, refunds_reported=True) == [set(TODO)]
+
+
+def test_one_worker_when_asked_or_when_payments_events_has_nothing_to_replay() -> None:
+    assert share_partitions(TODO, 1, refunds_reported=False) == [set(TODO)]
+    others = {tp: 0 for tp in TODO if tp[0] != "payments.events"}
+    assert share_partitions(others, 2, refunds_reported=False) == [set(others)]
