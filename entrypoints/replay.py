@@ -114,7 +114,12 @@ def _replay_in_parallel(
     replay: every partition resumes from its own stored offset, whoever owns it next."""
     postgres.migrate(url)
     begun = time.perf_counter()
-    todo = _first_offsets(app, url, GROUP, TOPICS, starts, from_time)
+    stored = _first_offsets(app, url, GROUP, TOPICS, starts, from_time)
+    reader = app.consumer(f"{GROUP}-plan-{uuid.uuid4().hex[:8]}")
+    try:  # every partition there is now, one added since the first run from its start
+        todo = {tp: stored.get(tp, 0) for tp in reader.end_offsets(list(TOPICS))}
+    finally:
+        reader.close()
     shares = share_partitions(todo, workers, _refunds_reported(app, todo))
     context = multiprocessing.get_context("spawn")  # no fork: librdkafka's threads
     updates: Any = context.Queue()
@@ -127,6 +132,7 @@ def _replay_in_parallel(
         proc.start()
     latest: dict[int, Progress] = {}
     results: dict[int, Replayed] = {}
+    stopped = True
     try:
         while len(results) < len(procs):
             try:
@@ -147,11 +153,14 @@ def _replay_in_parallel(
                 latest[worker] = item
             if progress is not None and latest:
                 progress(_summed(latest.values(), time.perf_counter() - begun))
+        stopped = False
     finally:
-        for proc in procs:
-            proc.join(timeout=60 if proc.exitcode is None and not results else 5)
-            if proc.is_alive():
+        for proc in procs:  # one failed (or this process was interrupted): stop the others
+            if stopped:  # their open transactions roll back; a new run resumes
                 proc.terminate()
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
     done = list(results.values())
     return Replayed(all(r.finished for r in done), sum(r.consumed for r in done),
                     time.perf_counter() - begun,
