@@ -15,9 +15,10 @@ publisher that re-creates an event to retry it records it again.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from hashlib import blake2b
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -25,24 +26,30 @@ import orjson
 DIGEST_BYTES = 16
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
+_PAYLOAD: dict[type, Callable[[Any], Any]] = {}
+_HEAD = attrgetter("event_id", "occurred_at", "source", "network_id", "correlation_id",
+                   "causation_id")  # fmt: skip
 
 
-def _payload_fields(cls: type) -> tuple[str, ...]:
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = tuple(f.name for f in dataclasses.fields(cls) if f.name != "envelope")
-        _FIELDS[cls] = names
-    return names
+def _payload_of(cls: type) -> Callable[[Any], Any]:
+    """A getter of the payload fields of ``cls`` in their order, as a list (always a list,
+    also for one field, so the canonical form does not depend on how many there are)."""
+    names = tuple(f.name for f in dataclasses.fields(cls) if f.name != "envelope")
+    if len(names) == 1:
+        one = attrgetter(names[0])
+        return lambda event: [one(event)]
+    many = attrgetter(*names)
+    return lambda event: list(many(event))
 
 
 def fingerprint(event: Any) -> bytes:
     """The 16-byte content fingerprint of ``event`` (a dataclass with an ``envelope``)."""
-    env = event.envelope
-    head = (type(event).__name__, env.event_id, env.occurred_at, env.source, env.network_id,
-            env.correlation_id, env.causation_id)  # fmt: skip
-    body = [getattr(event, name) for name in _payload_fields(type(event))]
-    text = orjson.dumps((head, body), default=str)  # Decimal and the like as their text
+    cls = type(event)
+    payload = _PAYLOAD.get(cls)
+    if payload is None:
+        payload = _PAYLOAD[cls] = _payload_of(cls)
+    head = (cls.__name__, *_HEAD(event.envelope))
+    text = orjson.dumps((head, payload(event)), default=str)  # Decimal and the like as text
     return blake2b(text, digest_size=DIGEST_BYTES).digest()
 
 

@@ -28,6 +28,7 @@ from connectors import postgres
 from connectors.fingerprint import Sighting, fingerprint, sightings
 from connectors.kafka import EventPublisher
 from connectors.personal_data import MasterKeyError, Vault, seal_event
+from connectors.postgres import copy_field
 from ledger import validation
 from ledger.access import Principal
 from ledger.card_numbers import mask_card_numbers
@@ -61,7 +62,22 @@ class Result:
     detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
+        """The fields that are set (one per event of a batch's answer: written out, not
+        looped over the slots, at half the cost)."""
+        out: dict[str, Any] = {"index": self.index, "status": self.status}
+        if self.event_id is not None:
+            out["event_id"] = self.event_id
+        if self.event_type is not None:
+            out["event_type"] = self.event_type
+        if self.topic is not None:
+            out["topic"] = self.topic
+        if self.code is not None:
+            out["code"] = self.code
+        if self.path is not None:
+            out["path"] = self.path
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +219,33 @@ def _accepted(conn: Conn, event_ids: list[str]) -> dict[str, bytes]:
     return {e: bytes(f) for e, f in rows}
 
 
+_COPY_ACCEPTED = (
+    "COPY ingest_accepted (event_id, fingerprint, event_type, topic, network_id, key_id) FROM STDIN"
+)
+
+
 def _insert_new(conn: Conn, candidates: list[_Candidate], who: Principal) -> set[str]:
     """Insert a row per id not accepted before (the first candidate of each id); the ids
-    inserted."""
+    inserted.
+
+    Usually every id is new: one COPY writes them, in a savepoint (a third cheaper for the
+    server than an insert that checks each row for a conflict, which is most of the
+    reservation's cost). Should any id be taken (a retry, or a request racing this one, whose
+    commit the COPY waits for), the savepoint rolls back and the insert that skips taken ids
+    runs instead."""
+    first: dict[str, _Candidate] = {}
+    for c in candidates:
+        first.setdefault(c.event.envelope.event_id, c)
+    try:
+        with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_ACCEPTED) as copy:
+            tail = f"\t{copy_field(who.network_id)}\t{copy_field(who.key_id)}\n"
+            copy.write("".join(
+                f"{copy_field(event_id)}\t\\\\x{c.print.hex()}\t{type(c.event).__name__}\t"
+                f"{TOPIC_OF[type(c.event)]}{tail}" for event_id, c in first.items()
+            ))  # fmt: skip
+        return set(first)
+    except psycopg.errors.UniqueViolation:
+        pass
     rows = conn.execute(
         "INSERT INTO ingest_accepted (event_id, fingerprint, event_type, topic, network_id,"
         " key_id) SELECT e, decode(f, 'hex'), t, tp, %s, %s"

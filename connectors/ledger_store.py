@@ -19,7 +19,6 @@ processing counts, the same for every instance, so batches cannot deadlock.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from psycopg.types.json import set_json_loads
 
 from connectors.payment_state_form import state_from_dict
 from connectors.postgres import array_element, array_literal
+from connectors.postgres import copy_field as _text
 from ledger.accounting.balances import BalanceDelta
 from ledger.accounting.chain import GENESIS, link
 from ledger.accounting.journal import JournalEntry
@@ -119,17 +119,6 @@ def load_payment_states(
 
 
 # -- writing ------------------------------------------------------------------------------------
-_ESCAPE = re.compile(r"[\\\t\n\r]")  # only these need escaping in COPY text format
-_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def _text(value: str | None) -> str:
-    """One field in COPY text format (``\\N`` is NULL)."""
-    if value is None:
-        return "\\N"
-    if value.isprintable() and "\\" not in value:  # fast path: no tab, newline, CR or backslash
-        return value
-    return _ESCAPE.sub(lambda m: _ESCAPES[m.group()], value)
 
 
 def write_entries(conn: Conn, entries: Sequence[StoredEntry]) -> bytes:

@@ -453,11 +453,22 @@ def _check_plain(field: str, plain: str) -> None:
         )
 
 
+_PERSONAL_OF: dict[type, tuple[str, ...]] = {}
+"""The personal fields of each event class."""
+
+
 def seal_event(conn: Conn, vault: Vault, event: Any) -> Any:
     """``event`` with each plain personal field sealed for its subject (``subject_id``) under
     its own event id; sealed fields are kept as they are. Raises SubjectErased,
     PersonalValueRefused, CardNumberInField (with the field) and MasterKeyError."""
-    names = [f for f in personal.PERSONAL_FIELDS if isinstance(getattr(event, f, None), str)]
+    fields = _PERSONAL_OF.get(type(event))
+    if fields is None:
+        fields = _PERSONAL_OF[type(event)] = tuple(
+            sorted(personal.PERSONAL_FIELDS & {f.name for f in dataclasses.fields(event)})
+        )
+    if not fields:  # most events carry none: nothing to look at
+        return event
+    names = [f for f in fields if isinstance(getattr(event, f, None), str)]
     plain = {f: getattr(event, f) for f in names if not personal.is_sealed(getattr(event, f))}
     if not plain:
         return event

@@ -198,6 +198,19 @@ def drop_database(server_url: str, name: str) -> None:
         )
 
 
+_COPY_ESCAPE = re.compile(r"[\\\t\n\r]")  # only these need escaping in COPY text format
+_COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def copy_field(value: str | None) -> str:
+    """One field in COPY text format (``\\N`` is NULL)."""
+    if value is None:
+        return "\\N"
+    if value.isprintable() and "\\" not in value:  # fast path: no tab, newline, CR or backslash
+        return value
+    return _COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES[m.group()], value)
+
+
 def array_literal(values: Iterable[str | int | None]) -> str:
     """A PostgreSQL array literal (``{"a","b",NULL}``) to bind as one text parameter and cast
     (``%s::text[]``). For thousands of values this is much cheaper than psycopg's list adapter,

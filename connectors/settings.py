@@ -103,6 +103,9 @@ class Settings:
     """Longest JSON string ingest reads; the input rules bound each field more tightly."""
     ingest_max_depth: int = 16
     """Deepest JSON nesting ingest reads (an event nests about 5 levels)."""
+    ingest_requests_per_connection: int = 10
+    """Requests ingest answers on one keep-alive connection before it closes it, so a few
+    long-lived clients spread over the workers (0: never close; docs/ingest.md)."""
     metrics_port: int = -1
     """Port of a process's /metrics, /livez and /readyz: -1 its own default, 0 none
     (docs/observability.md)."""
@@ -136,6 +139,8 @@ class Settings:
                      "ingest_max_batch", "ingest_max_string", "ingest_max_depth"):  # fmt: skip
             if getattr(self, name) < 1:  # a typo must not lift the limit
                 raise SettingsError(f"{PREFIX}{name.upper()} must be a positive integer")
+        if self.ingest_requests_per_connection < 0:
+            raise SettingsError(f"{PREFIX}INGEST_REQUESTS_PER_CONNECTION must be 0 or more")
         if self.log_format not in ("auto", "json", "human"):
             raise SettingsError(
                 f"EVLEDGER_LOG_FORMAT must be auto, json or human, not {self.log_format!r}"

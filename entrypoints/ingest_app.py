@@ -12,6 +12,7 @@ body itself is not a batch. Accepted means Kafka confirmed the event (``connecto
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -106,6 +107,8 @@ def create_ingest_app(
         responses=ERRORS,
     )
     http_errors.install(api, overrides={**http_auth.STATUSES, JsonEventError: 422})
+    if settings.ingest_requests_per_connection:
+        api.add_middleware(ConnectionRecycling, limit=settings.ingest_requests_per_connection)
     api.include_router(observe.telemetry_router())  # /metrics, /livez, /readyz
 
     current = http_db.schema_checked(api)
@@ -169,8 +172,7 @@ def create_ingest_app(
                 JsonErrorCode.BATCH_TOO_LARGE if events else None,
             )
         results = await run_in_threadpool(ingestor.ingest, db, events, who, parsed=parsed)
-        counts = {s: sum(r.status == s for r in results) for s in
-                  ("accepted", "duplicate", "rejected")}  # fmt: skip
+        counts = Counter(r.status for r in results)
         # The answer is built here, not validated through the response model (documented in
         # the OpenAPI all the same): for a batch of 1,000 that validation costs more than the
         # events' own checks.
@@ -182,6 +184,46 @@ def create_ingest_app(
         }), media_type="application/json")  # fmt: skip
 
     return api
+
+
+class ConnectionRecycling:
+    """Closes a keep-alive connection after ``limit`` requests (``Connection: close`` on the
+    answer; the client opens a new one for its next request).
+
+    Workers of ``evledger ingest serve --workers N`` share the listening socket, and a
+    connection stays with the worker that accepted it. A few clients that keep their
+    connections open could all sit on one worker while another idles (measured: 0.84 and 0.28
+    of a core for four clients on two workers). A new connection goes to a worker that is
+    waiting, not one busy with a request, so recycling them spreads the clients over the
+    workers as they go (0.60 and 0.59). One new connection per ``limit`` requests costs a
+    fraction of a millisecond."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.served: dict[tuple[str, int], int] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        client = scope.get("client") if scope["type"] == "http" else None
+        if client is None:
+            await self.app(scope, receive, send)
+            return
+        key = (client[0], client[1])  # one TCP connection
+        count = self.served.pop(key, 0) + 1
+        if count < self.limit:
+            if len(self.served) >= 10_000:  # clients that left before their limit
+                self.served.clear()
+            self.served[key] = count
+            await self.app(scope, receive, send)
+            return
+
+        async def closing(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", ()), (b"connection", b"close")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, closing)
 
 
 def app_from_env() -> FastAPI:

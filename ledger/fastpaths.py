@@ -22,8 +22,12 @@ and the test that holds it equal to the plain code it replaces.
 - **Input rules compiled per event class** (``ledger.validation``). Held by
   ``test_input_rules.py`` against the rules written plainly.
 - **HTTP ingest's JSON decoded by msgspec into mirrored structs**, events built by generated
-  code (``schemas.json_fast``); anything it cannot decode goes to the reference parser
-  (``schemas.json_events``). Held by ``test_json_fast.py`` against the reference.
+  code that writes each slot once where the dataclass's ``__init__`` is the generated one
+  (``schemas.json_fast``); anything it cannot decode goes to the reference parser
+  (``schemas.json_events``). Held by ``test_json_fast.py`` against the reference (equal,
+  still frozen).
+- **Content fingerprints by ``operator.attrgetter``** (``connectors.fingerprint``). Held by
+  ``test_fingerprint.py::test_the_fingerprint_of_a_fixed_event_never_changes``.
 
 A new fast path comes with its row here and its equality test; ``make bench-ab`` says whether it
 pays for itself.

@@ -14,6 +14,7 @@ the reference reads them.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from datetime import datetime
 from enum import Enum
@@ -22,6 +23,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ledger.errors import LedgerError
+from ledger.fastpaths import slot_setters
 from ledger.money import Money
 from schemas.json_events import EVENT_TYPES, JsonLimits
 
@@ -118,7 +120,15 @@ class FastDecoder:
                 fields.append((f.name, mirror))
             args.append(f"{f.name}={self._build_expr(tp, f's.{f.name}', optional, env)}")
         struct = msgspec.defstruct(f"{cls.__name__}Json", fields, forbid_unknown_fields=True)
-        source = f"def build(s):\n    return _cls({', '.join(args)})\n"
+        if _plain_init(cls):  # each slot written once (ledger.fastpaths.slot_setters)
+            env["_new"] = object.__new__
+            writes = []
+            for i, (setter, arg) in enumerate(zip(slot_setters(cls), args, strict=True)):
+                env[f"_set{i}"] = setter
+                writes.append(f"    _set{i}(o, {arg.split('=', 1)[1]})\n")
+            source = f"def build(s):\n    o = _new(_cls)\n{''.join(writes)}    return o\n"
+        else:
+            source = f"def build(s):\n    return _cls({', '.join(args)})\n"
         exec(compile(source, f"<json builder for {cls.__name__}>", "exec"), env)  # nosec B102  # code generated from our own dataclasses, no outside input
         self._structs[cls], self._builders[cls] = struct, env["build"]
         return struct
@@ -166,6 +176,22 @@ class FastDecoder:
             env[name] = self._builders[tp]
             return f"{name}({expr})"
         return expr
+
+
+def _plain_init(cls: type) -> bool:
+    """Whether building ``cls`` only writes its fields: a frozen ``slots=True`` dataclass
+    whose ``__init__`` is the generated one, with no ``__post_init__`` (a hand-written
+    ``__init__``, such as ``Money``'s, checks its values and is called)."""
+    code = getattr(vars(cls).get("__init__"), "__code__", None)
+    return (
+        code is not None
+        and code.co_filename == "<string>"  # made by dataclasses, not written in a module
+        and not hasattr(cls, "__post_init__")
+        and all(
+            isinstance(vars(cls).get(f.name), types.MemberDescriptorType)
+            for f in dataclasses.fields(cls)
+        )
+    )
 
 
 def _unwrap(tp: Any) -> tuple[Any, bool]:

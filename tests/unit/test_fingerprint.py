@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.fingerprint import DIGEST_BYTES, fingerprint
 from entrypoints.simulate import NetworkSimulator
+from ledger.envelope import Envelope, Source
 from ledger.events import PaymentAuthorized
 from ledger.money import Money
 from schemas.topics import TOPIC_EVENTS
@@ -73,3 +74,15 @@ def test_sightings_judge_repeats_against_what_was_seen_and_earlier_in_the_batch(
         Sighting.REPEAT,  # a mark without a fingerprint: a duplicate, as before
         Sighting.CONFLICT,  # but the batch's own first copy is compared with
     ]
+
+
+def test_the_fingerprint_of_a_fixed_event_never_changes() -> None:
+    """Fingerprints are stored (``processed_events``, ``ingest_accepted``) and compared with
+    those of later deliveries: a change to the canonical form would judge every redelivery of
+    an event stored before it a conflict. A new form needs a migration, not a silent change."""
+    at = datetime(2026, 11, 3, 8, 15, 30, 123456, tzinfo=UTC)
+    env = Envelope("0190f5c4-7a3e-7c1d-9b2a-5e6f7a8b9c0d", at, at, Source.terminal, "net-golden",
+                   "S-1", None)  # fmt: skip
+    event = PaymentAuthorized(env, "P-1", "sandbox", "pi_1", Money(4200, "EUR"), "card", "S-1",
+                              "DE*EVL*E0001", None)  # fmt: skip
+    assert fingerprint(event).hex() == "790047e7f5c7b9f84ceb0608752f8367"

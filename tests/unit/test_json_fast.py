@@ -5,12 +5,13 @@ the ways senders get them wrong, and on limits."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from schemas.json_events import (
@@ -161,3 +162,17 @@ def test_a_mutated_single_document_goes_to_the_reference(mutate: Any) -> None:
     got = FAST.single(orjson.dumps(doc))
     if got is not None:
         assert got == parse_document(loads(orjson.dumps(doc)), LIMITS)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(EVENTS)
+def test_events_built_slot_by_slot_stay_frozen_hashable_values(event: Any) -> None:
+    """The builders write each slot of an event once instead of calling its generated
+    ``__init__`` (ledger.fastpaths): what they build is the same frozen value."""
+    got = FAST.batch(orjson.dumps({"events": [to_document(event)]}))
+    assume(got is not None)  # the reference reads it (the tests above)
+    (built,) = got or [None]
+    assert built == event and type(built) is type(event)
+    assert hash(built.envelope) == hash(event.envelope)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.envelope = event.envelope
