@@ -5,6 +5,7 @@ killed halfway and resumed; audit compare names a difference."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import psycopg
 from typer.testing import CliRunner
@@ -13,10 +14,17 @@ from connectors import audit, postgres
 from entrypoints.bootstrap import App
 from entrypoints.cli import app as cli
 from entrypoints.replay import Progress, replay_ledger
+from processors.base import PostgresProcessor
 from processors.ledger_projector import TOPICS, build_ledger_processor
 from tests.integration.conftest import end_offsets
 from tests.integration.test_ledger_projector import publish, run_to, scratch_book, start_group
 from tests.ledger_oracle import mixed_stream
+
+
+def project(app: App, processor: PostgresProcessor, events: list[Any]) -> None:
+    """Publish ``events`` and have the live ``processor`` book them."""
+    publish(app, events)
+    run_to(processor, end_offsets(app, list(TOPICS)))
 
 
 def test_a_replay_killed_halfway_and_resumed_equals_the_live_projection(app: App) -> None:
@@ -25,10 +33,8 @@ def test_a_replay_killed_halfway_and_resumed_equals_the_live_projection(app: App
         group, starts = start_group(app, live)
         processor = build_ledger_processor(app, group=group, database_url=live, batch_size=50)
         try:
-            publish(app, stream.phase1)
-            run_to(processor, end_offsets(app, list(TOPICS)))
-            publish(app, stream.phase2)
-            run_to(processor, end_offsets(app, list(TOPICS)))
+            project(app, processor, stream.phase1)
+            project(app, processor, stream.phase2)
             ends = end_offsets(app, list(TOPICS))
         finally:
             processor.close()
@@ -69,8 +75,7 @@ def test_a_replay_in_two_workers_equals_the_live_projection_and_keeps_one_for_pr
         group, starts = start_group(app, live)
         processor = build_ledger_processor(app, group=group, database_url=live, batch_size=50)
         try:
-            publish(app, stream.phase1)
-            run_to(processor, end_offsets(app, list(TOPICS)))
+            project(app, processor, stream.phase1)
             seen: list[Progress] = []
             first = replay_ledger(app, rebuilt, starts=starts, progress=seen.append,
                                   max_steps=2, batch_size=15, workers=2)  # fmt: skip
@@ -82,8 +87,7 @@ def test_a_replay_in_two_workers_equals_the_live_projection_and_keeps_one_for_pr
                 counts, problems = audit.compare_projections(a, b)
             assert problems == [] and counts["payments"] >= 48
 
-            publish(app, stream.phase2)
-            run_to(processor, end_offsets(app, list(TOPICS)))
+            project(app, processor, stream.phase2)
         finally:
             processor.close()
         third = replay_ledger(app, rebuilt, batch_size=15, workers=2)
