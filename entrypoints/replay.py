@@ -116,16 +116,18 @@ def _replay_in_parallel(
     begun = time.perf_counter()
     stored = _first_offsets(app, url, GROUP, TOPICS, starts, from_time)
     reader = app.consumer(f"{GROUP}-plan-{uuid.uuid4().hex[:8]}")
-    try:  # every partition there is now, one added since the first run from its start
-        todo = {tp: stored.get(tp, 0) for tp in reader.end_offsets(list(TOPICS))}
+    try:  # the ends the workers replay to: the ones the scan for provider refunds covers
+        ends = reader.end_offsets(list(TOPICS))
     finally:
         reader.close()
-    shares = share_partitions(todo, workers, _refunds_reported(app, todo))
+    todo = {tp: stored.get(tp, 0) for tp in ends}  # a partition added since: from its start
+    shares = share_partitions(todo, workers, _refunds_reported(app, todo, ends))
     context = multiprocessing.get_context("spawn")  # no fork: librdkafka's threads
     updates: Any = context.Queue()
     procs = [
         context.Process(target=_ledger_worker, name=f"replay-worker-{i}", daemon=True,
-                        args=(i, app.settings, url, share, max_steps, batch_size, updates))
+                        args=(i, app.settings, url, {tp: ends[tp] for tp in share}, max_steps,
+                              batch_size, updates))
         for i, share in enumerate(shares)
     ]  # fmt: skip
     for proc in procs:
@@ -188,13 +190,15 @@ def share_partitions(
     return shares
 
 
-def _refunds_reported(app: App, todo: dict[tuple[str, int], int]) -> bool:
+def _refunds_reported(
+    app: App, todo: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]
+) -> bool:
     """Whether provider.events holds an ExternalRefundReported between the replay's start
-    offsets and its current ends (a read of that topic alone: payouts and webhooks, few)."""
+    offsets and ``ends`` (a read of that topic alone: payouts and webhooks, few)."""
     reader = app.consumer(f"{GROUP}-scan-{uuid.uuid4().hex[:8]}")
     try:
-        ends = reader.end_offsets(["provider.events"])
-        left = {tp: todo.get(tp, 0) for tp, end in ends.items() if todo.get(tp, 0) < end}
+        left = {tp: todo[tp] for tp, end in ends.items()
+                if tp[0] == "provider.events" and todo[tp] < end}  # fmt: skip
         if not left:
             return False
         reader.assign_at(left)
@@ -220,20 +224,21 @@ def _ledger_worker(
     index: int,
     settings: Settings,
     url: str,
-    share: set[tuple[str, int]],
+    share: dict[tuple[str, int], int],
     max_steps: int | None,
     batch_size: int,
     updates: Any,
 ) -> None:
     """One worker of a parallel replay (a process of its own): its share of the partitions,
-    its progress and its result (or the exception that stopped it) sent to ``updates``."""
+    each up to the end offset given, its progress and its result (or the exception that
+    stopped it) sent to ``updates``."""
     try:
         app = bootstrap(settings)
         processor = build_ledger_processor(app, group=GROUP, database_url=url,
                                            batch_size=batch_size, migrate=False)  # fmt: skip
         result = _replay(app, url, processor, GROUP, TOPICS, None, None,
                          lambda p: updates.put((index, p)), max_steps, batch_size,
-                         only=share)  # fmt: skip
+                         until=share)  # fmt: skip
         updates.put((index, result))
     except BaseException as exc:  # told to the parent, which raises it
         updates.put((index, WorkerFailed(f"{type(exc).__name__}: {exc}")))
@@ -326,17 +331,16 @@ def _replay(
     max_steps: int | None,
     batch_size: int,
     *,
-    only: set[tuple[str, int]] | None = None,
+    until: dict[tuple[str, int], int] | None = None,
 ) -> Replayed:
-    """Feed ``processor`` the records of ``topics`` (of the partitions ``only``, if given) in
-    log order (``_Merge``) from where its group stands in ``url`` (first run: ``starts``, the
-    offsets at ``from_time``, or 0) to the ends of the topics now, publishing nothing."""
+    """Feed ``processor`` the records of ``topics`` in log order (``_Merge``) from where its
+    group stands in ``url`` (first run: ``starts``, the offsets at ``from_time``, or 0) to the
+    ends of the topics now, or of the partitions in ``until`` to the offsets there, publishing
+    nothing."""
     processor.relaying = False
     reader = app.consumer(f"{group}-reader-{uuid.uuid4().hex[:8]}")
     try:
-        ends = reader.end_offsets(list(topics))
-        if only is not None:
-            ends = {tp: end for tp, end in ends.items() if tp in only}
+        ends = dict(until) if until is not None else reader.end_offsets(list(topics))
         stored = _first_offsets(app, url, group, topics, starts, from_time, reader)
         origin = {tp: min(stored.get(tp, 0), ends[tp]) for tp in ends}
         todo = {tp: (origin[tp], ends[tp]) for tp in ends if origin[tp] < ends[tp]}
