@@ -114,14 +114,15 @@ def _replay_in_parallel(
     replay: every partition resumes from its own stored offset, whoever owns it next."""
     postgres.migrate(url)
     begun = time.perf_counter()
-    stored = _first_offsets(app, url, GROUP, TOPICS, starts, from_time)
     reader = app.consumer(f"{GROUP}-plan-{uuid.uuid4().hex[:8]}")
     try:  # the ends the workers replay to: the ones the scan for provider refunds covers
+        stored = _first_offsets(app, url, GROUP, TOPICS, starts, from_time, reader)
         ends = reader.end_offsets(list(TOPICS))
+        todo = {tp: stored.get(tp, 0) for tp in ends}  # a partition added since: its start
+        refunds = _refunds_reported(reader, todo, ends)
     finally:
         reader.close()
-    todo = {tp: stored.get(tp, 0) for tp in ends}  # a partition added since: from its start
-    shares = share_partitions(todo, workers, _refunds_reported(app, todo, ends))
+    shares = share_partitions(todo, workers, refunds)
     context = multiprocessing.get_context("spawn")  # no fork: librdkafka's threads
     updates: Any = context.Queue()
     procs = [
@@ -191,33 +192,30 @@ def share_partitions(
 
 
 def _refunds_reported(
-    app: App, todo: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]
+    reader: EventConsumer, todo: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]
 ) -> bool:
     """Whether provider.events holds an ExternalRefundReported between the replay's start
-    offsets and ``ends`` (a read of that topic alone: payouts and webhooks, few)."""
-    reader = app.consumer(f"{GROUP}-scan-{uuid.uuid4().hex[:8]}")
-    try:
-        left = {tp: todo[tp] for tp, end in ends.items()
-                if tp[0] == "provider.events" and todo[tp] < end}  # fmt: skip
-        if not left:
-            return False
-        reader.assign_at(left)
-        while left:
-            records = reader.poll(5000, 1.0)
-            for r in records:
-                tp = (r.topic, r.partition)
-                if tp in left and r.offset < ends[tp]:
-                    if isinstance(r.event, ExternalRefundReported):
-                        return True
-                    if r.offset + 1 >= ends[tp]:
-                        del left[tp]
-            if not records:  # the ends may be past the last record (transaction markers)
-                at = reader.consumer.position([TopicPartition(t, p) for t, p in left])
-                left = {(x.topic, x.partition): 0 for x in at if x.offset < ends[(x.topic,
-                        x.partition)]}  # fmt: skip
+    offsets and ``ends`` (a read of that topic alone, with ``reader``: payouts and webhooks,
+    few)."""
+    left = {tp: todo[tp] for tp, end in ends.items()
+            if tp[0] == "provider.events" and todo[tp] < end}  # fmt: skip
+    if not left:
         return False
-    finally:
-        reader.close()
+    reader.assign_at(left)
+    while left:
+        records = reader.poll(5000, 1.0)
+        for r in records:
+            tp = (r.topic, r.partition)
+            if tp in left and r.offset < ends[tp]:
+                if isinstance(r.event, ExternalRefundReported):
+                    return True
+                if r.offset + 1 >= ends[tp]:
+                    del left[tp]
+        if not records:  # the ends may be past the last record (transaction markers)
+            at = reader.consumer.position([TopicPartition(t, p) for t, p in left])
+            left = {(x.topic, x.partition): 0 for x in at if x.offset < ends[(x.topic,
+                    x.partition)]}  # fmt: skip
+    return False
 
 
 def _ledger_worker(

@@ -105,7 +105,7 @@ class FastDecoder:
             return found
         hints = typing.get_type_hints(cls)
         fields: list[Any] = []
-        args: list[str] = []
+        exprs: list[tuple[str, str]] = []  # (field, the expression building its value)
         env: dict[str, Any] = {"_cls": cls, "_time": _time}
         for f in dataclasses.fields(cls):
             tp, optional = _unwrap(hints[f.name])
@@ -118,17 +118,18 @@ class FastDecoder:
                 fields.append((f.name, mirror, msgspec.field(default_factory=f.default_factory)))
             else:
                 fields.append((f.name, mirror))
-            args.append(f"{f.name}={self._build_expr(tp, f's.{f.name}', optional, env)}")
+            exprs.append((f.name, self._build_expr(tp, f"s.{f.name}", optional, env)))
         struct = msgspec.defstruct(f"{cls.__name__}Json", fields, forbid_unknown_fields=True)
         if _plain_init(cls):  # each slot written once (ledger.fastpaths.slot_setters)
             env["_new"] = object.__new__
             writes = []
-            for i, (setter, arg) in enumerate(zip(slot_setters(cls), args, strict=True)):
+            for i, (setter, (_, expr)) in enumerate(zip(slot_setters(cls), exprs, strict=True)):
                 env[f"_set{i}"] = setter
-                writes.append(f"    _set{i}(o, {arg.split('=', 1)[1]})\n")
+                writes.append(f"    _set{i}(o, {expr})\n")
             source = f"def build(s):\n    o = _new(_cls)\n{''.join(writes)}    return o\n"
         else:
-            source = f"def build(s):\n    return _cls({', '.join(args)})\n"
+            args = ", ".join(f"{name}={expr}" for name, expr in exprs)
+            source = f"def build(s):\n    return _cls({args})\n"
         exec(compile(source, f"<json builder for {cls.__name__}>", "exec"), env)  # nosec B102  # code generated from our own dataclasses, no outside input
         self._structs[cls], self._builders[cls] = struct, env["build"]
         return struct
