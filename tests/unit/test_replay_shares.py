@@ -35,3 +35,17 @@ def test_one_worker_when_asked_or_when_payments_events_has_nothing_to_replay() -
     assert share_partitions(TODO, 1, refunds_reported=False) == [set(TODO)]
     others = {tp: 0 for tp in TODO if tp[0] != "payments.events"}
     assert share_partitions(others, 2, refunds_reported=False) == [set(others)]
+
+
+def test_the_cli_bounds_workers_and_keeps_them_to_the_ledger() -> None:
+    from typer.testing import CliRunner
+
+    from entrypoints.cli import app as cli
+
+    env = {"COLUMNS": "200"}
+    for bad in ("0", "65", "-3", "two"):
+        result = CliRunner().invoke(cli, ["replay", "--into", "x", "--workers", bad], env=env)
+        assert result.exit_code == 2 and "--workers" in result.output
+    result = CliRunner().invoke(cli, ["replay", "--into", "x", "--workers", "2", "--projection",
+                                      "sessions"], env=env)  # fmt: skip
+    assert result.exit_code == 2 and "ledger projection only" in result.output
