@@ -3,8 +3,9 @@ states), the sessions projection (sessions, meter values, holds, CDRs) and the s
 attempt log from the log into another database while the live one keeps serving (docs/audit.md,
 "Replay").
 
-The replay is the ledger projector itself, under a consumer group of its own whose offsets are
-stored with its effects in the target database: killed at any point, the next run resumes where
+The replay is the ledger projector itself, under a group of its own whose offsets are stored with
+its effects in the target database (it reads the partitions itself and never joins a Kafka
+consumer group): killed at any point, the next run resumes where
 the last committed batch ended and the result is the same (exactly once). Nothing it emits is
 published (rejections stay in the target's outbox). It reads from offset 0, from the first
 offsets at or after a time, or from given offsets, up to the ends of the topics when it started.
@@ -13,14 +14,18 @@ offsets at or after a time, or from given offsets, up to the ends of the topics 
 
 from __future__ import annotations
 
+import faulthandler
 import heapq
 import multiprocessing
+import os
 import queue
+import signal
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from confluent_kafka import TopicPartition
@@ -41,6 +46,11 @@ from processors.settlement_replay import AttemptsFromLog
 GROUP = "evledger-replay-ledger"
 SESSIONS_GROUP = "evledger-replay-sessions"
 SETTLEMENT_GROUP = "evledger-replay-settlement"
+
+STALL_SECONDS = 300.0
+"""How long a parallel replay's worker may report nothing before it is taken for stuck. A worker
+reports after every batch and every empty read of its partitions (at most a second), so
+silence this long means a wait that will not end by itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +87,13 @@ def replay_ledger(
     max_steps: int | None = None,
     batch_size: int = 5000,
     workers: int = 1,
+    stall_seconds: float = STALL_SECONDS,
 ) -> Replayed:
     """Rebuild the ledger projection into ``url`` (migrated here). A first run starts at
     ``starts``, or the offsets at ``from_time``, or 0; a later run on the same database resumes
     from its stored offsets. ``max_steps`` bounds the run (a test's simulated crash; per worker).
-    ``workers`` > 1 shares the partitions among that many processes (``_replay_in_parallel``).
+    ``workers`` > 1 shares the partitions among that many processes (``_replay_in_parallel``);
+    one that reports nothing for ``stall_seconds`` is stopped, its stack written to its output.
 
     Records are applied in the order of their log timestamps across all partitions, each
     partition's own order kept (a merge behind a watermark: a record is applied once every
@@ -91,8 +103,9 @@ def replay_ledger(
     apply what the live projector applied, in its order."""
     if workers > 1:
         return _replay_in_parallel(app, url, workers, starts, from_time, progress, max_steps,
-                                   batch_size)  # fmt: skip
-    processor = build_ledger_processor(app, group=GROUP, database_url=url, batch_size=batch_size)
+                                   batch_size, stall_seconds)  # fmt: skip
+    processor = build_ledger_processor(app, group=GROUP, database_url=url, batch_size=batch_size,
+                                       subscribe=False)  # fmt: skip
     return _replay(app, url, processor, GROUP, TOPICS, starts, from_time, progress, max_steps,
                    batch_size)  # fmt: skip
 
@@ -106,6 +119,7 @@ def _replay_in_parallel(
     progress: Callable[[Progress], None] | None,
     max_steps: int | None,
     batch_size: int,
+    stall_seconds: float,
 ) -> Replayed:
     """``replay_ledger`` in ``workers`` processes, each owning some partitions of
     payments.events (a payment's events are all on one, keyed by its id), the first also the
@@ -135,18 +149,18 @@ def _replay_in_parallel(
         proc.start()
     latest: dict[int, Progress] = {}
     results: dict[int, Replayed] = {}
+    heard = dict.fromkeys(range(len(procs)), time.monotonic())
     stopped = True
     try:
         while len(results) < len(procs):
+            owing = {i: p for i, p in enumerate(procs) if i not in results}
+            exited = [p for p in owing.values() if p.exitcode is not None]  # before the read
             try:
                 worker, item = updates.get(timeout=1.0)
             except queue.Empty:
-                dead = [p for p in procs if p.exitcode not in (None, 0)]
-                if dead:
-                    raise InfrastructureError(f"replay worker {dead[0].name} exited with "
-                                              f"{dead[0].exitcode}; run the replay again to "
-                                              "resume", retriable=True) from None  # fmt: skip
+                _check_workers(owing, exited, heard, stall_seconds)
                 continue
+            heard[worker] = time.monotonic()
             if isinstance(item, WorkerFailed):
                 raise InfrastructureError(f"replay worker {worker} failed: {item}; run the "
                                           "replay again to resume", retriable=True)  # fmt: skip
@@ -169,6 +183,32 @@ def _replay_in_parallel(
                     time.perf_counter() - begun,
                     {tp: end for r in done for tp, end in r.targets.items()},
                     len(procs))  # fmt: skip
+
+
+def _check_workers(
+    owing: Mapping[int, BaseProcess],
+    exited: Sequence[BaseProcess],
+    heard: dict[int, float],
+    stall_seconds: float,
+) -> None:
+    """Raise if a worker still owing its result had exited before a read of the queue that found
+    nothing (what a process sends is in the queue before it exits: the result is lost), or has
+    reported nothing for ``stall_seconds`` (asked first to write its threads' stacks to its
+    output: SIGUSR1, ``faulthandler``). ``heard``: when each was last heard from."""
+    for proc in exited:
+        raise InfrastructureError(f"replay worker {proc.name} exited with {proc.exitcode} "
+                                  "without a result; run the replay again to resume",
+                                  retriable=True)  # fmt: skip
+    now = time.monotonic()
+    for index, proc in owing.items():
+        silent = now - heard[index]
+        if silent > stall_seconds and proc.pid is not None:
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(1.0)  # the dump is written before the worker is stopped
+            raise InfrastructureError(f"replay worker {proc.name} reported nothing for "
+                                      f"{silent:.0f} s and was stopped (its threads' stacks are "
+                                      "in its output); run the replay again to resume",
+                                      retriable=True)  # fmt: skip
 
 
 def share_partitions(
@@ -230,10 +270,12 @@ def _ledger_worker(
     """One worker of a parallel replay (a process of its own): its share of the partitions,
     each up to the end offset given, its progress and its result (or the exception that
     stopped it) sent to ``updates``."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent's ask when stuck
     try:
         app = bootstrap(settings)
         processor = build_ledger_processor(app, group=GROUP, database_url=url,
-                                           batch_size=batch_size, migrate=False)  # fmt: skip
+                                           batch_size=batch_size, migrate=False,
+                                           subscribe=False)  # fmt: skip
         result = _replay(app, url, processor, GROUP, TOPICS, None, None,
                          lambda p: updates.put((index, p)), max_steps, batch_size,
                          until=share)  # fmt: skip
@@ -277,7 +319,7 @@ def replay_sessions(
     What the sessions processor emits (CDRs, settlement commands) stays in the target's outbox:
     the log already holds it."""
     processor = build_sessions_processor(app, group=SESSIONS_GROUP, database_url=url,
-                                         batch_size=batch_size)  # fmt: skip
+                                         batch_size=batch_size, subscribe=False)  # fmt: skip
     if reference_url is not None:
         _copy_meter_keys(reference_url, url)
     return _replay(app, url, processor, SESSIONS_GROUP, SESSIONS_TOPICS, starts, from_time,
@@ -300,7 +342,8 @@ def replay_settlement(
     (``processors.settlement_replay``: what the log holds of an attempt, and what not)."""
     postgres.migrate(url)
     processor = PostgresProcessor(app, AttemptsFromLog(), SETTLEMENT_GROUP, SETTLEMENT_TOPICS,
-                                  batch_size=batch_size, database_url=url)  # fmt: skip
+                                  batch_size=batch_size, database_url=url,
+                                  subscribe=False)  # fmt: skip
     return _replay(app, url, processor, SETTLEMENT_GROUP, SETTLEMENT_TOPICS, starts, from_time,
                    progress, max_steps, batch_size)  # fmt: skip
 

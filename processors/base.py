@@ -343,6 +343,7 @@ class PostgresProcessor:
         *,
         checkpoint: Checkpoint | None = None,
         consumer_config: dict[str, Any] | None = None,
+        subscribe: bool = True,
     ) -> None:
         self.app = app
         self.handler = handler
@@ -360,7 +361,10 @@ class PostgresProcessor:
         self.consumer: EventConsumer = app.consumer(group, **config)
         self.metrics = metrics.GroupMetrics(group)
         self.lag = LagMonitor(group, getattr(self.consumer, "consumer", None))
-        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        if subscribe:  # a replay does not: it reads with its own reader and hands ``apply`` records
+            self.consumer.subscribe(
+                self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke
+            )
         self.relaying = True
         """False for a replay: outgoing events stay in its own outbox, never re-published."""
         self._closing = False

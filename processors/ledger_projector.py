@@ -216,13 +216,16 @@ def build_ledger_processor(
     batch_size: int = 5000,
     migrate: bool = True,
     instance_id: str | None = None,
+    subscribe: bool = True,
 ) -> PostgresProcessor:
     """A PostgresProcessor running the ledger projector for ``group`` into ``database_url``
     (default: the app's database), migrated first unless ``migrate=False``.
 
     ``instance_id`` turns on static group membership (Kafka ``group.instance.id``): an instance
     restarted under the same id takes its partitions back at once instead of waiting for the
-    broker to expire the dead member. Raises InfrastructureError when PostgreSQL is unreachable.
+    broker to expire the dead member. ``subscribe=False`` keeps it out of the Kafka consumer
+    group (a replay: it reads the records itself and hands them to ``apply``). Raises
+    InfrastructureError when PostgreSQL is unreachable.
     """
     url = database_url or app.database_url
     if migrate:
@@ -236,6 +239,7 @@ def build_ledger_processor(
         batch_size=batch_size,
         database_url=url,
         consumer_config=static,
+        subscribe=subscribe,
     )
 
 

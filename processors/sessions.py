@@ -278,8 +278,9 @@ def build_sessions_processor(
     database_url: str | None = None,
     config: SessionsConfig | None = None,
     batch_size: int = 2000,
+    subscribe: bool = True,
 ) -> PostgresProcessor:
-    """The sessions processor on the shared exactly-once loop (``processors.base``)."""
-    return PostgresProcessor(
-        app, SessionsHandler(config), group, TOPICS, batch_size, database_url=database_url
-    )
+    """The sessions processor on the shared exactly-once loop (``processors.base``);
+    ``subscribe=False``: out of the Kafka consumer group (a replay, which hands it records)."""
+    return PostgresProcessor(app, SessionsHandler(config), group, TOPICS, batch_size,
+                             database_url=database_url, subscribe=subscribe)  # fmt: skip

@@ -8,12 +8,14 @@ import uuid
 from typing import Any
 
 import psycopg
+import pytest
 from typer.testing import CliRunner
 
 from connectors import audit, postgres
 from entrypoints.bootstrap import App
 from entrypoints.cli import app as cli
 from entrypoints.replay import Progress, replay_ledger
+from ledger.errors import InfrastructureError
 from processors.base import PostgresProcessor
 from processors.ledger_projector import TOPICS, build_ledger_processor
 from tests.integration.conftest import end_offsets
@@ -95,3 +97,24 @@ def test_a_replay_in_two_workers_equals_the_live_projection_and_keeps_one_for_pr
         with psycopg.connect(live) as a, psycopg.connect(rebuilt) as b:
             counts, problems = audit.compare_projections(a, b)
         assert problems == [] and counts["journal"] > 100
+
+
+def test_a_stuck_worker_of_a_parallel_replay_is_named_and_stopped_with_its_stacks_written(
+    app: App, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A worker that reports nothing for ``stall_seconds`` (here: blocked on a lock the test holds
+    on the target's payments table) ends the replay with an error naming it, not a wait without
+    end; its threads' stacks are in its output, and a run after the lock is gone resumes."""
+    stream = mixed_stream(f"net-stall-{uuid.uuid4().hex[:8]}", payments_count=8, seed=5)
+    with scratch_book(app) as rebuilt:
+        starts = end_offsets(app, list(TOPICS))
+        publish(app, stream.phase1)
+        with psycopg.connect(rebuilt) as blocker:
+            blocker.execute("LOCK TABLE payments IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(InfrastructureError, match=r"replay worker replay-worker-\d "
+                               r"reported nothing for \d+ s and was stopped"):  # fmt: skip
+                replay_ledger(app, rebuilt, starts=starts, workers=2, stall_seconds=4)
+            blocker.rollback()
+        assert "in _ledger_worker" in capfd.readouterr().err  # faulthandler's dump
+        resumed = replay_ledger(app, rebuilt, workers=2)
+        assert resumed.finished and resumed.consumed > 0
