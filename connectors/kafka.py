@@ -311,6 +311,26 @@ class EventConsumer:
                 ends[(topic, partition)] = high
         return ends
 
+    def log_starts(
+        self, partitions: Iterable[tuple[str, int]], timeout: float = 10.0
+    ) -> dict[tuple[str, int], int]:
+        """The first offset each partition still holds (its low watermark): above 0 once
+        retention or a deletion removed the records before it."""
+        return {
+            (topic, partition): self.consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout
+            )[0]
+            for topic, partition in partitions
+        }
+
+    def positions(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Each assigned partition's position: the offset after the last record, or the last
+        transaction marker, this consumer handed over (partitions not read yet are left out)."""
+        if not partitions:
+            return {}
+        at = self.consumer.position([TopicPartition(t, p) for t, p in partitions])
+        return {(tp.topic, tp.partition): tp.offset for tp in at if tp.offset >= 0}
+
     def poll(
         self, max_records: int = 1000, timeout: float = 1.0, linger: float = LINGER_SECONDS
     ) -> list[Consumed]:

@@ -34,7 +34,7 @@ from connectors import postgres
 from connectors.kafka import Consumed, EventConsumer
 from connectors.settings import Settings
 from entrypoints.bootstrap import App, bootstrap
-from ledger.errors import InfrastructureError
+from ledger.errors import InfrastructureError, LedgerError
 from ledger.events import ExternalRefundReported
 from processors.base import PostgresProcessor
 from processors.ledger_projector import TOPICS, build_ledger_processor
@@ -51,6 +51,38 @@ STALL_SECONDS = 300.0
 """How long a parallel replay's worker may report nothing before it is taken for stuck. A worker
 reports after every batch and every empty read of its partitions (at most a second), so
 silence this long means a wait that will not end by itself."""
+
+
+class HistoryDeleted(LedgerError):
+    """The replay would start before the first record a partition still holds: what lay there
+    was deleted (topic retention, a records deletion) and cannot be rebuilt from the log."""
+
+    code = "LOG_HISTORY_DELETED"
+
+
+def deleted_ranges(
+    origin: Mapping[tuple[str, int], int], log_starts: Mapping[tuple[str, int], int]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """The partitions whose replay would begin (``origin``) before the first offset the log
+    still holds (``log_starts``), with both offsets: the records in between are gone."""
+    return {tp: (o, log_starts[tp]) for tp, o in sorted(origin.items())
+            if tp in log_starts and log_starts[tp] > o}  # fmt: skip
+
+
+def _refuse_deleted_history(reader: EventConsumer, origin: Mapping[tuple[str, int], int]) -> None:
+    """Raise ``HistoryDeleted`` naming every partition a replay from ``origin`` would miss the
+    beginning of. Read on, it would skip those records without a word (the reader moves to the
+    first offset there is) and rebuild a projection that is not the log's."""
+    gone = deleted_ranges(origin, reader.log_starts(origin))
+    if gone:
+        where = "; ".join(f"{t}[{p}] holds offsets from {first:,}, the replay starts at {o:,}"
+                          for (t, p), (o, first) in gone.items())  # fmt: skip
+        raise HistoryDeleted(
+            f"the log no longer holds the records this replay must start with ({where}): they "
+            "were deleted (topic retention). A replay cannot rebuild what the log does not hold; "
+            "restore the topic, or replay from --from-time after the first record kept "
+            "(docs/operations.md, 'What retention means for replay')"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +165,7 @@ def _replay_in_parallel(
         stored = _first_offsets(app, url, GROUP, TOPICS, starts, from_time, reader)
         ends = reader.end_offsets(list(TOPICS))
         todo = {tp: stored.get(tp, 0) for tp in ends}  # a partition added since: its start
+        _refuse_deleted_history(reader, {tp: o for tp, o in todo.items() if o < ends[tp]})
         refunds = _refunds_reported(reader, todo, ends)
     finally:
         reader.close()
@@ -252,9 +285,8 @@ def _refunds_reported(
                 if r.offset + 1 >= ends[tp]:
                     del left[tp]
         if not records:  # the ends may be past the last record (transaction markers)
-            at = reader.consumer.position([TopicPartition(t, p) for t, p in left])
-            left = {(x.topic, x.partition): 0 for x in at if x.offset < ends[(x.topic,
-                    x.partition)]}  # fmt: skip
+            at = reader.positions(list(left))
+            left = {tp: 0 for tp in left if at.get(tp, -1) < ends[tp]}
     return False
 
 
@@ -385,6 +417,7 @@ def _replay(
         stored = _first_offsets(app, url, group, topics, starts, from_time, reader)
         origin = {tp: min(stored.get(tp, 0), ends[tp]) for tp in ends}
         todo = {tp: (origin[tp], ends[tp]) for tp in ends if origin[tp] < ends[tp]}
+        _refuse_deleted_history(reader, {tp: o for tp, (o, _) in todo.items()})
         reader.assign_at({tp: o for tp, (o, _) in todo.items()})
         merge = _Merge(todo)
         started, consumed, steps = time.perf_counter(), 0, 0
@@ -400,19 +433,27 @@ def _replay(
                 consumed += processor.apply(ready).consumed
                 steps += 1
             if not merge.all_read() and (not ready or merge.pending() < batch_size):
-                merge.take(reader.poll(batch_size, 1.0))
+                records = reader.poll(batch_size, 1.0)
+                merge.take(records)
+                if len(records) < batch_size:  # caught up: past markers at a partition's end?
+                    merge.passed(reader.positions(merge.open_partitions()))
     finally:
         reader.close()
         processor.close()
 
 
 class _Merge:
-    """Records of several partitions in log-timestamp order, each partition's order kept."""
+    """Records of several partitions in log-timestamp order, each partition's order kept.
+
+    Offsets, not counts: a partition's offsets may hold no record (a transaction's commit or
+    abort marker, an aborted producer's records, which a read_committed reader never sees), so
+    what is applied is tracked by offset, and a partition whose reader passed its end offset is
+    read to it even when no record came from its last offsets (``passed``)."""
 
     def __init__(self, todo: dict[tuple[str, int], tuple[int, int]]) -> None:
         self.ends = {tp: end for tp, (_, end) in todo.items()}
         self.read = {tp: start for tp, (start, _) in todo.items()}  # next offset to read
-        self.applied = dict(self.read)  # next offset to apply
+        self.applied = dict(self.read)  # every offset below it applied (or held no record)
         self.buffers: dict[tuple[str, int], list[Consumed]] = {tp: [] for tp in todo}
         self.last_seen: dict[tuple[str, int], int] = {}
 
@@ -424,6 +465,18 @@ class _Merge:
             self.buffers[tp].append(r)
             self.read[tp] = r.offset + 1
             self.last_seen[tp] = max(r.timestamp_ms, self.last_seen.get(tp, -1))
+
+    def passed(self, positions: Mapping[tuple[str, int], int]) -> None:
+        """The reader's positions (the offset after the last record or marker it handed over):
+        the offsets below one hold nothing more to read."""
+        for tp, at in positions.items():
+            if tp in self.ends and at > self.read[tp]:
+                self.read[tp] = min(at, self.ends[tp])
+                if not self.buffers[tp]:
+                    self.applied[tp] = self.read[tp]
+
+    def open_partitions(self) -> list[tuple[str, int]]:
+        return [tp for tp, end in self.ends.items() if self.read[tp] < end]
 
     def all_read(self) -> bool:
         return all(self.read[tp] >= end for tp, end in self.ends.items())
@@ -437,7 +490,7 @@ class _Merge:
     def ready(self, limit: int) -> list[Consumed]:
         """Up to ``limit`` records no unread record can precede: those at or before the
         watermark, the earliest latest-seen timestamp of the partitions not read to their end."""
-        open_ = [tp for tp in self.ends if self.read[tp] < self.ends[tp]]
+        open_ = self.open_partitions()
         if any(tp not in self.last_seen for tp in open_):
             return []  # a partition that has shown nothing yet may hold the earliest record
         watermark = min((self.last_seen[tp] for tp in open_), default=None)
@@ -455,8 +508,11 @@ class _Merge:
         for r in out:
             taken[(r.topic, r.partition)] = taken.get((r.topic, r.partition), 0) + 1
         for tp, n in taken.items():
-            del self.buffers[tp][:n]
-            self.applied[tp] += n
+            buffer = self.buffers[tp]
+            self.applied[tp] = buffer[n - 1].offset + 1
+            del buffer[:n]
+            if not buffer:
+                self.applied[tp] = self.read[tp]  # the offsets read past held no record
         return out
 
 

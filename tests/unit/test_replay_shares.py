@@ -49,3 +49,12 @@ def test_the_cli_bounds_workers_and_keeps_them_to_the_ledger() -> None:
     result = CliRunner().invoke(cli, ["replay", "--into", "x", "--workers", "2", "--projection",
                                       "sessions"], env=env)  # fmt: skip
     assert result.exit_code == 2 and "ledger projection only" in result.output
+
+
+def test_a_start_before_the_first_offset_kept_names_the_deleted_range() -> None:
+    from entrypoints.replay import deleted_ranges
+
+    origin = {("payments.events", 0): 0, ("payments.events", 1): 40, ("billing.events", 0): 7}
+    kept = {("payments.events", 0): 12, ("payments.events", 1): 40, ("billing.events", 0): 0}
+    assert deleted_ranges(origin, kept) == {("payments.events", 0): (0, 12)}
+    assert deleted_ranges(origin, dict.fromkeys(origin, 0)) == {}
