@@ -4,6 +4,11 @@ killed halfway and resumed; audit compare names a difference."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -118,3 +123,37 @@ def test_a_stuck_worker_of_a_parallel_replay_is_named_and_stopped_with_its_stack
         assert "in _ledger_worker" in capfd.readouterr().err  # faulthandler's dump
         resumed = replay_ledger(app, rebuilt, workers=2)
         assert resumed.finished and resumed.consumed > 0
+
+
+def test_a_worker_of_a_parallel_replay_killed_ends_the_replay_with_its_name(app: App) -> None:
+    """A worker killed from outside (SIGKILL: the OOM killer, an operator) sends nothing; the
+    replay ends with an error naming it and its exit, and the other worker is stopped."""
+    stream = mixed_stream(f"net-kill-{uuid.uuid4().hex[:8]}", payments_count=8, seed=6)
+    with scratch_book(app) as rebuilt:
+        starts = end_offsets(app, list(TOPICS))
+        publish(app, stream.phase1)
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                replay_ledger(app, rebuilt, starts=starts, workers=2)
+            except BaseException as exc:  # handed to the test's thread
+                failed.append(exc)
+
+        with psycopg.connect(rebuilt) as blocker:  # the workers wait here until the kill
+            blocker.execute("LOCK TABLE payments IN ACCESS EXCLUSIVE MODE")
+            replay = threading.Thread(target=run, daemon=True)
+            replay.start()
+            deadline = time.monotonic() + 60
+            while len(workers := [p for p in multiprocessing.active_children()
+                                  if p.name.startswith("replay-worker-")]) < 2:  # fmt: skip
+                assert time.monotonic() < deadline, "the workers did not start"
+                time.sleep(0.2)
+            victim = next(p for p in workers if p.name == "replay-worker-1")
+            os.kill(victim.pid or 0, signal.SIGKILL)
+            replay.join(60)
+            blocker.rollback()
+        assert not replay.is_alive() and len(failed) == 1
+        assert isinstance(failed[0], InfrastructureError)
+        assert "replay worker replay-worker-1 exited with -9 without a result" in str(failed[0])
+        assert all(not p.is_alive() for p in workers)
