@@ -13,20 +13,95 @@ process into a third database gives the workers' speed-up.
 
 from __future__ import annotations
 
+import tempfile
+import threading
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from bench.harness import BenchContext, Metric
 from bench.suite_ledger import BATCH, busy_run, consume_decode, ends, fresh_book, payment_events
 from connectors import audit, postgres
-from entrypoints.bootstrap import bootstrap
+from entrypoints.bootstrap import App, bootstrap
 from entrypoints.replay import replay_ledger
 from processors.ledger_projector import build_ledger_processor
 
 TARGET = 100_000
 WORKERS = 2
+SKIPPED = ("schema_migrations", "consumer_offsets", "period_lock", "processing_counts")
+"""Tables left out of the PostgreSQL ceiling: bookkeeping of a few rows, or filled by the
+migration itself."""
+
+
+def postgres_ceiling(
+    app: App, rebuilt: str, events: int, sessions: int = WORKERS
+) -> tuple[float, int]:
+    """Events/s of PostgreSQL alone loading every row the rebuild wrote into ``rebuilt`` (journal,
+    chain, payment states and history, references, duplicate marks, balances...) into a fresh,
+    migrated, indexed database: ``sessions`` connections side by side, each one COPY per table
+    of its half of the rows and one commit, foreign-key triggers off (a bulk load). No Kafka, no
+    decoding, no domain work: what PostgreSQL alone absorbs here of these rows, into tables
+    shaped as the rebuild's are. Returns the rate and the bytes loaded."""
+    name = f"bench_ceiling_{uuid.uuid4().hex[:10]}"
+    target = postgres.create_database(app.database_url, name)
+    with tempfile.TemporaryDirectory(prefix="evledger-ceiling-") as tmp:
+        shares: list[list[tuple[str, Path]]] = [[] for _ in range(sessions)]
+        size = 0
+        try:
+            with psycopg.connect(rebuilt) as src, psycopg.connect(target) as dst:
+                tables = [t for (t,) in src.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+                    if t not in SKIPPED]  # fmt: skip
+                for table in tables:
+                    if dst.execute(f"SELECT EXISTS (SELECT FROM {table})").fetchone() != (False,):
+                        continue  # filled by the migration: not the rebuild's work
+                    columns = ", ".join(f'"{c}"' for (c,) in src.execute(
+                        "SELECT column_name FROM information_schema.columns WHERE table_schema ="
+                        " 'public' AND table_name = %s AND is_generated = 'NEVER' ORDER BY"
+                        " ordinal_position", (table,)))  # fmt: skip
+                    for k in range(sessions):  # rows dealt by their place on the heap pages
+                        path = Path(tmp) / f"{table}.{k}"
+                        place = "((ctid::text::point)[0] + (ctid::text::point)[1])::bigint"
+                        _dump(src, f"SELECT {columns} FROM {table}"
+                              f" WHERE {place} % {sessions} = {k}", path)  # fmt: skip
+                        size += path.stat().st_size
+                        shares[k].append((f"{table} ({columns})", path))
+            failures: list[BaseException] = []
+            began = time.perf_counter()
+            loaders = [threading.Thread(target=_load, args=(target, share, failures))
+                       for share in shares]  # fmt: skip
+            for loader in loaders:
+                loader.start()
+            for loader in loaders:
+                loader.join()
+            elapsed = time.perf_counter() - began
+            if failures:
+                raise RuntimeError(f"the PostgreSQL ceiling's load failed: {failures[0]}")
+        finally:
+            postgres.drop_database(app.database_url, name)
+    return events / elapsed, size
+
+
+def _dump(conn: psycopg.Connection[Any], query: str, path: Path) -> None:
+    with path.open("wb") as out, conn.cursor().copy(f"COPY ({query}) TO STDOUT") as copy:
+        for chunk in copy:
+            out.write(chunk)
+
+
+def _load(url: str, share: list[tuple[str, Path]], failures: list[BaseException]) -> None:
+    try:
+        with psycopg.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("SET session_replication_role = replica")
+            for table, path in share:
+                with path.open("rb") as source, cur.copy(f"COPY {table} FROM STDIN") as copy:
+                    while chunk := source.read(1 << 20):
+                        copy.write(chunk)
+            conn.commit()
+    except BaseException as exc:  # raised by the caller, in its thread
+        failures.append(exc)
 
 
 def run(ctx: BenchContext) -> list[Metric]:
@@ -78,6 +153,7 @@ def run(ctx: BenchContext) -> list[Metric]:
         compared = time.perf_counter() - t
         if problems:
             raise RuntimeError(f"the replay differs from the live projection: {problems[:5]}")
+        ceiling, loaded = postgres_ceiling(app, rebuilt, total)
     finally:
         postgres.drop_database(app.database_url, live_name)
         postgres.drop_database(app.database_url, rebuilt_name)
@@ -99,6 +175,14 @@ def run(ctx: BenchContext) -> list[Metric]:
                        note="the same rebuild against the live projector"),
         Metric.against("replay_1_worker_vs_live", one_rate, "events/s", live_metric,
                        note="the replay in one process, not stopped"),
+        pg_metric := Metric("postgres_ceiling", ceiling, "events/s",
+                            note=f"PostgreSQL alone loading the {loaded / 1e6:,.0f} MB of rows "
+                            f"the rebuild wrote ({loaded / total:,.0f} bytes per event) into a "
+                            f"fresh indexed database, {WORKERS} sessions, one COPY per table, "
+                            "foreign-key triggers off; no Kafka, no decoding, no rules"),
+        Metric.against("replay_vs_postgres_ceiling", replay_rate, "events/s", pg_metric,
+                       note=f"the same rebuild against what PostgreSQL alone takes of its rows "
+                       f"here; the target of {TARGET:,}/s is {TARGET / ceiling:.1f}x that"),
         Metric("replay_seconds", replay_seconds, "s",
                note=f"{total:,} events; compare took {compared:.0f} s; events generated in "
                f"{generated:.0f} s"),
