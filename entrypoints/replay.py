@@ -80,8 +80,9 @@ def _refuse_deleted_history(reader: EventConsumer, origin: Mapping[tuple[str, in
         raise HistoryDeleted(
             f"the log no longer holds the records this replay must start with ({where}): they "
             "were deleted (topic retention). A replay cannot rebuild what the log does not hold; "
-            "restore the topic, or replay from --from-time after the first record kept "
-            "(docs/operations.md, 'What retention means for replay')"
+            "restore the topic, or replay with --from-time after the first record kept (into a "
+            "new database if this one has begun) (docs/operations.md, 'What retention means "
+            "for replay')"
         )
 
 
@@ -526,7 +527,9 @@ def _first_offsets(
     reader: EventConsumer | None = None,
 ) -> dict[tuple[str, int], int]:
     """Where the replay of ``group`` into ``url`` stands: its stored offsets, or on a first run
-    ``starts``, the offsets at ``from_time`` or 0, stored now."""
+    ``starts``, the offsets at ``from_time`` or 0, stored now, unless the log no longer holds
+    them (``HistoryDeleted``, raised before anything is stored, so the same target can be
+    replayed into again with a later ``from_time``)."""
     with postgres.connect(url) as conn:
         stored = postgres.stored_offsets(conn, group, topics)
         if stored:
@@ -536,6 +539,7 @@ def _first_offsets(
         try:
             stored = starts or _offsets_at(reader.consumer, reader.end_offsets(list(topics)),
                                            from_time)  # fmt: skip
+            _refuse_deleted_history(reader, stored)
         finally:
             if own:
                 reader.close()

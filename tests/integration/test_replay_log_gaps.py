@@ -35,21 +35,30 @@ def test_a_replay_from_records_deleted_by_retention_is_refused_naming_the_partit
     publisher.flush()
     deleted = admin.delete_records([TopicPartition(topic, 0, 3)], request_timeout=30)
     [future.result() for future in deleted.values()]  # the log now starts at offset 3
+    group = f"test-{topic}"
+
+    def replay(url: str, starts: dict[tuple[str, int], int] | None, steps: int | None) -> Replayed:
+        processor = PostgresProcessor(app, AttemptsFromLog(), group, [topic], database_url=url,
+                                      subscribe=False)  # fmt: skip
+        return _replay(app, url, processor, group, (topic,), starts, None, None, steps, 100)
+
     try:
         with scratch_book(app) as url:
-            processor = PostgresProcessor(app, AttemptsFromLog(), f"test-{topic}", [topic],
-                                          database_url=url, subscribe=False)  # fmt: skip
-            with pytest.raises(HistoryDeleted) as caught:
-                _replay(app, url, processor, f"test-{topic}", (topic,), None, None, None, None,
-                        100)  # fmt: skip
+            with pytest.raises(HistoryDeleted) as caught:  # a first run, from offset 0
+                replay(url, None, None)
             assert caught.value.code == "LOG_HISTORY_DELETED"
             assert f"{topic}[0] holds offsets from 3, the replay starts at 0" in str(caught.value)
 
-            processor = PostgresProcessor(app, AttemptsFromLog(), f"test2-{topic}", [topic],
-                                          database_url=url, subscribe=False)  # fmt: skip
-            starting_at_3 = _replay(app, url, processor, f"test2-{topic}", (topic,),
-                                    {(topic, 0): 3}, None, None, None, 100)  # fmt: skip
-            assert starting_at_3.finished and starting_at_3.consumed == 2  # from what is kept
+            begun = replay(url, {(topic, 0): 3}, 0)  # refused, it stored nothing: start again
+            assert not begun.finished and begun.consumed == 0  # offset 3 stored, nothing applied
+            trimmed = admin.delete_records([TopicPartition(topic, 0, 4)], request_timeout=30)
+            [future.result() for future in trimmed.values()]
+            with pytest.raises(HistoryDeleted, match=r"holds offsets from 4, the replay starts "
+                               r"at 3"):  # fmt: skip
+                replay(url, None, None)  # resuming, from the stored 3
+        with scratch_book(app) as url:
+            kept = replay(url, {(topic, 0): 4}, None)
+            assert kept.finished and kept.consumed == 1  # what is kept is replayed
     finally:
         admin.delete_topics([topic])
 
