@@ -229,10 +229,10 @@ def _check_workers(
     nothing (what a process sends is in the queue before it exits: the result is lost), or has
     reported nothing for ``stall_seconds`` (asked first to write its threads' stacks to its
     output: SIGUSR1, ``faulthandler``). ``heard``: when each was last heard from."""
-    for proc in exited:
-        raise InfrastructureError(f"replay worker {proc.name} exited with {proc.exitcode} "
-                                  "without a result; run the replay again to resume",
-                                  retriable=True)  # fmt: skip
+    if exited:
+        raise InfrastructureError(f"replay worker {exited[0].name} exited with "
+                                  f"{exited[0].exitcode} without a result; run the replay again "
+                                  "to resume", retriable=True)  # fmt: skip
     now = time.monotonic()
     for index, proc in owing.items():
         silent = now - heard[index]
@@ -448,13 +448,12 @@ class _Merge:
 
     Offsets, not counts: a partition's offsets may hold no record (a transaction's commit or
     abort marker, an aborted producer's records, which a read_committed reader never sees), so
-    what is applied is tracked by offset, and a partition whose reader passed its end offset is
-    read to it even when no record came from its last offsets (``passed``)."""
+    what is applied is told by offset (``applied``), and a partition whose reader passed its end
+    offset is read to it even when no record came from its last offsets (``passed``)."""
 
     def __init__(self, todo: dict[tuple[str, int], tuple[int, int]]) -> None:
         self.ends = {tp: end for tp, (_, end) in todo.items()}
         self.read = {tp: start for tp, (start, _) in todo.items()}  # next offset to read
-        self.applied = dict(self.read)  # every offset below it applied (or held no record)
         self.buffers: dict[tuple[str, int], list[Consumed]] = {tp: [] for tp in todo}
         self.last_seen: dict[tuple[str, int], int] = {}
 
@@ -473,8 +472,6 @@ class _Merge:
         for tp, at in positions.items():
             if tp in self.ends and at > self.read[tp]:
                 self.read[tp] = min(at, self.ends[tp])
-                if not self.buffers[tp]:
-                    self.applied[tp] = self.read[tp]
 
     def open_partitions(self) -> list[tuple[str, int]]:
         return [tp for tp, end in self.ends.items() if self.read[tp] < end]
@@ -483,7 +480,13 @@ class _Merge:
         return all(self.read[tp] >= end for tp, end in self.ends.items())
 
     def finished(self) -> bool:
-        return all(self.applied[tp] >= end for tp, end in self.ends.items())
+        return all(self.applied(tp) >= end for tp, end in self.ends.items())
+
+    def applied(self, tp: tuple[str, int]) -> int:
+        """Every offset of ``tp`` below this one was handed out by ``ready`` (to be applied) or
+        held no record: the first one still buffered, else the next one to read."""
+        buffer = self.buffers[tp]
+        return buffer[0].offset if buffer else self.read[tp]
 
     def pending(self) -> int:
         return sum(len(b) for b in self.buffers.values())
@@ -509,11 +512,7 @@ class _Merge:
         for r in out:
             taken[(r.topic, r.partition)] = taken.get((r.topic, r.partition), 0) + 1
         for tp, n in taken.items():
-            buffer = self.buffers[tp]
-            self.applied[tp] = buffer[n - 1].offset + 1
-            del buffer[:n]
-            if not buffer:
-                self.applied[tp] = self.read[tp]  # the offsets read past held no record
+            del self.buffers[tp][:n]
         return out
 
 
@@ -560,7 +559,7 @@ def _report(
     per_topic: dict[str, tuple[int, int]] = {}
     done = 0
     for (topic, p), end in ends.items():
-        d = merge.applied.get((topic, p), end) - origin[(topic, p)]
+        d = (merge.applied((topic, p)) if (topic, p) in merge.ends else end) - origin[(topic, p)]
         done += d
         a, b = per_topic.get(topic, (0, 0))
         per_topic[topic] = (a + d, b + end - origin[(topic, p)])
